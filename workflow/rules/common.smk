@@ -42,6 +42,11 @@ def fasta_inputs():
     return {"fasta": fasta_path()}
 
 
+def features_path():
+    """features.h5: the precomputed file when configured, else the one the Sei stage writes."""
+    return config["features"]["precomputed"] or "results/features/features.h5"
+
+
 def chromosomes_arg():
     chroms = config["genes"]["chromosomes"]
     return "all" if chroms == "all" else " ".join(chroms)

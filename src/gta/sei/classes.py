@@ -1,0 +1,34 @@
+"""The 40 Sei sequence classes (paper Appendix A): labels, names, groups, the low-signal ones."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from .. import GTAError
+
+# resources/ at the repository root (the package is installed editable from the repository)
+DEFAULT_TABLE = Path(__file__).resolve().parents[3] / "resources" / "sei_classes.tsv"
+
+
+@lru_cache(maxsize=4)
+def load_classes(path: str | Path = DEFAULT_TABLE) -> pd.DataFrame:
+    """Class table in the official order: index, label (PC1, L1, ...), name, group."""
+    path = Path(path)
+    if not path.is_file():
+        raise GTAError(f"Sei class table not found: {path} (it ships in resources/sei_classes.tsv)")
+    table = pd.read_csv(path, sep="\t")
+    if list(table["index"]) != list(range(40)):
+        raise GTAError(f"Sei class table {path} must list the 40 classes in order 0..39")
+    return table
+
+
+CLASSES = load_classes()
+CLASS_LABELS: list[str] = list(CLASSES["label"])
+CLASS_NAMES: list[str] = list(CLASSES["name"])
+# the 7 "Low signal" classes GTA drops: indices 1, 4, 8, 18, 22, 24, 33
+LOW_SIGNAL: list[int] = [int(i) for i in CLASSES.index[CLASSES["group"] == "L"]]
+KEPT: list[int] = [i for i in range(40) if i not in LOW_SIGNAL]
+assert LOW_SIGNAL == [1, 4, 8, 18, 22, 24, 33], LOW_SIGNAL
