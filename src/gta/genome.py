@@ -177,6 +177,12 @@ def _synthesize_chrom(key: str, length: int, tss: np.ndarray, seed: int):
     step = 1 << 23
     for s in range(0, length, step):
         codes[s:s + step] = _random_bases(rng, gc[s:s + step])
+    # CpG depletion (methylated C deaminates to T): most CG become TG or CA, as in real DNA
+    cg = np.flatnonzero((codes[:-1] == 1) & (codes[1:] == 2))
+    cg = cg[rng.random(cg.shape[0]) < 0.8]
+    to_tg = rng.random(cg.shape[0]) < 0.5
+    codes[cg[to_tg]] = 3
+    codes[cg[~to_tg] + 1] = 0
     lower = np.zeros(length, bool)
 
     # interspersed repeats (lower case): SINE-like (~300 bp, GC-rich) and LINE-like (1-6 kb, AT-rich)

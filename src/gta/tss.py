@@ -129,7 +129,8 @@ def build_tss_table(mane: pd.DataFrame, fasta_names: Sequence[str],
     if missing:
         hint = ("the FASTA names chromosomes 'chr1'-style" if naming == "ucsc"
                 else "the FASTA names chromosomes '1'-style")
-        raise GTAError(f"genes.chromosomes asks for {missing}, absent from the FASTA ({hint}); "
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise GTAError(f"genes.chromosomes asks for {shown}, absent from the FASTA ({hint}); "
                        "list chromosomes the FASTA has, named as it names them")
     genes = mane_select(mane)
     genes["chrom"] = [chrom_name(c, naming) for c in genes["chrom"]]
