@@ -1,0 +1,39 @@
+# Annotations: each gene's NCBI Gene summary (or MANE name) and the Figure 4 prompt text.
+# The fetch needs the internet, which compute nodes often lack: it always runs on the submit host.
+
+
+localrules:
+    fetch_annotations,
+
+
+rule fetch_annotations:
+    input:
+        tss="results/genes/tss.tsv",
+    output:
+        "results/annotations/annotations.jsonl",
+    params:
+        source=config["annotations"]["source"],
+        entrez=entrez_args(),
+    log:
+        "results/logs/fetch_annotations.log",
+    benchmark:
+        "results/benchmarks/fetch_annotations.tsv"
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta annotations --source {params.source} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
+
+
+rule make_prompts:
+    input:
+        "results/annotations/annotations.jsonl",
+    output:
+        "results/annotations/prompts.jsonl",
+    params:
+        cell_type=config["annotations"]["cell_type"],
+    log:
+        "results/logs/make_prompts.log",
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta prompts --annotations {input:q} --cell-type {params.cell_type:q} --out {output:q} 2> {log:q}"
