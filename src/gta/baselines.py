@@ -1,0 +1,232 @@
+"""Baselines on the same features and splits as GTA, and imported published predictions.
+
+- `TSS ridge`: the 33 kept Sei classes of the TSS bin, standardised with training-gene statistics,
+  ridge regression; the penalty is the one with the best validation Spearman.
+- `ExPecto-style` (Zhou et al. 2018): each kept class is summed over the bins with exponential
+  distance-decay weights exp(-d / L), separately upstream (d <= 0, transcript direction, TSS bin
+  included) and downstream (d >= 0), for five decay lengths L, then the same ridge. ExPecto's
+  own five constants (0.01-0.2 per 200 bp: 1-20 kb) fit its 40 kb window; here the five lengths
+  span 4 kb - 1 Mb geometrically for windows up to ~1 Mb. All stored bins are used.
+- Huang et al. predictions (`evaluate.baseline_predictions`, CSV `gene,Xpresso,...`): one
+  predictions file per column, genes matched like expression tables.
+
+Models are fitted on training genes only; validation genes only choose the penalty.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import GTAError
+from .evaluate import PREDICTION_COLUMNS, read_targets, write_predictions
+from .expression import match_identifiers
+from .io import require_file
+from .sei import KEPT
+
+log = logging.getLogger("gta.baselines")
+
+BASELINES = {"tss_ridge": "TSS ridge", "expecto_style": "ExPecto-style"}
+ALPHAS = np.logspace(-2, 6, 17)
+EXPECTO_DECAY_BP = (4096.0, 16384.0, 65536.0, 262144.0, 1048576.0)
+
+
+# ----------------------------------------------------------------------------- model pieces
+
+def ridge_path(x_train: np.ndarray, y_train: np.ndarray, alphas=ALPHAS):
+    """Ridge coefficients for each penalty on standardised features (intercept = mean of y).
+
+    Returns (mean, scale, intercept, coefs (len(alphas), features)); features that are constant on
+    the training genes get scale 1 and end up with coefficient 0.
+    """
+    mean = x_train.mean(axis=0)
+    scale = x_train.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    a = (x_train - mean) / scale
+    intercept = float(y_train.mean())
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    uty = u.T @ (y_train - intercept)
+    coefs = np.stack([vt.T @ (s / (s ** 2 + alpha) * uty) for alpha in alphas])
+    return mean, scale, intercept, coefs
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return -np.inf
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, name: str = "ridge") -> np.ndarray:
+    """Predictions for every gene from ridge fitted on 'train', penalty chosen by Spearman on 'val'.
+
+    Ties between penalties go to the larger one.
+    """
+    train, val = split == "train", split == "val"
+    if train.sum() < 2 or val.sum() < 2:
+        raise GTAError(f"{name}: needs at least 2 training and 2 validation genes "
+                       f"(got {int(train.sum())} and {int(val.sum())})")
+    mean, scale, intercept, coefs = ridge_path(x[train], y[train], alphas)
+    z = (x - mean) / scale
+    preds = z @ coefs.T + intercept  # (genes, alphas)
+    scores = np.array([_spearman(preds[val, i], y[val]) for i in range(len(alphas))])
+    best = max(range(len(alphas)), key=lambda i: (scores[i], alphas[i]))
+    log.info("%s: %d features, %d training genes; penalty %.3g (validation Spearman %.4f)",
+             name, x.shape[1], int(train.sum()), alphas[best], scores[best])
+    return preds[:, best]
+
+
+def upstream_sign(strand: np.ndarray, orient: str) -> np.ndarray:
+    """Per gene, +1 when bin offsets already run in transcript direction, -1 when they must flip.
+
+    In 'reference' orientation a minus-strand gene's upstream bins lie to the right of its TSS
+    bin; in 'transcript' orientation every window already has upstream on the left.
+    """
+    if orient == "transcript":
+        return np.ones(len(strand))
+    if orient == "reference":
+        bad = ~np.isin(strand, ["+", "-"])
+        if bad.any():
+            raise GTAError(f"{int(bad.sum())} genes have a strand other than '+'/'-' in tss.tsv")
+        return np.where(strand == "-", -1.0, 1.0)
+    raise GTAError(f"features attribute orient must be 'reference' or 'transcript', got {orient!r}")
+
+
+def expecto_features(scores: np.ndarray, tss_bin: int, bin_size: int, sign: np.ndarray,
+                     decays_bp=EXPECTO_DECAY_BP) -> np.ndarray:
+    """(genes, classes * len(decays) * 2) distance-decay sums: upstream then downstream per decay.
+
+    scores (genes, bins, classes); sign per gene from `upstream_sign`. A bin at offset i - tss_bin
+    lies d = sign * (i - tss_bin) * bin_size bp from the TSS in transcript direction.
+    """
+    genes, n, classes = scores.shape
+    offset = (np.arange(n) - tss_bin).astype(np.float64) * bin_size
+    out = np.zeros((genes, 2 * len(decays_bp) * classes), np.float64)
+    for s in np.unique(sign):  # genes sharing an orientation share the weights
+        rows = np.flatnonzero(sign == s)
+        d = s * offset
+        weights = []
+        for length in decays_bp:
+            w = np.exp(-np.abs(d) / length)
+            weights += [w * (d <= 0), w * (d >= 0)]
+        w = np.stack(weights, axis=1).astype(scores.dtype)  # (bins, 2 * decays)
+        block = np.einsum("gnc,nk->gkc", scores[rows], w, optimize=True)
+        out[rows] = block.reshape(len(rows), -1)
+    return out
+
+
+# ----------------------------------------------------------------------------- stages
+
+def _load_features(path: str | Path, tss_bin_only: bool = False):
+    """(gene_id, kept-class scores (genes, bins, 33) float32, tss_bin, n_bins, bin_size, orient).
+
+    With `tss_bin_only` the scores hold the TSS bin alone (genes, 1, 33).
+    """
+    import h5py
+
+    path = require_file(path, "features file", "rerun the Sei stage or fix features.precomputed")
+    with h5py.File(path, "r") as f:
+        try:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            tss_bin, n_bins, bin_size = int(attrs["tss_bin"]), int(attrs["n_bins"]), int(attrs["bin_size"])
+            orient = str(attrs.get("orient", "reference"))
+            gene_id = f["gene_id"][:].astype(np.int64)
+            feats = f["features"][:, tss_bin:tss_bin + 1] if tss_bin_only else f["features"][:]
+            return gene_id, feats[:, :, KEPT].astype(np.float32), tss_bin, n_bins, bin_size, orient
+        except KeyError as e:
+            raise GTAError(f"features file {path} lacks {e}; see CONTRACT section 3") from e
+
+
+def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str | Path, out: str | Path) -> pd.DataFrame:
+    """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene."""
+    from .tss import read_tss
+
+    if model not in BASELINES:
+        raise GTAError(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")
+    gene_id, scores, tss_bin, n_bins, bin_size, orient = _load_features(features, model == "tss_ridge")
+    tgt = read_targets(targets)
+    pos = {g: i for i, g in enumerate(gene_id)}
+    missing = [g for g in tgt["gene_id"] if g not in pos]
+    if missing:
+        raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features} "
+                       f"(first: {missing[:5]}); rerun make_targets")
+    rows = np.array([pos[g] for g in tgt["gene_id"]], np.int64)
+    scores = scores[rows]
+    y = tgt["value"].to_numpy(np.float64)
+    split = tgt["split"].to_numpy(str)
+    if model == "tss_ridge":
+        x = scores[:, 0, :].astype(np.float64)
+    else:
+        genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss")).set_index("gene_id")
+        absent = [g for g in tgt["gene_id"] if g not in genes.index]
+        if absent:
+            raise GTAError(f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets")
+        strand = genes.loc[tgt["gene_id"], "strand"].to_numpy(str)
+        x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
+        log.info("ExPecto-style features from %d bins (%s orientation), decay lengths %s bp", n_bins, orient,
+                 ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP))
+    pred = fit_ridge(x, y, split, name=BASELINES[model])
+    table = pd.DataFrame({"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split,
+                          "observed": y, "predicted": pred})
+    test = split == "test"
+    if test.sum() > 2:
+        log.info("%s: test Spearman %.4f on %d genes", BASELINES[model], _spearman(pred[test], y[test]), int(test.sum()))
+    write_predictions(table, out)
+    return table
+
+
+def prediction_file_stem(column: str) -> str:
+    """File name stem of an imported predictions column: huang_<column>, unsafe characters as '_'."""
+    return "huang_" + re.sub(r"[^A-Za-z0-9_.-]", "_", column.strip())
+
+
+def read_baseline_columns(path: str | Path) -> list[str]:
+    """The model columns of a Huang et al. predictions CSV (all but the first, `gene`)."""
+    path = require_file(path, "baseline predictions (evaluate.baseline_predictions)",
+                        "give a CSV with header gene,Xpresso,Enformer,Basenji2,ExPecto or null")
+    header = pd.read_csv(path, nrows=0).columns
+    if len(header) < 2 or header[0].strip().lower() != "gene":
+        raise GTAError(f"baseline predictions {path} (evaluate.baseline_predictions) must start with a 'gene' "
+                       f"column followed by one column per model; header is {list(header)}")
+    cols = [c.strip() for c in header[1:]]
+    stems = [prediction_file_stem(c) for c in cols]
+    if len(set(stems)) != len(stems):
+        raise GTAError(f"baseline predictions {path}: model columns {cols} are not distinct")
+    return cols
+
+
+def import_predictions(csv: str | Path, targets: str | Path, tss: str | Path, out_dir: str | Path) -> dict[str, Path]:
+    """CLI body of `gta import-predictions`: one predictions file per model column of a Huang CSV."""
+    from .tss import read_tss
+
+    cols = read_baseline_columns(csv)
+    table = pd.read_csv(csv, dtype={0: str})
+    table.columns = [c.strip() for c in table.columns]
+    genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss"))
+    ids = match_identifiers(table.iloc[:, 0].astype(str).tolist(), genes, f"baseline predictions {csv}")
+    tgt = read_targets(targets).set_index("gene_id")
+    keep = (ids >= 0) & np.isin(ids, tgt.index.to_numpy())
+    tables = {}
+    for col in cols:
+        pred = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64)
+        ok = keep & np.isfinite(pred)
+        g = ids[ok]
+        df = pd.DataFrame({"gene_id": g, "symbol": tgt.loc[g, "symbol"].to_numpy(), "split": tgt.loc[g, "split"].to_numpy(),
+                           "observed": tgt.loc[g, "value"].to_numpy(), "predicted": pred[ok]})
+        n_test = int((df["split"] == "test").sum())
+        log.info("%s: %d genes with a prediction and a target, %d of %d test genes", col, len(df), n_test,
+                 int((tgt["split"] == "test").sum()))
+        if n_test < 3:
+            raise GTAError(f"baseline predictions {csv}: column {col!r} covers {n_test} test genes; check its "
+                           "gene identifiers (lower-case symbols or Ensembl ids) and genes.test_genes")
+        tables[col] = df
+    written = {}
+    for col, df in tables.items():  # every column checked before any file is written
+        path = Path(out_dir) / f"{prediction_file_stem(col)}.tsv"
+        write_predictions(df, path)
+        written[col] = path
+    return written

@@ -1,0 +1,284 @@
+"""Bootstrap Spearman evaluation and assembly of Table 1 and Table 2.
+
+Every number is computed on the TEST genes only (split == "test" in targets.tsv). The error bar
+is the paper's: 2 x the standard deviation (numpy's default, ddof=0) of Spearman's rho over
+`n_boot` resamples of the test genes drawn with replacement.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import GTAError
+from .io import atomic_path, require_file
+
+log = logging.getLogger("gta.evaluate")
+
+PREDICTION_COLUMNS = ["gene_id", "symbol", "split", "observed", "predicted"]
+TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
+NOISE_CEILING = "noise ceiling"
+_CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory to ~100 MB)
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+def _sorted_layout(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(rank_of, starts, group): each gene's position when sorted by value; for tied values the
+    first sorted position of each group of equal values and each sorted position's group (None
+    when all values differ)."""
+    order = np.argsort(values, kind="stable")
+    rank_of = np.empty(len(values), np.int64)
+    rank_of[order] = np.arange(len(values))
+    sorted_vals = values[order]
+    new = np.ones(len(values), bool)
+    new[1:] = sorted_vals[1:] != sorted_vals[:-1]
+    if new.all():
+        return rank_of, None, None
+    return rank_of, np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def _twice_ranks(counts: np.ndarray, starts: np.ndarray | None, group: np.ndarray | None) -> np.ndarray:
+    """2 x the average (tie-aware) rank of each sorted position inside each resample.
+
+    counts (B, n) holds how often each gene was drawn, genes in sorted order. A drawn value's
+    rank is the number of drawn values below it plus (copies of its value + 1) / 2, the same for
+    all copies; twice that is an integer, which keeps every later sum exact.
+    """
+    if starts is None:
+        upto = np.cumsum(counts, axis=1, dtype=np.int64)
+        return 2 * upto - counts + 1
+    per_group = np.add.reduceat(counts, starts, axis=1)
+    upto = np.cumsum(per_group, axis=1, dtype=np.int64)
+    return (2 * upto - per_group + 1)[:, group]
+
+
+def bootstrap_resamples(observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000,
+                        seed: int = 0) -> np.ndarray:
+    """Spearman's rho of each of `n_boot` resamples (genes drawn with replacement).
+
+    Resample b draws the gene indices `rng.integers(0, n, n)` for b = 0, 1, ... from
+    `rng = numpy.random.default_rng(seed)`, so a plain loop reproduces it exactly. A resample
+    whose observed or predicted values are all equal gives NaN.
+    """
+    x = np.asarray(observed, dtype=np.float64)
+    y = np.asarray(predicted, dtype=np.float64)
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    pos_x, starts_x, group_x = _sorted_layout(x)
+    pos_y, starts_y, group_y = _sorted_layout(y)
+    # sorted-by-x position -> sorted-by-y position of the same gene
+    x_to_y = np.empty(n, np.int64)
+    x_to_y[pos_x] = pos_y
+    centre = n * (n + 1) ** 2  # sum over a resample of (2 x mean rank)^2 = n (n + 1)^2
+    out = np.empty(n_boot, np.float64)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
+    offsets = None
+    for b0 in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - b0)
+        idx = rng.integers(0, n, size=(b, n))
+        if offsets is None or len(offsets) != b:
+            offsets = (np.arange(b) * n)[:, None]
+        # counts per gene, genes in sorted-by-x order
+        cx = np.bincount((pos_x[idx] + offsets).ravel(), minlength=b * n).reshape(b, n)
+        cy = np.empty_like(cx)
+        cy[:, x_to_y] = cx  # the same counts, genes in sorted-by-y order
+        rx = _twice_ranks(cx, starts_x, group_x)
+        ry = _twice_ranks(cy, starts_y, group_y)[:, x_to_y]  # back to sorted-by-x order
+        wx = cx * rx
+        s_xy = np.einsum("ij,ij->i", wx, ry) - centre
+        s_xx = np.einsum("ij,ij->i", wx, rx) - centre
+        s_yy = np.einsum("ij,ij->i", cx * ry, ry) - centre
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = s_xy / np.sqrt(s_xx.astype(np.float64) * s_yy.astype(np.float64))
+        rho[(s_xx <= 0) | (s_yy <= 0)] = np.nan
+        out[b0:b0 + b] = rho
+    return out
+
+
+def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000,
+                       seed: int = 0) -> tuple[float, float]:
+    """(rho, ci): Spearman's rho on all pairs and 2 x the SD of `n_boot` bootstrap resamples' rho.
+
+    The SD is numpy's default (ddof=0) over the resamples that have a defined rho; resample b
+    draws `rng.integers(0, n, n)` from `numpy.random.default_rng(seed)` (see
+    `bootstrap_resamples`). Needs at least 3 pairs of finite values.
+    """
+    x = np.asarray(observed, dtype=np.float64)
+    y = np.asarray(predicted, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise GTAError(f"bootstrap_spearman needs two 1-D sequences of equal length, got shapes {x.shape} and {y.shape}")
+    if len(x) < 3:
+        raise GTAError(f"bootstrap_spearman needs at least 3 genes, got {len(x)}")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise GTAError("bootstrap_spearman got NaN or infinite values; drop genes without a prediction first")
+    if n_boot < 2:
+        raise GTAError(f"n_boot must be at least 2, got {n_boot}")
+    rho = float(stats.spearmanr(x, y).statistic)
+    boots = bootstrap_resamples(x, y, n_boot, seed)
+    ok = np.isfinite(boots)
+    ci = float(2.0 * np.std(boots[ok])) if ok.sum() >= 2 else math.nan
+    return rho, ci
+
+
+# ----------------------------------------------------------------------------- prediction files
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """Read a results/predictions/<model>.tsv file and check its columns."""
+    path = require_file(path, "predictions file", "rerun the rule that writes it")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str},
+                         keep_default_na=False, na_values=["", "NA", "NaN", "nan"])
+    except Exception as e:
+        raise GTAError(f"cannot read predictions file {path}: {e}") from e
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise GTAError(f"predictions file {path} lacks columns {missing}; expected {PREDICTION_COLUMNS}")
+    for col in ("observed", "predicted"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def write_predictions(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a predictions table (CONTRACT columns, sorted by gene_id) atomically."""
+    out = df[PREDICTION_COLUMNS].sort_values("gene_id")
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, predicted) of the test genes that have a finite prediction.
+
+    With `targets` (targets.tsv), its split decides which genes are test genes and the file's
+    observed values must agree with it (a stale predictions file is an error).
+    """
+    if targets is not None:
+        test = targets[targets["split"] == "test"].set_index("gene_id")["value"]
+        rows = pred[pred["gene_id"].isin(test.index)]
+        expect = test.loc[rows["gene_id"]].to_numpy(np.float64)
+        got = rows["observed"].to_numpy(np.float64)
+        if not np.allclose(got, expect, rtol=1e-4, atol=1e-6, equal_nan=False):
+            raise GTAError(f"{name}: observed values differ from results/expression/targets.tsv; the "
+                           "predictions file is stale, rerun the rule that writes it")
+        wrong_split = rows["split"] != "test"
+        if wrong_split.any():
+            raise GTAError(f"{name}: {int(wrong_split.sum())} test genes of targets.tsv have another split in "
+                           "the predictions file; it is stale, rerun the rule that writes it")
+        n_test = len(test)
+    else:
+        rows = pred[pred["split"] == "test"]
+        n_test = len(rows)
+    rows = rows[np.isfinite(rows["predicted"].to_numpy(np.float64))]
+    if len(rows) < n_test:
+        log.warning("%s: predictions for %d of %d test genes", name, len(rows), n_test)
+    if len(rows) < 3:
+        raise GTAError(f"{name}: only {len(rows)} test genes with a prediction; need at least 3")
+    return rows["observed"].to_numpy(np.float64), rows["predicted"].to_numpy(np.float64)
+
+
+# ----------------------------------------------------------------------------- tables
+
+@dataclass
+class Row:
+    """One Table 1 row to compute: a model name, its bins (None = no bins) and its predictions."""
+
+    model: str
+    n_bins: int | None
+    path: str
+
+
+def _fmt(value: float) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.4f}"
+
+
+def evaluate_file(path: str | Path, targets: pd.DataFrame | None, n_boot: int, seed: int,
+                  name: str | None = None) -> tuple[float, float, int]:
+    """(spearman, ci, n_genes) of one predictions file on the test genes."""
+    name = name or str(path)
+    obs, pred = held_out_pairs(read_predictions(path), targets, name)
+    t0 = time.perf_counter()
+    rho, ci = bootstrap_spearman(obs, pred, n_boot, seed)
+    log.info("%s: Spearman %.4f +- %.4f on %d test genes (%d resamples in %.2f s)", name, rho, ci,
+             len(obs), n_boot, time.perf_counter() - t0)
+    return rho, ci, len(obs)
+
+
+def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float, int]:
+    """Spearman of the simulation's noiseless signal vs the observed targets on the test genes."""
+    sim = pd.read_csv(require_file(simulation, "simulation signal", "rerun make_targets"), sep="\t")
+    if not {"gene_id", "signal"} <= set(sim.columns):
+        raise GTAError(f"simulation file {simulation} needs columns gene_id, signal")
+    test = targets[targets["split"] == "test"].merge(sim[["gene_id", "signal"]], on="gene_id", how="inner")
+    if len(test) < 3:
+        raise GTAError(f"simulation file {simulation} covers {len(test)} test genes; rerun make_targets")
+    rho, ci = bootstrap_spearman(test["value"].to_numpy(), test["signal"].to_numpy(), n_boot, seed)
+    log.info("noise ceiling: Spearman %.4f +- %.4f on %d test genes", rho, ci, len(test))
+    return rho, ci, len(test)
+
+
+def read_targets(path: str | Path) -> pd.DataFrame:
+    """Read results/expression/targets.tsv."""
+    path = require_file(path, "targets table", "rerun make_targets")
+    df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str}, keep_default_na=False)
+    if not {"gene_id", "symbol", "value", "split"} <= set(df.columns):
+        raise GTAError(f"targets table {path} needs columns gene_id, symbol, value, split")
+    df["value"] = df["value"].astype(np.float64)
+    return df
+
+
+def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_size: int,
+                simulation: str | Path | None = None, n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Write results/table1.tsv: one row per model (+ the noise ceiling when `simulation` is given)."""
+    tgt = read_targets(targets)
+    records = []
+    for row in rows:
+        rho, ci, n = evaluate_file(row.path, tgt, n_boot, seed, row.model)
+        records.append({"model": row.model,
+                        "n_bins": "" if row.n_bins is None else str(row.n_bins),
+                        "context_bp": "" if row.n_bins is None else str(row.n_bins * bin_size),
+                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+    if simulation is not None:
+        rho, ci, n = noise_ceiling(simulation, tgt, n_boot, seed)
+        records.append({"model": NOISE_CEILING, "n_bins": "", "context_bp": "",
+                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+    table = pd.DataFrame(records, columns=TABLE1_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
+def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path,
+                n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Write results/table2.tsv: GTA by backbone layer count, from (layers, predictions path) pairs."""
+    tgt = read_targets(targets)
+    records = []
+    for layers, path in rows:
+        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"GTA {layers} layers")
+        records.append({"layers": str(layers), "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+    table = pd.DataFrame(records, columns=TABLE2_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
+def features_bins(path: str | Path) -> tuple[int, int]:
+    """(n_bins, bin_size) stored in a features file's attributes."""
+    import h5py
+
+    path = require_file(path, "features file", "rerun the Sei stage or fix features.precomputed")
+    with h5py.File(path, "r") as f:
+        try:
+            return int(f.attrs["n_bins"]), int(f.attrs["bin_size"])
+        except KeyError as e:
+            raise GTAError(f"features file {path} lacks attribute {e}; see CONTRACT section 3") from e
