@@ -1,0 +1,174 @@
+"""Running the backbone's decoder blocks on a prompt, then on the data tokens behind it.
+
+GTA's sequence is [prompt tokens, N data tokens]. Prompt tokens attend causally to the prompt only
+(in both attention modes), so their keys and values in every block depend on the prompt alone. The
+model therefore runs the prompt first (`prompt_pass`, recording each block's keys and values) and the
+data tokens second (`data_pass`, attending to those keys and values plus their own). This is the same
+computation as one pass over the concatenated sequence, but lets a frozen backbone reuse a gene's prompt
+keys/values across steps (`PromptKVCache`) and skips the backward pass through the prompt.
+
+Batches of prompts of different lengths are right-padded to the longest prompt in the batch; masks hide
+the padding and every gene keeps its own positions (prompt 0..L-1, data L..L+N-1), so a gene's output
+does not depend on the other genes in its batch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+
+class PrefixKV:
+    """Read-only stand-in for a Hugging Face cache: prepends fixed per-block keys/values to the new ones."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        k = torch.cat([self.keys[layer_idx].to(key_states.dtype), key_states], dim=-2)
+        v = torch.cat([self.values[layer_idx].to(value_states.dtype), value_states], dim=-2)
+        return k, v
+
+
+class RecordKV:
+    """Stand-in for a Hugging Face cache that records each block's keys and values and passes them on."""
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
+        return key_states, value_states
+
+
+def _cache_keyword(layer: nn.Module) -> str:
+    """The decoder layer's cache argument: 'cache' (transformers >= 5.2x), earlier 'past_key_value(s)'."""
+    params = inspect.signature(type(layer).forward).parameters
+    return next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), "past_key_values")
+
+
+def _call_layer(layer, hidden, mask, position_embeddings, position_ids, cache, cache_kw):
+    out = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                position_ids=position_ids, **{cache_kw: cache})
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _attention_mask(backbone: nn.Module, allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, Q, K) bool 'may attend' -> the 4-D mask the backbone's attention implementation expects."""
+    allowed = allowed[:, None]
+    if getattr(backbone.config, "_attn_implementation", "sdpa") == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+    return allowed
+
+
+def run_blocks(backbone: nn.Module, hidden: torch.Tensor, position_ids: torch.Tensor, allowed: torch.Tensor,
+               cache, checkpoint: bool = False) -> torch.Tensor:
+    """Hidden states after every decoder block (no final norm) for (B, T, D) inputs.
+
+    `allowed` is a (B, T, K) bool matrix of which key each query may attend to (K = cached prefix + T);
+    `cache` a PrefixKV / RecordKV or None; `checkpoint` recomputes each block in the backward pass.
+    """
+    layers = backbone.layers
+    if len(layers) == 0:
+        return hidden
+    cache_kw = _cache_keyword(layers[0])
+    mask = _attention_mask(backbone, allowed, hidden.dtype)
+    pe = backbone.rotary_emb(hidden, position_ids)
+    for layer in layers:
+        if checkpoint and torch.is_grad_enabled():
+            hidden = _checkpoint(_call_layer, layer, hidden, mask, pe, position_ids, cache, cache_kw,
+                                 use_reentrant=False)
+        else:
+            hidden = _call_layer(layer, hidden, mask, pe, position_ids, cache, cache_kw)
+    return hidden
+
+
+def prompt_pass(backbone: nn.Module, prompt_ids: list[torch.Tensor], return_states: bool = False):
+    """Run right-padded prompts (each non-empty) through the blocks, causally.
+
+    Returns (keys, values, states): per-block keys and values (B, kv_heads, L_max, head_dim) with
+    garbage at padded positions, and, if asked, the final-normed hidden states (B, L_max, D).
+    """
+    device = backbone.embed_tokens.weight.device
+    lengths = torch.tensor([len(p) for p in prompt_ids], device=device)
+    width = int(lengths.max())
+    ids = torch.zeros(len(prompt_ids), width, dtype=torch.long, device=device)
+    for i, p in enumerate(prompt_ids):
+        ids[i, : len(p)] = p.to(device)
+    hidden = backbone.embed_tokens(ids)
+    ar = torch.arange(width, device=device)
+    position_ids = ar.expand(len(prompt_ids), width)
+    allowed = (ar[None, :] <= ar[:, None])[None] & (ar[None, None, :] < lengths[:, None, None])
+    allowed = allowed | torch.eye(width, dtype=torch.bool, device=device)[None]  # padded rows see themselves
+    record = RecordKV()
+    hidden = run_blocks(backbone, hidden, position_ids, allowed, record)
+    n = len(backbone.layers)
+    keys = [record.keys[i] for i in range(n)]
+    values = [record.values[i] for i in range(n)]
+    return keys, values, (backbone.norm(hidden) if return_states else None)
+
+
+def data_pass(backbone: nn.Module, data: torch.Tensor, prefix_keys: list[torch.Tensor] | None,
+              prefix_values: list[torch.Tensor] | None, lengths: torch.Tensor, bidirectional: bool = False,
+              checkpoint: bool = False) -> torch.Tensor:
+    """Final-normed hidden states (B, N, D) of the data tokens placed after each gene's prompt.
+
+    `prefix_keys`/`prefix_values`: per-block (B, kv_heads, L_max, head_dim) prompt keys/values, right
+    padded (None when no gene has a prompt); `lengths` (B,) the true prompt lengths. Data tokens see
+    their own prompt and the data tokens before them ('causal') or all data tokens ('bidirectional').
+    """
+    b, n, _ = data.shape
+    device = data.device
+    width = prefix_keys[0].shape[-2] if prefix_keys else 0
+    lengths = lengths.to(device)
+    ar_n = torch.arange(n, device=device)
+    position_ids = lengths[:, None] + ar_n[None, :]
+    own = (torch.ones(n, n, dtype=torch.bool, device=device) if bidirectional
+           else ar_n[None, :] <= ar_n[:, None])
+    allowed = own[None].expand(b, n, n)
+    cache = None
+    if width:
+        prompt_ok = torch.arange(width, device=device)[None, :] < lengths[:, None]
+        allowed = torch.cat([prompt_ok[:, None, :].expand(b, n, width), allowed], dim=-1)
+        cache = PrefixKV(prefix_keys, prefix_values)
+    hidden = run_blocks(backbone, data, position_ids, allowed, cache, checkpoint=checkpoint)
+    return backbone.norm(hidden)
+
+
+class PromptKVCache:
+    """Per-prompt block keys/values kept in memory up to a byte budget (first come, first kept)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self.store: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        entry = self.store.get(key)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, key, keys: list[torch.Tensor], values: list[torch.Tensor]) -> bool:
+        size = sum(t.numel() * t.element_size() for t in keys + values)
+        if key in self.store or self.bytes + size > self.max_bytes:
+            return False
+        self.store[key] = ([k.detach().clone() for k in keys], [v.detach().clone() for v in values])
+        self.bytes += size
+        return True
+
+    def clear(self) -> None:
+        self.store.clear()
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.store)

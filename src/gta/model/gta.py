@@ -1,0 +1,248 @@
+"""GTA: token alignment -> frozen backbone blocks (prompt first, data tokens last) -> selector and head."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import GTAError
+from .alignment import TokenAlignment, class_token_ids
+from .blocks import PromptKVCache, data_pass, prompt_pass
+from .head import SelectorHead
+
+log = logging.getLogger("gta.model")
+ATTENTION = ("causal", "bidirectional")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class GTA(nn.Module):
+    """Genetic sequence Token Alignment on a frozen decoder backbone.
+
+    forward(features, prompt_ids) takes features (B, N, n_features) (raw Sei class scores of the kept
+    classes; standardised inside with the statistics from `set_feature_stats`) and one 1-D token-id
+    tensor per gene (`encode_prompts`), and returns predictions (B,); with return_details=True also a
+    dict with 'attention' (B, heads, N, P) of the alignment, 'selector_logits' (B, N) and 'selected'
+    (B, min(top_k, N)) bin indices in position order.
+
+    Arguments: `backbone` a frozen base model from `load_backbone`; `tokenizer` its tokenizer;
+    `class_names` the names whose tokens form the class prototypes (or `class_ids`, explicit token
+    ids); `attention` 'causal' (the paper) or 'bidirectional' (data tokens also see later data
+    tokens; the prompt stays causal); `lora` None or dict(r=, alpha=, dropout=) for LoRA adapters
+    (peft) on the attention projections q, k, v, o (a dict with enabled=False counts as None);
+    `gradient_checkpointing` recomputes the blocks in the backward pass; `prompt_cache_mb` memory for
+    reusing each prompt's block keys/values across calls (used only without LoRA, where they never
+    change; 0 turns it off).
+
+    The sequence is [prompt, N data tokens]; the blocks run on the prompt first and then on the data
+    tokens behind it (gta.model.blocks), which equals one pass over the whole sequence. The backbone's
+    final RMSNorm is applied to the last kept block's output before the selector: that is Hugging Face's
+    last_hidden_state of the truncated model, what an implementation built on Hugging Face / Unsloth
+    with 8 of 32 blocks (as the paper's) gets from the backbone.
+    """
+
+    def __init__(self, backbone: nn.Module, tokenizer, class_names: list[str] | None = None,
+                 n_features: int = 33, prototypes_vocab: int = 50, prototypes_classes: int = 50,
+                 heads: int = 8, d_k: int = 32, top_k: int = 25, gate: str = "sigmoid",
+                 attention: str = "causal", lora: dict | None = None, gradient_checkpointing: bool = False,
+                 prompt_cache_mb: float = 2048, class_ids: list[int] | None = None):
+        super().__init__()
+        if attention not in ATTENTION:
+            raise GTAError(f"backbone.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
+        if class_ids is None:
+            if tokenizer is None or class_names is None:
+                raise GTAError("GTA needs the tokenizer and class_names (or explicit class_ids)")
+            class_ids = class_token_ids(tokenizer, list(class_names))
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.bidirectional = attention == "bidirectional"
+        self.attention_mode = attention
+        self.gradient_checkpointing = gradient_checkpointing
+        emb = backbone.get_input_embeddings().weight
+        vocab_size, hidden = emb.shape
+        self.register_buffer("class_ids", torch.tensor(class_ids, dtype=torch.long))
+        self.register_buffer("feature_mean", torch.zeros(n_features))
+        self.register_buffer("feature_std", torch.ones(n_features))
+        self.align = TokenAlignment(n_features, hidden, vocab_size, len(class_ids), prototypes_vocab,
+                                    prototypes_classes, heads, d_k)
+        self.head = SelectorHead(hidden, top_k, gate)
+        if lora is not None and not lora.get("enabled", True):
+            lora = None  # the config section with enabled: false
+        self.lora = dict(lora) if lora else None
+        if self.lora:
+            self._add_lora(self.lora)
+        self.prompt_cache = (PromptKVCache(int(prompt_cache_mb * 2**20))
+                             if prompt_cache_mb > 0 and not self.lora else None)
+        self.backbone.eval()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _add_lora(self, lora: dict) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+
+        unknown = set(lora) - {"r", "alpha", "dropout", "enabled"}
+        if unknown:
+            raise GTAError(f"backbone.lora: unknown keys {sorted(unknown)} (use r, alpha, dropout)")
+        config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=float(lora.get("alpha", 16)),
+                            lora_dropout=float(lora.get("dropout", 0.0)), target_modules=LORA_TARGETS,
+                            bias="none")
+        inject_adapter_in_model(config, self.backbone)
+        n = 0
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad_("lora_" in name)
+            n += p.numel() if "lora_" in name else 0
+        if n == 0:
+            raise GTAError("backbone.lora: no attention projections (q_proj, k_proj, v_proj, o_proj) found")
+        log.info("LoRA r=%s alpha=%s on %s: %d trainable backbone parameters", config.r, config.lora_alpha,
+                 ",".join(LORA_TARGETS), n)
+
+    def train(self, mode: bool = True):
+        """Train mode for the trained parts; the frozen backbone stays in eval mode (LoRA dropout follows)."""
+        super().train(mode)
+        self.backbone.eval()
+        if self.lora:
+            for name, module in self.backbone.named_modules():
+                if name.endswith("lora_dropout") or ".lora_dropout." in name:
+                    module.train(mode)
+        return self
+
+    def set_feature_stats(self, mean, std) -> None:
+        """Store the training set's per-feature mean and standard deviation (applied inside forward).
+
+        A zero standard deviation (a feature constant in the training set) is replaced by 1.
+        """
+        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32))
+        std = torch.as_tensor(np.asarray(std, dtype=np.float32))
+        n = self.feature_mean.numel()
+        if mean.shape != (n,) or std.shape != (n,):
+            raise GTAError(f"feature statistics must have shape ({n},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()) or (std < 0).any():
+            raise GTAError("feature statistics contain NaN, infinite or negative values; check the features file")
+        if (std == 0).any():
+            log.warning("%d features are constant in the training set; their std is set to 1", int((std == 0).sum()))
+            std = torch.where(std == 0, torch.ones_like(std), std)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std)
+
+    # ------------------------------------------------------------------ state
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trained state only: alignment, selector, head, LoRA adapters (if any), feature statistics
+        and class token ids; no frozen backbone weights."""
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        keep |= {"class_ids", "feature_mean", "feature_std"}
+        return {k: v for k, v in self.state_dict().items() if k in keep}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what `trainable_state_dict` saved (same backbone, sizes and LoRA setting)."""
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise GTAError(f"trained state does not fit this model: missing {sorted(missing)[:5]}, "
+                           f"unexpected {sorted(unexpected)[:5]} (different gta/backbone.lora settings?)")
+        for key in ("class_ids",):
+            if state[key].shape != self.class_ids.shape or not torch.equal(state[key].cpu(), self.class_ids.cpu()):
+                raise GTAError("trained state was made with other class-name tokens (a different backbone tokenizer)")
+        try:
+            self.load_state_dict(state, strict=False)
+        except RuntimeError as e:
+            raise GTAError(f"trained state does not fit this model: {e}") from e
+        if self.prompt_cache is not None:
+            self.prompt_cache.clear()
+
+    # ------------------------------------------------------------------ forward
+
+    @property
+    def device(self) -> torch.device:
+        return self.feature_mean.device
+
+    def _cache_key(self, ids: torch.Tensor, device: torch.device):
+        amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+        return str(device), amp, ids.cpu().numpy().astype(np.int64).tobytes()
+
+    def _prompt_prefix(self, prompt_ids: list[torch.Tensor], device: torch.device):
+        """Per-block prompt keys/values (B, kv_heads, L_max, head_dim), right padded, and the lengths (B,)."""
+        lengths = [int(p.numel()) for p in prompt_ids]
+        lens = torch.tensor(lengths, device=device)
+        width = max(lengths)
+        if width == 0:
+            return None, None, lens
+        cache = self.prompt_cache if not self.lora else None
+        # nothing is stored under inference_mode: its tensors could not be used by a later training step
+        store = cache is not None and not torch.is_inference_mode_enabled()
+        keys = [self._cache_key(p, device) for p in prompt_ids] if cache is not None else None
+        entries = [cache.get(k) for k in keys] if cache is not None else [None] * len(prompt_ids)
+        todo = [i for i, e in enumerate(entries) if e is None and lengths[i] > 0]
+        if todo:
+            grad = bool(self.lora) and torch.is_grad_enabled()
+            with torch.set_grad_enabled(grad):
+                k, v, _ = prompt_pass(self.backbone, [prompt_ids[i] for i in todo])
+            if len(todo) == len(prompt_ids) and not store:
+                return k, v, lens  # the whole batch, already padded to its longest prompt
+            for j, i in enumerate(todo):
+                ki = [t[j, :, : lengths[i]] for t in k]
+                vi = [t[j, :, : lengths[i]] for t in v]
+                entries[i] = (ki, vi)
+                if store:
+                    cache.put(keys[i], ki, vi)
+        ref = next(e for e in entries if e is not None)
+        out_k, out_v = [], []
+        for layer in range(len(ref[0])):
+            for out, part in ((out_k, 0), (out_v, 1)):
+                rows = []
+                for i, e in enumerate(entries):
+                    t = e[part][layer] if e is not None else ref[part][layer][:, :0]
+                    rows.append(nn.functional.pad(t, (0, 0, 0, width - t.shape[-2])))
+                out.append(torch.stack(rows))
+        return out_k, out_v, lens
+
+    def _check_inputs(self, features: torch.Tensor, prompt_ids) -> None:
+        n_features = self.feature_mean.numel()
+        if features.ndim != 3 or features.shape[-1] != n_features:
+            raise GTAError(f"features must be (genes, bins, {n_features}), got {tuple(features.shape)}")
+        if len(prompt_ids) != features.shape[0]:
+            raise GTAError(f"{len(prompt_ids)} prompts for {features.shape[0]} genes")
+        for p in prompt_ids:
+            if p.ndim != 1:
+                raise GTAError("each prompt must be a 1-D tensor of token ids (see encode_prompts)")
+
+    def hidden_states(self, features: torch.Tensor, prompt_ids: list[torch.Tensor]):
+        """Final-normed backbone states of the data tokens (B, N, hidden) and the alignment attention."""
+        self._check_inputs(features, prompt_ids)
+        device = self.device
+        x = (features.to(device=device, dtype=torch.float32) - self.feature_mean) / self.feature_std
+        emb = self.backbone.get_input_embeddings().weight
+        data, attention = self.align(x, emb, self.class_ids)
+        data = data.to(emb.dtype)
+        keys, values, lengths = self._prompt_prefix([p.to(device) for p in prompt_ids], device)
+        h = data_pass(self.backbone, data, keys, values, lengths, bidirectional=self.bidirectional,
+                      checkpoint=self.gradient_checkpointing)
+        return h, attention
+
+    def forward(self, features: torch.Tensor, prompt_ids: list[torch.Tensor], return_details: bool = False):
+        h, attention = self.hidden_states(features, prompt_ids)
+        y, logits, selected = self.head(h)
+        if return_details:
+            return y, {"attention": attention, "selector_logits": logits, "selected": selected}
+        return y
+
+    def prompt_states(self, prompt_ids: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Final-normed backbone states (L_i, hidden) of each prompt's tokens (they never see data tokens)."""
+        device = self.device
+        out = [torch.zeros(0, self.backbone.config.hidden_size, device=device) for _ in prompt_ids]
+        todo = [i for i, p in enumerate(prompt_ids) if p.numel() > 0]
+        if todo:
+            _, _, states = prompt_pass(self.backbone, [prompt_ids[i].to(device) for i in todo], return_states=True)
+            for j, i in enumerate(todo):
+                out[i] = states[j, : prompt_ids[i].numel()]
+        return out
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; shared (tied) tensors are counted once."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,64 @@
+"""Selector and regression head: the top-k data tokens' final activations -> one expression value."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from .. import GTAError
+
+log = logging.getLogger("gta.model.head")
+GATES = ("sigmoid", "softmax")
+
+
+class SelectorHead(nn.Module):
+    """Score every data token, keep the top k in position order, gate them, regress on the flattened rest.
+
+    A linear layer gives each data token's final activation h_i one logit s_i. The k tokens with the
+    largest logits are kept in position (bin) order, each scaled by a gate of its own logit, flattened
+    to k * hidden values and mapped by a linear layer to the prediction.
+
+    Why a gate: a hard top-k passes no gradient to the selector; scaling each kept activation by a
+    function of its logit does. 'sigmoid' (default) scales h_i by sigmoid(s_i): each token's weight
+    depends on its own score only, stays in (0, 1) with a non-vanishing gradient at initialisation
+    (all weights ~0.5), and does not shrink with k. 'softmax' scales by the softmax of the k kept
+    logits (weights sum to 1, so tokens compete).
+
+    With fewer data tokens than k (N < k) every token is kept and the remaining k - N slots of the
+    head's input are zeros: the model is then exactly one with k = N.
+    forward(h (B, N, hidden)) -> (prediction (B,), logits (B, N), indices (B, min(k, N))).
+    """
+
+    def __init__(self, hidden: int, top_k: int = 25, gate: str = "sigmoid"):
+        super().__init__()
+        if top_k < 1:
+            raise GTAError(f"gta.top_k must be >= 1 (got {top_k})")
+        if gate not in GATES:
+            raise GTAError(f"gta.selector_gate: {gate!r} is not one of {', '.join(GATES)}")
+        self.hidden, self.top_k, self.gate = hidden, top_k, gate
+        self.selector = nn.Linear(hidden, 1)
+        self.head = nn.Linear(top_k * hidden, 1)
+        self._warned = False
+
+    def forward(self, h: torch.Tensor):
+        b, n, d = h.shape
+        # selection and head in fp32 even under autocast: bf16 logits would tie and flip the top k
+        with torch.autocast(h.device.type, enabled=False):
+            h = h.float()
+            logits = self.selector(h).squeeze(-1)                          # (B, N)
+            k = min(self.top_k, n)
+            if k < self.top_k and not self._warned:
+                log.warning("only %d data tokens for gta.top_k=%d: all are selected, the other %d head "
+                            "inputs are zero", n, self.top_k, self.top_k - k)
+                self._warned = True
+            idx = torch.topk(logits, k, dim=1).indices.sort(dim=1).values  # (B, k), position order
+            chosen = torch.gather(h, 1, idx[:, :, None].expand(b, k, d))   # (B, k, D)
+            s = torch.gather(logits, 1, idx)
+            weight = torch.sigmoid(s) if self.gate == "sigmoid" else torch.softmax(s, dim=1)
+            flat = (chosen * weight[:, :, None]).reshape(b, k * d)
+            if k < self.top_k:
+                flat = torch.nn.functional.pad(flat, (0, (self.top_k - k) * d))
+            y = self.head(flat).squeeze(-1)
+        return y, logits, idx

@@ -1,0 +1,447 @@
+"""The GTA model on a tiny randomly initialised Llama backbone (CPU, seconds)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+from gta import GTAError
+from gta.model import GTA, class_token_ids, count_parameters, encode_prompts
+from gta.model.spec import backbone_kind, converted_name
+
+N_FEATURES = 33
+# fp32 tolerance for "the same computation in another order / shape" on this tiny model
+ATOL = 1e-5
+
+WORDS = ["[UNK]", "#", ":", "-", "/", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878",
+         "cells", "Official", "Symbol", "Data", "A1BG", "alpha", "1", "B", "glycoprotein", "cell", "like",
+         "CTCF", "Cohesin", "Promoter", "Transcription", "Polycomb", "Heterochromatin", "T", "Brain"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A word-level tokenizer (independent of any model download)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+
+
+def tiny_backbone(layers: int = 2, seed: int = 0) -> LlamaModel:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(WORDS) + 9, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      attn_implementation="sdpa")
+    return LlamaModel(cfg).eval()
+
+
+def tiny_gta(tokenizer, seed: int = 0, **kw) -> GTA:
+    bb = tiny_backbone(seed=seed)
+    torch.manual_seed(seed + 1)
+    args = dict(class_names=["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"],
+                n_features=N_FEATURES, prototypes_vocab=6, prototypes_classes=5, heads=2, d_k=4, top_k=4)
+    args.update(kw)
+    return GTA(bb, tokenizer, **args)
+
+
+def prompts(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, len(WORDS), (n,), generator=g) for n in lengths]
+
+
+def features(b, n, seed=0):
+    return torch.randn(b, n, N_FEATURES, generator=torch.Generator().manual_seed(seed))
+
+
+def reference_states(model: GTA, x: torch.Tensor, ids: torch.Tensor, bidirectional: bool = False):
+    """One Hugging Face forward over [prompt, data] for a single gene: final states of every token."""
+    bb = model.backbone
+    with torch.no_grad():
+        z = (x[None] - model.feature_mean) / model.feature_std
+        data, _ = model.align(z, bb.embed_tokens.weight, model.class_ids)
+        seq = torch.cat([bb.embed_tokens(ids)[None], data], dim=1)
+        if not bidirectional:
+            return bb(inputs_embeds=seq).last_hidden_state[0]
+        t, lp = seq.shape[1], len(ids)
+        allowed = torch.tril(torch.ones(t, t, dtype=torch.bool))
+        allowed[lp:, lp:] = True  # data <-> data both ways; prompt rows unchanged (causal, no data)
+        return bb(inputs_embeds=seq, attention_mask=allowed[None, None]).last_hidden_state[0]
+
+
+# ----------------------------------------------------------------------------- shapes and details
+
+def test_output_shapes_and_details(tokenizer):
+    model = tiny_gta(tokenizer)
+    b, n = 3, 9
+    y, d = model(features(b, n), prompts([5, 2, 7]), return_details=True)
+    assert y.shape == (b,)
+    assert d["attention"].shape == (b, 2, n, 11)            # heads, bins, P = 6 + 5 prototypes
+    assert torch.allclose(d["attention"].sum(-1), torch.ones(b, 2, n), atol=1e-6)
+    assert d["selector_logits"].shape == (b, n)
+    sel = d["selected"]
+    assert sel.shape == (b, 4)
+    assert (sel[:, 1:] > sel[:, :-1]).all() and sel.min() >= 0 and sel.max() < n  # position order
+    # the selected bins are the ones with the 4 largest logits
+    top = torch.topk(d["selector_logits"], 4, dim=1).indices.sort(dim=1).values
+    assert torch.equal(sel, top)
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "softmax"])
+def test_prediction_matches_manual_head(tokenizer, gate):
+    """Selector + gate + flattened linear head, recomputed by hand from the final states."""
+    model = tiny_gta(tokenizer, gate=gate)
+    x, p = features(2, 7, seed=3), prompts([4, 6], seed=3)
+    with torch.no_grad():
+        y, d = model(x, p, return_details=True)
+        h, _ = model.hidden_states(x, p)
+        w_sel, b_sel = model.head.selector.weight[0].numpy(), model.head.selector.bias.item()
+        w_head, b_head = model.head.head.weight[0].numpy(), model.head.head.bias.item()
+    h = h.numpy().astype(np.float64)
+    for i in range(2):
+        logits = h[i] @ w_sel + b_sel
+        assert np.allclose(logits, d["selector_logits"][i].numpy(), atol=1e-5)
+        idx = np.sort(np.argsort(-logits)[:4])
+        if gate == "sigmoid":
+            weight = 1 / (1 + np.exp(-logits[idx]))
+        else:
+            weight = np.exp(logits[idx] - logits[idx].max())
+            weight /= weight.sum()
+        flat = (h[i][idx] * weight[:, None]).reshape(-1)
+        assert np.isclose(flat @ w_head + b_head, y[i].item(), atol=1e-5)
+
+
+def test_fewer_bins_than_top_k_selects_all(tokenizer):
+    model = tiny_gta(tokenizer, top_k=5)
+    x, p = features(2, 3, seed=4), prompts([3, 5], seed=4)
+    with torch.no_grad():
+        y, d = model(x, p, return_details=True)
+        h, _ = model.hidden_states(x, p)
+        logits = d["selector_logits"]
+        flat = (h * torch.sigmoid(logits)[:, :, None]).reshape(2, -1)     # all 3 bins, position order
+        manual = flat @ model.head.head.weight[0, : 3 * 32] + model.head.head.bias
+    assert torch.equal(d["selected"], torch.arange(3).expand(2, 3))
+    assert torch.allclose(y, manual, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- training behaviour
+
+def test_optimiser_step_changes_only_trainable_parts(tokenizer):
+    model = tiny_gta(tokenizer).train()
+    frozen = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    trained = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss = (model(features(4, 8), prompts([3, 9, 1, 6])) - torch.tensor([1.0, -1.0, 0.5, 2.0])).pow(2).mean()
+    loss.backward()
+    assert model.head.selector.weight.grad is not None and model.head.selector.weight.grad.abs().sum() > 0
+    opt.step()
+    for name, p in model.backbone.named_parameters():
+        assert not p.requires_grad and p.grad is None, name
+        assert torch.equal(p, frozen[name]), name
+    after = model.trainable_state_dict()
+    for name in ("align.vocab_map.weight", "align.class_map.weight", "align.query.weight", "align.key.weight",
+                 "align.value.weight", "align.out.weight", "head.selector.weight", "head.head.weight"):
+        assert not torch.equal(after[name], trained[name]), f"{name} did not change"
+
+
+def test_trainable_state_dict_has_no_backbone_and_round_trips(tokenizer):
+    model = tiny_gta(tokenizer)
+    model.set_feature_stats(np.linspace(-1, 1, N_FEATURES), np.linspace(0.5, 2, N_FEATURES))
+    sd = model.trainable_state_dict()
+    assert not any(k.startswith("backbone.") for k in sd)
+    n_trainable, n_total = count_parameters(model)
+    assert sum(v.numel() for k, v in sd.items() if k not in ("class_ids", "feature_mean", "feature_std")) == n_trainable
+    assert n_total == n_trainable + sum(p.numel() for p in model.backbone.parameters())
+    other = tiny_gta(tokenizer, seed=5)
+    other.backbone.load_state_dict(model.backbone.state_dict())  # same frozen backbone, other heads
+    x, p = features(2, 6, seed=7), prompts([4, 2], seed=7)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, p), other(x, p))
+        other.load_trainable_state_dict(sd)
+        assert torch.equal(model(x, p), other(x, p))
+    with pytest.raises(GTAError, match="does not fit"):
+        other.load_trainable_state_dict({k: v for k, v in sd.items() if k != "head.head.weight"})
+
+
+def test_feature_stats_standardise_inside_forward(tokenizer):
+    model = tiny_gta(tokenizer)
+    x, p = features(2, 5, seed=8) * 3 + 1, prompts([3, 4], seed=8)
+    mean, std = x.reshape(-1, N_FEATURES).mean(0), x.reshape(-1, N_FEATURES).std(0)
+    with torch.no_grad():
+        plain = model((x - mean) / std, p)
+        model.set_feature_stats(mean.numpy(), std.numpy())
+        assert torch.allclose(model(x, p), plain, atol=1e-5)
+    with pytest.raises(GTAError, match="shape"):
+        model.set_feature_stats(np.zeros(3), np.ones(3))
+
+
+# ----------------------------------------------------------------------------- masks and positions
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+@pytest.mark.parametrize("cache_mb", [0, 64])
+def test_gene_alone_equals_gene_in_batch(tokenizer, attention, cache_mb):
+    """Prompts of 1..12 tokens (and none) batched together: each gene's output as if alone (atol 1e-5)."""
+    model = tiny_gta(tokenizer, attention=attention, prompt_cache_mb=cache_mb)
+    lengths = [6, 1, 12, 0, 3]
+    x, p = features(len(lengths), 8, seed=1), prompts(lengths, seed=1)
+    with torch.no_grad():
+        batch, d = model(x, p, return_details=True)
+        for i in range(len(lengths)):
+            alone, di = model(x[i : i + 1], p[i : i + 1], return_details=True)
+            assert torch.allclose(alone[0], batch[i], atol=ATOL), (i, alone, batch[i])
+            assert torch.equal(di["selected"][0], d["selected"][i])
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_states_equal_one_pass_over_prompt_and_data(tokenizer, attention):
+    """Prompt-then-data (with cached prompt keys/values) == one Hugging Face pass over [prompt, data]."""
+    model = tiny_gta(tokenizer, attention=attention)
+    lengths = [5, 11, 0]
+    x, p = features(3, 7, seed=2), prompts(lengths, seed=2)
+    with torch.no_grad():
+        for _ in range(2):  # the second time the prompts come from the cache
+            h, _ = model.hidden_states(x, p)
+            for i, lp in enumerate(lengths):
+                ref = reference_states(model, x[i], p[i], bidirectional=attention == "bidirectional")
+                assert torch.allclose(h[i], ref[lp:], atol=ATOL)
+                if lp:
+                    assert torch.allclose(model.prompt_states([p[i]])[0], ref[:lp], atol=ATOL)
+    assert model.prompt_cache.hits >= 2
+
+
+def test_bidirectional_data_tokens_see_later_bins_prompt_does_not(tokenizer):
+    x, p = features(1, 6, seed=9), prompts([5], seed=9)
+    x2 = x.clone()
+    x2[0, -1] += 2.0  # change the last bin only
+    for attention, changes in (("causal", False), ("bidirectional", True)):
+        model = tiny_gta(tokenizer, attention=attention)
+        with torch.no_grad():
+            h1, _ = model.hidden_states(x, p)
+            h2, _ = model.hidden_states(x2, p)
+            ref1 = reference_states(model, x[0], p[0], bidirectional=attention == "bidirectional")
+            ref2 = reference_states(model, x2[0], p[0], bidirectional=attention == "bidirectional")
+        assert (h1[0, 0] - h2[0, 0]).abs().max() > 1e-4 if changes else torch.equal(h1[0, 0], h2[0, 0])
+        assert (h1[0, -1] - h2[0, -1]).abs().max() > 1e-4
+        # in the single pass too, the prompt's states do not depend on the data
+        assert torch.allclose(ref1[:5], ref2[:5], atol=1e-6)
+
+
+def test_prompt_cache_keys_on_tokens_and_autocast(tokenizer):
+    model = tiny_gta(tokenizer, prompt_cache_mb=64)
+    x, p = features(2, 6, seed=10), prompts([4, 7], seed=10)
+    with torch.no_grad():
+        a = model(x, p)
+        assert len(model.prompt_cache) == 2 and model.prompt_cache.hits == 0
+        b = model(x, [p[1], p[0]])
+        assert model.prompt_cache.hits == 2
+        assert torch.allclose(b, model(x, [p[1], p[0]]))
+        assert torch.allclose(a[0], model(x[:1], p[:1])[0], atol=ATOL)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x, p)
+        assert len(model.prompt_cache) == 4  # bf16 keys/values are cached apart from fp32 ones
+
+
+def test_inference_mode_stores_nothing_a_training_step_could_trip_on(tokenizer):
+    model = tiny_gta(tokenizer, prompt_cache_mb=64).train()
+    x, p = features(2, 6, seed=15), prompts([5, 3], seed=15)
+    with torch.inference_mode():
+        a = model(x, p)
+    assert len(model.prompt_cache) == 0
+    b = model(x, p)
+    b.sum().backward()
+    assert len(model.prompt_cache) == 2 and torch.allclose(a, b.detach(), atol=ATOL)
+
+
+def test_bf16_autocast_forward_backward_close_to_fp32(tokenizer):
+    model = tiny_gta(tokenizer).train()
+    x, p = features(3, 8, seed=11), prompts([3, 6, 2], seed=11)
+    y32 = model(x, p)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y16 = model(x, p)
+    assert y16.dtype == torch.float32 and torch.isfinite(y16).all()
+    assert torch.allclose(y16, y32, atol=0.05 * y32.abs().max().item() + 0.02)
+    y16.sum().backward()
+    assert model.head.selector.weight.grad.abs().sum() > 0
+    assert all(torch.isfinite(q.grad).all() for q in model.parameters() if q.requires_grad)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tokenizer):
+    grads = []
+    for ckpt in (False, True):
+        model = tiny_gta(tokenizer, gradient_checkpointing=ckpt).train()
+        model(features(2, 6, seed=12), prompts([4, 2], seed=12)).sum().backward()
+        grads.append({n: q.grad.clone() for n, q in model.named_parameters() if q.requires_grad})
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+
+
+# ----------------------------------------------------------------------------- LoRA
+
+def test_lora_trains_adapters_only(tokenizer):
+    model = tiny_gta(tokenizer, lora=dict(r=2, alpha=4, dropout=0.0)).train()
+    assert model.prompt_cache is None
+    lora = {n for n, q in model.named_parameters() if "lora_" in n}
+    assert lora and all(model.get_parameter(n).requires_grad for n in lora)
+    # 2 blocks x (q, k, v, o) x (A, B)
+    assert len(lora) == 2 * 4 * 2
+    base = {n: q.clone() for n, q in model.backbone.named_parameters() if "lora_" not in n}
+    sd0 = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    assert lora <= set(sd0)
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-2)
+    model(features(2, 5), prompts([4, 6])).pow(2).sum().backward()
+    opt.step()
+    for n, q in model.backbone.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(q, base[n]) and q.grad is None, n
+    changed = [n for n in lora if "lora_B" in n and not torch.equal(model.get_parameter(n), sd0[n])]
+    assert changed
+    # a disabled LoRA section is no LoRA at all
+    assert tiny_gta(tokenizer, lora=dict(enabled=False, r=2)).lora is None
+
+
+def test_lora_batch_equals_alone(tokenizer):
+    model = tiny_gta(tokenizer, lora=dict(r=2, alpha=4))
+    with torch.no_grad():  # make the adapters non-trivial (lora_B starts at zero)
+        for n, q in model.backbone.named_parameters():
+            if "lora_B" in n:
+                q.normal_(0, 0.1)
+    x, p = features(3, 6, seed=13), prompts([2, 9, 5], seed=13)
+    with torch.no_grad():
+        batch = model(x, p)
+        for i in range(3):
+            assert torch.allclose(model(x[i : i + 1], p[i : i + 1])[0], batch[i], atol=ATOL)
+
+
+# ----------------------------------------------------------------------------- prototypes, tokens
+
+def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
+    names = ["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"]
+    expected = []
+    for name in names:
+        for t in tokenizer.encode(name, add_special_tokens=False):
+            if t not in expected:
+                expected.append(t)
+    assert expected == [WORDS.index(w) for w in ["B", "-", "cell", "like", "CTCF", "Cohesin", "Promoter",
+                                                   "Transcription"]]
+    assert class_token_ids(tokenizer, names) == expected
+    model = tiny_gta(tokenizer, class_names=names)
+    assert model.class_ids.tolist() == expected
+    assert model.align.class_map.in_features == len(expected)
+    # gradient of the class prototypes w.r.t. the embedding table: non-zero on exactly those rows
+    emb = model.backbone.embed_tokens.weight.detach().clone().requires_grad_(True)
+    protos = model.align.prototypes(emb, model.class_ids)
+    protos[6:].pow(2).sum().backward()
+    rows = set(torch.nonzero(emb.grad.abs().sum(1)).flatten().tolist())
+    assert rows == set(expected)
+    # and each class prototype is the linear combination of those rows
+    w, b = model.align.class_map.weight, model.align.class_map.bias
+    manual = w @ emb[model.class_ids] + b[:, None]
+    assert torch.allclose(protos[6:], manual, atol=1e-6)
+    vocab = model.align.vocab_map.weight @ emb + model.align.vocab_map.bias[:, None]
+    assert torch.allclose(protos[:6], vocab, atol=1e-5)
+
+
+def test_alignment_matches_reference_cross_attention(tokenizer):
+    """Q from bins, K/V from prototypes, per-head softmax(QK^T / sqrt(d_k)) V, concat, linear map."""
+    model = tiny_gta(tokenizer)
+    al = model.align
+    x = features(1, 4, seed=14)[0]
+    emb = model.backbone.embed_tokens.weight
+    with torch.no_grad():
+        out, att = al(x[None], emb, model.class_ids)
+        protos = al.prototypes(emb, model.class_ids)
+        q, k, v = al.query(x), al.key(protos), al.value(protos)
+        heads = []
+        for hd in range(2):
+            s = slice(hd * 4, (hd + 1) * 4)
+            a = torch.softmax(q[:, s] @ k[:, s].T / math.sqrt(4), dim=-1)
+            assert torch.allclose(att[0, hd], a, atol=1e-6)
+            heads.append(a @ v[:, s])
+        ref = al.out(torch.cat(heads, dim=-1))
+    assert torch.allclose(out[0], ref, atol=1e-6)
+
+
+def test_encode_prompts_keeps_the_head(tokenizer):
+    text = ["# Task : Gene Expression Prediction on GM12878 cells .", "# Data :"]
+    ids = encode_prompts(tokenizer, text, max_tokens=4)
+    full = tokenizer(text[0], add_special_tokens=True)["input_ids"]
+    assert ids[0].tolist() == full[:4] and ids[0].dtype == torch.long
+    assert ids[1].tolist() == tokenizer(text[1])["input_ids"]
+    assert [t.tolist() for t in encode_prompts(tokenizer, text, 0)] == [[], []]
+    with pytest.raises(GTAError, match="backbone.context"):
+        encode_prompts(tokenizer, text, -1)
+
+
+def test_bad_arguments_name_the_config_key(tokenizer):
+    with pytest.raises(GTAError, match="backbone.attention"):
+        tiny_gta(tokenizer, attention="sideways")
+    with pytest.raises(GTAError, match="gta.selector_gate"):
+        tiny_gta(tokenizer, gate="relu")
+    model = tiny_gta(tokenizer)
+    with pytest.raises(GTAError, match="features must be"):
+        model(torch.zeros(2, 5, 7), prompts([1, 2]))
+
+
+def test_backbone_specs(tmp_path):
+    assert backbone_kind("smollm2-135m") == "packaged" and converted_name("smollm2-135m") == "smollm2-135m"
+    assert backbone_kind("meta-llama/Meta-Llama-3-8B") == "hub"
+    assert backbone_kind(str(tmp_path)) == "folder"
+    assert converted_name(str(tmp_path / "my-model.Q8_0.gguf")) == "my-model.Q8_0"
+    with pytest.raises(GTAError, match="backbone.model"):
+        backbone_kind(str(tmp_path / "missing" / "folder"))
+
+
+def test_load_backbone_allocates_only_the_first_blocks_frozen(tokenizer, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from gta.model import load_backbone
+
+    full = tiny_backbone(layers=3, seed=21)
+    full.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    backbone, tok = load_backbone(tmp_path / "m", layers=2)
+    assert len(backbone.layers) == 2 and backbone.config.num_hidden_layers == 2
+    assert backbone.config._attn_implementation == "sdpa" and not backbone.training
+    assert not any(p.requires_grad for p in backbone.parameters())
+    ref = full.state_dict()
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, ref[k]), k
+    assert tok("Gene Expression")["input_ids"] == tokenizer("Gene Expression")["input_ids"]
+    half, _ = load_backbone(tmp_path / "m", layers=1, dtype="bfloat16")
+    assert half.embed_tokens.weight.dtype == torch.bfloat16
+    with pytest.raises(GTAError, match="only 3 blocks"):
+        load_backbone(tmp_path / "m", layers=4)
+    # a checkpoint that lacks a block's weights is an error, not a silently random block
+    weights = next((tmp_path / "m").glob("*.safetensors"))
+    state = load_file(weights)
+    save_file({k: v for k, v in state.items() if "layers.1.mlp.up_proj" not in k}, weights,
+              metadata={"format": "pt"})
+    with pytest.raises(GTAError, match="lacks weights"):
+        load_backbone(tmp_path / "m", layers=2)
+
+
+# ----------------------------------------------------------------------------- paper setting
+
+def test_llama3_8b_eight_blocks_parameter_count_on_meta():
+    """Paper setting: Llama3-8B, first 8 of 32 blocks, P = 50 + 50, h = 8, d_k = 32, k = 25."""
+    cfg = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=8,
+                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
+                      rope_theta=500000.0, tie_word_embeddings=False, attn_implementation="sdpa")
+    n_class_tokens = 70
+    with torch.device("meta"):
+        backbone = LlamaModel(cfg)
+        model = GTA(backbone, None, class_ids=list(range(n_class_tokens)), n_features=33)
+    d, v, inner, k = 4096, 128256, 8 * 32, 25
+    trainable = ((v * 50 + 50) + (n_class_tokens * 50 + 50)           # prototype maps
+                 + (33 * inner + inner) + 2 * (d * inner + inner)      # query, key, value
+                 + (inner * d + d)                                     # out to hidden size
+                 + (d + 1) + (k * d + 1))                              # selector, head
+    block = 2 * d * d + 2 * d * 1024 + 3 * d * 14336 + 2 * d           # attention, MLP, 2 norms
+    frozen = v * d + 8 * block + d                                     # embeddings, 8 blocks, final norm
+    assert count_parameters(model) == (trainable, trainable + frozen)
+    assert trainable == 9_678_438 + n_class_tokens * 50
+    assert frozen == 2_270_236_672

