@@ -15,6 +15,12 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/genes.smk"
 include: "workflow/rules/genome.smk"
+include: "workflow/rules/sei.smk"
+include: "workflow/rules/annotations.smk"
+include: "workflow/rules/backbone.smk"
+include: "workflow/rules/expression.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

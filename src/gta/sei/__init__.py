@@ -1,5 +1,18 @@
-"""Sei: the sequence-class model whose 40 class scores per bin are GTA's features."""
+"""Sei: the sequence-class model whose 40 class scores per bin are GTA's features.
 
+Public API (CONTRACT section 4): `one_hot`, `bspline_basis`, `Sei`, `load_sei`, `class_scores`;
+plus the class table, reverse-complement averaging (`predict`), projection loading and the demo model.
+Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`.
+"""
+
+from .checkpoint import load_projection, load_sei, make_demo_projection, make_demo_sei, save_sei
 from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, load_classes
+from .model import (N_CLASSES, N_TARGETS, SEQUENCE_LENGTH, BSplineTransformation, Sei, bspline_basis, class_scores,
+                    one_hot, predict, projection_matrix, reverse_complement_onehot)
 
-__all__ = ["CLASS_LABELS", "CLASS_NAMES", "KEPT", "LOW_SIGNAL", "load_classes"]
+__all__ = [
+    "CLASS_LABELS", "CLASS_NAMES", "KEPT", "LOW_SIGNAL", "load_classes",
+    "Sei", "BSplineTransformation", "bspline_basis", "one_hot", "class_scores", "predict", "projection_matrix",
+    "reverse_complement_onehot", "load_sei", "save_sei", "load_projection", "make_demo_sei",
+    "make_demo_projection", "N_CLASSES", "N_TARGETS", "SEQUENCE_LENGTH",
+]

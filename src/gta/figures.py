@@ -1,0 +1,180 @@
+"""Figures 5-10 of the paper from a trained GTA model and its predictions."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import GTAError  # noqa: E402
+from .io import atomic_path  # noqa: E402
+from .sei import CLASS_LABELS, KEPT  # noqa: E402
+
+log = logging.getLogger("gta.figures")
+
+FIGURES = {
+    5: "fig5_predictions.png",
+    6: "fig6_head_zscores.png",
+    7: "fig7_prototype_attention.png",
+    8: "fig8_head_attention.png",
+    9: "fig9_selection_frequency.png",
+    10: "fig10_all_head_zscores.png",
+}
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+def top_bins(attention: np.ndarray) -> np.ndarray:
+    """(genes, heads) index of the bin each head attends to most, through its top prototype.
+
+    For each gene and head, the prototype with the largest total attention over the bins is found,
+    then the bin that attends to that prototype most (the paper's selection for Figures 6 and 10).
+    `attention` (genes, heads, N, P), softmax over prototypes.
+    """
+    top_proto = attention.sum(axis=2).argmax(axis=-1)  # (genes, heads)
+    col = np.take_along_axis(attention, top_proto[:, :, None, None], axis=3)[..., 0]  # (genes, heads, N)
+    return col.argmax(axis=-1)
+
+
+def head_zscores(features: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """(heads, classes): mean z-score, over genes, of the features of each head's chosen bin.
+
+    `features` (genes, N, C); `bins` (genes, heads) from `top_bins`. z-scores are against all bins
+    of all genes.
+    """
+    chosen = features[np.arange(features.shape[0])[:, None], bins]  # (genes, heads, C)
+    flat = features.reshape(-1, features.shape[-1])
+    return ((chosen - flat.mean(0)) / (flat.std(0) + 1e-12)).mean(axis=0)
+
+
+def selection_frequency(selected: np.ndarray, n_bins: int) -> np.ndarray:
+    """Fraction of genes for which each bin is among the selector's top k (Figure 9)."""
+    counts = np.zeros(n_bins)
+    for row in selected:
+        counts[np.unique(row)] += 1
+    return counts / max(len(selected), 1)
+
+
+def _zscore_heatmap(z: np.ndarray, heads: list[int], title: str):
+    labels = [CLASS_LABELS[i] for i in KEPT]
+    fig, ax = plt.subplots(figsize=(0.32 * len(labels) + 2, 0.45 * len(heads) + 1.5))
+    lim = float(np.abs(z[heads]).max()) or 1.0
+    im = ax.imshow(z[heads], cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(heads)), [f"head {h}" for h in heads])
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="z-score")
+    return fig
+
+
+def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.ndarray, bins: np.ndarray,
+                 attention_best: np.ndarray, attention_worst: np.ndarray, selected: np.ndarray,
+                 label: str) -> list[Path]:
+    """Write figures 5-10 for the test genes.
+
+    `predictions` (observed, predicted, symbol) for the same genes, in the same order, as `features`
+    (genes, N, 33), `bins` (genes, heads) from `top_bins` and `selected` (genes, k) bin indices;
+    `attention_best` / `attention_worst` (heads, N, P) are the alignment attention of the genes with
+    the smallest and largest absolute residual. `label` says where the numbers come from.
+    """
+    from .evaluate import bootstrap_spearman
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    heads, n_bins, n_proto = attention_best.shape
+    tss_bin = n_bins // 2
+    paths = {k: out / v for k, v in FIGURES.items()}
+    obs, pred = predictions["observed"].to_numpy(), predictions["predicted"].to_numpy()
+    resid = np.abs(pred - obs)
+    best, worst = int(resid.argmin()), int(resid.argmax())
+    rho, ci = bootstrap_spearman(obs, pred, n_boot=1000)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(obs, pred, s=6, alpha=0.5)
+    ax.set_xlabel("observed")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"GTA N={n_bins}: Spearman {rho:.3f} ± {ci:.3f} ({len(obs)} test genes)\n{label}", fontsize=9)
+    _save(fig, paths[5])
+
+    z = head_zscores(features, bins)
+    strongest = sorted(np.argsort(-np.abs(z).max(axis=1))[:3].tolist())
+    _save(_zscore_heatmap(z, strongest, f"Heads with the strongest class preferences\n{label}"), paths[6])
+    _save(_zscore_heatmap(z, list(range(heads)), f"All alignment heads\n{label}"), paths[10])
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, name, att, g in [(axes[0], "best", attention_best, best), (axes[1], "worst", attention_worst, worst)]:
+        im = ax.imshow(att.mean(axis=0).T, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.axhline(n_proto / 2 - 0.5, color="w", lw=0.8)
+        ax.set_title(f"{name}-predicted gene: {predictions['symbol'].iloc[g]}")
+        ax.set_xlabel("bin")
+    axes[0].set_ylabel("prototype (vocabulary | class names)")
+    fig.colorbar(im, ax=axes, label="attention (mean over heads)")
+    fig.suptitle(label, fontsize=8)
+    _save(fig, paths[7])
+
+    fig, axes = plt.subplots(heads, 1, figsize=(8, 1.1 * heads + 1), sharex=True)
+    for h, ax in enumerate(np.atleast_1d(axes)):
+        row = attention_best[h, :, int(attention_best[h].sum(axis=0).argmax())]
+        ax.plot(row, lw=1)
+        ax.axvline(tss_bin, color="r", lw=0.8)
+        ax.axhline(float(np.median(row)), color="gray", lw=0.6, ls="--")
+        ax.set_ylabel(f"h{h}", rotation=0, labelpad=12, fontsize=8)
+    np.atleast_1d(axes)[-1].set_xlabel("bin (red: TSS bin; dashed: median)")
+    fig.suptitle(f"Attention of each head's top prototype, {predictions['symbol'].iloc[best]}\n{label}", fontsize=9)
+    _save(fig, paths[8])
+
+    freq = selection_frequency(selected, n_bins)
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.bar(np.arange(n_bins) - tss_bin, freq, width=1.0)
+    ax.set_xlabel("bin relative to the TSS bin")
+    ax.set_ylabel("fraction of genes selected")
+    ax.set_title(f"Top-k selector: how often each bin is kept\n{label}", fontsize=9)
+    _save(fig, paths[9])
+    log.info("wrote figures 5-10 to %s", out)
+    return list(paths.values())
+
+
+def run(model_file: str, backbone: str, features: str, predictions: str, prompts: str, out_dir: str,
+        label: str = "", batch_size: int = 16) -> list[Path]:
+    """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need."""
+    import torch
+
+    from .annotations import read_prompts
+    from .model import encode_prompts
+    from .train import load_features, load_trained
+
+    model, tokenizer, ckpt = load_trained(model_file, backbone)
+    n = ckpt["n_bins"]
+    table = pd.read_csv(predictions, sep="\t")
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    if len(test) < 3:
+        raise GTAError(f"{predictions} has {len(test)} test genes; figures need at least 3")
+    gene_id, _, x = load_features(features, n)
+    pos = {g: i for i, g in enumerate(gene_id)}
+    x = x[[pos[g] for g in test["gene_id"]]]
+    text = read_prompts(prompts)
+    ids = encode_prompts(tokenizer, [text[g] for g in test["gene_id"]], ckpt["model_config"]["context"] - n)
+    resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
+    best, worst = int(resid.argmin()), int(resid.argmax())
+    bins, selected, keep = [], [], {}
+    with torch.no_grad():
+        for s in range(0, len(test), batch_size):
+            _, d = model(torch.from_numpy(x[s:s + batch_size]), ids[s:s + batch_size], return_details=True)
+            att = d["attention"].float().numpy()
+            bins.append(top_bins(att))
+            selected.append(d["selected"].numpy())
+            for g in (best, worst):
+                if s <= g < s + batch_size:
+                    keep[g] = att[g - s]
+    return make_figures(out_dir, test, x, np.concatenate(bins), keep[best], keep[worst],
+                        np.concatenate(selected), label)

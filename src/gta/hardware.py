@@ -1,0 +1,85 @@
+"""Device and precision choices shared by the Sei stage and training."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+
+from . import GTAError
+
+log = logging.getLogger("gta.hardware")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo flags."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool({"amx_bf16", "avx512_bf16"} & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def resolve_device(device: str, key: str = "device") -> torch.device:
+    """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:N' checked against the hardware.
+
+    `key` is the config key named in errors (sei.device, train.device).
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise GTAError(f"{key} {device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GTAError(f"{key} is {device!r} but torch sees no CUDA GPU here; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise GTAError(f"{key} is {device!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif dev.type != "cpu":
+        raise GTAError(f"{key} {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device, key: str = "dtype") -> torch.dtype:
+    """Compute precision: 'auto' -> bf16 autocast on CUDA GPUs with bf16 and on CPUs with
+    AMX/AVX512-BF16, else fp32; 'float32' / 'bfloat16' as asked."""
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        if device.type == "cpu" and not cpu_supports_bf16():
+            log.warning("%s is bfloat16 but this CPU has no native bf16: expect it to be slow", key)
+        return torch.bfloat16
+    if dtype != "auto":
+        raise GTAError(f"{key} must be 'auto', 'float32' or 'bfloat16' (got {dtype!r})")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """torch.autocast to `dtype` on `device`; a no-op for float32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def tune_malloc() -> bool:
+    """Make glibc keep freed large blocks for reuse (CPU inference): True when applied.
+
+    By default glibc returns every block over 32 MB to the kernel, so each forward pass maps its
+    batch-sized activations afresh and page-faults them in (here up to a third of the CPU time in the
+    kernel); PyTorch's CPU performance guide recommends a caching allocator for the same reason.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) == 1
+        return bool(ok and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
+    except (OSError, AttributeError):  # not glibc
+        return False

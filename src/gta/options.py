@@ -1,0 +1,40 @@
+"""Model and training options (torch-free: the CLI builds its flags from these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """`train.*` plus the global seed."""
+
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    autocast: str = "auto"
+    device: str = "auto"
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """`backbone.*` and `gta.*`: what the GTA module is built from."""
+
+    backbone: str = "results/backbone/smollm2-135m"
+    layers: int = 8
+    backbone_dtype: str = "float32"
+    context: int = 2048
+    attention: str = "causal"
+    lora: dict | None = None
+    prototypes_vocab: int = 50
+    prototypes_classes: int = 50
+    heads: int = 8
+    d_k: int = 32
+    top_k: int = 25
+    gate: str = "sigmoid"
+    gradient_checkpointing: bool = False
+    prompt_cache_mb: float = 2048.0

@@ -1,0 +1,214 @@
+"""Sei checkpoints and projection matrices: loading (official or demo), checks, the seeded demo model."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import GTAError
+from ..io import atomic_path
+from .model import N_CLASSES, SEQUENCE_LENGTH, Sei, one_hot_codes, predict
+
+log = logging.getLogger("gta.sei.checkpoint")
+
+OFFICIAL_PREFIX = "module.model."
+CONV_KEYS = (["lconv1.0", "lconv1.1", "conv1.0", "conv1.2", "lconv2.2", "lconv2.3", "conv2.1", "conv2.3",
+              "lconv3.2", "lconv3.3", "conv3.1", "conv3.3"] + [f"dconv{i}.1" for i in range(1, 6)])
+LAYER_KEYS = CONV_KEYS + ["classifier.0", "classifier.2"]
+EXPECTED_KEYS = [f"{k}.{p}" for k in LAYER_KEYS for p in ("weight", "bias")]
+_FIX = "point sei.checkpoint at the official sei.pth (Zenodo 4906997, model/sei.pth) or use 'random'"
+
+
+def sha256sum(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def strip_prefix(state: dict) -> dict:
+    """Drop the official `module.model.` prefix (or `module.` / `model.`) from state-dict keys."""
+    for prefix in (OFFICIAL_PREFIX, "module.", "model."):
+        if state and all(k.startswith(prefix) for k in state):
+            return {k[len(prefix):]: v for k, v in state.items()}
+    return dict(state)
+
+
+def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """The bare-key Sei state dict of a checkpoint file, checked against `sha256` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise GTAError(f"Sei checkpoint not found: {path} (config key sei.checkpoint; {_FIX})")
+    if sha256:
+        got = sha256sum(path)
+        if got.lower() != sha256.strip().lower():
+            raise GTAError(f"Sei checkpoint {path} has sha256 {got}, but sei.sha256 expects {sha256}: the file is "
+                           "corrupt, incomplete or a different model; download it again or fix sei.sha256")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code, not a torch file at all
+        raise GTAError(f"cannot read Sei checkpoint {path} (config key sei.checkpoint): "
+                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file is corrupt or not a "
+                       f"torch state dict ({_FIX})") from e
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) is not a state dict of tensors ({_FIX})")
+    state = strip_prefix(obj)
+    missing = [k for k in EXPECTED_KEYS if k not in state]
+    extra = [k for k in state if k not in EXPECTED_KEYS]
+    if missing or extra:
+        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) does not have the Sei layout: "
+                       f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+                       f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''} ({_FIX})")
+    return state
+
+
+def infer_shapes(state: dict[str, torch.Tensor], path: str | Path = "") -> tuple[tuple[int, int, int], int]:
+    """(channels, n_targets) of a bare-key Sei state dict, from its tensor shapes."""
+    try:
+        c1 = state["lconv1.0.weight"].shape[0]
+        c2 = state["lconv2.2.weight"].shape[0]
+        c3 = state["lconv3.2.weight"].shape[0]
+        n_targets = state["classifier.2.weight"].shape[0]
+    except (KeyError, IndexError) as e:
+        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) lacks a layer: {e}") from e
+    return (int(c1), int(c2), int(c3)), int(n_targets)
+
+
+def load_sei(path: str | Path, sha256: str | None = None, device: str | torch.device = "cpu") -> Sei:
+    """Load a Sei checkpoint (official `module.model.`-prefixed or bare keys) in eval mode on `device`.
+
+    Width and n_targets come from the tensor shapes. `sha256`, when given, must match the file.
+    """
+    state = read_state_dict(path, sha256)
+    channels, n_targets = infer_shapes(state, path)
+    with torch.device("meta"):
+        model = Sei(channels=channels, n_targets=n_targets)
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
+    except RuntimeError as e:
+        first = [line.strip() for line in str(e).splitlines() if "size mismatch" in line][:2]
+        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) has tensor shapes that do not fit one "
+                       f"Sei network: {' '.join(first) or str(e)[:300]} ({_FIX})") from e
+    log.info("loaded Sei from %s: channels %s, %d targets, %.1fM parameters", path, channels, n_targets,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return model.to(device).eval()
+
+
+def save_sei(model: Sei, path: str | Path, prefix: str = OFFICIAL_PREFIX) -> None:
+    """Write a model's state dict as a checkpoint with the official key prefix (atomically)."""
+    state = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path, suffix=".pth") as tmp:
+        torch.save(state, tmp)
+
+
+def load_projection(path: str | Path, n_targets: int | None = None) -> np.ndarray:
+    """A Sei projection matrix (`projvec_targets.npy`, rows = classes, columns = targets), float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise GTAError(f"Sei projection matrix not found: {path} (config key sei.projection; the official "
+                       "projvec_targets.npy ships in sei_model.tar.gz, or use 'random')")
+    try:
+        v = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise GTAError(f"cannot read the Sei projection matrix {path} (config key sei.projection): {e}") from e
+    if v.ndim != 2 or v.shape[0] < N_CLASSES or not np.issubdtype(v.dtype, np.number):
+        raise GTAError(f"Sei projection matrix {path} (config key sei.projection) must be numeric with shape "
+                       f"(>= {N_CLASSES}, n_targets), e.g. (61, 21907); got {v.shape} {v.dtype}")
+    if n_targets is not None and v.shape[1] != n_targets:
+        raise GTAError(f"Sei projection matrix {path} (config key sei.projection) has {v.shape[1]} columns but the "
+                       f"checkpoint predicts {n_targets} targets; use the projection that belongs to the checkpoint")
+    return v.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- demo model
+
+def _calibration_batch(rng: np.random.Generator, n: int, length: int = SEQUENCE_LENGTH) -> torch.Tensor:
+    """Seeded genome-like one-hot sequences: GC 0.3-0.7, CpG-rich stretches, tandem repeats."""
+    seqs = np.empty((n, length), np.uint8)
+    bases = np.frombuffer(b"ACGT", np.uint8)
+    for i in range(n):
+        gc = rng.uniform(0.3, 0.7)
+        p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
+        s = bases[rng.choice(4, length, p=p)]
+        if i % 4 == 1:  # a CpG island
+            a = int(rng.integers(0, length - 1200))
+            s[a:a + 1200:10], s[a + 1:a + 1201:10] = ord("C"), ord("G")
+        if i % 4 == 2:  # a tandem repeat
+            a, k = int(rng.integers(0, length - 600)), int(rng.integers(1, 4))
+            s[a:a + 600] = np.tile(bases[rng.integers(0, 4, k)], 600 // k + 1)[:600]
+        seqs[i] = s
+    return torch.from_numpy(one_hot_codes(seqs))
+
+
+@torch.no_grad()
+def make_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float = 1.5,
+                  n_calibration: int = 64) -> Sei:
+    """A Sei network with seeded random weights whose outputs vary between sequences without saturating.
+
+    Weights start N(0, 1/fan_in); then, in one forward pass over seeded genome-like sequences, each
+    convolution and linear layer is rescaled so that every output channel has mean 0 and unit standard
+    deviation (layer-sequential unit variance), and the final layer so that each target's logit has
+    standard deviation `logit_std` across sequences.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    model = Sei(width=width, n_targets=n_targets).eval()
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    for m in layers:
+        fan_in = m.weight[0].numel()
+        m.weight.copy_(torch.randn(m.weight.shape, generator=gen) / fan_in ** 0.5)
+        m.bias.zero_()
+    last = model.classifier[2]
+
+    def normalise(module, _inputs, out):
+        dims = [0, 2] if out.ndim == 3 else [0]
+        mean, std = out.mean(dims), out.std(dims).clamp_min(1e-6)
+        scale = (logit_std if module is last else 1.0) / std
+        module.weight.mul_(scale.view(-1, *[1] * (module.weight.ndim - 1)))
+        module.bias.sub_(mean).mul_(scale)
+        shape = (1, -1, 1) if out.ndim == 3 else (1, -1)
+        return (out - mean.view(shape)) * scale.view(shape)
+
+    hooks = [m.register_forward_hook(normalise) for m in layers]
+    try:
+        x = _calibration_batch(np.random.default_rng(seed), n_calibration)
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return model
+
+
+def make_demo_projection(n_targets: int, seed: int = 0, n_rows: int = 61) -> np.ndarray:
+    """A seeded random (61, n_targets) projection matrix, float32 (the official one has 61 rows)."""
+    rng = np.random.default_rng([seed, 61])
+    return rng.standard_normal((n_rows, n_targets)).astype(np.float32)
+
+
+def write_demo(checkpoint: str | Path, projection: str | Path, width: float, n_targets: int, seed: int = 0) -> Sei:
+    """`gta sei-demo`: write the seeded demo checkpoint (official key prefix) and projection matrix."""
+    model = make_demo_sei(width, n_targets, seed)
+    save_sei(model, checkpoint)
+    with atomic_path(projection, suffix=".npy") as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, make_demo_projection(n_targets, seed))
+    x = _calibration_batch(np.random.default_rng([seed, 1]), 16)
+    with torch.no_grad():
+        p = predict(model, x)
+    log.info("demo Sei: width %.4g (channels %s), %d targets, %.2fM parameters; on 16 fresh sequences the "
+             "sigmoid outputs have mean %.3f, across-sequence SD %.3f, %.2f%% outside [0.01, 0.99]",
+             model.width, model.channels, n_targets, sum(p.numel() for p in model.parameters()) / 1e6,
+             float(p.mean()), float(p.std(0).mean()), 100 * float(((p < 0.01) | (p > 0.99)).float().mean()))
+    return model
+
+
+__all__ = ["load_sei", "load_projection", "read_state_dict", "save_sei", "make_demo_sei", "make_demo_projection",
+           "write_demo", "sha256sum", "strip_prefix", "EXPECTED_KEYS", "OFFICIAL_PREFIX"]

@@ -1,0 +1,384 @@
+"""Batched Sei inference: gene windows from a FASTA -> 40 class scores per bin, one resumable HDF5 shard per job.
+
+A shard is a contiguous run of genes in genome order (chromosomes as in the FASTA index, then TSS), so
+that genes whose windows overlap share their bins. Every distinct bin ("unit": chromosome, start,
+strand flip) is computed once per shard, in the order genes first need it; a gene is written as soon
+as all its bins (and those of every earlier gene) are done. The shard file is written under a
+temporary name with a progress counter and renamed when complete; a rerun of a killed job continues
+from the last flushed gene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import GTAError
+from ..genome import GRIDS, ORIENTS, open_fasta, read_padded, window_start
+from ..hardware import autocast, resolve_device, resolve_dtype, tune_malloc
+from ..tss import read_tss
+from .checkpoint import load_projection, load_sei
+from .model import N_CLASSES, Sei, one_hot_codes, predict, projection_matrix
+
+log = logging.getLogger("gta.sei.inference")
+
+SHARD_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- windows and shards
+
+@dataclasses.dataclass(frozen=True)
+class WindowSpec:
+    """How each gene's window is cut (window.n_bins, window.bin_size, window.orient, window.grid)."""
+
+    n_bins: int
+    bin_size: int = 4096
+    orient: str = "reference"
+    grid: str = "tss"
+
+    def __post_init__(self):
+        if self.n_bins < 1 or self.n_bins % 2 == 0:
+            raise GTAError(f"window.n_bins must be a positive odd number (got {self.n_bins})")
+        if self.bin_size < 1:
+            raise GTAError(f"window.bin_size must be positive (got {self.bin_size})")
+        if self.orient not in ORIENTS:
+            raise GTAError(f"window.orient must be one of {ORIENTS} (got {self.orient!r})")
+        if self.grid not in GRIDS:
+            raise GTAError(f"window.grid must be one of {GRIDS} (got {self.grid!r})")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2-of-4' -> (2, 4): shard numbers are 1-based."""
+    try:
+        i, n = (int(v) for v in text.split("-of-"))
+    except ValueError:
+        raise GTAError(f"a shard is written 'I-of-N', e.g. '1-of-4' (got {text!r})") from None
+    if not 1 <= i <= n:
+        raise GTAError(f"shard {text!r}: need 1 <= I <= N")
+    return i, n
+
+
+def shard_rows(genes: pd.DataFrame, chrom_order: Sequence[str], shard: int, shards: int,
+               spec: WindowSpec | None = None, reverse_complement: bool = True) -> np.ndarray:
+    """tss.tsv row indices of shard `shard` (1-based) of `shards`, in processing (genome) order.
+
+    Genes are sorted by chromosome (in `chrom_order`) and TSS, then cut into `shards` contiguous runs,
+    so that grid-mode bin sharing is lost only at the cuts. With `spec` the runs hold near-equal numbers
+    of distinct bins (the work), else near-equal numbers of genes.
+    """
+    rank = {c: i for i, c in enumerate(chrom_order)}
+    missing = sorted(set(genes["chrom"]) - set(rank))
+    if missing:
+        raise GTAError(f"chromosomes {missing[:5]} of tss.tsv are not in the FASTA; check genes.chromosomes and "
+                       "that genome.fasta is the genome the gene table was made for")
+    if not 1 <= shard <= shards:
+        raise GTAError(f"shard {shard} of {shards} does not exist (sei.shards)")
+    key_chrom = genes["chrom"].map(rank).to_numpy()
+    order = np.lexsort((np.arange(len(genes)), genes["tss"].to_numpy(), key_chrom))
+    if spec is None or not len(order):
+        bounds = np.linspace(0, len(genes), shards + 1).round().astype(int)
+    else:
+        work = np.cumsum(plan_units(genes.iloc[order], spec, chrom_order, reverse_complement).new_units + 1e-3)
+        bounds = np.searchsorted(work, work[-1] * np.arange(shards + 1) / shards, side="right")
+        bounds[0], bounds[-1] = 0, len(order)
+    return order[bounds[shard - 1]:bounds[shard]]
+
+
+@dataclasses.dataclass
+class Plan:
+    """The distinct bins (units) a shard computes, and which unit each output bin of each gene takes."""
+
+    chrom: np.ndarray       # (U,) index into `chroms`
+    start: np.ndarray       # (U,) 0-based first base (may be < 0 or run past the end: N padding)
+    flip: np.ndarray        # (U,) bool: compute the reverse complement of the bin
+    gene_units: np.ndarray  # (G, n_bins) unit id of each output bin
+    ready_at: np.ndarray    # (G,) genes [0, g] are complete once units [0, ready_at[g]) are done
+    new_units: np.ndarray   # (G,) units each gene is the first to need
+    chroms: list[str]
+
+    @property
+    def n_units(self) -> int:
+        return len(self.start)
+
+    def first_unit(self, gene: int) -> int:
+        """Smallest unit id any gene from `gene` on needs."""
+        return int(self.gene_units[gene:].min()) if gene < len(self.gene_units) else self.n_units
+
+    def ring_size(self, batch_size: int) -> int:
+        """Units that must stay in memory so each gene can be gathered when it completes."""
+        if not len(self.gene_units):
+            return batch_size
+        return int((self.ready_at - self.gene_units.min(1)).max()) + batch_size
+
+
+def plan_units(genes: pd.DataFrame, spec: WindowSpec, chroms: Sequence[str],
+               reverse_complement: bool = True) -> Plan:
+    """The unit plan of `genes` (in processing order) under `spec`.
+
+    With reverse-complement averaging Sei is strand symmetric, so orient='transcript' only reverses the
+    bin order of minus-strand genes; without it their bins are computed on the reverse strand.
+    """
+    chroms = list(chroms)
+    rank = {c: i for i, c in enumerate(chroms)}
+    g, n = len(genes), spec.n_bins
+    tss = genes["tss"].to_numpy(np.int64)
+    minus = (genes["strand"].to_numpy() == "-") & (spec.orient == "transcript")
+    starts = (np.asarray(window_start(tss, n, spec.bin_size, spec.grid), np.int64)[:, None]
+              + spec.bin_size * np.arange(n, dtype=np.int64)[None, :])
+    chrom = np.repeat(genes["chrom"].map(rank).to_numpy(np.int64)[:, None], n, 1)
+    flip = np.repeat((minus & (not reverse_complement))[:, None], n, 1)
+    key = (((chrom * 2 + flip) << 42) + (starts + (1 << 41))).ravel()
+    uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")  # unit ids in order of first use
+    unit_id = np.empty(len(uniq), np.int64)
+    unit_id[by_first] = np.arange(len(uniq))
+    gene_units = unit_id[inverse.ravel()].reshape(g, n)
+    picks = first[by_first]
+    gene_units[minus] = gene_units[minus][:, ::-1]  # transcript orientation: bin 0 is farthest upstream
+    ready = np.maximum.accumulate(gene_units.max(1) + 1) if g else np.zeros(0, np.int64)
+    return Plan(chrom=chrom.ravel()[picks], start=starts.ravel()[picks], flip=flip.ravel()[picks],
+                gene_units=gene_units, ready_at=ready, new_units=np.bincount(picks // n, minlength=g),
+                chroms=chroms)
+
+
+# ----------------------------------------------------------------------------- streaming windows
+
+def unit_codes(fa, plan: Plan, lo: int, hi: int, bin_size: int) -> np.ndarray:
+    """ASCII codes (hi - lo, bin_size) of units [lo, hi), read in runs of adjacent bins."""
+    out = np.empty((hi - lo, bin_size), np.uint8)
+    i = lo
+    while i < hi:
+        j = i + 1
+        while (j < hi and plan.chrom[j] == plan.chrom[i] and plan.flip[j] == plan.flip[i]
+               and plan.start[j] == plan.start[j - 1] + bin_size):
+            j += 1
+        s = int(plan.start[i])
+        seq = read_padded(fa, plan.chroms[plan.chrom[i]], s, s + (j - i) * bin_size)
+        out[i - lo:j - lo] = np.frombuffer(seq.encode("ascii"), np.uint8).reshape(j - i, bin_size)
+        i = j
+    return out
+
+
+def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3,
+                 pin: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(lo, hi, one-hot (hi - lo, 4, bin_size)) for units [start, n_units), prepared in a background thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def produce():
+        try:
+            fa = open_fasta(fasta)
+            for lo in range(start, plan.n_units, batch_size):
+                hi = min(lo + batch_size, plan.n_units)
+                x = one_hot_codes(unit_codes(fa, plan, lo, hi, bin_size))
+                flip = plan.flip[lo:hi]
+                if flip.any():
+                    x[flip] = x[flip][:, ::-1, ::-1]
+                t = torch.from_numpy(x)
+                if pin:
+                    t = t.pin_memory()
+                while not stop.is_set():
+                    try:
+                        q.put((lo, hi, t), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(None)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="sei-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------- the shard file
+
+def partial_path(out: str | Path) -> Path:
+    """Where an unfinished shard lives (not a Snakemake output, so a killed job's work survives)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+def _file_id(path: str | Path) -> list:
+    st = os.stat(path)
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, checkpoint, projection, reverse_complement: bool,
+                dtype: torch.dtype) -> str:
+    """Identity of everything a shard's numbers depend on: a partial file with another one is discarded."""
+    h = hashlib.sha256()
+    h.update(json.dumps([SHARD_FORMAT, dataclasses.asdict(spec), _file_id(fasta), _file_id(checkpoint),
+                         _file_id(projection), bool(reverse_complement), str(dtype)]).encode())
+    h.update(pd.util.hash_pandas_object(genes[["gene_id", "chrom", "tss", "strand"]], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _open_partial(path: Path, fp: str, n_genes: int, n_bins: int) -> h5py.File | None:
+    """Reopen a partial shard with the same fingerprint, or None (a damaged or stale one is removed)."""
+    if not path.exists():
+        return None
+    try:
+        f = h5py.File(path, "r+")
+        ok = (f.attrs.get("fingerprint") == fp and f["features"].shape == (n_genes, n_bins, N_CLASSES)
+              and 0 <= int(f.attrs["done"]) <= n_genes)
+        if ok:
+            return f
+        f.close()
+        log.info("discarding %s: it was made from other inputs or settings", path)
+    except Exception as e:  # a job killed mid-write can leave a damaged file
+        log.warning("discarding unreadable partial shard %s (%s); starting the shard again", path, e)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _new_partial(path: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, spec: WindowSpec, shard: int,
+                 shards: int, n_total: int, meta: dict) -> h5py.File:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = h5py.File(path, "w")
+    g = len(rows)
+    f.create_dataset("features", (g, spec.n_bins, N_CLASSES), np.float16,
+                     chunks=(max(1, min(g, 64)), spec.n_bins, N_CLASSES) if g else None)
+    f.create_dataset("row", data=rows.astype(np.int64))
+    f.create_dataset("gene_id", data=genes["gene_id"].to_numpy(np.int64))
+    f.attrs.update({"fingerprint": fp, "done": 0, "shard": shard, "shards": shards, "n_genes_total": n_total,
+                    "n_bins": spec.n_bins, "bin_size": spec.bin_size, "tss_bin": spec.n_bins // 2,
+                    "orient": spec.orient, "grid": spec.grid, "format": SHARD_FORMAT, **meta})
+    f.flush()
+    return f
+
+
+def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, projvec: np.ndarray,
+              out: str | Path, spec: WindowSpec, shard: int = 1, shards: int = 1, *,
+              reverse_complement: bool = True, device: str | torch.device = "cpu",
+              dtype: torch.dtype = torch.float32, batch_size: int = 32, flush_seconds: float = 10.0,
+              checkpoint_path: str | Path | None = None, projection_path: str | Path | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Path:
+    """Compute the Sei class scores of one shard's genes into `out` (HDF5), resuming a partial run.
+
+    `progress(done_genes, n_genes)` is called after every flush (tests use it to interrupt a run).
+    """
+    genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
+    out = Path(out)
+    device = torch.device(device)
+    unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(device)  # (T, 40)
+    if unit.shape[0] != model.n_targets:
+        raise GTAError(f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
+                       f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)")
+    fa = open_fasta(fasta)
+    chroms = list(fa.keys())
+    rows = shard_rows(genes_all, chroms, shard, shards, spec, reverse_complement)
+    genes = genes_all.iloc[rows].reset_index(drop=True)
+    plan = plan_units(genes, spec, chroms, reverse_complement)
+    n_genes = len(genes)
+    fp = fingerprint(genes, spec, fasta, checkpoint_path or fasta, projection_path or fasta,
+                     reverse_complement, dtype)
+    if checkpoint_path is None:  # a model passed in memory: its weights are part of the identity
+        h = hashlib.sha256(fp.encode())
+        for p in model.state_dict().values():
+            h.update(p.detach().cpu().numpy().tobytes())
+        fp = h.hexdigest()
+    part = partial_path(out)
+    f = _open_partial(part, fp, n_genes, spec.n_bins)
+    meta = {"sei_channels": list(model.channels), "sei_targets": model.n_targets,
+            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", "")}
+    if f is None:
+        f = _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta)
+        done = 0
+    else:
+        done = int(f.attrs["done"])
+        log.info("resuming %s: %d of %d genes already done", part, done, n_genes)
+
+    model = model.to(device).eval()
+    first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
+    todo_units = plan.n_units - first
+    log.info("shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; "
+             "%d bins to compute", shard, shards, n_genes, spec.n_bins, plan.n_units,
+             plan.n_units / max(1, n_genes * spec.n_bins), device, str(dtype).replace("torch.", ""),
+             ", reverse-complement averaged" if reverse_complement else "", todo_units)
+    ring = np.empty((plan.ring_size(batch_size), N_CLASSES), np.float32)
+    t0 = last_log = last_flush = time.perf_counter()
+    computed = 0
+    try:
+        with torch.inference_mode():
+            for lo, hi, x in iter_batches(fasta, plan, first, batch_size, spec.bin_size,
+                                          pin=device.type == "cuda"):
+                with autocast(device, dtype):
+                    p = predict(model, x.to(device, non_blocking=True), reverse_complement)
+                scores = (p.float() @ unit).cpu().numpy()  # class projection in fp32
+                ring[np.arange(lo, hi) % len(ring)] = scores
+                computed += hi - lo
+                new_done = int(np.searchsorted(plan.ready_at, hi, side="right"))
+                if new_done > done:
+                    block = ring[plan.gene_units[done:new_done] % len(ring)]
+                    f["features"][done:new_done] = block.astype(np.float16)
+                    done = new_done
+                now = time.perf_counter()
+                if now - last_flush >= flush_seconds or done == n_genes:
+                    f.attrs["done"] = done
+                    f.flush()
+                    last_flush = now
+                    if progress is not None:
+                        progress(done, n_genes)
+                if now - last_log >= 30 or hi == plan.n_units:
+                    rate = computed / (now - t0)
+                    log.info("%d/%d bins (%.1f%%), %d/%d genes, %.1f windows/s, %.0f s left", hi, plan.n_units,
+                             100 * hi / max(1, plan.n_units), done, n_genes, rate,
+                             (plan.n_units - hi) / max(rate, 1e-9))
+                    last_log = now
+        if done != n_genes:
+            raise GTAError(f"internal error: shard finished with {done} of {n_genes} genes")
+        f.attrs["done"] = done
+        f.attrs["complete"] = True
+        f.flush()
+    finally:
+        f.close()
+    os.replace(part, out)
+    el = time.perf_counter() - t0
+    log.info("wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)", out, n_genes, computed, el,
+             computed / max(el, 1e-9))
+    return out
+
+
+def run(tss: str, fasta: str, checkpoint: str, projection: str, out: str, spec: WindowSpec, shard: str = "1-of-1",
+        sha256: str | None = None, reverse_complement: bool = True, device: str = "auto", dtype: str = "auto",
+        batch_size: int = 32, threads: int | None = None) -> Path:
+    """CLI body of `gta sei`: one shard of tss.tsv through Sei into an HDF5 shard file."""
+    i, n = parse_shard(shard)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device, "sei.device")
+    if dev.type == "cpu":
+        tune_malloc()
+    dt = resolve_dtype(dtype, dev, "sei.dtype")
+    model = load_sei(checkpoint, sha256=sha256, device=dev)
+    projvec = load_projection(projection, model.n_targets)
+    return run_shard(tss, fasta, model, projvec, out, spec, i, n, reverse_complement=reverse_complement,
+                     device=dev, dtype=dt, batch_size=batch_size, checkpoint_path=checkpoint,
+                     projection_path=projection)

@@ -1,0 +1,255 @@
+"""Training one GTA model (one context length N, one backbone depth) and predicting every gene."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+
+from . import GTAError
+from .hardware import autocast, resolve_device, resolve_dtype
+from .io import atomic_path, require_file
+from .options import ModelConfig, TrainConfig
+from .sei import CLASS_NAMES, KEPT
+
+log = logging.getLogger("gta.train")
+
+
+@dataclass
+class Dataset:
+    gene_id: np.ndarray
+    symbol: list[str]
+    x: np.ndarray  # (genes, N, 33) float32, raw class scores (standardised inside the model)
+    y: np.ndarray  # (genes,) observed
+    split: np.ndarray  # train / val / test
+    prompt: list[str]
+    idx: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.idx = {s: np.flatnonzero(self.split == s) for s in ("train", "val", "test")}
+
+
+def centred_slice(stored: int, n: int) -> slice:
+    """Bins of an N-bin window inside the stored window (both centred on the TSS bin)."""
+    if n > stored or n % 2 == 0:
+        raise GTAError(f"evaluate.context_bins: N={n} must be odd and <= the stored {stored} bins (window.n_bins)")
+    start = stored // 2 - n // 2
+    return slice(start, start + n)
+
+
+def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(gene_id, symbol, features (genes, n_bins, 33) float32) from features.h5, centred slice, kept classes."""
+    path = require_file(path, "features file")
+    with h5py.File(path, "r") as f:
+        gene_id = f["gene_id"][:].astype(np.int64)
+        symbol = [s.decode() if isinstance(s, bytes) else str(s) for s in f["symbol"][:]]
+        sl = centred_slice(int(f.attrs["n_bins"]), n_bins)
+        x = f["features"][:, sl, :][:, :, KEPT].astype(np.float32)
+    return gene_id, symbol, x
+
+
+def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:
+    """Join features, targets (with splits) and prompts on gene_id; genes without a target are left out."""
+    gene_id, symbol, x = load_features(features, n_bins)
+    t = pd.read_csv(require_file(targets, "targets file"), sep="\t")
+    p = {}
+    with open(require_file(prompts, "prompts file")) as fh:
+        for line in fh:
+            rec = json.loads(line)
+            p[int(rec["gene_id"])] = rec["prompt"]
+    t = t[t["gene_id"].isin(gene_id)]
+    pos = {g: i for i, g in enumerate(gene_id)}
+    rows = np.array([pos[g] for g in t["gene_id"]], dtype=np.int64)
+    missing = [g for g in t["gene_id"] if g not in p]
+    if missing:
+        raise GTAError(f"prompts file {prompts} lacks {len(missing)} genes (first: {missing[:5]}); rerun make_prompts")
+    return Dataset(gene_id=t["gene_id"].to_numpy(np.int64), symbol=[symbol[i] for i in rows], x=x[rows],
+                   y=t["value"].to_numpy(np.float64), split=t["split"].to_numpy(str),
+                   prompt=[p[g] for g in t["gene_id"]])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    rho = spearmanr(a, b).statistic
+    return float(rho) if np.isfinite(rho) else 0.0
+
+
+def _fingerprint(*parts) -> str:
+    blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_model(mcfg: ModelConfig, n_bins: int):
+    """Backbone slice + GTA module, as configured."""
+    from .model import GTA, load_backbone
+
+    backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
+    if mcfg.top_k > n_bins:
+        log.warning("gta.top_k=%d > N=%d: every data token is selected", mcfg.top_k, n_bins)
+    model = GTA(backbone, tokenizer, class_names=[CLASS_NAMES[i] for i in KEPT], n_features=len(KEPT),
+                prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
+                heads=mcfg.heads, d_k=mcfg.d_k, top_k=min(mcfg.top_k, n_bins), gate=mcfg.gate,
+                attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
+                prompt_cache_mb=mcfg.prompt_cache_mb)
+    return model, tokenizer
+
+
+class Trainer:
+    """Adam on the MSE of standardised targets, early stopping on validation Spearman, resumable."""
+
+    def __init__(self, data: Dataset, mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int):
+        from .model import count_parameters, encode_prompts
+
+        torch.manual_seed(tcfg.seed)
+        torch.set_num_threads(tcfg.threads)
+        self.data, self.mcfg, self.tcfg, self.n_bins = data, mcfg, tcfg, n_bins
+        self.device = resolve_device(tcfg.device, "train.device")
+        self.amp = resolve_dtype(tcfg.autocast, self.device, "train.autocast")
+        if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
+            raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
+                           "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
+        self.model, tokenizer = build_model(mcfg, n_bins)
+        tr = data.idx["train"]
+        flat = data.x[tr].reshape(-1, data.x.shape[-1])
+        self.model.set_feature_stats(torch.tensor(flat.mean(0)), torch.tensor(flat.std(0) + 1e-6))
+        self.y_mean, self.y_std = float(data.y[tr].mean()), float(data.y[tr].std() + 1e-12)
+        self.model.to(self.device)
+        self.ids = encode_prompts(tokenizer, data.prompt, mcfg.context - n_bins)
+        self.x = torch.from_numpy(data.x)
+        self.y = torch.from_numpy(((data.y - self.y_mean) / self.y_std).astype(np.float32))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.Adam(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        trainable, total = count_parameters(self.model)
+        log.info("model: N=%d bins, %d backbone blocks, %s trainable of %s parameters (%.3f%%); device %s, %s",
+                 n_bins, mcfg.layers, f"{trainable:,}", f"{total:,}", 100 * trainable / total, self.device,
+                 "bf16 autocast" if self.amp == torch.bfloat16 else "fp32")
+        lengths = [len(i) for i in self.ids]
+        log.info("genes: %d train, %d val, %d test; prompt tokens %d-%d (mean %.0f) + %d data tokens",
+                 len(tr), len(data.idx["val"]), len(data.idx["test"]), min(lengths), max(lengths),
+                 float(np.mean(lengths)), n_bins)
+
+    def _batch(self, rows):
+        return (self.x[rows].to(self.device, non_blocking=True),
+                [self.ids[i].to(self.device) for i in rows])
+
+    def predict(self, rows: np.ndarray, details: bool = False):
+        """Predictions in the observed units for `rows` (eval mode, no gradient)."""
+        self.model.eval()
+        out, det = [], []
+        bs = max(self.tcfg.batch_size * 2, 1)
+        with torch.no_grad(), autocast(self.device, self.amp):
+            for s in range(0, len(rows), bs):
+                x, ids = self._batch(rows[s:s + bs])
+                if details:
+                    y, d = self.model(x, ids, return_details=True)
+                    det.append({k: v.float().cpu() for k, v in d.items()})
+                else:
+                    y = self.model(x, ids)
+                out.append(y.float().cpu())
+        pred = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
+        return (pred, det) if details else pred
+
+    def train_epoch(self, rng: np.random.Generator) -> tuple[float, float]:
+        self.model.train()
+        rows = rng.permutation(self.data.idx["train"])
+        total, n, t0 = 0.0, 0, time.perf_counter()
+        for s in range(0, len(rows), self.tcfg.batch_size):
+            batch = rows[s:s + self.tcfg.batch_size]
+            x, ids = self._batch(batch)
+            y = self.y[batch].to(self.device)
+            with autocast(self.device, self.amp):
+                pred = self.model(x, ids)
+            loss = torch.nn.functional.mse_loss(pred.float(), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if not math.isfinite(loss.item()):
+                raise GTAError("training diverged (non-finite loss); lower train.lr")
+            total += loss.item() * len(batch)
+            n += len(batch)
+        return total / n, n / (time.perf_counter() - t0)
+
+
+def train_gta(features: str, targets: str, prompts: str, out_model: str, out_predictions: str,
+              n_bins: int, mcfg: ModelConfig, tcfg: TrainConfig, resume_dir: str | None = None) -> dict:
+    """Train one GTA model, keep the best epoch by validation Spearman, predict every gene.
+
+    A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success).
+    """
+    data = load_dataset(features, targets, prompts, n_bins)
+    trainer = Trainer(data, mcfg, tcfg, n_bins)
+    fp = _fingerprint(mcfg, tcfg, n_bins, str(Path(features).resolve()), str(Path(targets).resolve()))
+    resume = Path(resume_dir or Path(out_model).parent.parent / ".resume") / f"{Path(out_model).parent.name}-{fp}.pt"
+    history, best, best_state, bad, start = [], -math.inf, None, 0, 0
+    if resume.is_file():
+        st = torch.load(resume, weights_only=False)
+        trainer.model.load_trainable_state_dict(st["model"])
+        trainer.opt.load_state_dict(st["opt"])
+        history, best, best_state, bad, start = st["history"], st["best"], st["best_state"], st["bad"], st["epoch"]
+        log.info("resuming from epoch %d (%s)", start, resume)
+    rng = np.random.default_rng(tcfg.seed)
+    for _ in range(start):  # replay the shuffles so a resumed run matches an uninterrupted one
+        rng.permutation(data.idx["train"])
+    if start:
+        torch.set_rng_state(st["torch_rng"])
+    for epoch in range(start, tcfg.epochs):
+        if bad >= tcfg.patience:
+            break
+        t0 = time.perf_counter()
+        loss, rate = trainer.train_epoch(rng)
+        val = spearman(trainer.predict(data.idx["val"]), data.y[data.idx["val"]])
+        improved = val > best
+        if improved:
+            best, bad = val, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.trainable_state_dict().items()}
+        else:
+            bad += 1
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_spearman": val,
+                        "genes_per_s": rate, "seconds": time.perf_counter() - t0})
+        log.info("epoch %d/%d: train MSE %.4f, val Spearman %.4f%s, %.1f genes/s, %.0f s", epoch + 1, tcfg.epochs,
+                 loss, val, " (best)" if improved else "", rate, time.perf_counter() - t0)
+        with atomic_path(resume) as tmp:
+            torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
+                        "history": history, "best": best, "best_state": best_state, "bad": bad,
+                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state()}, tmp)
+    if bad >= tcfg.patience:
+        log.info("early stop: no better validation Spearman for %d epochs", tcfg.patience)
+    trainer.model.load_trainable_state_dict(best_state)
+    everything = np.arange(len(data.gene_id))
+    pred = trainer.predict(everything)
+    table = pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
+                          "observed": data.y, "predicted": pred})
+    with atomic_path(out_model, suffix=".pt") as tmp:
+        torch.save({"trainable": best_state, "n_bins": n_bins, "model_config": dataclasses.asdict(mcfg),
+                    "train_config": dataclasses.asdict(tcfg), "y_mean": trainer.y_mean, "y_std": trainer.y_std,
+                    "history": history, "best_val_spearman": best}, tmp)
+    with atomic_path(out_predictions) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    resume.unlink(missing_ok=True)
+    test = data.idx["test"]
+    if len(test) > 2:
+        log.info("test Spearman %.4f on %d genes (best val %.4f)", spearman(pred[test], data.y[test]), len(test), best)
+    return {"best_val_spearman": best, "history": history}
+
+
+def load_trained(model_file: str | Path, backbone: str | None = None):
+    """(model, checkpoint dict) of a trained GTA model; `backbone` overrides the saved backbone path."""
+    ckpt = torch.load(require_file(model_file, "trained GTA model"), weights_only=False)
+    mcfg = ModelConfig(**ckpt["model_config"])
+    if backbone:
+        mcfg.backbone = backbone
+    model, tokenizer = build_model(mcfg, ckpt["n_bins"])
+    model.load_trainable_state_dict(ckpt["trainable"])
+    model.eval()
+    return model, tokenizer, ckpt

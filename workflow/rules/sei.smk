@@ -1,0 +1,91 @@
+# Sei: per-bin sequence-class features (sharded, resumable) -> results/features/features.h5,
+# or, with features.precomputed, the gene table of a given features file.
+
+
+rule make_demo_sei:
+    output:
+        checkpoint="results/sei/demo_sei.pth",
+        projection="results/sei/demo_projvec.npy",
+    params:
+        width=config["sei"]["width"],
+        n_targets=config["sei"]["n_targets"],
+        seed=config["seed"],
+    log:
+        "results/logs/make_demo_sei.log",
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta sei-demo --width {params.width} --n-targets {params.n_targets} --seed {params.seed}"
+        " --checkpoint {output.checkpoint:q} --projection {output.projection:q} 2> {log:q}"
+
+
+rule predict_sei:
+    input:
+        **fasta_inputs(),
+        tss="results/genes/tss.tsv",
+        checkpoint=sei_checkpoint(),
+        projection=sei_projection(),
+    output:
+        "results/features/shards/{shard}.h5",
+    wildcard_constraints:
+        shard=r"\d+-of-\d+",
+    params:
+        n_bins=config["window"]["n_bins"],
+        bin_size=config["window"]["bin_size"],
+        orient=config["window"]["orient"],
+        grid=config["window"]["grid"],
+        sha256=config["sei"]["sha256"] or "",
+        reverse_complement=str(config["sei"]["reverse_complement"]).lower(),
+        device=config["sei"]["device"],
+        dtype=config["sei"]["dtype"],
+        batch_size=config["sei"]["batch_size"],
+    threads: config["sei"]["threads"]
+    resources:
+        gpu=sei_on_gpu(),
+    log:
+        "results/logs/predict_sei/{shard}.log",
+    benchmark:
+        "results/benchmarks/predict_sei/{shard}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta sei --tss {input.tss:q} --fasta {input.fasta:q} --checkpoint {input.checkpoint:q}"
+        " --projection {input.projection:q} --sha256={params.sha256:q} --n-bins {params.n_bins}"
+        " --bin-size {params.bin_size} --orient {params.orient} --grid {params.grid}"
+        " --reverse-complement {params.reverse_complement} --device {params.device} --dtype {params.dtype}"
+        " --batch-size {params.batch_size} --threads {threads} --shard {wildcards.shard}"
+        " --out {output:q} 2> {log:q}"
+
+
+rule merge_features:
+    input:
+        tss="results/genes/tss.tsv",
+        shards=expand("results/features/shards/{shard}.h5", shard=sei_shards()),
+    output:
+        "results/features/features.h5",
+    log:
+        "results/logs/merge_features.log",
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta sei-merge --tss {input.tss:q} --shards {input.shards:q} --out {output:q} 2> {log:q}"
+
+
+if config["features"]["precomputed"]:
+
+    rule tss_from_features:
+        input:
+            features=config["features"]["precomputed"],
+            mane=mane_input(),
+        output:
+            "results/genes/tss.tsv",
+        params:
+            fasta="" if config["genome"]["fasta"] == "synthetic" else config["genome"]["fasta"],
+            min_bins=max(config["evaluate"]["context_bins"]),
+        log:
+            "results/logs/tss_from_features.log",
+        conda:
+            "../../envs/gta.yaml"
+        shell:
+            "gta tss-from-features --features {input.features:q} --mane {input.mane:q} --fasta={params.fasta:q}"
+            " --min-bins {params.min_bins} --out {output:q} 2> {log:q}"

@@ -1,0 +1,56 @@
+# GTA training: one model per context length N (Table 1) and per backbone depth (Table 2), each a
+# GPU job on GPU configs; then the paper's figures from the largest-context model.
+
+
+rule train_gta:
+    input:
+        features=features_path(),
+        targets=TARGETS,
+        prompts="results/annotations/prompts.jsonl",
+        backbone=backbone_input(),
+    output:
+        model="results/models/gta_n{n}_l{layers}/model.pt",
+        predictions="results/predictions/gta_n{n}_l{layers}.tsv",
+    wildcard_constraints:
+        n=r"\d+",
+        layers=r"\d+",
+    params:
+        backbone=backbone_arg,
+        model=model_args(),
+        train=train_args(),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
+    log:
+        "results/logs/train_gta/gta_n{n}_l{layers}.log",
+    benchmark:
+        "results/benchmarks/train_gta/gta_n{n}_l{layers}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
+        " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
+        " {params.train} --threads {threads} --out-model {output.model:q}"
+        " --out-predictions {output.predictions:q} 2> {log:q}"
+
+
+rule make_figures:
+    input:
+        model=figure_model(),
+        predictions=gta_prediction_file(*figure_model_key()),
+        features=features_path(),
+        prompts="results/annotations/prompts.jsonl",
+        backbone=backbone_input(),
+    output:
+        [f"results/figures/{name}" for name in FIGURE_FILES],
+    params:
+        backbone=backbone_arg,
+        label=figure_label(),
+    log:
+        "results/logs/make_figures.log",
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta figures --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
+        " --predictions {input.predictions:q} --prompts {input.prompts:q} --label {params.label:q}"
+        " --out-dir results/figures 2> {log:q}"
