@@ -46,7 +46,9 @@ def tiny_gta(tokenizer, seed: int = 0, **kw) -> GTA:
     args = dict(class_names=["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"],
                 n_features=N_FEATURES, prototypes_vocab=6, prototypes_classes=5, heads=2, d_k=4, top_k=4)
     args.update(kw)
-    return GTA(bb, tokenizer, **args)
+    # eval mode: the head standardises with running statistics, so genes do not see each other
+    # (tests that train call .train() themselves)
+    return GTA(bb, tokenizer, **args).eval()
 
 
 def prompts(lengths, seed=0):
@@ -94,14 +96,19 @@ def test_output_shapes_and_details(tokenizer):
 @pytest.mark.parametrize("gate", ["sigmoid", "softmax"])
 def test_prediction_matches_manual_head(tokenizer, gate):
     """Selector + gate + flattened linear head, recomputed by hand from the final states."""
-    model = tiny_gta(tokenizer, gate=gate)
+    model = tiny_gta(tokenizer, gate=gate).eval()
     x, p = features(2, 7, seed=3), prompts([4, 6], seed=3)
+    norm = model.head.norm
+    norm.running_mean.uniform_(-1, 1)  # as if trained: standardisation with running statistics
+    norm.running_var.uniform_(0.5, 2)
     with torch.no_grad():
         y, d = model(x, p, return_details=True)
         h, _ = model.hidden_states(x, p)
         w_sel, b_sel = model.head.selector.weight[0].numpy(), model.head.selector.bias.item()
         w_head, b_head = model.head.head.weight[0].numpy(), model.head.head.bias.item()
     h = h.numpy().astype(np.float64)
+    mean, var = norm.running_mean.numpy(), norm.running_var.numpy()
+    scale = 1 / math.sqrt(4 * h.shape[-1])  # 1 / sqrt(k * hidden)
     for i in range(2):
         logits = h[i] @ w_sel + b_sel
         assert np.allclose(logits, d["selector_logits"][i].numpy(), atol=1e-5)
@@ -111,7 +118,8 @@ def test_prediction_matches_manual_head(tokenizer, gate):
         else:
             weight = np.exp(logits[idx] - logits[idx].max())
             weight /= weight.sum()
-        flat = (h[i][idx] * weight[:, None]).reshape(-1)
+        standardised = (h[i][idx] - mean) / np.sqrt(var + norm.eps)
+        flat = (standardised * weight[:, None]).reshape(-1) * scale
         assert np.isclose(flat @ w_head + b_head, y[i].item(), atol=1e-5)
 
 
@@ -122,8 +130,10 @@ def test_fewer_bins_than_top_k_selects_all(tokenizer):
         y, d = model(x, p, return_details=True)
         h, _ = model.hidden_states(x, p)
         logits = d["selector_logits"]
+        norm = model.head.norm
+        h = (h - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
         flat = (h * torch.sigmoid(logits)[:, :, None]).reshape(2, -1)     # all 3 bins, position order
-        manual = flat @ model.head.head.weight[0, : 3 * 32] + model.head.head.bias
+        manual = flat @ model.head.head.weight[0, : 3 * 32] / math.sqrt(5 * 32) + model.head.head.bias
     assert torch.equal(d["selected"], torch.arange(3).expand(2, 3))
     assert torch.allclose(y, manual, atol=1e-5)
 
@@ -154,7 +164,10 @@ def test_trainable_state_dict_has_no_backbone_and_round_trips(tokenizer):
     sd = model.trainable_state_dict()
     assert not any(k.startswith("backbone.") for k in sd)
     n_trainable, n_total = count_parameters(model)
-    assert sum(v.numel() for k, v in sd.items() if k not in ("class_ids", "feature_mean", "feature_std")) == n_trainable
+    buffers = {"class_ids", "feature_mean", "feature_std"} | {f"head.norm.{b}" for b in
+                                                               ("running_mean", "running_var", "num_batches_tracked")}
+    assert buffers <= set(sd)
+    assert sum(v.numel() for k, v in sd.items() if k not in buffers) == n_trainable
     assert n_total == n_trainable + sum(p.numel() for p in model.backbone.parameters())
     other = tiny_gta(tokenizer, seed=5)
     other.backbone.load_state_dict(model.backbone.state_dict())  # same frozen backbone, other heads
@@ -337,11 +350,12 @@ def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
     protos[6:].pow(2).sum().backward()
     rows = set(torch.nonzero(emb.grad.abs().sum(1)).flatten().tolist())
     assert rows == set(expected)
-    # and each class prototype is the linear combination of those rows
+    # and each class prototype is the linear combination of those rows (weights stored at unit
+    # scale, applied divided by sqrt(fan_in))
     w, b = model.align.class_map.weight, model.align.class_map.bias
-    manual = w @ emb[model.class_ids] + b[:, None]
+    manual = (w @ emb[model.class_ids] + b[:, None]) / math.sqrt(len(expected))
     assert torch.allclose(protos[6:], manual, atol=1e-6)
-    vocab = model.align.vocab_map.weight @ emb + model.align.vocab_map.bias[:, None]
+    vocab = (model.align.vocab_map.weight @ emb + model.align.vocab_map.bias[:, None]) / math.sqrt(emb.shape[0])
     assert torch.allclose(protos[:6], vocab, atol=1e-5)
 
 

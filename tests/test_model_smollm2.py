@@ -68,7 +68,7 @@ def test_smollm2_two_blocks_predicts_for_two_genes(converted):
     assert len(ids) == len(set(ids))
 
     torch.manual_seed(0)
-    model = GTA(backbone, tokenizer, names, n_features=len(KEPT))
+    model = GTA(backbone, tokenizer, names, n_features=len(KEPT)).eval()
     assert model.class_ids.tolist() == ids
     n_bins = 31
     prompts = [PROMPT.format(symbol="A1BG", name="alpha-1-B glycoprotein"),

@@ -60,11 +60,36 @@ class TokenAlignment(nn.Module):
         self.heads, self.d_k = heads, d_k
         self.vocab_map = nn.Linear(vocab_size, prototypes_vocab)
         self.class_map = nn.Linear(n_class_tokens, prototypes_classes)
+        # Prototype combination weights live at unit scale and are divided by sqrt(fan_in) in
+        # _combine: the prototypes start exactly as with nn.Linear's default U(+-1/sqrt(fan_in)),
+        # but Adam's per-weight steps (size ~lr each) no longer add up over the 49k-128k vocabulary
+        # rows into prototype jumps larger than the prototypes themselves at every step.
+        for lin in (self.vocab_map, self.class_map):
+            nn.init.uniform_(lin.weight, -1.0, 1.0)
+            nn.init.uniform_(lin.bias, -1.0, 1.0)
         inner = heads * d_k
         self.query = nn.Linear(n_features, inner)
         self.key = nn.Linear(hidden, inner)
         self.value = nn.Linear(hidden, inner)
         self.out = nn.Linear(inner, hidden)
+
+    @torch.no_grad()
+    def calibrate(self, embeddings: torch.Tensor, class_ids: torch.Tensor) -> None:
+        """Initialise the query and key maps so the attention logits start with unit variance.
+
+        With nn.Linear's default initialisation and prototypes at the scale of token embeddings, the
+        logits start near zero: every bin attends almost uniformly to all prototypes, every data
+        token is nearly the same vector, and the backbone sees N copies of one token. Here queries get
+        unit-variance entries from standardised features and keys from the prototypes' actual scale.
+        """
+        if embeddings.is_meta:  # shapes only (parameter counts): nothing to measure
+            return
+        protos = self.prototypes(embeddings, class_ids).float()
+        rms = float(protos.pow(2).mean().sqrt()) or 1.0
+        nn.init.normal_(self.query.weight, std=1.0 / math.sqrt(self.query.in_features))
+        nn.init.normal_(self.key.weight, std=1.0 / (rms * math.sqrt(self.key.in_features)))
+        nn.init.zeros_(self.query.bias)
+        nn.init.zeros_(self.key.bias)
 
     @property
     def n_prototypes(self) -> int:
@@ -82,8 +107,14 @@ class TokenAlignment(nn.Module):
 
     @staticmethod
     def _combine(lin: nn.Linear, emb: torch.Tensor) -> torch.Tensor:
-        """lin.out_features linear combinations (plus bias) of the rows of emb, in emb's dtype."""
-        return lin.weight.to(emb.dtype) @ emb + lin.bias.to(emb.dtype)[:, None]
+        """lin.out_features linear combinations (plus bias) of the rows of emb, in emb's dtype.
+
+        The combination weights are stored at unit scale and divided by sqrt(fan_in) here (see
+        __init__): the same function as a plain linear layer, but an Adam step moves a prototype
+        by O(lr) instead of O(lr * sqrt(vocabulary size)).
+        """
+        scale = 1.0 / math.sqrt(lin.in_features)
+        return (lin.weight.to(emb.dtype) @ emb + lin.bias.to(emb.dtype)[:, None]) * scale
 
     def _table_as(self, embeddings: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """The embedding table in `dtype`; the cast copy of the (frozen) table is kept between calls."""

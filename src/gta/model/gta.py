@@ -69,6 +69,7 @@ class GTA(nn.Module):
         self.register_buffer("feature_std", torch.ones(n_features))
         self.align = TokenAlignment(n_features, hidden, vocab_size, len(class_ids), prototypes_vocab,
                                     prototypes_classes, heads, d_k)
+        self.align.calibrate(emb, self.class_ids)
         self.head = SelectorHead(hidden, top_k, gate)
         if lora is not None and not lora.get("enabled", True):
             lora = None  # the config section with enabled: false
@@ -131,10 +132,11 @@ class GTA(nn.Module):
     # ------------------------------------------------------------------ state
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The trained state only: alignment, selector, head, LoRA adapters (if any), feature statistics
-        and class token ids; no frozen backbone weights."""
+        """The trained state only: alignment, selector, head (with its running statistics), LoRA adapters
+        (if any), feature statistics and class token ids; no frozen backbone weights."""
         keep = {n for n, p in self.named_parameters() if p.requires_grad}
         keep |= {"class_ids", "feature_mean", "feature_std"}
+        keep |= {f"head.{n}" for n, _ in self.head.named_buffers()}  # the head's running statistics
         return {k: v for k, v in self.state_dict().items() if k in keep}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:

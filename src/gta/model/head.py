@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch import nn
@@ -17,14 +18,23 @@ class SelectorHead(nn.Module):
     """Score every data token, keep the top k in position order, gate them, regress on the flattened rest.
 
     A linear layer gives each data token's final activation h_i one logit s_i. The k tokens with the
-    largest logits are kept in position (bin) order, each scaled by a gate of its own logit, flattened
-    to k * hidden values and mapped by a linear layer to the prediction.
+    largest logits are kept in position (bin) order; each kept activation is standardised per hidden
+    dimension (batch normalisation without affine parameters: running statistics at evaluation),
+    scaled by a gate of its own logit, and the k * hidden values are flattened into a linear layer
+    that gives the prediction.
 
     Why a gate: a hard top-k passes no gradient to the selector; scaling each kept activation by a
-    function of its logit does. 'sigmoid' (default) scales h_i by sigmoid(s_i): each token's weight
+    function of its logit does. 'sigmoid' (default) scales by sigmoid(s_i): each token's weight
     depends on its own score only, stays in (0, 1) with a non-vanishing gradient at initialisation
     (all weights ~0.5), and does not shrink with k. 'softmax' scales by the softmax of the k kept
     logits (weights sum to 1, so tokens compete).
+
+    Why the standardisation and scaling: a frozen LLM's final activations carry a few huge,
+    gene-independent dimensions ("massive activations"); unstandardised, they dominate the head's
+    input, so the gene-specific part is a tiny perturbation and the head's first Adam steps move the
+    prediction by O(lr * k * hidden). The flattened input is divided by sqrt(k * hidden) and the
+    head starts near zero (it predicts about the training mean), so one step moves the prediction by
+    O(lr) whatever the backbone's width.
 
     With fewer data tokens than k (N < k) every token is kept and the remaining k - N slots of the
     head's input are zeros: the model is then exactly one with k = N.
@@ -39,7 +49,11 @@ class SelectorHead(nn.Module):
             raise GTAError(f"gta.selector_gate: {gate!r} is not one of {', '.join(GATES)}")
         self.hidden, self.top_k, self.gate = hidden, top_k, gate
         self.selector = nn.Linear(hidden, 1)
+        self.norm = nn.BatchNorm1d(hidden, affine=False)
         self.head = nn.Linear(top_k * hidden, 1)
+        nn.init.normal_(self.head.weight, std=0.01)  # predictions start near the training mean
+        nn.init.zeros_(self.head.bias)
+        self.scale = 1.0 / math.sqrt(top_k * hidden)
         self._warned = False
 
     def forward(self, h: torch.Tensor):
@@ -57,7 +71,8 @@ class SelectorHead(nn.Module):
             chosen = torch.gather(h, 1, idx[:, :, None].expand(b, k, d))   # (B, k, D)
             s = torch.gather(logits, 1, idx)
             weight = torch.sigmoid(s) if self.gate == "sigmoid" else torch.softmax(s, dim=1)
-            flat = (chosen * weight[:, :, None]).reshape(b, k * d)
+            chosen = self.norm(chosen.reshape(b * k, d)).reshape(b, k, d)
+            flat = (chosen * weight[:, :, None]).reshape(b, k * d) * self.scale
             if k < self.top_k:
                 flat = torch.nn.functional.pad(flat, (0, (self.top_k - k) * d))
             y = self.head(flat).squeeze(-1)

@@ -1,0 +1,96 @@
+"""The tiny config end to end, and what a rerun does after a config change (dry runs)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import snakemake
+
+pytestmark = pytest.mark.slow  # the session's tiny run: about 1-2 minutes on 2 cores
+
+
+def planned(workdir, config, *args) -> dict[str, int]:
+    """Jobs a dry run would execute: {rule: count} (empty when there is nothing to do)."""
+    r = snakemake(workdir, config, "-n", "--quiet", "rules", *args)
+    assert r.returncode == 0, r.stdout[-3000:]
+    if "Nothing to be done" in r.stdout:
+        return {}
+    table = re.search(r"job\s+count\n[-\s]+\n(.*?)\n\s*total", r.stdout, re.S)
+    assert table, r.stdout[-3000:]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)$", table.group(1), re.M)}
+
+
+def edited(tmp_path, config, **changes):
+    """A copy of `config` with dotted keys changed."""
+    cfg = yaml.safe_load(config.read_text())
+    for key, value in changes.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_table1_has_every_row(tiny_run, tiny_config):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
+    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+    expected = ["Xpresso", "Enformer", "Basenji2", "ExPecto", "TSS ridge", "ExPecto-style", "GTA", "GTA",
+                "noise ceiling"]
+    assert sorted(t1["model"]) == sorted(expected)
+    gta = t1[t1["model"] == "GTA"]
+    assert sorted(gta["n_bins"]) == sorted(cfg["evaluate"]["context_bins"])
+    assert (gta["context_bp"] == gta["n_bins"] * cfg["window"]["bin_size"]).all()
+    targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
+    n_test = int((targets["split"] == "test").sum())
+    assert (t1.loc[t1["model"] != "Xpresso", "n_genes"] == n_test).all()
+    assert t1["spearman"].between(-1, 1).all() and (t1["ci"] > 0).all()
+    t2 = pd.read_csv(tiny_run / "results/table2.tsv", sep="\t")
+    assert sorted(t2["layers"]) == sorted(cfg["evaluate"]["ablation_layers"])
+    # the Table 2 row at backbone.layers is the same model as Table 1's largest N
+    same = t2.loc[t2["layers"] == cfg["backbone"]["layers"], "spearman"].item()
+    assert same == gta.loc[gta["n_bins"] == max(cfg["evaluate"]["context_bins"]), "spearman"].item()
+
+
+def test_predictions_and_figures(tiny_run):
+    targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
+    for name in ["gta_n5_l2", "gta_n11_l2", "gta_n11_l1", "tss_ridge", "expecto_style"]:
+        pred = pd.read_csv(tiny_run / f"results/predictions/{name}.tsv", sep="\t")
+        assert list(pred.columns) == ["gene_id", "symbol", "split", "observed", "predicted"]
+        merged = pred.merge(targets, on="gene_id")
+        assert len(merged) == len(targets)
+        np.testing.assert_allclose(merged["observed"], merged["value"], rtol=1e-5)
+        assert (merged["split_x"] == merged["split_y"]).all()
+    figures = sorted((tiny_run / "results/figures").glob("*.png"))
+    assert [f.name.split("_")[0] for f in figures] == ["fig10", "fig5", "fig6", "fig7", "fig8", "fig9"]
+    for f in figures:
+        with Image.open(f) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+
+
+def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
+    # nothing changed: nothing to do
+    assert planned(tiny_run, tiny_config) == {}
+    # a train.* key: training and what follows only
+    jobs = planned(tiny_run, edited(tmp_path, tiny_config, train__lr=0.002))
+    assert set(jobs) == {"train_gta", "make_table1", "make_table2", "make_figures", "all"}
+    assert jobs["train_gta"] == 3  # N=5 and N=11 at 2 blocks, N=11 at 1 block
+    # one more context length: only the new model (and the tables/figures that list it)
+    cfg = yaml.safe_load(tiny_config.read_text())
+    jobs = planned(tiny_run, edited(tmp_path, tiny_config, evaluate__context_bins=cfg["evaluate"]["context_bins"] + [7]))
+    assert jobs.get("train_gta") == 1 and "predict_sei" not in jobs
+    assert set(jobs) <= {"train_gta", "make_table1", "make_table2", "make_figures", "all"}
+    # window.n_bins: Sei reruns, and everything downstream of the features
+    jobs = planned(tiny_run, edited(tmp_path, tiny_config, window__n_bins=13))
+    assert jobs["predict_sei"] == cfg["sei"]["shards"] and "merge_features" in jobs and "train_gta" in jobs
+    assert "mane_tss" not in jobs and "convert_backbone" not in jobs and "synthetic_genome" not in jobs
+    # -R predict_sei: what depends on it, nothing upstream
+    jobs = planned(tiny_run, tiny_config, "-R", "predict_sei")
+    assert {"predict_sei", "merge_features", "make_targets", "fit_baseline", "train_gta"} <= set(jobs)
+    assert not {"mane_tss", "synthetic_genome", "make_demo_sei", "convert_backbone", "fetch_annotations"} & set(jobs)
