@@ -19,7 +19,7 @@ rule fetch_annotations:
     benchmark:
         "results/benchmarks/fetch_annotations.tsv"
     conda:
-        "../../envs/gta.yaml"
+        "../../envs/bio.yaml"
     shell:
         "gta annotations --source {params.source} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
 

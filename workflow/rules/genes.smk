@@ -16,7 +16,7 @@ if not config["features"]["precomputed"]:
         log:
             "results/logs/mane_tss.log",
         conda:
-            "../../envs/gta.yaml"
+            "../../envs/bio.yaml"
         shell:
             "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
             " --max-genes {params.max_genes} --out {output:q} 2> {log:q}"

@@ -15,7 +15,7 @@ rule synthetic_genome:
     benchmark:
         "results/benchmarks/synthetic_genome.tsv"
     conda:
-        "../../envs/gta.yaml"
+        "../../envs/bio.yaml"
     shell:
         "gta synthetic-genome --mane {input.mane:q} --chromosomes {params.chromosomes}"
         " --seed {params.seed} --out {output.fasta:q} 2> {log:q}"

@@ -5,10 +5,27 @@ plus the class table, reverse-complement averaging (`predict`), projection loadi
 Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`.
 """
 
-from .checkpoint import load_projection, load_sei, make_demo_projection, make_demo_sei, save_sei
-from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, load_classes
-from .model import (N_CLASSES, N_TARGETS, SEQUENCE_LENGTH, BSplineTransformation, Sei, bspline_basis, class_scores,
-                    one_hot, predict, projection_matrix, reverse_complement_onehot)
+from importlib import import_module
+
+from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, N_CLASSES, load_classes
+
+# torch-backed names are imported on first use, so the class table (used by the light, torch-free
+# steps: targets, baselines, evaluation) does not pull in torch
+_LAZY = {
+    **dict.fromkeys(["load_projection", "load_sei", "make_demo_projection", "make_demo_sei", "save_sei"], "checkpoint"),
+    **dict.fromkeys(["N_TARGETS", "SEQUENCE_LENGTH", "BSplineTransformation", "Sei", "bspline_basis",
+                     "class_scores", "one_hot", "predict", "projection_matrix", "reverse_complement_onehot"],
+                    "model"),
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gta.sei' has no attribute {name!r}")
+
 
 __all__ = [
     "CLASS_LABELS", "CLASS_NAMES", "KEPT", "LOW_SIGNAL", "load_classes",

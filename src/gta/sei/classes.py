@@ -31,4 +31,5 @@ CLASS_NAMES: list[str] = list(CLASSES["name"])
 # the 7 "Low signal" classes GTA drops: indices 1, 4, 8, 18, 22, 24, 33
 LOW_SIGNAL: list[int] = [int(i) for i in CLASSES.index[CLASSES["group"] == "L"]]
 KEPT: list[int] = [i for i in range(40) if i not in LOW_SIGNAL]
+N_CLASSES = len(CLASS_LABELS)  # 40 named sequence classes (the first rows of projvec_targets.npy)
 assert LOW_SIGNAL == [1, 4, 8, 18, 22, 24, 33], LOW_SIGNAL

@@ -14,8 +14,7 @@ from .. import GTAError
 from ..io import atomic_path, require_file
 from ..tss import TSS_COLUMNS, chrom_name, detect_naming, fasta_names, mane_select, read_mane, read_tss, \
     resolve_mane, write_tss
-from .classes import CLASS_LABELS
-from .model import N_CLASSES
+from .classes import CLASS_LABELS, N_CLASSES
 
 log = logging.getLogger("gta.sei.features")
 

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from .. import GTAError
+from .classes import N_CLASSES
 
 SEQUENCE_LENGTH = 4096
 SPLINE_DF = 16
 N_TARGETS = 21907
-N_CLASSES = 40
 BASE_CHANNELS = (480, 640, 960)
 DILATIONS = (2, 4, 8, 16, 25)
 
