@@ -10,4 +10,5 @@ for path in sorted(here.glob("bench_*.py")):
     if selected and path.stem not in selected and path.stem.removeprefix("bench_") not in selected:
         continue
     print(f"\n===== {path.name} =====", flush=True)
+    sys.argv = [str(path)]  # each benchmark runs with its own defaults
     runpy.run_path(str(path), run_name="__main__")

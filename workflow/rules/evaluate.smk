@@ -47,7 +47,7 @@ rule make_table1:
         predictions=[path for _, _, path in table1_rows()],
         simulation=[SIMULATION] if expression_simulated() else [],
     output:
-        "results/table1.tsv",
+        report("results/table1.tsv", caption="../report/table1.rst", category="Tables"),
     params:
         rows=rows_arg(table1_rows()),
         simulation=f"--simulation {SIMULATION}" if expression_simulated() else "",
@@ -67,7 +67,7 @@ rule make_table2:
         targets=TARGETS,
         predictions=list(gta_table2_files().values()),
     output:
-        "results/table2.tsv",
+        report("results/table2.tsv", caption="../report/table2.rst", category="Tables"),
     params:
         rows=rows_arg(gta_table2_files().items()),
         n_boot=config["evaluate"]["n_boot"],

@@ -42,7 +42,8 @@ rule make_figures:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        [f"results/figures/{name}" for name in FIGURE_FILES],
+        [report(f"results/figures/{name}", caption="../report/figures.rst", category="Figures")
+         for name in FIGURE_FILES],
     params:
         backbone=backbone_arg,
         label=figure_label(),
