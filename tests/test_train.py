@@ -153,3 +153,33 @@ def test_training_fits_the_training_genes(tmp_path, data_files, backbone_dir):
     # the best-validation epoch's predictions still rank the training genes by their signal
     train = pred[pred.split == "train"]
     assert train[["observed", "predicted"]].corr(method="spearman").iloc[0, 1] > 0.4
+
+
+def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, monkeypatch):
+    """Killed, then the targets change: the rerun starts over instead of resuming on old targets."""
+    d = data_files[0]
+    calls = {"n": 0}
+    original = Trainer.train_epoch
+
+    def dies_in_epoch_2(self, rng):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, rng)
+
+    work = tmp_path / "data"
+    work.mkdir()
+    for name in ("features.h5", "targets.tsv", "prompts.jsonl"):
+        (work / name).write_bytes((d / name).read_bytes())
+    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "r", (work,), backbone_dir)
+    targets = pd.read_csv(work / "targets.tsv", sep="\t")
+    targets["value"] = -targets["value"]
+    targets.to_csv(work / "targets.tsv", sep="\t", index=False)
+    seen = []
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, rng: (seen.append(1), original(self, rng))[1])
+    model, _ = run(tmp_path / "r", (work,), backbone_dir)
+    assert len(seen) == 3  # all epochs again
+    assert not list((tmp_path / "r" / "resume").glob("*"))  # the stale state is gone too
+    assert len(torch.load(model, weights_only=False)["history"]) == 3

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from . import GTAError
-from .evaluate import PREDICTION_COLUMNS, read_targets, write_predictions
+from .evaluate import read_targets, write_predictions
 from .expression import match_identifiers
 from .io import require_file
 from .sei import KEPT

@@ -414,12 +414,17 @@ def _add_figures(sub):
     p.add_argument("--predictions", required=True, help="that model's predictions.tsv")
     p.add_argument("--prompts", required=True)
     p.add_argument("--label", default="", help="provenance line on every figure (e.g. 'simulated expression')")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    p.add_argument("--n-boot", type=int, default=5000, help="bootstrap resamples for Figure 5's error bar")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", required=True)
 
     def run(a):
         from .figures import run as figures
 
-        figures(a.model, a.backbone, a.features, a.predictions, a.prompts, a.out_dir, a.label)
+        figures(a.model, a.backbone, a.features, a.predictions, a.prompts, a.out_dir, a.label, a.device,
+                a.threads, a.n_boot, a.seed)
 
     p.set_defaults(func=run)
 

@@ -79,7 +79,7 @@ def _zscore_heatmap(z: np.ndarray, heads: list[int], title: str):
 
 def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.ndarray, bins: np.ndarray,
                  attention_best: np.ndarray, attention_worst: np.ndarray, selected: np.ndarray,
-                 label: str) -> list[Path]:
+                 label: str, n_boot: int = 5000, seed: int = 0) -> list[Path]:
     """Write figures 5-10 for the test genes.
 
     `predictions` (observed, predicted, symbol) for the same genes, in the same order, as `features`
@@ -97,7 +97,7 @@ def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.nd
     obs, pred = predictions["observed"].to_numpy(), predictions["predicted"].to_numpy()
     resid = np.abs(pred - obs)
     best, worst = int(resid.argmin()), int(resid.argmax())
-    rho, ci = bootstrap_spearman(obs, pred, n_boot=1000)
+    rho, ci = bootstrap_spearman(obs, pred, n_boot=n_boot, seed=seed)  # as in Table 1
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(obs, pred, s=6, alpha=0.5)
@@ -145,17 +145,21 @@ def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.nd
 
 
 def run(model_file: str, backbone: str, features: str, predictions: str, prompts: str, out_dir: str,
-        label: str = "", batch_size: int = 16) -> list[Path]:
+        label: str = "", device: str = "auto", threads: int | None = None, n_boot: int = 5000, seed: int = 0,
+        batch_size: int = 16) -> list[Path]:
     """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need."""
     import torch
 
     from .annotations import read_prompts
+    from .evaluate import read_predictions
     from .model import encode_prompts
     from .train import load_features, load_trained
 
-    model, tokenizer, ckpt = load_trained(model_file, backbone)
+    if threads:
+        torch.set_num_threads(threads)
+    model, tokenizer, ckpt = load_trained(model_file, backbone, device)
     n = ckpt["n_bins"]
-    table = pd.read_csv(predictions, sep="\t")
+    table = read_predictions(predictions)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if len(test) < 3:
         raise GTAError(f"{predictions} has {len(test)} test genes; figures need at least 3")
@@ -169,12 +173,13 @@ def run(model_file: str, backbone: str, features: str, predictions: str, prompts
     bins, selected, keep = [], [], {}
     with torch.no_grad():
         for s in range(0, len(test), batch_size):
-            _, d = model(torch.from_numpy(x[s:s + batch_size]), ids[s:s + batch_size], return_details=True)
-            att = d["attention"].float().numpy()
+            _, d = model(torch.from_numpy(x[s:s + batch_size]).to(model.device), ids[s:s + batch_size],
+                         return_details=True)
+            att = d["attention"].float().cpu().numpy()
             bins.append(top_bins(att))
-            selected.append(d["selected"].numpy())
+            selected.append(d["selected"].cpu().numpy())
             for g in (best, worst):
                 if s <= g < s + batch_size:
                     keep[g] = att[g - s]
     return make_figures(out_dir, test, x, np.concatenate(bins), keep[best], keep[worst],
-                        np.concatenate(selected), label)
+                        np.concatenate(selected), label, n_boot, seed)

@@ -134,9 +134,11 @@ def write_windows_bed(genes: pd.DataFrame, fasta: str | Path, out: str | Path, n
     import pybedtools
 
     lines = windows_bed_lines(genes, chrom_lengths(fasta), n_bins, bin_size, grid)
-    with atomic_path(out, suffix=".bed") as tmp:
-        pybedtools.BedTool("\n".join(lines) + "\n", from_string=True).sort().saveas(str(tmp))
-    pybedtools.cleanup()
+    try:
+        with atomic_path(out, suffix=".bed") as tmp:
+            pybedtools.BedTool("\n".join(lines) + "\n", from_string=True).sort().saveas(str(tmp))
+    finally:
+        pybedtools.cleanup()
     return len(lines)
 
 

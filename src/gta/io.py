@@ -60,6 +60,12 @@ def _umask() -> int:
     return mask
 
 
+def file_id(path: str | os.PathLike) -> list:
+    """Identity of a file or folder for resume fingerprints: resolved path, size and mtime (ns)."""
+    st = os.stat(path)
+    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
 def require_file(path: str | os.PathLike, what: str, fix: str = "") -> Path:
     """Return `path` as a Path if it is a readable file, else raise GTAError naming it."""
     p = Path(path)

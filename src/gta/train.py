@@ -19,7 +19,8 @@ from scipy.stats import spearmanr
 
 from . import GTAError
 from .hardware import autocast, resolve_device, resolve_dtype
-from .io import atomic_path, require_file
+from .evaluate import write_predictions
+from .io import atomic_path, file_id, require_file
 from .options import ModelConfig, TrainConfig
 from .sei import CLASS_NAMES, KEPT
 
@@ -61,13 +62,12 @@ def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str],
 
 def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:
     """Join features, targets (with splits) and prompts on gene_id; genes without a target are left out."""
+    from .annotations import read_prompts
+    from .evaluate import read_targets
+
     gene_id, symbol, x = load_features(features, n_bins)
-    t = pd.read_csv(require_file(targets, "targets file"), sep="\t")
-    p = {}
-    with open(require_file(prompts, "prompts file")) as fh:
-        for line in fh:
-            rec = json.loads(line)
-            p[int(rec["gene_id"])] = rec["prompt"]
+    t = read_targets(targets)
+    p = read_prompts(prompts)
     t = t[t["gene_id"].isin(gene_id)]
     pos = {g: i for i, g in enumerate(gene_id)}
     rows = np.array([pos[g] for g in t["gene_id"]], dtype=np.int64)
@@ -84,22 +84,22 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(rho) if np.isfinite(rho) else 0.0
 
 
-def _fingerprint(*parts) -> str:
-    blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
-                      sort_keys=True, default=str)
+def _fingerprint(mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int, inputs: list[str]) -> str:
+    """Identity of a training run for resumption: settings (threads aside) and the input files."""
+    settings = {**dataclasses.asdict(tcfg), "threads": None}
+    files = [file_id(f) for f in inputs if Path(f).exists()]  # a hub-id backbone is no file
+    blob = json.dumps([dataclasses.asdict(mcfg), settings, n_bins, files], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_model(mcfg: ModelConfig, n_bins: int):
+def build_model(mcfg: ModelConfig):
     """Backbone slice + GTA module, as configured."""
     from .model import GTA, load_backbone
 
     backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
-    if mcfg.top_k > n_bins:
-        log.warning("gta.top_k=%d > N=%d: every data token is selected", mcfg.top_k, n_bins)
     model = GTA(backbone, tokenizer, class_names=[CLASS_NAMES[i] for i in KEPT], n_features=len(KEPT),
                 prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
-                heads=mcfg.heads, d_k=mcfg.d_k, top_k=min(mcfg.top_k, n_bins), gate=mcfg.gate,
+                heads=mcfg.heads, d_k=mcfg.d_k, top_k=mcfg.top_k, gate=mcfg.gate,
                 attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
                 prompt_cache_mb=mcfg.prompt_cache_mb)
     return model, tokenizer
@@ -119,10 +119,10 @@ class Trainer:
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
                            "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
-        self.model, tokenizer = build_model(mcfg, n_bins)
+        self.model, tokenizer = build_model(mcfg)
         tr = data.idx["train"]
         flat = data.x[tr].reshape(-1, data.x.shape[-1])
-        self.model.set_feature_stats(torch.tensor(flat.mean(0)), torch.tensor(flat.std(0) + 1e-6))
+        self.model.set_feature_stats(flat.mean(0), flat.std(0))  # a constant feature's std 0 becomes 1
         self.y_mean, self.y_std = float(data.y[tr].mean()), float(data.y[tr].std() + 1e-12)
         self.model.to(self.device)
         self.ids = encode_prompts(tokenizer, data.prompt, mcfg.context - n_bins)
@@ -140,8 +140,9 @@ class Trainer:
                  float(np.mean(lengths)), n_bins)
 
     def _batch(self, rows):
-        return (self.x[rows].to(self.device, non_blocking=True),
-                [self.ids[i].to(self.device) for i in rows])
+        """Features on the device; prompt ids stay on the CPU (the model keys its prompt cache on them
+        and moves only the prompts it has to run)."""
+        return self.x[rows].to(self.device, non_blocking=True), [self.ids[i] for i in rows]
 
     def predict(self, rows: np.ndarray, details: bool = False):
         """Predictions in the observed units for `rows` (eval mode, no gradient)."""
@@ -189,8 +190,11 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     """
     data = load_dataset(features, targets, prompts, n_bins)
     trainer = Trainer(data, mcfg, tcfg, n_bins)
-    fp = _fingerprint(mcfg, tcfg, n_bins, str(Path(features).resolve()), str(Path(targets).resolve()))
+    fp = _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
     resume = Path(resume_dir or Path(out_model).parent.parent / ".resume") / f"{Path(out_model).parent.name}-{fp}.pt"
+    for stale in resume.parent.glob(f"{Path(out_model).parent.name}-*.pt"):
+        if stale != resume:  # a killed run on other inputs or settings: start over
+            stale.unlink()
     history, best, best_state, bad, start = [], -math.inf, None, 0, 0
     if resume.is_file():
         st = torch.load(resume, weights_only=False)
@@ -234,8 +238,7 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
         torch.save({"trainable": best_state, "n_bins": n_bins, "model_config": dataclasses.asdict(mcfg),
                     "train_config": dataclasses.asdict(tcfg), "y_mean": trainer.y_mean, "y_std": trainer.y_std,
                     "history": history, "best_val_spearman": best}, tmp)
-    with atomic_path(out_predictions) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
+    write_predictions(table, out_predictions)
     resume.unlink(missing_ok=True)
     test = data.idx["test"]
     if len(test) > 2:
@@ -243,13 +246,14 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     return {"best_val_spearman": best, "history": history}
 
 
-def load_trained(model_file: str | Path, backbone: str | None = None):
-    """(model, checkpoint dict) of a trained GTA model; `backbone` overrides the saved backbone path."""
+def load_trained(model_file: str | Path, backbone: str | None = None, device: str = "auto"):
+    """(model, tokenizer, checkpoint dict) of a trained GTA model on `device`, in eval mode;
+    `backbone` overrides the saved backbone path."""
     ckpt = torch.load(require_file(model_file, "trained GTA model"), weights_only=False)
     mcfg = ModelConfig(**ckpt["model_config"])
     if backbone:
         mcfg.backbone = backbone
-    model, tokenizer = build_model(mcfg, ckpt["n_bins"])
+    model, tokenizer = build_model(mcfg)
     model.load_trainable_state_dict(ckpt["trainable"])
-    model.eval()
+    model.to(resolve_device(device, "train.device")).eval()
     return model, tokenizer, ckpt

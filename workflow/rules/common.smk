@@ -14,6 +14,8 @@ def check_config():
     n_bins = config["window"]["n_bins"]
     if n_bins % 2 == 0:
         config_error("window.n_bins", f"must be odd so the TSS bin is the middle one (got {n_bins})")
+    if config["features"]["precomputed"]:
+        return  # the bins come from the file; tss_from_features checks them against context_bins
     for n in config["evaluate"]["context_bins"]:
         if n % 2 == 0 or n > n_bins:
             config_error("evaluate.context_bins", f"each N must be odd and <= window.n_bins={n_bins} (got {n})")

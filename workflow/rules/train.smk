@@ -47,6 +47,12 @@ rule make_figures:
     params:
         backbone=backbone_arg,
         label=figure_label(),
+        device=config["train"]["device"],
+        n_boot=config["evaluate"]["n_boot"],
+        seed=config["seed"],
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     log:
         "results/logs/make_figures.log",
     conda:
@@ -54,4 +60,5 @@ rule make_figures:
     shell:
         "gta figures --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
         " --predictions {input.predictions:q} --prompts {input.prompts:q} --label {params.label:q}"
+        " --device {params.device} --threads {threads} --n-boot {params.n_boot} --seed {params.seed}"
         " --out-dir results/figures 2> {log:q}"

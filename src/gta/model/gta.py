@@ -153,8 +153,8 @@ class GTA(nn.Module):
             self.load_state_dict(state, strict=False)
         except RuntimeError as e:
             raise GTAError(f"trained state does not fit this model: {e}") from e
-        if self.prompt_cache is not None:
-            self.prompt_cache.clear()
+        # the prompt cache stays valid: prompt keys/values depend on the frozen backbone only
+        # (the cache is off with LoRA)
 
     # ------------------------------------------------------------------ forward
 

@@ -135,12 +135,18 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
             raise GTAError(f"{where}: attribute 'orient' must be 'reference' or 'transcript', got {attrs['orient']!r}")
         if int(attrs["bin_size"]) < 1:
             raise GTAError(f"{where}: attribute 'bin_size' must be positive, got {attrs['bin_size']}")
+        # optional beyond the CONTRACT layout: 'genome' = windows snapped to the genome-wide bin grid
+        grid = f.attrs.get("grid", "tss")
+        grid = grid.decode() if isinstance(grid, bytes) else str(grid)
+        if grid not in ("tss", "genome"):
+            raise GTAError(f"{where}: attribute 'grid' must be 'tss' (CONTRACT bins centred on the TSS) or "
+                           f"'genome' (bins on the genome-wide grid), got {grid!r}")
         if min_bins is not None and n_bins < min_bins:
             raise GTAError(f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins "
                            "evaluate.context_bins asks for; lower evaluate.context_bins")
         symbols = _strings(f["symbol"])
     return {"n_genes": g, "n_bins": n_bins, "bin_size": int(attrs["bin_size"]), "orient": attrs["orient"],
-            "tss_bin": int(attrs["tss_bin"]), "gene_id": gene_id, "symbol": symbols}
+            "tss_bin": int(attrs["tss_bin"]), "grid": grid, "gene_id": gene_id, "symbol": symbols}
 
 
 def tss_from_features(features: str | Path, mane: str, out: str | Path, fasta: str | Path | None = None,

@@ -28,6 +28,7 @@ import torch
 
 from .. import GTAError
 from ..genome import GRIDS, ORIENTS, open_fasta, read_padded, window_start
+from ..io import file_id
 from ..hardware import autocast, resolve_device, resolve_dtype, tune_malloc
 from ..tss import read_tss
 from .checkpoint import load_projection, load_sei
@@ -178,6 +179,16 @@ def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, 
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
+    def put(item) -> bool:
+        """Hand `item` to the consumer unless it has stopped listening; False when it has."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce():
         try:
             fa = open_fasta(fasta)
@@ -190,17 +201,11 @@ def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, 
                 t = torch.from_numpy(x)
                 if pin:
                     t = t.pin_memory()
-                while not stop.is_set():
-                    try:
-                        q.put((lo, hi, t), timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((lo, hi, t)):
                     return
-            q.put(None)
+            put(None)
         except BaseException as e:  # handed to the consumer
-            q.put(e)
+            put(e)
 
     thread = threading.Thread(target=produce, name="sei-prefetch", daemon=True)
     thread.start()
@@ -225,17 +230,12 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
-def _file_id(path: str | Path) -> list:
-    st = os.stat(path)
-    return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
-
-
 def fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, checkpoint, projection, reverse_complement: bool,
                 dtype: torch.dtype) -> str:
     """Identity of everything a shard's numbers depend on: a partial file with another one is discarded."""
     h = hashlib.sha256()
-    h.update(json.dumps([SHARD_FORMAT, dataclasses.asdict(spec), _file_id(fasta), _file_id(checkpoint),
-                         _file_id(projection), bool(reverse_complement), str(dtype)]).encode())
+    h.update(json.dumps([SHARD_FORMAT, dataclasses.asdict(spec), file_id(fasta), file_id(checkpoint),
+                         file_id(projection), bool(reverse_complement), str(dtype)]).encode())
     h.update(pd.util.hash_pandas_object(genes[["gene_id", "chrom", "tss", "strand"]], index=False).to_numpy().tobytes())
     return h.hexdigest()
 
