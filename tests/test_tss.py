@@ -129,3 +129,21 @@ def test_cli_missing_inputs_leave_no_output(tmp_path, mane_file):
     r = gta("--mane", str(mane_file), "--fasta", str(fasta), "--chromosomes", "chr1")
     assert r.returncode == 0
     assert list(pd.read_csv(out, sep="\t").symbol) == ["PLUS1", "MINUS1"]
+
+
+def test_workflow_tss_with_a_user_fasta_and_mane(tmp_path, mane_file):
+    """snakemake results/genes/tss.tsv on a config naming a user FASTA (Ensembl naming) and MANE file."""
+    import yaml
+
+    from conftest import snakemake
+
+    fasta = write_fasta(tmp_path / "genome.fa", T.PRIMARY)
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(yaml.safe_dump({"genes": {"mane_summary": str(mane_file), "chromosomes": ["1", "X"]},
+                                   "genome": {"fasta": str(fasta)}, "window": {"n_bins": 11},
+                                   "evaluate": {"context_bins": [5, 11]}}))
+    r = snakemake(tmp_path, cfg, "--cores", "1", "results/genes/tss.tsv")
+    assert r.returncode == 0, r.stdout[-3000:]
+    table = pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t", dtype={"chrom": str})
+    assert list(table.symbol) == ["PLUS1", "XGENE", "MINUS1"] and list(table.chrom) == ["1", "X", "1"]
+    assert not (tmp_path / "results/genome").exists()  # no synthetic genome for a user FASTA
