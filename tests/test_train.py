@@ -120,26 +120,39 @@ def test_training_outputs_determinism_and_small_checkpoint(tmp_path, data_files,
     assert not list((tmp_path / "a" / "resume").glob("*"))  # resume state removed on success
 
 
-def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_dir, monkeypatch):
-    _, uninterrupted = run(tmp_path / "full", data_files, backbone_dir)
-    calls = {"n": 0}
+def kill_in_epoch(monkeypatch, epoch: int) -> list:
+    """Make training die (as if killed) in `epoch`; returns the list the next run's epochs append to."""
     original = Trainer.train_epoch
+    calls = {"n": 0}
 
-    def dies_in_epoch_3(self, rng):
+    def dies(self, rng):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == epoch:
             raise KeyboardInterrupt("killed")
         return original(self, rng)
 
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(Trainer, "train_epoch", dies)
+    seen: list = []
+
+    def counted(self, rng):
+        seen.append(1)
+        return original(self, rng)
+
+    def after_the_kill():
+        monkeypatch.setattr(Trainer, "train_epoch", counted)
+        return seen
+
+    return after_the_kill
+
+
+def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_dir, monkeypatch):
+    _, uninterrupted = run(tmp_path / "full", data_files, backbone_dir)
+    rerun = kill_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "part", data_files, backbone_dir)
     assert not (tmp_path / "part" / "pred.tsv").exists()
     assert len(list((tmp_path / "part" / "resume").glob("*.pt"))) == 1
-    monkeypatch.setattr(Trainer, "train_epoch", original)
-    calls["n"] = 0
-    seen = []
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self, rng: (seen.append(1), original(self, rng))[1])
+    seen = rerun()
     _, resumed = run(tmp_path / "part", data_files, backbone_dir)
     assert len(seen) == 1  # only epoch 3 ran again
     np.testing.assert_allclose(resumed["predicted"], uninterrupted["predicted"], rtol=0, atol=1e-6)
@@ -158,27 +171,17 @@ def test_training_fits_the_training_genes(tmp_path, data_files, backbone_dir):
 def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, monkeypatch):
     """Killed, then the targets change: the rerun starts over instead of resuming on old targets."""
     d = data_files[0]
-    calls = {"n": 0}
-    original = Trainer.train_epoch
-
-    def dies_in_epoch_2(self, rng):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("killed")
-        return original(self, rng)
-
     work = tmp_path / "data"
     work.mkdir()
     for name in ("features.h5", "targets.tsv", "prompts.jsonl"):
         (work / name).write_bytes((d / name).read_bytes())
-    monkeypatch.setattr(Trainer, "train_epoch", dies_in_epoch_2)
+    rerun = kill_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "r", (work,), backbone_dir)
     targets = pd.read_csv(work / "targets.tsv", sep="\t")
     targets["value"] = -targets["value"]
     targets.to_csv(work / "targets.tsv", sep="\t", index=False)
-    seen = []
-    monkeypatch.setattr(Trainer, "train_epoch", lambda self, rng: (seen.append(1), original(self, rng))[1])
+    seen = rerun()
     model, _ = run(tmp_path / "r", (work,), backbone_dir)
     assert len(seen) == 3  # all epochs again
     assert not list((tmp_path / "r" / "resume").glob("*"))  # the stale state is gone too

@@ -6,7 +6,7 @@ Names are imported on first use, so `gta.model.spec` (used by the Snakemake file
 does not pull in torch.
 """
 
-from importlib import import_module
+from .. import lazy_exports
 
 _EXPORTS = {
     "GTA": "gta", "count_parameters": "gta",
@@ -18,12 +18,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gta.model' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__():

@@ -5,7 +5,7 @@ plus the class table, reverse-complement averaging (`predict`), projection loadi
 Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`.
 """
 
-from importlib import import_module
+from .. import lazy_exports
 
 from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, N_CLASSES, load_classes
 
@@ -19,12 +19,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'gta.sei' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
