@@ -459,3 +459,98 @@ def test_llama3_8b_eight_blocks_parameter_count_on_meta():
     assert count_parameters(model) == (trainable, trainable + frozen)
     assert trainable == 9_678_438 + n_class_tokens * 50
     assert frozen == 2_270_236_672
+
+
+# ----------------------------------------------------------------------------- head options and controls
+
+def test_position_head_equals_paper_head_when_every_bin_is_kept(tokenizer):
+    """N <= k: every bin is kept in order, so slot j = bin j and the position head is the paper's."""
+    n = 3
+    flat = tiny_gta(tokenizer, top_k=5)
+    pos = tiny_gta(tokenizer, top_k=5, head="position", n_bins=n)
+    pos.load_state_dict({k: v for k, v in flat.state_dict().items() if not k.startswith("head.head.")},
+                        strict=False)
+    with torch.no_grad():
+        pos.head.position_weight.copy_(flat.head.head.weight[0, : n * 32].view(n, 32))
+        pos.head.bias.copy_(flat.head.head.bias[0])
+    x, p = features(4, n, seed=5), prompts([3, 5, 1, 2], seed=5)
+    with torch.no_grad():
+        assert torch.allclose(pos(x, p), flat(x, p), atol=1e-6)
+
+
+def test_position_head_weighs_each_kept_token_by_its_own_bin(tokenizer):
+    """N > k: the prediction is the sum over kept tokens of <W[bin], gated standardised state>."""
+    model = tiny_gta(tokenizer, top_k=3, head="position", n_bins=8, seed=2)
+    x, p = features(3, 8, seed=6), prompts([2, 4, 6], seed=6)
+    with torch.no_grad():
+        y, d = model(x, p, return_details=True)
+        h, _ = model.hidden_states(x, p)
+        norm = model.head.norm
+        z = (h - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+        for i in range(3):
+            sel = d["selected"][i]
+            gate = torch.sigmoid(d["selector_logits"][i, sel])
+            manual = sum(gate[j] * z[i, b] @ model.head.position_weight[b] for j, b in enumerate(sel))
+            assert torch.isclose(y[i], manual / math.sqrt(3 * 32) + model.head.bias, atol=1e-5)
+    assert model.head.position_weight.shape == (8, 32)
+
+
+@pytest.mark.parametrize("kw", [dict(head="position", n_bins=9), dict(position_embedding=True, n_bins=9),
+                                dict(blocks="none"), dict(blocks="attention"), dict(blocks="random")])
+def test_options_train_the_selector_and_keep_shapes(tokenizer, kw):
+    model = tiny_gta(tokenizer, **kw).train()
+    y, d = model(features(4, 9), prompts([3, 9, 1, 6]), return_details=True)
+    assert y.shape == (4,) and d["selected"].shape == (4, 4)
+    (y - torch.tensor([1.0, -1.0, 0.5, 2.0])).pow(2).mean().backward()
+    assert model.head.selector.weight.grad.abs().sum() > 0
+    if kw.get("position_embedding"):
+        assert model.position.grad.abs().sum() > 0
+    for p in model.backbone.parameters():
+        assert p.grad is None
+
+
+def test_position_embedding_starts_at_zero_and_shifts_the_tokens(tokenizer):
+    plain, with_pos = tiny_gta(tokenizer), tiny_gta(tokenizer, position_embedding=True, n_bins=6)
+    with_pos.load_state_dict(plain.state_dict(), strict=False)
+    x, p = features(2, 6, seed=7), prompts([3, 4], seed=7)
+    with torch.no_grad():
+        assert torch.equal(plain(x, p), with_pos(x, p))  # zero at the start: the same model
+        with_pos.position.normal_()
+        assert not torch.allclose(plain(x, p), with_pos(x, p))
+
+
+def test_controls_are_built_as_described(tokenizer):
+    x, p = features(2, 6, seed=8), prompts([3, 4], seed=8)
+    gta = tiny_gta(tokenizer)
+    none = tiny_gta(tokenizer, blocks="none")
+    with torch.no_grad():
+        h, _ = none.hidden_states(x, p)
+        z = (x - none.feature_mean) / none.feature_std
+        aligned, _ = none.align(z, none.backbone.embed_tokens.weight, none.class_ids)
+    assert torch.equal(h, aligned)  # no backbone: the aligned tokens themselves
+    # random backbone: same shapes, other weights, reproducible from the seed, nothing trainable in it
+    r1, r2 = tiny_gta(tokenizer, blocks="random", control_seed=3), tiny_gta(tokenizer, blocks="random", control_seed=3)
+    for (name, a), b, c in zip(r1.backbone.named_parameters(), r2.backbone.parameters(), gta.backbone.parameters()):
+        assert a.shape == c.shape and torch.equal(a, b) and not a.requires_grad, name
+        if a.ndim >= 2:
+            assert not torch.equal(a, c), name
+    # one trainable attention layer: its parameters train, the prompt does not matter
+    att = tiny_gta(tokenizer, blocks="attention")
+    assert all(q.requires_grad for q in att.attention_layer.parameters())
+    assert set(att.trainable_state_dict()) >= {f"attention_layer.{k}" for k in att.attention_layer.state_dict()}
+    with torch.no_grad():
+        assert torch.equal(att(x, p), att(x, prompts([7, 1], seed=9)))
+    # causal: changing the last bin leaves the first bins' states alone
+    x2 = x.clone()
+    x2[:, -1] += 5
+    with torch.no_grad():
+        assert torch.allclose(att.hidden_states(x, p)[0][:, :-1], att.hidden_states(x2, p)[0][:, :-1], atol=1e-6)
+
+
+def test_bad_head_options_name_the_key(tokenizer):
+    with pytest.raises(GTAError, match="gta.head"):
+        tiny_gta(tokenizer, head="pool")
+    with pytest.raises(GTAError, match="gta.head"):
+        tiny_gta(tokenizer, head="position")
+    with pytest.raises(GTAError, match="blocks"):
+        tiny_gta(tokenizer, blocks="half")

@@ -38,3 +38,8 @@ class ModelConfig:
     gate: str = "sigmoid"
     gradient_checkpointing: bool = False
     prompt_cache_mb: float = 2048.0
+    head: str = "flatten"
+    position_embedding: bool = False
+    dropout: float = 0.0
+    blocks: str = "pretrained"
+    prompt: bool = True

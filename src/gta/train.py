@@ -92,8 +92,8 @@ def _fingerprint(mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int, inputs: list
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_model(mcfg: ModelConfig):
-    """Backbone slice + GTA module, as configured."""
+def build_model(mcfg: ModelConfig, n_bins: int, seed: int = 0):
+    """Backbone slice + GTA module for n_bins data tokens, as configured."""
     from .model import GTA, load_backbone
 
     backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
@@ -101,7 +101,9 @@ def build_model(mcfg: ModelConfig):
                 prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
                 heads=mcfg.heads, d_k=mcfg.d_k, top_k=mcfg.top_k, gate=mcfg.gate,
                 attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
-                prompt_cache_mb=mcfg.prompt_cache_mb)
+                prompt_cache_mb=mcfg.prompt_cache_mb, head=mcfg.head, n_bins=n_bins,
+                position_embedding=mcfg.position_embedding, dropout=mcfg.dropout, blocks=mcfg.blocks,
+                control_seed=seed)
     return model, tokenizer
 
 
@@ -119,13 +121,14 @@ class Trainer:
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
                            "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
-        self.model, tokenizer = build_model(mcfg)
+        self.model, tokenizer = build_model(mcfg, n_bins, tcfg.seed)
         tr = data.idx["train"]
         flat = data.x[tr].reshape(-1, data.x.shape[-1])
         self.model.set_feature_stats(flat.mean(0), flat.std(0))  # a constant feature's std 0 becomes 1
         self.y_mean, self.y_std = float(data.y[tr].mean()), float(data.y[tr].std() + 1e-12)
         self.model.to(self.device)
-        self.ids = encode_prompts(tokenizer, data.prompt, mcfg.context - n_bins)
+        prompts = data.prompt if mcfg.prompt else [""] * len(data.prompt)  # the 'no prompt' control
+        self.ids = encode_prompts(tokenizer, prompts, mcfg.context - n_bins)
         self.x = torch.from_numpy(data.x)
         self.y = torch.from_numpy(((data.y - self.y_mean) / self.y_std).astype(np.float32))
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -253,7 +256,7 @@ def load_trained(model_file: str | Path, backbone: str | None = None, device: st
     mcfg = ModelConfig(**ckpt["model_config"])
     if backbone:
         mcfg.backbone = backbone
-    model, tokenizer = build_model(mcfg)
+    model, tokenizer = build_model(mcfg, int(ckpt["n_bins"]), int(ckpt["train_config"]["seed"]))
     model.load_trainable_state_dict(ckpt["trainable"])
     model.to(resolve_device(device, "train.device")).eval()
     return model, tokenizer, ckpt

@@ -15,6 +15,7 @@ from .head import SelectorHead
 
 log = logging.getLogger("gta.model")
 ATTENTION = ("causal", "bidirectional")
+BLOCKS = ("pretrained", "random", "none", "attention")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -36,6 +37,16 @@ class GTA(nn.Module):
     reusing each prompt's block keys/values across calls (used only without LoRA, where they never
     change; 0 turns it off).
 
+    Beyond the paper: `head` 'flatten' (the paper) or 'position' (head weights indexed by bin
+    position, see SelectorHead; needs `n_bins`); `position_embedding` adds a learned vector per bin
+    position (n_bins x hidden, starting at zero) to the aligned data tokens; `dropout` drops the
+    head's inputs in training. `blocks` builds the
+    controls that ask whether the language model helps: 'pretrained' (GTA), 'random' (the same
+    backbone with random weights, embeddings included, seeded by `control_seed`), 'none' (the
+    aligned tokens go straight to the selector and head) or 'attention' (one trainable pre-norm
+    self-attention layer over the data tokens, causal or bidirectional as `attention`, in place of
+    the backbone; the prompt is not used).
+
     The sequence is [prompt, N data tokens]; the blocks run on the prompt first and then on the data
     tokens behind it (gta.model.blocks), which equals one pass over the whole sequence. The backbone's
     final RMSNorm is applied to the last kept block's output before the selector: that is Hugging Face's
@@ -47,17 +58,26 @@ class GTA(nn.Module):
                  n_features: int = 33, prototypes_vocab: int = 50, prototypes_classes: int = 50,
                  heads: int = 8, d_k: int = 32, top_k: int = 25, gate: str = "sigmoid",
                  attention: str = "causal", lora: dict | None = None, gradient_checkpointing: bool = False,
-                 prompt_cache_mb: float = 2048, class_ids: list[int] | None = None):
+                 prompt_cache_mb: float = 2048, class_ids: list[int] | None = None, head: str = "flatten",
+                 n_bins: int | None = None, position_embedding: bool = False, dropout: float = 0.0,
+                 blocks: str = "pretrained", control_seed: int = 0):
         super().__init__()
         if attention not in ATTENTION:
             raise GTAError(f"backbone.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
+        if blocks not in BLOCKS:
+            raise GTAError(f"blocks: {blocks!r} is not one of {', '.join(BLOCKS)}")
+        if position_embedding and not n_bins:
+            raise GTAError("gta.position_embedding needs the number of bins (n_bins)")
         if class_ids is None:
             if tokenizer is None or class_names is None:
                 raise GTAError("GTA needs the tokenizer and class_names (or explicit class_ids)")
             class_ids = class_token_ids(tokenizer, list(class_names))
+        if blocks == "random":
+            randomize_backbone(backbone, control_seed)
         for p in backbone.parameters():
             p.requires_grad_(False)
         self.backbone = backbone
+        self.blocks = blocks
         self.tokenizer = tokenizer
         self.bidirectional = attention == "bidirectional"
         self.attention_mode = attention
@@ -70,7 +90,10 @@ class GTA(nn.Module):
         self.align = TokenAlignment(n_features, hidden, vocab_size, len(class_ids), prototypes_vocab,
                                     prototypes_classes, heads, d_k)
         self.align.calibrate(emb, self.class_ids)
-        self.head = SelectorHead(hidden, top_k, gate)
+        self.head = SelectorHead(hidden, top_k, gate, mode=head, n_bins=n_bins, dropout=dropout)
+        self.position = nn.Parameter(torch.zeros(n_bins, hidden)) if position_embedding else None
+        self.attention_layer = SelfAttentionLayer(hidden, backbone.config.num_attention_heads,
+                                                  causal=attention == "causal") if blocks == "attention" else None
         if lora is not None and not lora.get("enabled", True):
             lora = None  # the config section with enabled: false
         self.lora = dict(lora) if lora else None
@@ -219,6 +242,15 @@ class GTA(nn.Module):
         x = (features.to(device=device, dtype=torch.float32) - self.feature_mean) / self.feature_std
         emb = self.backbone.get_input_embeddings().weight
         data, attention = self.align(x, emb, self.class_ids)
+        if self.position is not None:
+            if data.shape[1] != self.position.shape[0]:
+                raise GTAError(f"the position embedding was built for {self.position.shape[0]} bins, "
+                               f"got {data.shape[1]}")
+            data = data + self.position
+        if self.blocks == "none":
+            return data.float(), attention
+        if self.blocks == "attention":
+            return self.attention_layer(data.float()), attention
         data = data.to(emb.dtype)
         keys, values, lengths = self._prompt_prefix([p.to(device) for p in prompt_ids], device)
         h = data_pass(self.backbone, data, keys, values, lengths, bidirectional=self.bidirectional,
@@ -242,6 +274,40 @@ class GTA(nn.Module):
             for j, i in enumerate(todo):
                 out[i] = states[j, : prompt_ids[i].numel()]
         return out
+
+
+class SelfAttentionLayer(nn.Module):
+    """One trainable pre-norm multi-head self-attention layer with a residual: x + MHA(LayerNorm(x)).
+
+    The 'attention' control (Tan et al. 2024 replaced the LLM of reprogramming models by one such layer).
+    """
+
+    def __init__(self, hidden: int, heads: int, causal: bool = True):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        mask = torch.triu(torch.ones(n, n, dtype=torch.bool, device=x.device), 1) if self.causal else None
+        y = self.norm(x)
+        return x + self.attn(y, y, y, attn_mask=mask, need_weights=False)[0]
+
+
+@torch.no_grad()
+def randomize_backbone(backbone: nn.Module, seed: int) -> None:
+    """Re-initialise every backbone weight at random (the 'random' control): linear and embedding
+    weights ~ N(0, initializer_range) (Hugging Face's Llama initialisation), norms 1, biases 0; seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    std = float(getattr(backbone.config, "initializer_range", 0.02))
+    for name, p in backbone.named_parameters():
+        if p.ndim >= 2:
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+        elif "norm" in name:
+            p.fill_(1.0)
+        else:
+            p.zero_()
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

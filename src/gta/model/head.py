@@ -12,6 +12,7 @@ from .. import GTAError
 
 log = logging.getLogger("gta.model.head")
 GATES = ("sigmoid", "softmax")
+HEADS = ("flatten", "position")
 
 
 class SelectorHead(nn.Module):
@@ -38,21 +39,41 @@ class SelectorHead(nn.Module):
 
     With fewer data tokens than k (N < k) every token is kept and the remaining k - N slots of the
     head's input are zeros: the model is then exactly one with k = N.
+
+    `mode` says how the head weighs the kept tokens:
+    - 'flatten' (the paper): the k kept activations, in bin order, are flattened into one linear
+      layer, so head slot j holds the j-th kept bin. When the selection differs between genes, slot j
+      holds different bins, and no weight can depend on a bin's distance to the TSS.
+    - 'position': one weight vector per bin position (n_bins x hidden); a kept token is weighed by
+      the vector of the bin it came from, and the prediction sums over the kept tokens. With N <= k
+      every bin is kept in order and this is exactly the 'flatten' head (slot j = bin j).
     forward(h (B, N, hidden)) -> (prediction (B,), logits (B, N), indices (B, min(k, N))).
     """
 
-    def __init__(self, hidden: int, top_k: int = 25, gate: str = "sigmoid"):
+    def __init__(self, hidden: int, top_k: int = 25, gate: str = "sigmoid", mode: str = "flatten",
+                 n_bins: int | None = None, dropout: float = 0.0):
         super().__init__()
         if top_k < 1:
             raise GTAError(f"gta.top_k must be >= 1 (got {top_k})")
         if gate not in GATES:
             raise GTAError(f"gta.selector_gate: {gate!r} is not one of {', '.join(GATES)}")
-        self.hidden, self.top_k, self.gate = hidden, top_k, gate
+        if mode not in HEADS:
+            raise GTAError(f"gta.head: {mode!r} is not one of {', '.join(HEADS)}")
+        if mode == "position" and not (n_bins and n_bins >= 1):
+            raise GTAError("gta.head: 'position' needs the number of bins (n_bins)")
+        self.hidden, self.top_k, self.gate, self.mode = hidden, top_k, gate, mode
+        self.n_bins = n_bins
         self.selector = nn.Linear(hidden, 1)
         self.norm = nn.BatchNorm1d(hidden, affine=False)
-        self.head = nn.Linear(top_k * hidden, 1)
-        nn.init.normal_(self.head.weight, std=0.01)  # predictions start near the training mean
-        nn.init.zeros_(self.head.bias)
+        self.dropout = nn.Dropout(dropout)  # on the standardised kept activations, in training only
+        # weights start small (std 0.01), so predictions start near the training mean
+        if mode == "flatten":
+            self.head = nn.Linear(top_k * hidden, 1)
+            nn.init.normal_(self.head.weight, std=0.01)
+            nn.init.zeros_(self.head.bias)
+        else:
+            self.position_weight = nn.Parameter(torch.randn(n_bins, hidden) * 0.01)
+            self.bias = nn.Parameter(torch.zeros(()))
         self.scale = 1.0 / math.sqrt(top_k * hidden)
         self._warned = False
 
@@ -72,7 +93,13 @@ class SelectorHead(nn.Module):
             s = torch.gather(logits, 1, idx)
             weight = torch.sigmoid(s) if self.gate == "sigmoid" else torch.softmax(s, dim=1)
             chosen = self.norm(chosen.reshape(b * k, d)).reshape(b, k, d)
-            flat = (chosen * weight[:, :, None]).reshape(b, k * d) * self.scale
+            gated = self.dropout(chosen) * weight[:, :, None] * self.scale
+            if self.mode == "position":
+                if n != self.n_bins:
+                    raise GTAError(f"the position head was built for {self.n_bins} bins, got {n}")
+                y = (gated * self.position_weight[idx]).sum(dim=(1, 2)) + self.bias
+                return y, logits, idx
+            flat = gated.reshape(b, k * d)
             if k < self.top_k:
                 flat = torch.nn.functional.pad(flat, (0, (self.top_k - k) * d))
             y = self.head(flat).squeeze(-1)
