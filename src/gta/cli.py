@@ -251,6 +251,8 @@ def _add_targets(sub):
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--signal-fraction", type=float, default=0.7, help="simulation: variance share of the signal")
+    p.add_argument("--grammar", choices=["demo", "alternative"], default="demo",
+                   help="simulation: the planted grammar (gta.expression)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output targets.tsv")
     p.add_argument("--simulation-out", default=None, help="simulation: output of the noiseless signal")
@@ -260,7 +262,7 @@ def _add_targets(sub):
 
         expression.make_targets(a.tss, a.features, a.table, a.out, a.simulation_out, a.test_genes or None,
                                 a.test_fraction, a.val_fraction, a.seed, a.log_transform == "true",
-                                a.signal_fraction)
+                                a.signal_fraction, a.grammar)
 
     p.set_defaults(func=run)
 

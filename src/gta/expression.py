@@ -276,6 +276,7 @@ class Grammar:
     w_promoter: float = 1.0
     w_enhancer: float = 1.2
     w_polycomb: float = 0.6
+    enhancer_threshold: float | None = None  # None: above the window's own mean; else z - threshold
 
 
 def standardise_classes(scores: np.ndarray, clip: float = Grammar.clip) -> np.ndarray:
@@ -319,7 +320,8 @@ def grammar_terms(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> 
     weight = 1.0 / (1.0 + k / grammar.contact_bins)
     weight[tss_bin] = 0.0
     enh = z[:, :, 1]
-    activity = np.maximum(enh - enh.mean(axis=1, keepdims=True), 0.0)
+    base = enh.mean(axis=1, keepdims=True) if grammar.enhancer_threshold is None else grammar.enhancer_threshold
+    activity = np.maximum(enh - base, 0.0)
     open_ = open_to_tss(z[:, :, 2] > grammar.ctcf_strong, tss_bin)
     near = k <= grammar.polycomb_reach
     polycomb = 0.5 * (np.maximum(z[:, near, 3], 0.0) + np.maximum(z[:, near, 4], 0.0))
@@ -346,22 +348,67 @@ def gene_noise(gene_ids: Sequence[int], seed: int) -> np.ndarray:
 
 
 def simulate(scores: np.ndarray, gene_ids: Sequence[int], tss_bin: int, signal_fraction: float, seed: int,
-             grammar: Grammar = Grammar()) -> tuple[np.ndarray, np.ndarray]:
-    """(observed, signal) per gene from the grammar classes' scores (genes, bins, 5) (module docstring)."""
+             grammar: Grammar = Grammar(), name: str = "demo") -> tuple[np.ndarray, np.ndarray]:
+    """(observed, signal) per gene from the grammar classes' scores (genes, bins, classes of GRAMMARS[name]).
+
+    name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`.
+    """
     if not 0.0 <= signal_fraction <= 1.0:
         raise GTAError(f"expression.signal_fraction must be in [0, 1], got {signal_fraction}")
+    if name not in GRAMMARS:
+        raise GTAError(f"expression.grammar: {name!r} is not one of {', '.join(GRAMMARS)}")
     z = standardise_classes(scores, grammar.clip)
-    signal = np.sqrt(signal_fraction) * combine_terms(grammar_terms(z, tss_bin, grammar), grammar)
+    unit = combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
+    signal = np.sqrt(signal_fraction) * unit
     observed = signal + np.sqrt(1.0 - signal_fraction) * gene_noise(gene_ids, seed)
     return observed, signal
 
 
+# A second planted grammar, different from the demo's in classes, distance decay and logic, to check
+# that what GTA learns on the demo is not tuned to one grammar (README, "GTA on the demo").
+ALTERNATIVE_CLASSES = [CLASS_LABELS.index(c) for c in ("TF1", "E7", "TF2", "HET1")]
+
+
+def alternative_terms(z: np.ndarray, tss_bin: int, decay_bins: float = 8.0) -> dict[str, np.ndarray]:
+    """Activator and (silenced) enhancer terms of the alternative grammar from z (genes, bins, 4):
+    TF1, E7, TF2, HET1 (`alternative_signal` combines them).
+
+        activator  A_g = mean_{k <= 1} z[g, b, TF1]                     (the TSS bin and its neighbours)
+        enhancers  c[g, b] = min(max(0, z[E7] - 0.5), max(0, z[TF2] - 0.5))   (both classes must be high)
+                   E_g = sum_{b != t} c[g, b] exp(-k / 8)              (exponential contact decay)
+        silencing  S_g = 0.25 if mean_{k <= 2} z[g, b, HET1] > 0.75 else 1  (a heterochromatic promoter
+                   region silences its enhancers: a product, not a sum)
+        signal     std( 0.8 std(A) + 1.3 std(E * S) )
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 3 or z.shape[2] != len(ALTERNATIVE_CLASSES) or not 0 <= tss_bin < z.shape[1]:
+        raise GTAError(f"alternative_signal needs (genes, bins, {len(ALTERNATIVE_CLASSES)}) scores and a TSS bin")
+    k = np.abs(np.arange(z.shape[1]) - tss_bin).astype(np.float64)
+    activator = z[:, k <= 1, 0].mean(axis=1)
+    both = np.minimum(np.maximum(z[:, :, 1] - 0.5, 0.0), np.maximum(z[:, :, 2] - 0.5, 0.0))
+    weight = np.exp(-k / decay_bins)
+    weight[tss_bin] = 0.0
+    enhancer = (both * weight).sum(axis=1)
+    silenced = np.where(z[:, k <= 2, 3].mean(axis=1) > 0.75, 0.25, 1.0)
+    return {"activator": activator, "enhancer": enhancer * silenced}
+
+
+def alternative_signal(z: np.ndarray, tss_bin: int) -> np.ndarray:
+    """Unit-variance signal of the alternative grammar (`alternative_terms`)."""
+    terms = alternative_terms(z, tss_bin)
+    return _std(0.8 * _std(terms["activator"]) + 1.3 * _std(terms["enhancer"]))
+
+
+GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES}
+
+
 def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np.ndarray, n_visible: int,
-               grammar: Grammar = Grammar()) -> float:
+               grammar: Grammar = Grammar(), name: str = "demo") -> float:
     """Test Spearman of an oracle that knows the grammar but sees only the central `n_visible` bins.
 
     The grammar's three terms are computed from the visible bins alone (scores standardised over
-    the whole stored window, as in `simulate`), then observed ~ terms is fitted by least squares on
+    the whole stored window, as in `simulate`; `name` the grammar, as there), then observed ~ terms
+    is fitted by least squares on
     the training genes. n_visible = 1 is the best a TSS-bin-only model can do with this grammar; the
     full window reaches the noise ceiling.
     """
@@ -370,8 +417,10 @@ def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np
         raise GTAError(f"n_visible must be odd and at most the stored {n} bins, got {n_visible}")
     z = standardise_classes(scores, grammar.clip)
     lo = tss_bin - n_visible // 2
-    terms = grammar_terms(z[:, lo:lo + n_visible], n_visible // 2, grammar)
-    x = np.column_stack([terms["promoter"], terms["enhancer"], terms["polycomb"], np.ones(len(observed))])
+    visible = z[:, lo:lo + n_visible]
+    terms = (grammar_terms(visible, n_visible // 2, grammar) if name == "demo"
+             else alternative_terms(visible, n_visible // 2))
+    x = np.column_stack([*terms.values(), np.ones(len(observed))])
     train, test = split == "train", split == "test"
     coef = np.linalg.lstsq(x[train], observed[train], rcond=None)[0]
     from scipy import stats
@@ -417,7 +466,7 @@ def read_feature_classes(path: str | Path, classes: Sequence[int]) -> np.ndarray
 def make_targets(tss_path: str | Path, features_path: str | Path, table: str, out: str | Path,
                  simulation_out: str | Path | None = None, test_genes: str | Path | None = None,
                  test_fraction: float = 0.2, val_fraction: float = 0.2, seed: int = 0,
-                 log_transform: bool = False, signal_fraction: float = 0.7) -> pd.DataFrame:
+                 log_transform: bool = False, signal_fraction: float = 0.7, grammar: str = "demo") -> pd.DataFrame:
     """CLI body of `gta targets`: write targets.tsv (gene_id, symbol, value, split) for genes with features.
 
     `table` is a table path or 'simulated' (then `simulation_out` gets gene_id, signal).
@@ -435,12 +484,14 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
     if table == "simulated":
         if simulation_out is None:
             raise GTAError("expression.table is 'simulated': an output for the noiseless signal is needed")
-        scores = read_feature_classes(features_path, GRAMMAR_CLASSES)[in_tss]
+        if grammar not in GRAMMARS:
+            raise GTAError(f"expression.grammar: {grammar!r} is not one of {', '.join(GRAMMARS)}")
+        scores = read_feature_classes(features_path, GRAMMARS[grammar])[in_tss]
         observed, signal = simulate(scores, genes["gene_id"].to_numpy(), int(attrs["tss_bin"]),
-                                    signal_fraction, seed)
+                                    signal_fraction, seed, name=grammar)
         values = pd.Series(observed, index=genes["gene_id"].to_numpy())
-        log.info("simulated expression for %d genes from %d bins, signal fraction %.2f (planted grammar, "
-                 "see gta.expression)", len(genes), int(attrs["n_bins"]), signal_fraction)
+        log.info("simulated expression for %d genes from %d bins, signal fraction %.2f (planted %s grammar, "
+                 "see gta.expression)", len(genes), int(attrs["n_bins"]), signal_fraction, grammar)
     else:
         raw = read_expression_table(table)
         ids = match_identifiers(list(raw.index), tss, f"expression table {table}")
