@@ -149,7 +149,8 @@ def kill_in_epoch(monkeypatch, epoch: int) -> list:
 
 
 def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_dir, monkeypatch):
-    """Bit for bit: the resumed run meets the prompts in other batches than the uninterrupted one did."""
+    """Bit for bit, though the resumed run meets the prompts in other batches than the uninterrupted one
+    did, and is asked for another thread count."""
     model_full, uninterrupted = run(tmp_path / "full", data_files, backbone_dir, epochs=4)
     rerun = kill_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
@@ -157,7 +158,8 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_d
     assert not (tmp_path / "part" / "pred.tsv").exists()
     assert len(list((tmp_path / "part" / "resume").glob("*.pt"))) == 1
     seen = rerun()
-    model_part, resumed = run(tmp_path / "part", data_files, backbone_dir, epochs=4)
+    # resumed with another thread count (not part of a run's identity): it goes on with the first one's
+    model_part, resumed = run(tmp_path / "part", data_files, backbone_dir, epochs=4, threads=2)
     assert len(seen) == 2  # only epochs 3 and 4 ran again
     assert np.array_equal(resumed["predicted"], uninterrupted["predicted"])
     a, b = (torch.load(m, weights_only=True) for m in (model_full, model_part))

@@ -219,6 +219,11 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
         trainer.opt.load_state_dict(st["opt"])
         history, best, best_state, bad, start = st["history"], st["best"], st["best_state"], st["bad"], st["epoch"]
         log.info("resuming from epoch %d (%s)", start, resume)
+        if trainer.device.type == "cpu" and st.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+            # CPU reductions split by thread count round differently: keep the count the run began with
+            log.warning("resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
+                        "equals an uninterrupted run", st["threads"], torch.get_num_threads())
+            torch.set_num_threads(st["threads"])
     rng = np.random.default_rng(tcfg.seed)
     for _ in range(start):  # replay the shuffles so a resumed run matches an uninterrupted one
         rng.permutation(data.idx["train"])
@@ -243,7 +248,8 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
         with atomic_path(resume) as tmp:
             torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
                         "history": history, "best": best, "best_state": best_state, "bad": bad,
-                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state()}, tmp)
+                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state(), "threads": torch.get_num_threads()},
+                       tmp)
     if bad >= tcfg.patience:
         log.info("early stop: no better validation Spearman for %d epochs", tcfg.patience)
     trainer.model.load_trainable_state_dict(best_state)
