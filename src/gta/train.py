@@ -92,22 +92,6 @@ def _fingerprint(mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int, inputs: list
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "") -> dict:
-    """A dict of tensors and plain types that train_gta saved, read without running any code in the file."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle that would run code, a truncated file, not a torch file at all
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
-        why = next((line for line in lines if "GLOBAL" in line), lines[0])  # the class or function it would call
-        why = why.removeprefix("WeightsUnpickler error: ").split(". ")[0]
-        raise GTAError(f"{path} is not a {what} saved by this version (or is unsafe): {type(e).__name__}: "
-                       f"{why}{fix}") from e
-    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
-    if missing:
-        raise GTAError(f"{path} is not a {what} saved by this version: it lacks {', '.join(missing)}{fix}")
-    return obj
-
-
 def build_model(mcfg: ModelConfig):
     """Backbone slice + GTA module, as configured."""
     from .model import GTA, load_backbone
@@ -269,11 +253,27 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     return {"best_val_spearman": best, "history": history}
 
 
+def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "") -> dict:
+    """A dict of tensors and plain types that train_gta saved, read without running any code in the file."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle that would run code, a truncated file, not a torch file at all
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+        why = next((line for line in lines if "GLOBAL" in line), lines[0])  # the class or function it would call
+        why = why.removeprefix("WeightsUnpickler error: ").split(". ")[0]
+        raise GTAError(f"{path} is not a {what} saved by this version (or is unsafe): {type(e).__name__}: "
+                       f"{why}{fix}") from e
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise GTAError(f"{path} is not a {what} saved by this version: it lacks {', '.join(missing)}{fix}")
+    return obj
+
+
 def load_trained(model_file: str | Path, backbone: str | None = None, device: str = "auto"):
     """(model, tokenizer, checkpoint dict) of a trained GTA model on `device`, in eval mode;
     `backbone` overrides the saved backbone path."""
     ckpt = _load_saved(require_file(model_file, "trained GTA model"), "trained GTA model",
-                       ("trainable", "n_bins", "model_config", "y_mean", "y_std"))
+                       ("trainable", "n_bins", "model_config", "train_config", "y_mean", "y_std"))
     mcfg = ModelConfig(**ckpt["model_config"])
     if backbone:
         mcfg.backbone = backbone
