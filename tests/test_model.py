@@ -258,6 +258,21 @@ def test_prompt_cache_keys_on_tokens_and_autocast(tokenizer):
         assert len(model.prompt_cache) == 4  # bf16 keys/values are cached apart from fp32 ones
 
 
+def test_cached_prompt_keys_values_do_not_depend_on_the_batch_that_met_them(tokenizer):
+    """Bit for bit: a prompt first met beside longer prompts (padded in a batched pass, the last bits
+    change) caches what it caches when met alone, so a resumed run repeats an uninterrupted one."""
+    p = prompts([3, 12, 7, 5], seed=16)
+    x = features(1, 6, seed=16)
+    out = []
+    for first in ([p[0], p[1], p[2]], [p[3], p[0]], [p[0]]):
+        model = tiny_gta(tokenizer, prompt_cache_mb=64)
+        with torch.no_grad():
+            model(features(len(first), 6, seed=17), first)  # fills the cache
+            out.append(model(x, [p[0]]))
+            assert model.prompt_cache.hits >= 1
+    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[2])
+
+
 def test_inference_mode_stores_nothing_a_training_step_could_trip_on(tokenizer):
     model = tiny_gta(tokenizer, prompt_cache_mb=64).train()
     x, p = features(2, 6, seed=15), prompts([5, 3], seed=15)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -14,7 +15,7 @@ from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 from gta import GTAError
 from gta.options import ModelConfig, TrainConfig
 from gta.sei import CLASS_LABELS, KEPT
-from gta.train import Trainer, centred_slice, load_dataset, train_gta
+from gta.train import Trainer, centred_slice, load_dataset, load_trained, train_gta
 
 N_GENES, STORED = 160, 9
 WORDS = ["[UNK]", "#", ":", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878", "cells",
@@ -110,7 +111,9 @@ def test_training_outputs_determinism_and_small_checkpoint(tmp_path, data_files,
     assert list(pred_a.columns) == ["gene_id", "symbol", "split", "observed", "predicted"]
     assert len(pred_a) == N_GENES - 1 and pred_a["predicted"].notna().all()
     np.testing.assert_array_equal(pred_a["predicted"], pred_b["predicted"])  # seeded and deterministic
-    ckpt = torch.load(model_a, weights_only=False)
+    ckpt = torch.load(model_a, weights_only=True)  # tensors and plain types only: no code in the file
+    model, _, _ = load_trained(model_a, device="cpu")
+    assert all(torch.equal(v, ckpt["trainable"][k]) for k, v in model.trainable_state_dict().items())
     assert not any(k.startswith("backbone.") for k in ckpt["trainable"])  # trainable weights only
     assert {"feature_mean", "feature_std"} <= set(ckpt["trainable"])
     assert len(ckpt["history"]) == 3 and ckpt["n_bins"] == 5
@@ -146,22 +149,56 @@ def kill_in_epoch(monkeypatch, epoch: int) -> list:
 
 
 def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_dir, monkeypatch):
-    _, uninterrupted = run(tmp_path / "full", data_files, backbone_dir)
+    """Bit for bit, though the resumed run meets the prompts in other batches than the uninterrupted one
+    did, and is asked for another thread count."""
+    model_full, uninterrupted = run(tmp_path / "full", data_files, backbone_dir, epochs=4)
     rerun = kill_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "part", data_files, backbone_dir)
+        run(tmp_path / "part", data_files, backbone_dir, epochs=4)
     assert not (tmp_path / "part" / "pred.tsv").exists()
     assert len(list((tmp_path / "part" / "resume").glob("*.pt"))) == 1
     seen = rerun()
-    _, resumed = run(tmp_path / "part", data_files, backbone_dir)
-    assert len(seen) == 1  # only epoch 3 ran again
-    np.testing.assert_allclose(resumed["predicted"], uninterrupted["predicted"], rtol=0, atol=1e-6)
+    # resumed with another thread count (not part of a run's identity): it goes on with the first one's
+    model_part, resumed = run(tmp_path / "part", data_files, backbone_dir, epochs=4, threads=2)
+    assert len(seen) == 2  # only epochs 3 and 4 ran again
+    assert np.array_equal(resumed["predicted"], uninterrupted["predicted"])
+    a, b = (torch.load(m, weights_only=True) for m in (model_full, model_part))
+    assert a["trainable"].keys() == b["trainable"].keys()
+    assert all(torch.equal(a["trainable"][k], b["trainable"][k]) for k in a["trainable"])
+    assert [h["val_spearman"] for h in a["history"]] == [h["val_spearman"] for h in b["history"]]
+
+
+class RunsCode:
+    """A pickle that runs code when loaded with weights_only=False: it creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def test_a_crafted_model_or_resume_file_cannot_run_code(tmp_path, data_files, backbone_dir, monkeypatch):
+    marker, evil = tmp_path / "code-ran", tmp_path / "model.pt"
+    torch.save({"trainable": RunsCode(marker), "n_bins": 5}, evil)
+    with pytest.raises(GTAError, match=rf"{re.escape(str(evil))} is not a trained GTA model .*unsafe"):
+        load_trained(evil, backbone=str(backbone_dir), device="cpu")  # what `gta figures --model` does
+    assert not marker.exists()
+    rerun = kill_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "r", data_files, backbone_dir)
+    (state,) = (tmp_path / "r" / "resume").glob("*.pt")
+    state.write_bytes(evil.read_bytes())  # the killed run's resume state, replaced
+    rerun()
+    with pytest.raises(GTAError, match=rf"{re.escape(str(state))} is not a resume state .*unsafe.*start over"):
+        run(tmp_path / "r", data_files, backbone_dir)
+    assert not marker.exists()
 
 
 def test_training_fits_the_training_genes(tmp_path, data_files, backbone_dir):
     """Gradients reach the trainable parts: the training loss falls and the fit follows the signal."""
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=30, patience=30, lr=3e-3, autocast="float32")
-    history = torch.load(model, weights_only=False)["history"]
+    history = torch.load(model, weights_only=True)["history"]
     assert history[-1]["train_loss"] < 0.75 * history[0]["train_loss"]
     # the best-validation epoch's predictions still rank the training genes by their signal
     train = pred[pred.split == "train"]
@@ -185,4 +222,4 @@ def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, mo
     model, _ = run(tmp_path / "r", (work,), backbone_dir)
     assert len(seen) == 3  # all epochs again
     assert not list((tmp_path / "r" / "resume").glob("*"))  # the stale state is gone too
-    assert len(torch.load(model, weights_only=False)["history"]) == 3
+    assert len(torch.load(model, weights_only=True)["history"]) == 3

@@ -200,11 +200,17 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
             stale.unlink()
     history, best, best_state, bad, start = [], -math.inf, None, 0, 0
     if resume.is_file():
-        st = torch.load(resume, weights_only=False)
+        st = _load_saved(resume, "resume state", ("model", "opt", "history", "best", "best_state", "bad", "epoch",
+                                                  "torch_rng"), "; delete it to start over")
         trainer.model.load_trainable_state_dict(st["model"])
         trainer.opt.load_state_dict(st["opt"])
         history, best, best_state, bad, start = st["history"], st["best"], st["best_state"], st["bad"], st["epoch"]
         log.info("resuming from epoch %d (%s)", start, resume)
+        if trainer.device.type == "cpu" and st.get("threads", torch.get_num_threads()) != torch.get_num_threads():
+            # CPU reductions split by thread count round differently: keep the count the run began with
+            log.warning("resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
+                        "equals an uninterrupted run", st["threads"], torch.get_num_threads())
+            torch.set_num_threads(st["threads"])
     rng = np.random.default_rng(tcfg.seed)
     for _ in range(start):  # replay the shuffles so a resumed run matches an uninterrupted one
         rng.permutation(data.idx["train"])
@@ -222,14 +228,15 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
             best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.trainable_state_dict().items()}
         else:
             bad += 1
-        history.append({"epoch": epoch + 1, "train_loss": loss, "val_spearman": val,
-                        "genes_per_s": rate, "seconds": time.perf_counter() - t0})
+        history.append({"epoch": epoch + 1, "train_loss": float(loss), "val_spearman": float(val),
+                        "genes_per_s": float(rate), "seconds": time.perf_counter() - t0})  # plain floats only
         log.info("epoch %d/%d: train MSE %.4f, val Spearman %.4f%s, %.1f genes/s, %.0f s", epoch + 1, tcfg.epochs,
                  loss, val, " (best)" if improved else "", rate, time.perf_counter() - t0)
         with atomic_path(resume) as tmp:
             torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
                         "history": history, "best": best, "best_state": best_state, "bad": bad,
-                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state()}, tmp)
+                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state(), "threads": torch.get_num_threads()},
+                       tmp)
     if bad >= tcfg.patience:
         log.info("early stop: no better validation Spearman for %d epochs", tcfg.patience)
     trainer.model.load_trainable_state_dict(best_state)
@@ -249,10 +256,27 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     return {"best_val_spearman": best, "history": history}
 
 
+def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "") -> dict:
+    """A dict of tensors and plain types that train_gta saved, read without running any code in the file."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle that would run code, a truncated file, not a torch file at all
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+        why = next((line for line in lines if "GLOBAL" in line), lines[0])  # the class or function it would call
+        why = why.removeprefix("WeightsUnpickler error: ").split(". ")[0]
+        raise GTAError(f"{path} is not a {what} saved by this version (or is unsafe): {type(e).__name__}: "
+                       f"{why}{fix}") from e
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise GTAError(f"{path} is not a {what} saved by this version: it lacks {', '.join(missing)}{fix}")
+    return obj
+
+
 def load_trained(model_file: str | Path, backbone: str | None = None, device: str = "auto"):
     """(model, tokenizer, checkpoint dict) of a trained GTA model on `device`, in eval mode;
     `backbone` overrides the saved backbone path."""
-    ckpt = torch.load(require_file(model_file, "trained GTA model"), weights_only=False)
+    ckpt = _load_saved(require_file(model_file, "trained GTA model"), "trained GTA model",
+                       ("trainable", "n_bins", "model_config", "train_config", "y_mean", "y_std"))
     mcfg = ModelConfig(**ckpt["model_config"])
     if backbone:
         mcfg.backbone = backbone

@@ -9,7 +9,8 @@ keys/values across steps (`PromptKVCache`) and skips the backward pass through t
 
 Batches of prompts of different lengths are right-padded to the longest prompt in the batch; masks hide
 the padding and every gene keeps its own positions (prompt 0..L-1, data L..L+N-1), so a gene's output
-does not depend on the other genes in its batch.
+does not depend on the other genes in its batch (up to rounding: padding changes the last bits, which is
+why `GTA` runs each prompt it caches alone).
 """
 
 from __future__ import annotations

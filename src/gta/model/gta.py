@@ -202,18 +202,23 @@ class GTA(nn.Module):
         keys = [self._cache_key(p, device) for p in prompt_ids] if cache is not None else None
         entries = [cache.get(k) for k in keys] if cache is not None else [None] * len(prompt_ids)
         todo = [i for i, e in enumerate(entries) if e is None and lengths[i] > 0]
-        if todo:
-            grad = bool(self.lora) and torch.is_grad_enabled()
-            with torch.set_grad_enabled(grad):
+        if todo and cache is None:
+            with torch.set_grad_enabled(bool(self.lora) and torch.is_grad_enabled()):
                 k, v, _ = prompt_pass(self.backbone, [prompt_ids[i] for i in todo])
-            if len(todo) == len(prompt_ids) and not store:
+            if len(todo) == len(prompt_ids):
                 return k, v, lens  # the whole batch, already padded to its longest prompt
             for j, i in enumerate(todo):
-                ki = [t[j, :, : lengths[i]] for t in k]
-                vi = [t[j, :, : lengths[i]] for t in v]
-                entries[i] = (ki, vi)
-                if store:
-                    cache.put(keys[i], ki, vi)
+                entries[i] = ([t[j, :, : lengths[i]] for t in k], [t[j, :, : lengths[i]] for t in v])
+        # With the cache, each prompt runs alone: padded to another batch's longest prompt, its keys/values
+        # differ in the last bits, so what the cache holds would depend on the batch that first met the
+        # prompt, and a resumed run would not repeat the uninterrupted one. Each prompt runs once while
+        # the cache has room, so running it alone costs little.
+        for i in todo if cache is not None else ():
+            with torch.no_grad():
+                k, v, _ = prompt_pass(self.backbone, [prompt_ids[i]])
+            entries[i] = ([t[0] for t in k], [t[0] for t in v])
+            if store:
+                cache.put(keys[i], *entries[i])
         ref = next(e for e in entries if e is not None)
         out_k, out_v = [], []
         for layer in range(len(ref[0])):
