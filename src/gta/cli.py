@@ -152,7 +152,7 @@ def _add_sei(sub):
     p.add_argument("--projection", required=True, help="projvec_targets.npy (official or demo)")
     p.add_argument("--sha256", default=None, help="expected sha256 of the checkpoint ('' = no check)")
     p.add_argument("--n-bins", type=int, required=True)
-    p.add_argument("--bin-size", type=int, default=4096)
+    p.add_argument("--bin-size", type=int, default=4096, help="must be 4096, Sei's input length")
     p.add_argument("--orient", choices=["reference", "transcript"], default="reference")
     p.add_argument("--grid", choices=["tss", "genome"], default="tss")
     p.add_argument("--reverse-complement", choices=["true", "false"], default="true",
@@ -176,15 +176,20 @@ def _add_sei(sub):
 
 
 def _add_sei_merge(sub):
-    p = sub.add_parser("sei-merge", help="Sei shards -> features.h5 (tss.tsv gene order)")
+    p = sub.add_parser("sei-merge", help="Sei shards -> features.h5 (tss.tsv gene order)",
+                       description="Merge complete Sei shards into features.h5, stop when too many genes have a "
+                                   "mostly-N window, then remove shard files beside them that are not in the set "
+                                   "(left by an earlier sei.shards setting).")
     p.add_argument("--tss", required=True, help="tss.tsv (gene order of the output)")
     p.add_argument("--shards", nargs="+", required=True, help="complete shard files")
+    p.add_argument("--max-mostly-n-fraction", type=float, default=None,
+                   help="largest share of genes whose window is more than half N (window.max_mostly_n_fraction)")
     p.add_argument("--out", required=True, help="output features.h5")
 
     def run(a):
         from .sei.features import merge_shards
 
-        merge_shards(a.tss, a.shards, a.out)
+        merge_shards(a.tss, a.shards, a.out, a.max_mostly_n_fraction)
 
     p.set_defaults(func=run)
 

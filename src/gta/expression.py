@@ -95,6 +95,9 @@ def read_expression_table(path: str | Path) -> pd.Series:
     genes = header[1:]
     matrix = np.column_stack([_numeric(body.iloc[:, j], path, header[j]) for j in range(1, len(header))])
     finite = np.isfinite(matrix)
+    if (~finite).any():
+        log.info("wide expression table %s: %d empty or NaN cells and %d infinite cells skipped in the medians",
+                 path, int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum()))
     empty = ~finite.any(axis=0)
     if empty.any():
         log.warning("%d gene columns of %s have no value; dropped", int(empty.sum()), path)
@@ -197,6 +200,35 @@ def match_identifiers(identifiers: Sequence[str], tss: pd.DataFrame, what: str) 
     if multi or shared:
         log.warning("%s: ambiguous identifiers dropped, e.g. %s", what, ", ".join(map(str, (multi + shared)[:8])))
     return out
+
+
+def _count_dropped(raw: pd.Series, ids: np.ndarray, tss: pd.DataFrame, with_features: np.ndarray,
+                   table: str) -> np.ndarray:
+    """Rows of an expression table that become targets; every other row counted by its reason in the log.
+
+    Each dropped row is counted once, under the first reason that applies: its identifier names no gene,
+    names several genes, or names a gene another row also names (duplicate); its gene has no features;
+    its value is missing (empty, NA, NaN) or infinite.
+    """
+    index = GeneIndex.from_tss(tss)
+    hits = np.array([len(index.lookup(i)) for i in raw.index], np.int64)
+    values = raw.to_numpy(np.float64)
+    reasons = {
+        "unmatched identifier": hits == 0,
+        "identifier naming several genes": hits > 1,
+        "duplicate (a gene named by several rows)": (hits == 1) & (ids < 0),
+        "gene without features": (ids >= 0) & ~np.isin(ids, with_features),
+        "missing value (empty, NA, NaN)": np.isnan(values),
+        "infinite value": np.isinf(values),
+    }
+    keep = np.ones(len(values), bool)
+    counts = {}
+    for reason, mask in reasons.items():
+        counts[reason] = int((mask & keep).sum())
+        keep &= ~mask
+    log.info("expression table %s: %d rows, %d kept as targets; dropped: %s", table, len(values), int(keep.sum()),
+             ", ".join(f"{n} {reason}" for reason, n in counts.items()))
+    return keep
 
 
 def read_gene_list(path: str | Path) -> list[str]:
@@ -495,12 +527,8 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
     else:
         raw = read_expression_table(table)
         ids = match_identifiers(list(raw.index), tss, f"expression table {table}")
-        keep = np.isin(ids, genes["gene_id"].to_numpy())
-        if ((ids >= 0) & ~keep).any():
-            log.info("%d matched genes of the expression table have no features; left out", int(((ids >= 0) & ~keep).sum()))
+        keep = _count_dropped(raw, ids, tss, genes["gene_id"].to_numpy(), table)
         values = pd.Series(raw.to_numpy()[keep], index=ids[keep])
-        finite = np.isfinite(values.to_numpy())
-        values = values[finite]
         if log_transform:
             if (values < 0).any():
                 raise GTAError(f"expression.log_transform is true but {table} has {int((values < 0).sum())} "
@@ -509,6 +537,10 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
         if len(values) < 3:
             raise GTAError(f"expression table {table} matches only {len(values)} genes that have features; "
                            "check its identifiers (symbols, Ensembl ids or GeneIDs) and genes.chromosomes")
+        if float(np.std(values.to_numpy())) == 0.0:
+            raise GTAError(f"expression table {table} (expression.table): all {len(values)} genes kept have the "
+                           f"same value ({values.iloc[0]:g}), so there is nothing to predict or rank; check the "
+                           "table's value column (a wide table's target is each gene's median across rows)")
 
     genes = genes[genes["gene_id"].isin(values.index)].copy()
     genes["value"] = values.loc[genes["gene_id"]].to_numpy(np.float64)
@@ -528,10 +560,19 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
     genes = genes.sort_values("gene_id")
     counts = genes["split"].value_counts()
     log.info("splits: %s", ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS))
+    source = "simulated expression" if table == "simulated" else f"expression table {table}"
     for s in SPLITS:
-        if counts.get(s, 0) == 0:
-            raise GTAError(f"the {s} split is empty ({len(genes)} genes); use more genes or change "
-                           "genes.test_fraction / genes.val_fraction")
+        if counts.get(s, 0) > 0:
+            continue
+        if test_ids is not None and s != "test":
+            rest = int((genes["split"] != "test").sum())
+            raise GTAError(f"the {s} split is empty: of the {len(genes)} genes with features and a target "
+                           f"({source}), {len(genes) - rest} are in genes.test_genes ({test_genes}) and only "
+                           f"{rest} are left for training and validation; use a test gene list that leaves "
+                           "genes out, or add genes (genes.chromosomes / genes.max_genes)")
+        raise GTAError(f"the {s} split is empty ({len(genes)} genes with features and a target from {source}); "
+                       "use more genes (genes.chromosomes / genes.max_genes) or change genes.test_fraction / "
+                       "genes.val_fraction")
 
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(out))

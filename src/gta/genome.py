@@ -42,6 +42,17 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
+def check_fasta_compression(path: str | Path) -> None:
+    """A gzip FASTA that is not bgzip (blocked gzip) cannot be indexed: stop with the fix."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    # BGZF: gzip with the FEXTRA flag and a 'BC' extra subfield (SAM/BAM specification, section 4.1)
+    if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+        raise GTAError(f"genome.fasta {path} is gzip-compressed, which cannot be read by position; "
+                       f"decompress it (`gunzip {path}`) or recompress it with bgzip "
+                       f"(`zcat {path} | bgzip > {str(path).removesuffix('.gz')}.bgz`) and point genome.fasta at the result")
+
+
 def open_fasta(fasta: str | Path | pyfaidx.Fasta) -> pyfaidx.Fasta:
     """An open pyfaidx.Fasta for a path (index built if missing) or the object itself."""
     if isinstance(fasta, pyfaidx.Fasta):
@@ -49,7 +60,22 @@ def open_fasta(fasta: str | Path | pyfaidx.Fasta) -> pyfaidx.Fasta:
     path = Path(fasta)
     if not path.is_file():
         raise GTAError(f"genome FASTA not found: {path} (set genome.fasta to a GRCh38 FASTA or 'synthetic')")
+    check_fasta_compression(path)
     return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=True, rebuild=False)
+
+
+def check_tss_in_chromosomes(genes: pd.DataFrame, lengths: Mapping[str, int], fasta: str | Path) -> None:
+    """Every gene's TSS must lie on its chromosome as the FASTA has it; else stop naming gene and FASTA."""
+    for g in genes.itertuples(index=False):
+        length = lengths.get(g.chrom)
+        if length is None:
+            raise GTAError(f"gene {g.symbol} (GeneID {g.gene_id}) is on {g.chrom}, which the genome FASTA {fasta} "
+                           "lacks; check genes.chromosomes and that genome.fasta is the genome the gene table "
+                           "was made for")
+        if not 0 <= int(g.tss) < length:
+            raise GTAError(f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
+                           f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
+                           "genome.fasta must be the complete GRCh38 assembly the MANE genes are placed on")
 
 
 def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid: str = "tss"):
@@ -133,7 +159,9 @@ def write_windows_bed(genes: pd.DataFrame, fasta: str | Path, out: str | Path, n
     """Write `windows.bed` (BED12, sorted with bedtools) for inspection in a genome browser."""
     import pybedtools
 
-    lines = windows_bed_lines(genes, chrom_lengths(fasta), n_bins, bin_size, grid)
+    lengths = chrom_lengths(fasta)
+    check_tss_in_chromosomes(genes, lengths, fasta)
+    lines = windows_bed_lines(genes, lengths, n_bins, bin_size, grid)
     try:
         with atomic_path(out, suffix=".bed") as tmp:
             pybedtools.BedTool("\n".join(lines) + "\n", from_string=True).sort().saveas(str(tmp))

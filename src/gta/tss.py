@@ -80,6 +80,14 @@ def read_mane(path: str | Path) -> pd.DataFrame:
     if missing:
         raise GTAError(f"MANE summary {path} lacks columns {missing}; expected the NCBI "
                        "MANE.GRCh38.v1.x.summary.txt(.gz) layout")
+    for column in ("chr_start", "chr_end"):
+        bad = ~df[column].fillna("").str.strip().str.fullmatch(r"\d+")
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise GTAError(f"MANE summary {path}, line {row + 2}, column {column!r} "
+                           f"(column {df.columns.get_loc(column) + 1}): {df[column].iloc[row]!r} is not a "
+                           f"coordinate ({int(bad.sum())} such rows); use an unmodified NCBI MANE summary "
+                           "(genes.mane_summary)")
     return df
 
 
@@ -142,15 +150,31 @@ def build_tss_table(mane: pd.DataFrame, fasta_names: Sequence[str],
     return genes[TSS_COLUMNS].reset_index(drop=True)
 
 
-def fasta_names(fasta: str | Path) -> list[str]:
-    """Sequence names of a FASTA from its .fai index (built by pyfaidx if missing)."""
+def fasta_lengths(fasta: str | Path) -> dict[str, int]:
+    """Sequence names and lengths of a FASTA from its .fai index (built by pyfaidx if missing)."""
     fasta = Path(fasta)
     fai = Path(str(fasta) + ".fai")
     if not fai.is_file():
         import pyfaidx
 
+        from .genome import check_fasta_compression
+
+        check_fasta_compression(fasta)
         pyfaidx.Faidx(str(fasta))
-    return [line.split("\t", 1)[0] for line in fai.read_text().splitlines() if line]
+    lengths = {}
+    for n, line in enumerate(fai.read_text().splitlines(), 1):
+        if line:
+            fields = line.split("\t")
+            if len(fields) < 2 or not fields[1].isdigit():
+                raise GTAError(f"FASTA index {fai}, line {n}: no sequence length in column 2; delete the index "
+                               "so that it is built again")
+            lengths[fields[0]] = int(fields[1])
+    return lengths
+
+
+def fasta_names(fasta: str | Path) -> list[str]:
+    """Sequence names of a FASTA from its .fai index (built by pyfaidx if missing)."""
+    return list(fasta_lengths(fasta))
 
 
 def read_tss(path: str | Path) -> pd.DataFrame:
@@ -170,7 +194,11 @@ def run(mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all
     """CLI body of `gta tss`: MANE summary + FASTA -> tss.tsv."""
     mane_path = resolve_mane(mane)
     fasta = require_file(fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'")
-    table = build_tss_table(read_mane(mane_path), fasta_names(fasta), chromosomes, max_genes)
+    lengths = fasta_lengths(fasta)
+    table = build_tss_table(read_mane(mane_path), list(lengths), chromosomes, max_genes)
+    from .genome import check_tss_in_chromosomes
+
+    check_tss_in_chromosomes(table, lengths, fasta)
     write_tss(table, out)
     log.info("wrote %d genes on %d chromosomes to %s", len(table), table["chrom"].nunique(), out)
     return table

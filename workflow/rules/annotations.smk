@@ -21,7 +21,7 @@ rule fetch_annotations:
     conda:
         "../../envs/bio.yaml"
     shell:
-        "gta annotations --source {params.source} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
+        "gta annotations --source {params.source:q} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
 
 
 rule make_prompts:

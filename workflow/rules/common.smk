@@ -1,8 +1,24 @@
 # Input functions and config checks shared by all rules.
+import shlex
+import sys
+
 from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
 from gta.tss import resolve_mane
+
+
+def _uses_conda():
+    settings = getattr(workflow, "deployment_settings", None)
+    return any(m.name == "CONDA" for m in getattr(settings, "deployment_method", None) or ())
+
+
+# `gta` in every rule's shell command is the package's own command line, through the interpreter that
+# runs Snakemake (never whatever `gta` is first on PATH), or under --use-conda through the python of the
+# rule's environment (envs/*.yaml install gta). A shell function, so that the commands, and with them
+# Snakemake's record of each rule's code, do not change with the interpreter's path.
+GTA = "python -m gta" if _uses_conda() else f"{shlex.quote(sys.executable)} -m gta"
+shell.prefix(f'set -euo pipefail; gta() {{{{ {GTA.replace("{", "{{").replace("}", "}}")} "$@"; }}}}; ')
 
 
 def config_error(key, message):
@@ -16,6 +32,10 @@ def check_config():
         config_error("window.n_bins", f"must be odd so the TSS bin is the middle one (got {n_bins})")
     if config["features"]["precomputed"]:
         return  # the bins come from the file; tss_from_features checks them against context_bins
+    bin_size = config["window"]["bin_size"]
+    if bin_size != 4096:
+        config_error("window.bin_size", f"Sei takes 4,096-bp inputs, so the bins must be 4096 bp (got {bin_size}); "
+                     "set window.bin_size: 4096 (other sizes only with features.precomputed)")
     for n in config["evaluate"]["context_bins"]:
         if n % 2 == 0 or n > n_bins:
             config_error("evaluate.context_bins", f"each N must be odd and <= window.n_bins={n_bins} (got {n})")
@@ -105,8 +125,9 @@ def backbone_gguf(wildcards):
 
 
 def chromosomes_arg():
+    """--chromosomes values, shell-quoted."""
     chroms = config["genes"]["chromosomes"]
-    return "all" if chroms == "all" else " ".join(chroms)
+    return "all" if chroms == "all" else " ".join(shlex.quote(c) for c in chroms)
 
 
 def gta_prediction_file(n_bins, layers):
@@ -156,8 +177,6 @@ def targets_outputs():
 
 def targets_args():
     """`gta targets` flags from only the config keys this configuration uses (others never rerun it)."""
-    import shlex
-
     e, g = config["expression"], config["genes"]
     if expression_simulated():
         args = ["--table simulated", f"--signal-fraction {e['signal_fraction']}", f"--simulation-out {SIMULATION}"]
@@ -192,8 +211,6 @@ def table1_rows():
 
 def rows_arg(rows):
     """`--row A B ...` flags, shell-quoted."""
-    import shlex
-
     return " ".join("--row " + " ".join(shlex.quote(str(x)) for x in row) for row in rows)
 
 
@@ -213,8 +230,6 @@ def entrez_args():
 
     The API key's variable NAME is tracked here; its value is read by `gta annotations` itself.
     """
-    import shlex
-
     a = config["annotations"]
     if a["source"] != "entrez":
         return ""
@@ -230,8 +245,6 @@ FIGURE_FILES = ["fig5_predictions.png", "fig6_head_zscores.png", "fig7_prototype
 
 def _flags(values):
     """--key value flags, shell-quoted; booleans as true/false."""
-    import shlex
-
     def fmt(v):
         return str(v).lower() if isinstance(v, bool) else shlex.quote(str(v))
 

@@ -59,7 +59,7 @@ rule make_table1:
         "../../envs/gta.yaml"
     shell:
         "gta table1 --targets {input.targets:q} --features {input.features:q} {params.rows} {params.simulation}"
-        " --n-boot {params.n_boot} --seed {params.seed} --out {output:q} 2> {log:q}"
+        " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 rule make_table2:
@@ -77,5 +77,5 @@ rule make_table2:
     conda:
         "../../envs/gta.yaml"
     shell:
-        "gta table2 --targets {input.targets:q} {params.rows} --n-boot {params.n_boot} --seed {params.seed}"
+        "gta table2 --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
         " --out {output:q} 2> {log:q}"

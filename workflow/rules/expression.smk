@@ -15,5 +15,5 @@ rule make_targets:
     conda:
         "../../envs/gta.yaml"
     shell:
-        "gta targets --tss {input.tss:q} --features {input.features:q} {params.args} --seed {params.seed}"
+        "gta targets --tss {input.tss:q} --features {input.features:q} {params.args} --seed {params.seed:q}"
         " --out {output.targets:q} 2> {log:q}"

@@ -19,4 +19,4 @@ if not config["features"]["precomputed"]:
             "../../envs/bio.yaml"
         shell:
             "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
-            " --max-genes {params.max_genes} --out {output:q} 2> {log:q}"
+            " --max-genes {params.max_genes:q} --out {output:q} 2> {log:q}"

@@ -18,7 +18,7 @@ rule synthetic_genome:
         "../../envs/bio.yaml"
     shell:
         "gta synthetic-genome --mane {input.mane:q} --chromosomes {params.chromosomes}"
-        " --seed {params.seed} --out {output.fasta:q} 2> {log:q}"
+        " --seed {params.seed:q} --out {output.fasta:q} 2> {log:q}"
 
 
 rule extract_windows:
@@ -36,5 +36,5 @@ rule extract_windows:
     conda:
         "../../envs/bio.yaml"
     shell:
-        "gta windows --tss {input.tss:q} --fasta {input.fasta:q} --n-bins {params.n_bins}"
-        " --bin-size {params.bin_size} --grid {params.grid} --out {output:q} 2> {log:q}"
+        "gta windows --tss {input.tss:q} --fasta {input.fasta:q} --n-bins {params.n_bins:q}"
+        " --bin-size {params.bin_size:q} --grid {params.grid:q} --out {output:q} 2> {log:q}"

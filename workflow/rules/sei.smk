@@ -15,7 +15,7 @@ rule make_demo_sei:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "gta sei-demo --width {params.width} --n-targets {params.n_targets} --seed {params.seed}"
+        "gta sei-demo --width {params.width:q} --n-targets {params.n_targets:q} --seed {params.seed:q}"
         " --checkpoint {output.checkpoint:q} --projection {output.projection:q} 2> {log:q}"
 
 
@@ -50,10 +50,10 @@ rule predict_sei:
         "../../envs/torch.yaml"
     shell:
         "gta sei --tss {input.tss:q} --fasta {input.fasta:q} --checkpoint {input.checkpoint:q}"
-        " --projection {input.projection:q} --sha256={params.sha256:q} --n-bins {params.n_bins}"
-        " --bin-size {params.bin_size} --orient {params.orient} --grid {params.grid}"
-        " --reverse-complement {params.reverse_complement} --device {params.device} --dtype {params.dtype}"
-        " --batch-size {params.batch_size} --threads {threads} --shard {wildcards.shard}"
+        " --projection {input.projection:q} --sha256={params.sha256:q} --n-bins {params.n_bins:q}"
+        " --bin-size {params.bin_size:q} --orient {params.orient:q} --grid {params.grid:q}"
+        " --reverse-complement {params.reverse_complement:q} --device {params.device:q} --dtype {params.dtype:q}"
+        " --batch-size {params.batch_size:q} --threads {threads} --shard {wildcards.shard}"
         " --out {output:q} 2> {log:q}"
 
 
@@ -63,12 +63,15 @@ rule merge_features:
         shards=expand("results/features/shards/{shard}.h5", shard=sei_shards()),
     output:
         "results/features/features.h5",
+    params:
+        max_mostly_n=config["window"]["max_mostly_n_fraction"],
     log:
         "results/logs/merge_features.log",
     conda:
         "../../envs/gta.yaml"
     shell:
-        "gta sei-merge --tss {input.tss:q} --shards {input.shards:q} --out {output:q} 2> {log:q}"
+        "gta sei-merge --tss {input.tss:q} --shards {input.shards:q} --max-mostly-n-fraction {params.max_mostly_n:q}"
+        " --out {output:q} 2> {log:q}"
 
 
 if config["features"]["precomputed"]:
@@ -88,4 +91,4 @@ if config["features"]["precomputed"]:
             "../../envs/gta.yaml"
         shell:
             "gta tss-from-features --features {input.features:q} --mane {input.mane:q} --fasta={params.fasta:q}"
-            " --min-bins {params.min_bins} --out {output:q} 2> {log:q}"
+            " --min-bins {params.min_bins:q} --out {output:q} 2> {log:q}"

@@ -60,5 +60,5 @@ rule make_figures:
     shell:
         "gta figures --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
         " --predictions {input.predictions:q} --prompts {input.prompts:q} --label {params.label:q}"
-        " --device {params.device} --threads {threads} --n-boot {params.n_boot} --seed {params.seed}"
+        " --device {params.device:q} --threads {threads} --n-boot {params.n_boot:q} --seed {params.seed:q}"
         " --out-dir results/figures 2> {log:q}"

@@ -8,6 +8,7 @@ The Snakemake input functions use this module at parse time.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from .. import GTAError
@@ -42,10 +43,15 @@ def backbone_kind(spec: str) -> str:
     path = Path(spec).expanduser()
     if path.is_dir():
         return "folder"
-    looks_local = spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or path.exists()
+    # a spec that reads as a local path is never sent to the hub: 'models/llama' where ./models exists,
+    # './x', '/x', '~/x', 'a/b/c', or a path separator of this system
+    first = spec.split("/", 1)[0]
+    looks_local = (spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or path.exists()
+                   or (os.sep != "/" and os.sep in spec) or (bool(first) and Path(first).expanduser().is_dir()))
     if looks_local:
-        raise GTAError(f"backbone.model: {spec!r} is neither a model folder, a .gguf file, a hub id "
-                       f"('org/name') nor one of {', '.join(PACKAGED)}")
+        raise GTAError(f"backbone.model: {spec!r} looks like a local path, but no model folder or .gguf file "
+                       f"is there (from {Path.cwd()}); give an existing Hugging Face model folder, a .gguf "
+                       f"file, a hub id ('org/name') or one of {', '.join(PACKAGED)}")
     return "hub"
 
 

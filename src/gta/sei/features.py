@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -26,14 +27,21 @@ def _strings(ds) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
 
 
-def merge_shards(tss: str | Path, shards: Sequence[str | Path], out: str | Path) -> Path:
-    """Write features.h5 (CONTRACT section 3) in tss.tsv order from complete shard files, atomically."""
+def merge_shards(tss: str | Path, shards: Sequence[str | Path], out: str | Path,
+                 max_mostly_n_fraction: float | None = None) -> Path:
+    """Write features.h5 (CONTRACT section 3) in tss.tsv order from complete shard files, atomically.
+
+    More than `max_mostly_n_fraction` of the genes with a mostly-N window (window.max_mostly_n_fraction)
+    is an error. Afterwards, shard files beside the given ones that are not in the set (left by an
+    earlier sei.shards setting) are removed.
+    """
     genes = read_tss(tss)
     n = len(genes)
     if not shards:
         raise GTAError("no Sei shard files to merge")
     features = None
     filled = np.zeros(n, bool)
+    n_fraction = np.zeros(n, np.float32)
     attrs0 = None
     for path in shards:
         require_file(path, "Sei shard", "rerun the predict_sei rule")
@@ -57,17 +65,57 @@ def merge_shards(tss: str | Path, shards: Sequence[str | Path], out: str | Path)
             if not np.array_equal(f["gene_id"][()], genes["gene_id"].to_numpy()[rows]):
                 raise GTAError(f"Sei shard {path} holds other genes than {tss}; rerun the predict_sei rule")
             features[rows] = f["features"][()]
+            if "n_fraction" in f:
+                n_fraction[rows] = f["n_fraction"][()]
             filled[rows] = True
     if not filled.all():
         raise GTAError(f"the Sei shards cover {int(filled.sum())} of {n} genes; expected "
                        f"{attrs0['shards']} shards, got {len(shards)}")
+    _check_mostly_n(genes, n_fraction, attrs0, max_mostly_n_fraction)
     write_features(out, features, genes["gene_id"].to_numpy(np.int64), list(genes["symbol"]),
                    bin_size=int(attrs0["bin_size"]), orient=str(attrs0["orient"]), grid=str(attrs0["grid"]),
                    extra={k: attrs0[k] for k in ("sei_channels", "sei_targets", "reverse_complement", "precision")
                           if k in attrs0})
     log.info("wrote %s: %d genes x %d bins x %d classes from %d shards", out, n, features.shape[1], N_CLASSES,
              len(shards))
+    remove_stale_shards(shards)
     return Path(out)
+
+
+def _check_mostly_n(genes: pd.DataFrame, n_fraction: np.ndarray, attrs: dict, limit: float | None) -> None:
+    from .inference import MOSTLY_N
+
+    mostly = n_fraction > MOSTLY_N
+    share = float(mostly.mean()) if len(mostly) else 0.0
+    fasta = attrs.get("fasta", "the genome FASTA")
+    log.info("%d of %d genes (%.1f%%) have a mostly-N window (more than %d%% N bases) in %s", int(mostly.sum()),
+             len(mostly), 100 * share, round(100 * MOSTLY_N), fasta)
+    if limit is not None and share > limit:
+        examples = ", ".join(genes["symbol"].to_numpy()[mostly][:5])
+        raise GTAError(f"{int(mostly.sum())} of {len(mostly)} genes ({100 * share:.1f}%) have windows that are more "
+                       f"than {round(100 * MOSTLY_N)}% N in the genome FASTA {fasta} (e.g. {examples}), more than "
+                       f"window.max_mostly_n_fraction = {limit} allows: their features would be noise. Check that "
+                       "genome.fasta is the complete GRCh38 assembly the genes are placed on; raise "
+                       "window.max_mostly_n_fraction only if so many gaps are expected")
+
+
+_SHARD_NAME = re.compile(r"^\.?\d+-of-\d+\.h5(\.partial)?$")
+
+
+def remove_stale_shards(shards: Sequence[str | Path]) -> list[Path]:
+    """Delete shard files ('I-of-N.h5' and their partial files) beside `shards` that are not among them."""
+    keep = {Path(p).resolve() for p in shards}
+    keep |= {(p.parent / f".{p.name}.partial") for p in keep}
+    removed = []
+    for folder in {Path(p).resolve().parent for p in shards}:
+        for path in folder.iterdir():
+            if _SHARD_NAME.match(path.name) and path.resolve() not in keep and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    if removed:
+        log.info("removed %d shard files of an earlier sei.shards setting: %s", len(removed),
+                 ", ".join(p.name for p in sorted(removed)))
+    return removed
 
 
 def write_features(out: str | Path, features: np.ndarray, gene_id: np.ndarray, symbol: Sequence[str],
@@ -105,6 +153,15 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
         if feats.dtype not in (np.float16, np.float32):
             raise GTAError(f"{where}: dataset 'features' must be float16 or float32, got {feats.dtype}")
         g, n_bins = feats.shape[:2]
+        step = max(1, 4_000_000 // max(1, n_bins * N_CLASSES))
+        for s in range(0, g, step):
+            block = feats[s:s + step]
+            bad = ~np.isfinite(block)
+            if bad.any():
+                i, b, c = (int(v[0]) for v in bad.nonzero())
+                raise GTAError(f"{where}: dataset 'features' holds NaN or infinite values (the first at gene row "
+                               f"{s + i}, bin {b}, class {CLASS_LABELS[c]}: {block[i, b, c]}); recompute those "
+                               "genes' scores, or leave those genes out of the file")
         gid = f["gene_id"]
         if gid.shape != (g,) or not np.issubdtype(gid.dtype, np.integer):
             raise GTAError(f"{where}: dataset 'gene_id' must be integers of shape ({g},), got {gid.dtype} {gid.shape}")

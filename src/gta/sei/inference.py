@@ -10,7 +10,10 @@ from the last flushed gene.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,7 +30,7 @@ import pandas as pd
 import torch
 
 from .. import GTAError
-from ..genome import GRIDS, ORIENTS, open_fasta, read_padded, window_start
+from ..genome import GRIDS, ORIENTS, check_tss_in_chromosomes, chrom_lengths, open_fasta, read_padded, window_start
 from ..io import file_id
 from ..hardware import autocast, resolve_device, resolve_dtype, tune_malloc
 from ..tss import read_tss
@@ -36,7 +39,9 @@ from .model import N_CLASSES, Sei, one_hot_codes, predict, projection_matrix
 
 log = logging.getLogger("gta.sei.inference")
 
-SHARD_FORMAT = 1
+SHARD_FORMAT = 2  # 2: per-gene 'n_fraction' dataset
+SEI_INPUT = 4096  # Sei's input length in bp
+MOSTLY_N = 0.5  # a window with more than this share of N bases is "mostly N"
 
 
 # ----------------------------------------------------------------------------- windows and shards
@@ -174,8 +179,9 @@ def unit_codes(fa, plan: Plan, lo: int, hi: int, bin_size: int) -> np.ndarray:
 
 
 def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3,
-                 pin: bool = False) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """(lo, hi, one-hot (hi - lo, 4, bin_size)) for units [start, n_units), prepared in a background thread."""
+                 pin: bool = False) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
+    """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [start, n_units),
+    prepared in a background thread."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
@@ -194,14 +200,16 @@ def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, 
             fa = open_fasta(fasta)
             for lo in range(start, plan.n_units, batch_size):
                 hi = min(lo + batch_size, plan.n_units)
-                x = one_hot_codes(unit_codes(fa, plan, lo, hi, bin_size))
+                codes = unit_codes(fa, plan, lo, hi, bin_size)
+                n_share = (codes == ord("N")).mean(axis=1, dtype=np.float64).astype(np.float32)
+                x = one_hot_codes(codes)
                 flip = plan.flip[lo:hi]
                 if flip.any():
                     x[flip] = x[flip][:, ::-1, ::-1]
                 t = torch.from_numpy(x)
                 if pin:
                     t = t.pin_memory()
-                if not put((lo, hi, t)):
+                if not put((lo, hi, t, n_share)):
                     return
             put(None)
         except BaseException as e:  # handed to the consumer
@@ -230,6 +238,38 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+def lock_path(out: str | Path) -> Path:
+    """The lock file a job writing shard `out` holds (an exclusive flock) while it runs."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.lock")
+
+
+def _busy(out: Path) -> GTAError:
+    return GTAError(f"another job is writing {partial_path(out)} (it holds {lock_path(out)}); wait for it to "
+                    "finish or stop it, then rerun this shard. Its partial file is left as it is")
+
+
+@contextlib.contextmanager
+def shard_lock(out: str | Path) -> Iterator[None]:
+    """Hold the shard's lock while writing it; a second writer gets a GTAError and touches nothing."""
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise _busy(Path(out)) from None
+            raise
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still held: a job starting now takes a fresh lock file
+    finally:
+        fh.close()
+
+
 def fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, checkpoint, projection, reverse_complement: bool,
                 dtype: torch.dtype) -> str:
     """Identity of everything a shard's numbers depend on: a partial file with another one is discarded."""
@@ -246,6 +286,13 @@ def _open_partial(path: Path, fp: str, n_genes: int, n_bins: int) -> h5py.File |
         return None
     try:
         f = h5py.File(path, "r+")
+    except OSError as e:
+        if "lock" in str(e).lower() or getattr(e, "errno", None) in (errno.EAGAIN, errno.EACCES):
+            raise _busy(path.with_name(path.name.removeprefix(".").removesuffix(".partial"))) from e
+        log.warning("discarding unreadable partial shard %s (%s); starting the shard again", path, e)
+        path.unlink(missing_ok=True)
+        return None
+    try:
         ok = (f.attrs.get("fingerprint") == fp and f["features"].shape == (n_genes, n_bins, N_CLASSES)
               and 0 <= int(f.attrs["done"]) <= n_genes)
         if ok:
@@ -253,6 +300,7 @@ def _open_partial(path: Path, fp: str, n_genes: int, n_bins: int) -> h5py.File |
         f.close()
         log.info("discarding %s: it was made from other inputs or settings", path)
     except Exception as e:  # a job killed mid-write can leave a damaged file
+        f.close()
         log.warning("discarding unreadable partial shard %s (%s); starting the shard again", path, e)
     path.unlink(missing_ok=True)
     return None
@@ -267,6 +315,7 @@ def _new_partial(path: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, spe
                      chunks=(max(1, min(g, 64)), spec.n_bins, N_CLASSES) if g else None)
     f.create_dataset("row", data=rows.astype(np.int64))
     f.create_dataset("gene_id", data=genes["gene_id"].to_numpy(np.int64))
+    f.create_dataset("n_fraction", (g,), np.float32)  # share of N bases in each gene's window
     f.attrs.update({"fingerprint": fp, "done": 0, "shard": shard, "shards": shards, "n_genes_total": n_total,
                     "n_bins": spec.n_bins, "bin_size": spec.bin_size, "tss_bin": spec.n_bins // 2,
                     "orient": spec.orient, "grid": spec.grid, "format": SHARD_FORMAT, **meta})
@@ -283,9 +332,19 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
     """Compute the Sei class scores of one shard's genes into `out` (HDF5), resuming a partial run.
 
     `progress(done_genes, n_genes)` is called after every flush (tests use it to interrupt a run).
+    A second job on the same shard stops with a GTAError and leaves the first one's partial file alone.
     """
+    with shard_lock(out):
+        return _run_shard(tss, fasta, model, projvec, Path(out), spec, shard, shards,
+                          reverse_complement=reverse_complement, device=device, dtype=dtype, batch_size=batch_size,
+                          flush_seconds=flush_seconds, checkpoint_path=checkpoint_path,
+                          projection_path=projection_path, progress=progress)
+
+
+def _run_shard(tss, fasta, model: Sei, projvec: np.ndarray, out: Path, spec: WindowSpec, shard: int, shards: int, *,
+               reverse_complement: bool, device, dtype: torch.dtype, batch_size: int, flush_seconds: float,
+               checkpoint_path, projection_path, progress) -> Path:
     genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
-    out = Path(out)
     device = torch.device(device)
     unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(device)  # (T, 40)
     if unit.shape[0] != model.n_targets:
@@ -293,6 +352,7 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
                        f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)")
     fa = open_fasta(fasta)
     chroms = list(fa.keys())
+    check_tss_in_chromosomes(genes_all, chrom_lengths(fa), fasta)
     rows = shard_rows(genes_all, chroms, shard, shards, spec, reverse_complement)
     genes = genes_all.iloc[rows].reset_index(drop=True)
     plan = plan_units(genes, spec, chroms, reverse_complement)
@@ -307,7 +367,8 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
     part = partial_path(out)
     f = _open_partial(part, fp, n_genes, spec.n_bins)
     meta = {"sei_channels": list(model.channels), "sei_targets": model.n_targets,
-            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", "")}
+            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", ""),
+            "fasta": str(fasta)}
     if f is None:
         f = _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta)
         done = 0
@@ -323,12 +384,14 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
              plan.n_units / max(1, n_genes * spec.n_bins), device, str(dtype).replace("torch.", ""),
              ", reverse-complement averaged" if reverse_complement else "", todo_units)
     ring = np.empty((plan.ring_size(batch_size), N_CLASSES), np.float32)
+    unit_n = np.zeros(plan.n_units, np.float32)  # share of N bases per distinct bin
     t0 = last_log = last_flush = time.perf_counter()
     computed = 0
     try:
         with torch.inference_mode():
-            for lo, hi, x in iter_batches(fasta, plan, first, batch_size, spec.bin_size,
-                                          pin=device.type == "cuda"):
+            for lo, hi, x, n_share in iter_batches(fasta, plan, first, batch_size, spec.bin_size,
+                                                   pin=device.type == "cuda"):
+                unit_n[lo:hi] = n_share
                 with autocast(device, dtype):
                     p = predict(model, x.to(device, non_blocking=True), reverse_complement)
                 scores = (p.float() @ unit).cpu().numpy()  # class projection in fp32
@@ -338,6 +401,7 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
                 if new_done > done:
                     block = ring[plan.gene_units[done:new_done] % len(ring)]
                     f["features"][done:new_done] = block.astype(np.float16)
+                    f["n_fraction"][done:new_done] = unit_n[plan.gene_units[done:new_done]].mean(axis=1)
                     done = new_done
                 now = time.perf_counter()
                 if now - last_flush >= flush_seconds or done == n_genes:
@@ -357,8 +421,11 @@ def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, pro
         f.attrs["done"] = done
         f.attrs["complete"] = True
         f.flush()
+        mostly_n = int((f["n_fraction"][()] > MOSTLY_N).sum())
     finally:
         f.close()
+    log.info("%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
+             "an assembly gap of %s)", mostly_n, n_genes, round(100 * MOSTLY_N), fasta)
     os.replace(part, out)
     el = time.perf_counter() - t0
     log.info("wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)", out, n_genes, computed, el,
@@ -371,6 +438,9 @@ def run(tss: str, fasta: str, checkpoint: str, projection: str, out: str, spec: 
         batch_size: int = 32, threads: int | None = None) -> Path:
     """CLI body of `gta sei`: one shard of tss.tsv through Sei into an HDF5 shard file."""
     i, n = parse_shard(shard)
+    if spec.bin_size != SEI_INPUT:
+        raise GTAError(f"window.bin_size is {spec.bin_size}, but Sei takes {SEI_INPUT}-bp inputs; set "
+                       f"window.bin_size: {SEI_INPUT} (other bin sizes only with features.precomputed)")
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device, "sei.device")

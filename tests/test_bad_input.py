@@ -1,0 +1,401 @@
+"""Bad input, one table: each case stops with one message naming the input and the fix, and leaves
+nothing under the output's final name. Then what no config value may do (run a command), where
+config values come from (a --configfile replaces the demo), rules without the venv on PATH, and the
+Sei shard bookkeeping (mostly-N windows, stale shards, a second writer)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from gta import GTAError, tss as T
+from gta.cli import main as cli_main
+from gta.sei import make_demo_projection, make_demo_sei
+from gta.sei.features import merge_shards, write_features
+from gta.sei.inference import WindowSpec, partial_path, run_shard
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+BIN = Path(sys.executable).parent
+# a value that runs three commands if a shell ever sees it unquoted
+PAYLOAD = "v$(touch m1)`touch m2`;touch m3 &x"
+MARKERS = ("m1", "m2", "m3")
+
+
+# ----------------------------------------------------------------------------- small inputs
+
+def chr22_genes(n: int = 8) -> pd.DataFrame:
+    """The first n MANE Select genes of chr22 as tss.tsv rows ('chr22' naming)."""
+    genes = T.mane_select(T.read_mane(T.packaged_mane_path()))
+    genes = genes[genes["chrom"] == "22"].head(n).copy()
+    genes["chrom"] = "chr22"
+    return genes[T.TSS_COLUMNS].reset_index(drop=True)
+
+
+def write_fasta(path: Path, seqs: dict[str, str]) -> Path:
+    path.write_text("".join(f">{name}\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n"
+                            for name, s in seqs.items()))
+    return path
+
+
+def random_seq(n: int, seed: int = 0) -> str:
+    return "".join(np.array(list("ACGT"))[np.random.default_rng(seed).integers(0, 4, n)])
+
+
+def index_only_fasta(path: Path) -> Path:
+    """A FASTA whose .fai claims the GRCh38 chr22 length: enough for `gta tss`, which reads only the index."""
+    path.write_text(">chr22\nACGT\n")
+    Path(f"{path}.fai").write_text("chr22\t50818468\t7\t4\t5\n")
+    return path
+
+
+def targets_inputs(tmp: Path, values: dict) -> list[str]:
+    """tss.tsv, features.h5 for 8 chr22 genes and a long expression table {identifier: value text}."""
+    genes = chr22_genes()
+    genes.to_csv(tmp / "tss.tsv", sep="\t", index=False)
+    rng = np.random.default_rng(0)
+    write_features(tmp / "features.h5", rng.standard_normal((len(genes), 3, 40)).astype(np.float16),
+                   genes["gene_id"].to_numpy(), list(genes["symbol"]))
+    (tmp / "expr.tsv").write_text("gene\tvalue\n" + "".join(f"{g}\t{v}\n" for g, v in values.items()))
+    return ["targets", "--tss", str(tmp / "tss.tsv"), "--features", str(tmp / "features.h5"),
+            "--table", str(tmp / "expr.tsv"), "--out", str(tmp / "out.tsv")]
+
+
+def gene_symbols(n: int = 8) -> list[str]:
+    return list(chr22_genes(n)["symbol"])
+
+
+# ----------------------------------------------------------------------------- the cases
+
+def short_fasta_tss(tmp):
+    write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
+    return ["tss", "--mane", "packaged", "--fasta", str(tmp / "short.fa"), "--chromosomes", "chr22",
+            "--max-genes", "5", "--out", str(tmp / "out.tsv")]
+
+
+def short_fasta_windows(tmp):
+    chr22_genes(3).to_csv(tmp / "tss.tsv", sep="\t", index=False)
+    write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
+    return ["windows", "--tss", str(tmp / "tss.tsv"), "--fasta", str(tmp / "short.fa"), "--n-bins", "3",
+            "--out", str(tmp / "out.tsv")]
+
+
+def gzip_fasta(tmp):
+    with gzip.open(tmp / "genome.fa.gz", "wt") as fh:
+        fh.write(">chr22\n" + random_seq(1000) + "\n")
+    return ["tss", "--mane", "packaged", "--fasta", str(tmp / "genome.fa.gz"), "--chromosomes", "chr22",
+            "--out", str(tmp / "out.tsv")]
+
+
+def bad_mane_coordinate(tmp):
+    mane = pd.read_csv(T.packaged_mane_path(), sep="\t", dtype=str).head(20)
+    mane.loc[3, "chr_start"] = "12x"
+    mane.to_csv(tmp / "mane.txt", sep="\t", index=False)
+    return ["tss", "--mane", str(tmp / "mane.txt"), "--fasta", str(index_only_fasta(tmp / "g.fa")),
+            "--out", str(tmp / "out.tsv")]
+
+
+def constant_expression(tmp):
+    return targets_inputs(tmp, {s: "2.5" for s in gene_symbols()})
+
+
+def every_gene_held_out(tmp):
+    args = targets_inputs(tmp, {s: str(i) for i, s in enumerate(gene_symbols())})
+    (tmp / "test_genes.txt").write_text("\n".join(gene_symbols()) + "\n")
+    return args + ["--test-genes", str(tmp / "test_genes.txt")]
+
+
+def nan_in_features(tmp):
+    scores = np.random.default_rng(0).standard_normal((3, 5, 40)).astype(np.float32)
+    scores[1, 2, 7] = np.nan
+    write_features(tmp / "features.h5", scores, np.array([2, 1, 22]), ["A2M", "A1BG", "ABCB7"])
+    return ["tss-from-features", "--features", str(tmp / "features.h5"), "--mane", "packaged",
+            "--out", str(tmp / "out.tsv")]
+
+
+CLI_CASES = {
+    # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
+    "fasta shorter than the genes (tss)": (short_fasta_tss, ["{tmp}/short.fa", "beyond the end of chr22",
+                                                             "GeneID", "genome.fasta", "GRCh38"]),
+    "fasta shorter than the genes (windows)": (short_fasta_windows, ["{tmp}/short.fa", "beyond the end of chr22",
+                                                                     "GeneID", "genome.fasta"]),
+    "gzip, not bgzip, fasta": (gzip_fasta, ["genome.fasta", "{tmp}/genome.fa.gz", "gunzip", "bgzip"]),
+    "non-numeric MANE coordinate": (bad_mane_coordinate, ["{tmp}/mane.txt", "line 5", "'chr_start'", "'12x'",
+                                                          "genes.mane_summary"]),
+    "expression without variance": (constant_expression, ["{tmp}/expr.tsv", "expression.table", "same value"]),
+    "every gene a test gene": (every_gene_held_out, ["genes.test_genes", "{tmp}/test_genes.txt",
+                                                     "leaves genes out"]),
+    "NaN in precomputed features": (nan_in_features, ["{tmp}/features.h5", "features.precomputed", "NaN",
+                                                      "dataset 'features'", "recompute"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_bad_input_cli(case, tmp_path, caplog):
+    make, words = CLI_CASES[case]
+    args = make(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert cli_main(args) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    for word in words:
+        assert word.format(tmp=tmp_path) in errors[0], (word, errors[0])
+    if case == "every gene a test gene":
+        assert "test_fraction" not in errors[0]  # it does nothing when a test gene list is given
+    assert not (tmp_path / "out.tsv").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_dropped_expression_rows_are_counted(tmp_path, caplog):
+    symbols = gene_symbols()
+    values = {s: str(i) for i, s in enumerate(symbols[:5])}
+    values.update({symbols[5]: "NaN", symbols[6]: "", symbols[7]: "inf", "NOT_A_GENE": "1"})
+    args = targets_inputs(tmp_path, values)
+    with open(tmp_path / "expr.tsv", "a") as fh:
+        fh.write(f"{symbols[0].lower()}\t9\n")  # a second row for the first gene: a duplicate
+    with caplog.at_level(logging.INFO, logger="gta"):
+        assert cli_main(args + ["--test-fraction", "0.3"]) == 0
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    line = next(l for l in text.splitlines() if "kept as targets" in l)
+    assert "10 rows, 4 kept as targets" in line, line
+    for count in ["1 unmatched identifier", "2 duplicate", "2 missing value", "1 infinite value"]:
+        assert count in line, (count, line)
+    assert len(pd.read_csv(tmp_path / "out.tsv", sep="\t")) == 4
+
+
+def test_backbone_path_that_does_not_exist(tmp_path, monkeypatch):
+    from gta.model.spec import backbone_kind
+
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for spec in ["models/llama-3", "./llama-3", "~/no-such-model-dir/x", "/no/such/model"]:
+        with pytest.raises(GTAError, match=r"backbone\.model: .* looks like a local path.*hub id") as e:
+            backbone_kind(spec)
+        assert repr(spec) in str(e.value)
+    assert backbone_kind("meta-llama/Meta-Llama-3-8B") == "hub"
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+def snakemake(cwd: Path, *args: str, config: dict | None = None, env: dict | None = None):
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *args]
+    if config is not None:
+        (cwd / "user.yaml").write_text(yaml.safe_dump(config))
+        cmd += ["--configfile", str(cwd / "user.yaml")]
+    env = env or dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
+
+
+def tiny(**changes) -> dict:
+    cfg = yaml.safe_load(TINY.read_text())
+    for key, value in changes.items():
+        section, name = key.split("__")
+        cfg.setdefault(section, {})[name] = value
+    return cfg
+
+
+CONFIG_CASES = {
+    # name: (config changes, words of the error)
+    "code in a chromosome name": ({"genes__chromosomes": ["chr22$(touch m1)"]}, ["chromosomes", "^[A-Za-z0-9_.-]+$"]),
+    "code in sei.device": ({"sei__device": "cpu$(touch m1)"}, ["device", "does not match", "cuda"]),
+    "code in train.device": ({"train__device": "cpu;touch m1"}, ["device", "does not match", "cuda"]),
+    "code in sei.sha256": ({"sei__sha256": "`touch m1`"}, ["sha256", "does not match"]),
+    "code in annotations.api_key_env": ({"annotations__api_key_env": "K $(touch m1)"}, ["api_key_env",
+                                                                                         "does not match"]),
+    "bin size Sei cannot take": ({"window__bin_size": 2048}, ["window.bin_size", "4,096", "set window.bin_size: 4096"]),
+    "backbone folder that does not exist": ({"backbone__model": "models/llama-3"},
+                                            ["backbone.model", "'models/llama-3'", "looks like a local path"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_bad_config(case, tmp_path):
+    changes, words = CONFIG_CASES[case]
+    (tmp_path / "models").mkdir()
+    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=tiny(**changes))
+    assert r.returncode != 0
+    for word in words:
+        assert word in r.stdout, (word, r.stdout[-3000:])
+    assert not any((tmp_path / m).exists() for m in MARKERS)
+    assert not (tmp_path / "results").exists()
+
+
+def payload_config(tmp: Path) -> dict:
+    """The tiny config with PAYLOAD in every free-text config string that reaches a shell command
+    (files named by it exist, so that the DAG builds)."""
+    d = tmp / PAYLOAD
+    d.mkdir()
+    (d / "backbone").mkdir()
+    for name in ["mane.txt.gz", "genome.fa", "genes.txt", "expr.tsv", "sei.pth", "proj.npy"]:
+        (d / f"{PAYLOAD}{name}").write_text("placeholder\n")
+    shutil.copy(T.packaged_mane_path(), d / "mane.gz")
+    (d / "preds.csv").write_text("gene,Xpresso\na1bg,0\n")
+    cfg = tiny(genes__mane_summary=str(d / "mane.gz"), genes__test_genes=str(d / f"{PAYLOAD}genes.txt"),
+               genome__fasta=str(d / f"{PAYLOAD}genome.fa"), sei__checkpoint=str(d / f"{PAYLOAD}sei.pth"),
+               sei__projection=str(d / f"{PAYLOAD}proj.npy"), annotations__source="entrez",
+               annotations__email=PAYLOAD, annotations__cache=PAYLOAD, annotations__cell_type=PAYLOAD,
+               backbone__model=str(d / "backbone"), expression__table=str(d / f"{PAYLOAD}expr.tsv"),
+               evaluate__baseline_predictions=str(d / "preds.csv"))
+    return cfg
+
+
+def test_no_config_value_reaches_a_shell_unquoted(tmp_path):
+    """Every shell command of the DAG, printed by a dry run, run with `gta` replaced by printf: no
+    marker file appears, and the payload arrives as one argument wherever it is used."""
+    r = snakemake(tmp_path, "-d", str(tmp_path), "-n", "-p", "--forceall", config=payload_config(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:]
+    commands = [c for c in re.findall(r"^Shell command: (.*)$", r.stdout, re.M) if c != "None"]  # rule all
+    assert len(commands) >= 12
+    seen = 0
+    for cmd in commands:
+        for log in re.findall(r"2> (\S+)", cmd):
+            (tmp_path / log).parent.mkdir(parents=True, exist_ok=True)
+        printf = re.sub(r"^gta ", "printf '%s\\n' ", cmd)
+        assert printf != cmd, cmd
+        out = subprocess.run(["bash", "-c", printf], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, (cmd, out.stderr)
+        args = out.stdout.splitlines()
+        if PAYLOAD in cmd or shlex.quote(PAYLOAD) in cmd:
+            assert any(a == PAYLOAD or a.endswith("/" + PAYLOAD) or PAYLOAD in a for a in args), cmd
+            seen += 1
+    assert seen >= 6  # annotations, prompts, targets, training, figures, the FASTA path
+    assert not any((tmp_path / m).exists() for m in MARKERS)
+
+
+def test_payload_in_a_path_runs_nothing(tmp_path):
+    """A real run: a FASTA whose path holds shell code gives a TSS table and runs no code."""
+    fasta = index_only_fasta(tmp_path / f"{PAYLOAD}.fa")
+    cfg = tiny(genome__fasta=str(fasta), genes__max_genes=3)
+    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")) == 3
+    assert not any((tmp_path / m).exists() for m in MARKERS)
+
+
+def test_rules_need_no_venv_on_path(tmp_path):
+    """`.venv/bin/snakemake` run with a PATH that lacks the venv: rules still find the package."""
+    cfg = tiny(genome__fasta=str(index_only_fasta(tmp_path / "g.fa")), genes__max_genes=3)
+    env = dict(os.environ, PATH="/usr/bin:/bin")
+    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=cfg, env=env)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert len(pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")) == 3
+
+
+def test_user_configfile_replaces_the_demo_config():
+    """From the repository root (where config/config.yaml is found): a user file holding only
+    `train: {epochs: 3}` gets the schema defaults, none of the demo's values."""
+    demo = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    user = REPO / ".snakemake" / f"user-{os.getpid()}.yaml"
+    user.parent.mkdir(exist_ok=True)
+    user.write_text("train: {epochs: 3}\n")
+    try:
+        r = snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv", "--configfile", str(user))
+    finally:
+        user.unlink()
+    assert r.returncode == 0, r.stdout[-3000:]
+    tss_cmd = next(c for c in re.findall(r"^Shell command: (.*)$", r.stdout, re.M) if c.startswith("gta tss "))
+    chroms = schema["genes"]["properties"]["chromosomes"]["default"]
+    assert f"--chromosomes {chroms}" in tss_cmd and f"--max-genes {demo['genes']['max_genes']}" not in tss_cmd
+    assert " ".join(demo["genes"]["chromosomes"]) not in r.stdout
+    # without --configfile the demo config is read
+    r = snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert f"--chromosomes {' '.join(demo['genes']['chromosomes'])}" in r.stdout
+
+
+def test_schema_defaults_validate_and_hold_together():
+    import jsonschema
+
+    from snakemake.utils import validate
+
+    path = REPO / "workflow/schemas/config.schema.yaml"
+    cfg: dict = {}
+    validate(cfg, str(path), set_default=True)
+    jsonschema.Draft202012Validator(yaml.safe_load(path.read_text())).validate(cfg)
+    assert cfg["window"]["bin_size"] == 4096 and cfg["window"]["n_bins"] % 2 == 1
+    assert max(cfg["evaluate"]["context_bins"]) <= cfg["window"]["n_bins"]
+    # the default backbone has 30 blocks: no default Table 2 depth may exceed it
+    assert cfg["backbone"]["model"] == "smollm2-135m" and all(l <= 30 for l in cfg["evaluate"]["ablation_layers"])
+
+
+# ----------------------------------------------------------------------------- Sei shards
+
+@pytest.fixture(scope="module")
+def sei_model():
+    return make_demo_sei(1 / 60, 20, seed=1), make_demo_projection(20, seed=1)
+
+
+def gapped_genome(tmp: Path) -> tuple[Path, Path]:
+    """chrA: 60 kb whose first 40 kb are N; three genes, two of them inside the gap."""
+    seq = "N" * 40_000 + random_seq(20_000)
+    fasta = write_fasta(tmp / "gapped.fa", {"chrA": seq})
+    genes = pd.DataFrame({"gene_id": [1, 2, 3], "symbol": ["GAP1", "GAP2", "OK3"], "ensembl_gene": "",
+                          "name": "gene", "chrom": "chrA", "tss": [10_000, 20_000, 50_000], "strand": "+"})
+    genes.to_csv(tmp / "tss.tsv", sep="\t", index=False)
+    return fasta, tmp / "tss.tsv"
+
+
+def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
+    fasta, tss = gapped_genome(tmp_path)
+    shard = tmp_path / "shards/1-of-1.h5"
+    with caplog.at_level(logging.INFO, logger="gta"):
+        run_shard(tss, fasta, *sei_model, shard, WindowSpec(3))
+    assert any("2 of 3 genes have a mostly-N window" in r.getMessage() for r in caplog.records)
+    out = tmp_path / "features.h5"
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert cli_main(["sei-merge", "--tss", str(tss), "--shards", str(shard), "--max-mostly-n-fraction", "0.1",
+                         "--out", str(out)]) == 1
+    message = caplog.records[-1].getMessage()
+    for word in ["2 of 3 genes", str(fasta), "GAP1", "window.max_mostly_n_fraction", "genome.fasta"]:
+        assert word in message, (word, message)
+    assert not out.exists()
+    assert cli_main(["sei-merge", "--tss", str(tss), "--shards", str(shard), "--max-mostly-n-fraction", "0.7",
+                     "--out", str(out)]) == 0
+
+
+def test_merge_removes_shards_of_an_earlier_setting(tmp_path, sei_model):
+    fasta, tss = gapped_genome(tmp_path)
+    d = tmp_path / "shards"
+    for name in ["1-of-2.h5", "2-of-2.h5", ".2-of-3.h5.partial"]:  # from sei.shards: 2, and a killed 3
+        d.mkdir(exist_ok=True)
+        (d / name).write_text("old")
+    (d / "notes.txt").write_text("not a shard")
+    run_shard(tss, fasta, *sei_model, d / "1-of-1.h5", WindowSpec(3))
+    merge_shards(tss, [d / "1-of-1.h5"], tmp_path / "features.h5")
+    assert sorted(p.name for p in d.iterdir()) == ["1-of-1.h5", "notes.txt"]
+
+
+def test_second_writer_leaves_the_first_ones_shard_alone(tmp_path, sei_model):
+    fasta, tss = gapped_genome(tmp_path)
+    out = tmp_path / "shards/1-of-1.h5"
+    out.parent.mkdir()
+    partial_path(out).write_bytes(b"the first job's work")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gta.sei.inference import shard_lock\n"
+                               f"with shard_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(GTAError, match="another job is writing") as e:
+            run_shard(tss, fasta, *sei_model, out, WindowSpec(3))
+        assert str(partial_path(out)) in str(e.value) and "wait for it" in str(e.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert partial_path(out).read_bytes() == b"the first job's work"
+    assert not out.exists()
