@@ -27,6 +27,8 @@ include: "workflow/rules/backbone.smk"
 include: "workflow/rules/expression.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/controls.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 rule all:

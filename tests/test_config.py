@@ -61,6 +61,9 @@ def test_config_readme_documents_every_key():
     ({"genes": {"max_genes": 0}}, "max_genes", "is not valid under any of the given schemas"),
     ({"window": {"n_bins": 50}}, "window.n_bins", "must be odd"),
     ({"window": {"n_bins": 11}, "evaluate": {"context_bins": [5, 21]}}, "evaluate.context_bins", "<= window.n_bins"),
+    ({"evaluate": {"ablation_keep_bins": 4}}, "evaluate.ablation_keep_bins", "must be odd"),
+    ({"evaluate": {"controls": ["no_backbone", "wrong"]}}, "controls", "is not one of"),
+    ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
 ])
 def test_bad_config_names_the_key(tmp_path, config, key, words):
     r = dry_run(tmp_path, config)
@@ -90,5 +93,28 @@ def test_paper_config_builds_the_full_dag(tmp_path):
                  "import_baseline_predictions", "make_table1", "make_table2", "make_figures", "extract_windows"]:
         assert int(jobs[rule]) == 1, rule
     assert int(jobs["fit_baseline"]) == 2
+    # Table 3: four trained controls and the context ablation at the largest N and backbone.layers; learning
+    # curves; no oracle (measured expression) and no training-size sweep (train_fractions empty)
+    assert int(jobs["train_control"]) == 4 == len(set(cfg["evaluate"]["controls"]) - {"context_ablation"})
+    for rule in ["ablate_context", "make_table3", "plot_learning_curves"]:
+        assert int(jobs[rule]) == 1, rule
+    assert not {"oracle_diagnostics", "train_gta_subset", "fit_baseline_subset", "make_train_size"} & set(jobs)
     # the official Sei checkpoint and a hub backbone: no demo model, no GGUF conversion
     assert "make_demo_sei" not in jobs and "convert_backbone" not in jobs and "synthetic_genome" not in jobs
+
+
+def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
+    """config/config.yaml: Table 3's controls, the oracle (simulated expression) and the sweep, whose
+    fraction 1.0 reuses the normal GTA model and baselines."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    r = dry_run(tmp_path, cfg, "--quiet", "rules")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+    e = cfg["evaluate"]
+    below_one = [f for f in e["train_fractions"] if f < 1]
+    assert below_one and len(below_one) < len(e["train_fractions"])  # the demo sweeps, and includes 1.0
+    assert jobs["train_gta_subset"] == len(below_one) and jobs["fit_baseline_subset"] == 2 * len(below_one)
+    assert jobs["train_gta"] == len(set(e["context_bins"])) + len(set(e["ablation_layers"]) - {cfg["backbone"]["layers"]})
+    assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"})
+    for rule in ["ablate_context", "make_table3", "plot_learning_curves", "oracle_diagnostics", "make_train_size"]:
+        assert jobs[rule] == 1, rule

@@ -58,6 +58,41 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     assert same == gta.loc[gta["n_bins"] == max(cfg["evaluate"]["context_bins"]), "spearman"].item()
 
 
+def test_table3_and_diagnostics(tiny_run, tiny_config):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    e = cfg["evaluate"]
+    n, layers = max(e["context_bins"]), cfg["backbone"]["layers"]
+    t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
+    t3 = pd.read_csv(tiny_run / "results/table3.tsv", sep="\t")
+    assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes"]
+    assert list(t3["model"]) == ["GTA", *e["controls"]]
+    assert t3["description"].str.len().gt(0).all() and t3["spearman"].between(-1, 1).all()
+    gta = t1[(t1["model"] == "GTA") & (t1["n_bins"] == n)]
+    # the GTA row is Table 1's largest-N model, same test genes and bootstrap
+    assert t3.loc[0, ["spearman", "ci", "n_genes"]].tolist() == gta[["spearman", "ci", "n_genes"]].iloc[0].tolist()
+    assert (t3["n_genes"] == gta["n_genes"].item()).all()
+    for c in ["no_backbone", "random_backbone", "attention_layer", "no_prompt"]:
+        history = pd.read_csv(tiny_run / f"results/models/control_{c}_n{n}_l{layers}/history.tsv", sep="\t")
+        assert list(history["epoch"]) == list(range(1, len(history) + 1)) and len(history) >= 1
+    history = pd.read_csv(tiny_run / f"results/models/gta_n{n}_l{layers}/history.tsv", sep="\t")
+    assert {"epoch", "train_loss", "val_spearman"} <= set(history.columns)
+    oracle = pd.read_csv(tiny_run / "results/diagnostics/oracle.tsv", sep="\t")
+    assert list(oracle["visible_bins"]) == sorted({1, *e["context_bins"], cfg["window"]["n_bins"]})
+    ts = pd.read_csv(tiny_run / "results/diagnostics/train_size.tsv", sep="\t")
+    assert list(ts.columns) == ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
+    assert len(ts) == 3 * len(e["train_fractions"])
+    # fraction 1 reuses the normal models: the same numbers as Table 1
+    full = ts[ts["train_fraction"] == 1.0].set_index("model")
+    for model in ["TSS ridge", "ExPecto-style"]:
+        assert full.loc[model, "spearman"] == t1.loc[t1["model"] == model, "spearman"].item()
+    assert full.loc["GTA", "spearman"] == gta["spearman"].item()
+    half = ts[ts["train_fraction"] == 0.5]
+    assert (half["n_train"] < full["n_train"].iloc[0]).all()
+    for name in ["learning_curves.png", "train_size.png"]:
+        with Image.open(tiny_run / "results/figures" / name) as im:
+            assert im.format == "PNG" and min(im.size) > 100
+
+
 def test_predictions_and_figures(tiny_run):
     targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
     for name in ["gta_n5_l2", "gta_n11_l2", "gta_n11_l1", "tss_ridge", "expecto_style"]:
@@ -67,7 +102,7 @@ def test_predictions_and_figures(tiny_run):
         assert len(merged) == len(targets)
         np.testing.assert_allclose(merged["observed"], merged["value"], rtol=1e-5)
         assert (merged["split_x"] == merged["split_y"]).all()
-    figures = sorted((tiny_run / "results/figures").glob("*.png"))
+    figures = sorted((tiny_run / "results/figures").glob("fig*.png"))
     assert [f.name.split("_")[0] for f in figures] == ["fig10", "fig5", "fig6", "fig7", "fig8", "fig9"]
     for f in figures:
         with Image.open(f) as im:
@@ -79,13 +114,16 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
     assert planned(tiny_run, tiny_config) == {}
     # a train.* key: training and what follows only
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, train__lr=0.002))
-    assert set(jobs) == {"train_gta", "make_table1", "make_table2", "make_figures", "all"}
+    assert set(jobs) == {"train_gta", "make_table1", "make_table2", "make_figures", "all", "train_control",
+                         "ablate_context", "make_table3", "train_gta_subset", "make_train_size", "plot_learning_curves"}
     assert jobs["train_gta"] == 3  # N=5 and N=11 at 2 blocks, N=11 at 1 block
+    assert jobs["train_control"] == 4 and jobs["train_gta_subset"] == 1  # the baselines' subsets do not rerun
     # one more context length: only the new model (and the tables/figures that list it)
     cfg = yaml.safe_load(tiny_config.read_text())
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, evaluate__context_bins=cfg["evaluate"]["context_bins"] + [7]))
     assert jobs.get("train_gta") == 1 and "predict_sei" not in jobs
-    assert set(jobs) <= {"train_gta", "make_table1", "make_table2", "make_figures", "all"}
+    assert set(jobs) <= {"train_gta", "make_table1", "make_table2", "make_figures", "all", "plot_learning_curves",
+                         "oracle_diagnostics"}
     # window.n_bins: Sei reruns, and everything downstream of the features
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, window__n_bins=13))
     assert jobs["predict_sei"] == cfg["sei"]["shards"] and "merge_features" in jobs and "train_gta" in jobs

@@ -141,8 +141,13 @@ def _load_features(path: str | Path, tss_bin_only: bool = False):
             raise GTAError(f"features file {path} lacks {e}; see CONTRACT section 3") from e
 
 
-def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str | Path, out: str | Path) -> pd.DataFrame:
-    """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene."""
+def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str | Path, out: str | Path,
+                 train_fraction: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene.
+
+    With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
+    (gta.expression.train_subset, the same genes `gta train --train-fraction` uses).
+    """
     from .tss import read_tss
 
     if model not in BASELINES:
@@ -169,7 +174,15 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
         x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
         log.info("ExPecto-style features from %d bins (%s orientation), decay lengths %s bp", n_bins, orient,
                  ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP))
-    pred = fit_ridge(x, y, split, name=BASELINES[model])
+    fit_split = split.astype(object)  # room for "unused"
+    if train_fraction < 1.0:
+        from .expression import train_subset
+
+        train = np.flatnonzero(split == "train")
+        keep = train_subset(tgt["gene_id"].to_numpy(np.int64)[train], train_fraction, seed)
+        fit_split[train[~keep]] = "unused"  # predicted, not fitted on
+        log.info("train_fraction %.4g: fitting on %d of %d training genes", train_fraction, int(keep.sum()), len(train))
+    pred = fit_ridge(x, y, fit_split, name=BASELINES[model])
     table = pd.DataFrame({"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split,
                           "observed": y, "predicted": pred})
     test = split == "test"

@@ -280,12 +280,15 @@ def _add_baseline(sub):
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True)
     p.add_argument("--tss", required=True, help="tss.tsv (strands, for the upstream/downstream split)")
+    p.add_argument("--train-fraction", type=float, default=1.0,
+                   help="fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --train-fraction subset")
     p.add_argument("--out", required=True, help="output predictions TSV")
 
     def run(a):
         from . import baselines
 
-        baselines.fit_baseline(a.model, a.features, a.targets, a.tss, a.out)
+        baselines.fit_baseline(a.model, a.features, a.targets, a.tss, a.out, a.train_fraction, a.seed)
 
     p.set_defaults(func=run)
 
@@ -346,11 +349,72 @@ def _add_tables(sub):
     p.set_defaults(func=run2)
 
 
+def _add_table3(sub):
+    p = sub.add_parser("table3", help="GTA and its controls -> table3.tsv (bootstrap Spearman on the test genes)",
+                       description="One row per --row, in order: 'GTA' and the evaluate.controls variants "
+                                   "(no_backbone, random_backbone, attention_layer, no_prompt, context_ablation).")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--row", nargs=2, action="append", default=[], metavar=("VARIANT", "PREDICTIONS"))
+    p.add_argument("--keep-bins", type=int, default=None, help="bins the context ablation kept (its description)")
+    p.add_argument("--n-boot", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+    def run(a):
+        from . import evaluate
+
+        evaluate.make_table3([tuple(r) for r in a.row], a.targets, a.out, a.n_boot, a.seed, a.keep_bins)
+
+    p.set_defaults(func=run)
+
+
+def _add_oracle(sub):
+    p = sub.add_parser("oracle", help="simulated targets -> oracle.tsv (best test Spearman per visible context)",
+                       description="Test Spearman of an oracle that knows the simulation's planted grammar and "
+                                   "sees only the central bins: the TSS bin, each --visible-bins and the whole "
+                                   "stored window (gta.expression.oracle_fit).")
+    p.add_argument("--features", required=True)
+    p.add_argument("--targets", required=True, help="targets.tsv of the simulation")
+    p.add_argument("--visible-bins", type=int, nargs="*", default=[], help="more odd bin counts to report")
+    p.add_argument("--out", required=True)
+
+    def run(a):
+        from . import expression
+
+        expression.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins)
+
+    p.set_defaults(func=run)
+
+
+def _add_train_size(sub):
+    p = sub.add_parser("train-size", help="predictions per training fraction -> train_size.tsv and its figure",
+                       description="Test Spearman of each model trained on a seeded fraction of the training "
+                                   "genes (gta train / gta baseline --train-fraction), with n_train.")
+    p.add_argument("--targets", required=True)
+    p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "FRACTION", "PREDICTIONS"))
+    p.add_argument("--n-boot", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed and the seed of the training subsets")
+    p.add_argument("--label", default="", help="provenance line on the figure")
+    p.add_argument("--out-table", required=True)
+    p.add_argument("--out-figure", required=True)
+
+    def run(a):
+        from . import evaluate
+        from .figures import plot_train_size
+
+        table = evaluate.make_train_size([(m, float(f), path) for m, f, path in a.row], a.targets, a.out_table,
+                                         a.n_boot, a.seed)
+        plot_train_size(table, a.out_figure, a.label)
+
+    p.set_defaults(func=run)
+
+
 COMMANDS = [_add_tss, _add_synthetic_genome, _add_windows]
 COMMANDS += [_add_annotations, _add_prompts]
 COMMANDS += [_add_sei_demo, _add_sei, _add_sei_merge, _add_features_check, _add_tss_from_features]
 COMMANDS += [_add_convert_backbone]
-COMMANDS += [_add_targets, _add_baseline, _add_import_predictions, _add_tables]
+COMMANDS += [_add_targets, _add_baseline, _add_import_predictions, _add_tables, _add_table3, _add_oracle,
+             _add_train_size]
 
 
 # ----------------------------------------------------------------------------- training and figures
@@ -400,15 +464,18 @@ def _add_train(sub):
     _dataclass_flags(p, TrainConfig)
     p.add_argument("--out-model", required=True, help="output: trainable weights + metadata (.pt)")
     p.add_argument("--out-predictions", required=True, help="output: predictions.tsv for every gene")
+    p.add_argument("--out-history", default=None, help="output: the per-epoch training history as a TSV")
 
     def run(a):
-        from .train import train_gta
+        from .train import train_gta, write_history
 
         mcfg = _dataclass_from(a, ModelConfig, skip=("lora",))
         if a.lora_r > 0:
             mcfg.lora = {"r": a.lora_r, "alpha": a.lora_alpha, "dropout": a.lora_dropout}
-        train_gta(a.features, a.targets, a.prompts, a.out_model, a.out_predictions, a.n_bins, mcfg,
-                  _dataclass_from(a, TrainConfig))
+        result = train_gta(a.features, a.targets, a.prompts, a.out_model, a.out_predictions, a.n_bins, mcfg,
+                           _dataclass_from(a, TrainConfig))
+        if a.out_history:
+            write_history(result["history"], a.out_history)
 
     p.set_defaults(func=run)
 
@@ -436,7 +503,52 @@ def _add_figures(sub):
     p.set_defaults(func=run)
 
 
-COMMANDS += [_add_train, _add_figures]
+def _add_ablate_context(sub):
+    p = sub.add_parser("ablate-context", help="trained GTA model -> predictions with only the central bins kept",
+                       description="Predict every gene with a trained model while the bins outside the central "
+                                   "--keep-bins hold the training-set feature mean (zero after the model's "
+                                   "standardisation): how much the model uses distal bins.")
+    p.add_argument("--model", required=True, help="trained model .pt (gta train --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+    p.add_argument("--features", required=True)
+    p.add_argument("--targets", required=True)
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--keep-bins", type=int, required=True, help="central bins kept (odd, at most the model's N)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    p.add_argument("--out", required=True, help="output predictions TSV")
+
+    def run(a):
+        import torch
+
+        from .evaluate import write_predictions
+        from .train import predict_with_context
+
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        write_predictions(predict_with_context(a.model, a.features, a.targets, a.prompts, a.keep_bins, a.backbone,
+                                               a.device), a.out)
+
+    p.set_defaults(func=run)
+
+
+def _add_learning_curves(sub):
+    p = sub.add_parser("learning-curves", help="training histories -> learning_curves.png",
+                       description="Training MSE and validation Spearman per epoch, one line per trained model.")
+    p.add_argument("--history", nargs=2, action="append", default=[], metavar=("MODEL", "HISTORY"),
+                   help="a model name and its history.tsv (gta train --out-history)")
+    p.add_argument("--label", default="", help="provenance line on the figure")
+    p.add_argument("--out", required=True, help="output PNG")
+
+    def run(a):
+        from .figures import plot_learning_curves
+
+        plot_learning_curves([tuple(h) for h in a.history], a.out, a.label)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves]
 
 
 def build_parser() -> argparse.ArgumentParser:

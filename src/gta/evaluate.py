@@ -1,4 +1,4 @@
-"""Bootstrap Spearman evaluation and assembly of Table 1 and Table 2.
+"""Bootstrap Spearman evaluation and assembly of Tables 1-3 and the training-set-size sweep.
 
 Every number is computed on the TEST genes only (split == "test" in targets.tsv). The error bar
 is the paper's: 2 x the standard deviation (numpy's default, ddof=0) of Spearman's rho over
@@ -26,6 +26,16 @@ log = logging.getLogger("gta.evaluate")
 PREDICTION_COLUMNS = ["gene_id", "symbol", "split", "observed", "predicted"]
 TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
 TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
+TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes"]
+TABLE3_DESCRIPTIONS = {
+    "GTA": "the configured model: pretrained backbone blocks, gene prompt",
+    "no_backbone": "aligned tokens straight to the selector and head, no backbone",
+    "random_backbone": "same backbone architecture with random weights",
+    "attention_layer": "one trainable self-attention layer instead of the backbone",
+    "no_prompt": "GTA trained and tested with empty prompts",
+    "context_ablation": "trained GTA; bins outside the central {keep_bins} set to the training mean",
+}
+TRAIN_SIZE_COLUMNS = ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
 NOISE_CEILING = "noise ceiling"
 _CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory to ~100 MB)
 
@@ -266,6 +276,49 @@ def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str |
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"GTA {layers} layers")
         records.append({"layers": str(layers), "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
     table = pd.DataFrame(records, columns=TABLE2_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
+def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str | Path, n_boot: int = 5000,
+                seed: int = 0, keep_bins: int | None = None) -> pd.DataFrame:
+    """Write results/table3.tsv: GTA and its controls, from (variant, predictions path) pairs.
+
+    Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
+    the context ablation's description.
+    """
+    tgt = read_targets(targets)
+    records = []
+    for model, path in rows:
+        if model not in TABLE3_DESCRIPTIONS:
+            raise GTAError(f"table3: unknown variant {model!r}; use one of {', '.join(TABLE3_DESCRIPTIONS)}")
+        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
+        records.append({"model": model, "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
+                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+    table = pd.DataFrame(records, columns=TABLE3_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
+def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path,
+                    n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Write train_size.tsv from (model, train fraction, predictions path) triples: test Spearman by
+    training-set size; n_train is the size of the seeded subset (gta.expression.train_subset)."""
+    from .expression import train_subset
+
+    tgt = read_targets(targets)
+    train_ids = tgt.loc[tgt["split"] == "train", "gene_id"].to_numpy(np.int64)
+    records = []
+    for model, fraction, path in rows:
+        n_train = int(train_subset(train_ids, float(fraction), seed).sum())
+        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
+        records.append({"model": model, "train_fraction": f"{float(fraction):g}", "n_train": str(n_train),
+                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+    table = pd.DataFrame(records, columns=TRAIN_SIZE_COLUMNS)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
     log.info("wrote %d rows to %s", len(table), out)

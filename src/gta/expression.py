@@ -288,6 +288,25 @@ def assign_splits(gene_ids: Sequence[int], test_ids: Iterable[int] | None = None
     return split.astype(str)
 
 
+def train_subset(gene_ids: Sequence[int], fraction: float, seed: int = 0) -> np.ndarray:
+    """Mask of the training genes kept at `fraction` (a training-set-size sweep): the first
+    round(fraction * n) genes (at least 2) in a seeded order of their GeneIDs.
+
+    The order depends on the seed and each GeneID only, so the subsets are nested (a smaller
+    fraction keeps a subset of a larger one's genes) and fraction 1.0 keeps every gene.
+    """
+    ids = np.asarray(gene_ids, dtype=np.int64)
+    if not 0.0 < fraction <= 1.0:
+        raise GTAError(f"train_fraction must be in (0, 1], got {fraction} (evaluate.train_fractions)")
+    if fraction >= 1.0:
+        return np.ones(len(ids), bool)
+    k = min(len(ids), max(2, int(round(fraction * len(ids)))))
+    order = np.lexsort((ids, _rank_key(seed, "train_fraction", ids)))
+    mask = np.zeros(len(ids), bool)
+    mask[order[:k]] = True
+    return mask
+
+
 # ----------------------------------------------------------------------------- simulation
 
 PROMOTER = CLASS_LABELS.index("P")
@@ -583,3 +602,43 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
             sim.to_csv(stack.enter_context(atomic_path(simulation_out)), sep="\t", index=False, float_format="%.8g")
     log.info("wrote %d targets to %s", len(genes), out)
     return genes[TARGET_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+ORACLE_COLUMNS = ["visible_bins", "context_bp", "spearman"]
+
+
+def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str | Path,
+                       visible_bins: Sequence[int] = ()) -> pd.DataFrame:
+    """CLI body of `gta oracle`: write oracle.tsv, the test Spearman of `oracle_fit` (an oracle that knows
+    the simulated grammar) seeing only the TSS bin, each of `visible_bins` and the full stored window.
+
+    Only meaningful for simulated targets: it tells how much of the planted signal a context length
+    can reach at best, next to Table 1's rows for that context.
+    """
+    from .evaluate import read_targets
+
+    feat_ids, attrs = read_feature_genes(features_path)
+    n_bins, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
+    tgt = read_targets(targets)
+    pos = {int(g): i for i, g in enumerate(feat_ids)}
+    missing = [g for g in tgt["gene_id"] if g not in pos]
+    if missing:
+        raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features_path} "
+                       f"(first: {missing[:5]}); rerun make_targets")
+    scores = read_feature_classes(features_path, GRAMMAR_CLASSES)[[pos[g] for g in tgt["gene_id"]]]
+    observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
+    if (split == "test").sum() < 3:
+        raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more")
+    records = []
+    for n in sorted({1, *(int(v) for v in visible_bins), n_bins}):
+        if n % 2 == 0 or n > n_bins:
+            raise GTAError(f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}")
+        rho = oracle_fit(scores, tss_bin, observed, split, n)
+        log.info("oracle with %d visible bins (%d bp): test Spearman %.4f", n, n * bin_size, rho)
+        records.append({"visible_bins": n, "context_bp": n * bin_size, "spearman": f"{rho:.4f}"})
+    table = pd.DataFrame(records, columns=ORACLE_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table

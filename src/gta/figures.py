@@ -1,9 +1,10 @@
-"""Figures 5-10 of the paper from a trained GTA model and its predictions."""
+"""Figures 5-10 of the paper from a trained GTA model and its predictions; diagnostic figures."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -13,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import GTAError  # noqa: E402
-from .io import atomic_path  # noqa: E402
+from .io import atomic_path, require_file  # noqa: E402
 from .sei import CLASS_LABELS, KEPT  # noqa: E402
 
 log = logging.getLogger("gta.figures")
@@ -183,3 +184,46 @@ def run(model_file: str, backbone: str, features: str, predictions: str, prompts
                     keep[g] = att[g - s]
     return make_figures(out_dir, test, x, np.concatenate(bins), keep[best], keep[worst],
                         np.concatenate(selected), label, n_boot, seed)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+def plot_learning_curves(histories: Sequence[tuple[str, str | Path]], out: str | Path, label: str = "") -> Path:
+    """Training MSE (standardised targets) and validation Spearman per epoch, one line per trained
+    model, from (model name, history.tsv) pairs."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
+    for i, (name, path) in enumerate(histories):
+        h = pd.read_csv(require_file(path, "training history", "rerun the training rule"), sep="\t")
+        if not {"epoch", "train_loss", "val_spearman"} <= set(h.columns):
+            raise GTAError(f"training history {path} needs columns epoch, train_loss, val_spearman")
+        style = dict(color=colours(i % colours.N), marker="o", ms=3, lw=1.2, label=name)
+        axes[0].plot(h["epoch"], h["train_loss"], **style)
+        axes[1].plot(h["epoch"], h["val_spearman"], **style)
+    axes[0].set_ylabel("training MSE (standardised targets)")
+    axes[1].set_ylabel("validation Spearman")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Learning curves\n{label}", fontsize=9)
+    _save(fig, Path(out))
+    log.info("wrote learning curves of %d models to %s", len(histories), out)
+    return Path(out)
+
+
+def plot_train_size(table: pd.DataFrame, out: str | Path, label: str = "") -> Path:
+    """Test Spearman (2 x bootstrap SD bars) against the number of training genes, one line per model,
+    from a train_size.tsv table."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for model, rows in table.groupby("model", sort=False):
+        rows = rows.assign(n_train=rows["n_train"].astype(int)).sort_values("n_train")
+        ax.errorbar(rows["n_train"], rows["spearman"].astype(float), yerr=pd.to_numeric(rows["ci"], errors="coerce"),
+                    marker="o", capsize=3, label=model)
+    ax.set_xlabel("training genes")
+    ax.set_ylabel("test Spearman")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Training-set size\n{label}", fontsize=9)
+    _save(fig, Path(out))
+    return Path(out)

@@ -18,6 +18,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 2
     seed: int = 0
+    train_fraction: float = 1.0  # seeded share of the training genes fitted on (1.0 = all of them)
 
 
 @dataclass

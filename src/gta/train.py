@@ -192,6 +192,7 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success).
     """
     data = load_dataset(features, targets, prompts, n_bins)
+    restrict_training(data, tcfg.train_fraction, tcfg.seed)
     trainer = Trainer(data, mcfg, tcfg, n_bins)
     fp = _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
     resume = Path(resume_dir or Path(out_model).parent.parent / ".resume") / f"{Path(out_model).parent.name}-{fp}.pt"
@@ -284,3 +285,66 @@ def load_trained(model_file: str | Path, backbone: str | None = None, device: st
     model.load_trainable_state_dict(ckpt["trainable"])
     model.to(resolve_device(device, "train.device")).eval()
     return model, tokenizer, ckpt
+
+
+# ----------------------------------------------------------------------------- sweeps, diagnostics, controls
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_spearman", "genes_per_s", "seconds"]
+
+
+def restrict_training(data: Dataset, fraction: float, seed: int) -> None:
+    """Fit on a seeded `fraction` of the training genes only (gta.expression.train_subset: nested
+    subsets, 1.0 = all); validation and test genes are unchanged and every gene is still predicted."""
+    if fraction >= 1.0:
+        return
+    from .expression import train_subset
+
+    train = data.idx["train"]
+    keep = train_subset(data.gene_id[train], fraction, seed)
+    data.idx["train"] = train[keep]
+    log.info("train_fraction %.4g: fitting on %d of %d training genes", fraction, int(keep.sum()), len(train))
+
+
+def write_history(history: list[dict], out: str | Path) -> pd.DataFrame:
+    """Write a training history (one row per epoch, as stored in model.pt) as a TSV, atomically."""
+    table = pd.DataFrame(history)
+    table = table[[c for c in HISTORY_COLUMNS if c in table.columns]
+                  + [c for c in table.columns if c not in HISTORY_COLUMNS]]
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    return table
+
+
+def predict_with_context(model_file: str | Path, features: str | Path, targets: str | Path, prompts: str | Path,
+                         keep_bins: int, backbone: str | None = None, device: str = "auto") -> pd.DataFrame:
+    """Predictions of a trained GTA model for every gene with only the central `keep_bins` bins left:
+    the bins outside are set to the training-set feature mean (model.feature_mean), which is zero
+    after the model's standardisation. keep_bins = N gives the model's own predictions.
+
+    Batches and autocast are those of `gta train`'s final prediction, so the numbers are comparable.
+    """
+    from .model import encode_prompts
+
+    model, tokenizer, ckpt = load_trained(model_file, backbone, device)
+    n = int(ckpt["n_bins"])
+    if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
+        raise GTAError(f"evaluate.ablation_keep_bins: {keep_bins} must be odd and at most the model's {n} bins")
+    mcfg, tcfg = ckpt["model_config"], ckpt["train_config"]
+    data = load_dataset(features, targets, prompts, n)
+    x = data.x.copy()
+    outside = np.ones(n, bool)
+    outside[centred_slice(n, keep_bins)] = False
+    x[:, outside, :] = model.feature_mean.detach().cpu().numpy()
+    text = data.prompt if mcfg.get("prompt", True) else [""] * len(data.prompt)
+    ids = encode_prompts(tokenizer, text, int(mcfg["context"]) - n)
+    amp = resolve_dtype(tcfg["autocast"], model.device, "train.autocast")
+    bs = max(int(tcfg["batch_size"]) * 2, 1)
+    xt, out = torch.from_numpy(x), []
+    with torch.no_grad(), autocast(model.device, amp):
+        for s in range(0, len(x), bs):
+            out.append(model(xt[s:s + bs].to(model.device), ids[s:s + bs]).float().cpu())
+    pred = torch.cat(out).numpy().astype(np.float64) * float(ckpt["y_std"]) + float(ckpt["y_mean"])
+    log.info("context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
+             len(pred), keep_bins, n, int(outside.sum()))
+    return pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
+                         "observed": data.y, "predicted": pred})

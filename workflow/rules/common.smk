@@ -27,6 +27,12 @@ def config_error(key, message):
 
 def check_config():
     """Checks the schema cannot express; each names its key."""
+    e = config["evaluate"]
+    if "context_ablation" in e["controls"]:
+        keep, n_max = e["ablation_keep_bins"], max(e["context_bins"])
+        if keep % 2 == 0 or keep > n_max:
+            config_error("evaluate.ablation_keep_bins", f"must be odd and <= the largest evaluate.context_bins "
+                         f"({n_max}) so the TSS bin is the middle kept one (got {keep})")
     n_bins = config["window"]["n_bins"]
     if n_bins % 2 == 0:
         config_error("window.n_bins", f"must be odd so the TSS bin is the middle one (got {n_bins})")
@@ -263,7 +269,8 @@ def model_args():
     flags = {"backbone_dtype": b["dtype"], "context": b["context"], "attention": b["attention"],
              "gradient_checkpointing": b["gradient_checkpointing"], "prompt_cache_mb": b["prompt_cache_mb"],
              "prototypes_vocab": g["prototypes_vocab"], "prototypes_classes": g["prototypes_classes"],
-             "heads": g["heads"], "d_k": g["d_k"], "top_k": g["top_k"], "gate": g["selector_gate"]}
+             "heads": g["heads"], "d_k": g["d_k"], "top_k": g["top_k"], "gate": g["selector_gate"],
+             "head": g["head"], "position_embedding": g["position_embedding"], "dropout": g["dropout"]}
     if lora["enabled"]:
         flags.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
     return _flags(flags)
@@ -297,6 +304,95 @@ def figure_label():
     return f"expression: {config['expression']['table']}"
 
 
+# ----- Table 3: controls (controls.smk)
+TRAINED_CONTROLS = {"no_backbone": {"blocks": "none"}, "random_backbone": {"blocks": "random"},
+                    "attention_layer": {"blocks": "attention"}, "no_prompt": {"prompt": False}}
+
+
+def control_prediction_file(control):
+    """Predictions of one evaluate.controls variant (train_control or ablate_context)."""
+    return f"results/predictions/control_{control}.tsv"
+
+
+def control_model_dir(control):
+    """Folder of a trained control, at the figure model's N and L (the GTA row of Table 3)."""
+    n, layers = figure_model_key()
+    return f"results/models/control_{control}_n{n}_l{layers}"
+
+
+def control_args(wildcards):
+    """`gta train` flags that turn the GTA model into the control named by the wildcard."""
+    return _flags(TRAINED_CONTROLS[wildcards.control])
+
+
+def table3_rows():
+    """(variant, predictions) per Table 3 row: GTA at the largest N and backbone.layers, then each control."""
+    return [("GTA", gta_prediction_file(*figure_model_key()))] + [
+        (c, control_prediction_file(c)) for c in config["evaluate"]["controls"]]
+
+
+def table3_keep_bins_arg():
+    """--keep-bins for the context ablation's description; empty without that control (never reruns it)."""
+    e = config["evaluate"]
+    return f"--keep-bins {int(e['ablation_keep_bins'])}" if "context_ablation" in e["controls"] else ""
+
+
+# ----- diagnostics (diagnostics.smk)
+BASELINE_NAMES = {"tss_ridge": "TSS ridge", "expecto_style": "ExPecto-style"}
+
+
+def fraction_tag(fraction):
+    """How a train fraction is written in file names (0.25 -> '0.25', 1.0 -> '1')."""
+    return f"{float(fraction):g}"
+
+
+def subset_model_name(fraction):
+    """Name (model folder, predictions stem) of the GTA model trained on a fraction < 1 of the training genes."""
+    n, layers = figure_model_key()
+    return f"gta_n{n}_l{layers}_f{fraction_tag(fraction)}"
+
+
+def subset_fractions():
+    """evaluate.train_fractions below 1 (1 reuses the normal models), sorted."""
+    return sorted(f for f in config["evaluate"]["train_fractions"] if float(f) < 1.0)
+
+
+def train_size_rows():
+    """(model, fraction, predictions) per evaluate.train_fractions: GTA at the figure model's N and L and
+    both baselines; fraction 1 reuses the normal predictions, the others come from the *_subset rules."""
+    rows = []
+    for f in sorted(config["evaluate"]["train_fractions"]):
+        tag, full = fraction_tag(f), float(f) >= 1.0
+        rows.append(("GTA", tag, gta_prediction_file(*figure_model_key()) if full
+                     else f"results/predictions/train_size/{subset_model_name(f)}.tsv"))
+        for stem, name in BASELINE_NAMES.items():
+            rows.append((name, tag, f"results/predictions/{stem}.tsv" if full
+                         else f"results/predictions/train_size/{stem}_f{tag}.tsv"))
+    return rows
+
+
+def learning_curve_histories():
+    """{model name: history.tsv} of every trained model: the Table 1/2 GTA models, the trained controls
+    and the training-size sweep's GTA models."""
+    out = {}
+    for path in gta_prediction_files():
+        name = path.removeprefix("results/predictions/").removesuffix(".tsv")
+        out[name] = f"results/models/{name}/history.tsv"
+    for c in config["evaluate"]["controls"]:
+        if c in TRAINED_CONTROLS:
+            out[f"control_{c}"] = f"{control_model_dir(c)}/history.tsv"
+    for f in subset_fractions():
+        out[subset_model_name(f)] = f"results/models/{subset_model_name(f)}/history.tsv"
+    return out
+
+
+def histories_arg():
+    """`--history NAME PATH` flags, shell-quoted."""
+    import shlex
+
+    return " ".join(f"--history {shlex.quote(k)} {shlex.quote(v)}" for k, v in learning_curve_histories().items())
+
+
 def all_targets():
     targets = ["results/genes/tss.tsv"]
     if not config["features"]["precomputed"]:
@@ -306,4 +402,11 @@ def all_targets():
     if config["evaluate"]["ablation_layers"]:
         targets.append("results/table2.tsv")
     targets += [f"results/figures/{name}" for name in FIGURE_FILES]
+    if config["evaluate"]["controls"]:
+        targets.append("results/table3.tsv")
+    targets.append("results/figures/learning_curves.png")
+    if expression_simulated():
+        targets.append("results/diagnostics/oracle.tsv")
+    if config["evaluate"]["train_fractions"]:
+        targets += ["results/diagnostics/train_size.tsv", "results/figures/train_size.png"]
     return targets

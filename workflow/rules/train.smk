@@ -11,6 +11,7 @@ rule train_gta:
     output:
         model="results/models/gta_n{n}_l{layers}/model.pt",
         predictions="results/predictions/gta_n{n}_l{layers}.tsv",
+        history="results/models/gta_n{n}_l{layers}/history.tsv",
     wildcard_constraints:
         n=r"\d+",
         layers=r"\d+",
@@ -31,7 +32,7 @@ rule train_gta:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
         " {params.train} --threads {threads} --out-model {output.model:q}"
-        " --out-predictions {output.predictions:q} 2> {log:q}"
+        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
 
 
 rule make_figures:

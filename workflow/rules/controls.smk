@@ -1,0 +1,86 @@
+# Table 3: GTA next to the controls a reviewer asks for, on Table 1's test genes and bootstrap. Each
+# control is trained (or, for the context ablation, predicted) with the GTA model's settings at the
+# largest N and backbone.layers blocks. Input functions (table3_rows, control_args, ...) are in common.smk.
+
+
+rule train_control:
+    input:
+        features=features_path(),
+        targets=TARGETS,
+        prompts="results/annotations/prompts.jsonl",
+        backbone=backbone_input(),
+    output:
+        model=f"{control_model_dir('{control}')}/model.pt",
+        history=f"{control_model_dir('{control}')}/history.tsv",
+        predictions=control_prediction_file("{control}"),
+    wildcard_constraints:
+        control="|".join(TRAINED_CONTROLS),
+    params:
+        backbone=backbone_arg,
+        n_bins=figure_model_key()[0],
+        layers=figure_model_key()[1],
+        model=model_args(),
+        control=control_args,
+        train=train_args(),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
+    log:
+        "results/logs/train_control/{control}.log",
+    benchmark:
+        "results/benchmarks/train_control/{control}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
+        " --n-bins {params.n_bins:q} --layers {params.layers:q} --backbone {params.backbone:q} {params.model}"
+        " {params.control} {params.train} --threads {threads} --out-model {output.model:q}"
+        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
+
+
+rule ablate_context:
+    input:
+        model=figure_model(),
+        features=features_path(),
+        targets=TARGETS,
+        prompts="results/annotations/prompts.jsonl",
+        backbone=backbone_input(),
+    output:
+        control_prediction_file("context_ablation"),
+    params:
+        backbone=backbone_arg,
+        keep_bins=config["evaluate"]["ablation_keep_bins"],
+        device=config["train"]["device"],
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
+    log:
+        "results/logs/ablate_context.log",
+    benchmark:
+        "results/benchmarks/ablate_context.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta ablate-context --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
+        " --targets {input.targets:q} --prompts {input.prompts:q} --keep-bins {params.keep_bins:q}"
+        " --device {params.device:q} --threads {threads} --out {output:q} 2> {log:q}"
+
+
+rule make_table3:
+    input:
+        targets=TARGETS,
+        predictions=[path for _, path in table3_rows()],
+    output:
+        report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
+    params:
+        rows=rows_arg(table3_rows()),
+        keep_bins=table3_keep_bins_arg(),
+        n_boot=config["evaluate"]["n_boot"],
+        seed=config["seed"],
+    log:
+        "results/logs/make_table3.log",
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta table3 --targets {input.targets:q} {params.rows} {params.keep_bins}"
+        " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"

@@ -1,0 +1,119 @@
+# Diagnostics a user can read next to the tables: learning curves of every trained model, the
+# simulation's oracle per visible context, and a training-set-size sweep (GTA and both baselines on
+# nested seeded fractions of the training genes). Input functions are in common.smk.
+
+
+rule plot_learning_curves:
+    input:
+        list(learning_curve_histories().values()),
+    output:
+        report("results/figures/learning_curves.png", caption="../report/diagnostics.rst", category="Diagnostics"),
+    params:
+        histories=histories_arg(),
+        label=figure_label(),
+    log:
+        "results/logs/plot_learning_curves.log",
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta learning-curves {params.histories} --label {params.label:q} --out {output:q} 2> {log:q}"
+
+
+if expression_simulated():
+
+    rule oracle_diagnostics:
+        input:
+            features=features_path(),
+            targets=TARGETS,
+        output:
+            report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
+        params:
+            visible=" ".join(str(int(n)) for n in sorted(config["evaluate"]["context_bins"])),
+        log:
+            "results/logs/oracle_diagnostics.log",
+        conda:
+            "../../envs/gta.yaml"
+        shell:
+            "gta oracle --features {input.features:q} --targets {input.targets:q} --visible-bins {params.visible}"
+            " --out {output:q} 2> {log:q}"
+
+
+rule train_gta_subset:
+    input:
+        features=features_path(),
+        targets=TARGETS,
+        prompts="results/annotations/prompts.jsonl",
+        backbone=backbone_input(),
+    output:
+        model="results/models/gta_n{n}_l{layers}_f{fraction}/model.pt",
+        history="results/models/gta_n{n}_l{layers}_f{fraction}/history.tsv",
+        predictions="results/predictions/train_size/gta_n{n}_l{layers}_f{fraction}.tsv",
+    wildcard_constraints:
+        n=r"\d+",
+        layers=r"\d+",
+        fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
+    params:
+        backbone=backbone_arg,
+        model=model_args(),
+        train=train_args(),
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
+    log:
+        "results/logs/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.log",
+    benchmark:
+        "results/benchmarks/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
+        " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
+        " {params.train} --train-fraction {wildcards.fraction} --threads {threads} --out-model {output.model:q}"
+        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
+
+
+rule fit_baseline_subset:
+    input:
+        features=features_path(),
+        targets=TARGETS,
+        tss="results/genes/tss.tsv",
+    output:
+        "results/predictions/train_size/{baseline}_f{fraction}.tsv",
+    wildcard_constraints:
+        baseline="tss_ridge|expecto_style",
+        fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
+    params:
+        seed=config["seed"],
+    log:
+        "results/logs/fit_baseline_subset/{baseline}_f{fraction}.log",
+    benchmark:
+        "results/benchmarks/fit_baseline_subset/{baseline}_f{fraction}.tsv"
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta baseline --model {wildcards.baseline} --features {input.features:q} --targets {input.targets:q}"
+        " --tss {input.tss:q} --train-fraction {wildcards.fraction} --seed {params.seed:q} --out {output:q}"
+        " 2> {log:q}"
+
+
+rule make_train_size:
+    input:
+        targets=TARGETS,
+        predictions=[path for _, _, path in train_size_rows()],
+    output:
+        table=report("results/diagnostics/train_size.tsv", caption="../report/diagnostics.rst",
+                     category="Diagnostics"),
+        figure=report("results/figures/train_size.png", caption="../report/diagnostics.rst",
+                      category="Diagnostics"),
+    params:
+        rows=rows_arg(train_size_rows()),
+        label=figure_label(),
+        n_boot=config["evaluate"]["n_boot"],
+        seed=config["seed"],
+    log:
+        "results/logs/make_train_size.log",
+    conda:
+        "../../envs/gta.yaml"
+    shell:
+        "gta train-size --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
+        " --label {params.label:q} --out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"
