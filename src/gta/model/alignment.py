@@ -96,10 +96,30 @@ class TokenAlignment(nn.Module):
         return self.vocab_map.out_features + self.class_map.out_features
 
     def prototypes(self, embeddings: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:
-        """The P text prototypes (P, hidden) from the frozen embedding table."""
+        """The P text prototypes (P, hidden) from the frozen embedding table.
+
+        Without autograd (evaluation, prediction) the prototypes are kept until the combination
+        weights, the table or the class ids change: a (prototypes_vocab, vocabulary) @ (vocabulary,
+        hidden) product per batch (2.8 GFLOP for SmolLM2) would otherwise often cost more than the
+        batch itself. Parameters' in-place updates (optimiser steps, load_state_dict) bump their
+        version counters, which are part of the key.
+        """
         device_type = embeddings.device.type
         dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
                  else embeddings.dtype)
+        if torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            # (inference-mode results could not be reused outside inference mode)
+            return self._prototypes(embeddings, class_ids, dtype)
+        tensors = (self.vocab_map.weight, self.vocab_map.bias, self.class_map.weight, self.class_map.bias,
+                   embeddings, class_ids)
+        key = (dtype, *((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors))
+        cached = getattr(self, "_proto_cache", None)
+        if cached is None or cached[0] != key:
+            self._proto_cache = (key, self._prototypes(embeddings, class_ids, dtype))
+        return self._proto_cache[1]
+
+    def _prototypes(self, embeddings: torch.Tensor, class_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        device_type = embeddings.device.type
         with torch.autocast(device_type, enabled=False):
             vocab = self._combine(self.vocab_map, self._table_as(embeddings, dtype))
             classes = self._combine(self.class_map, embeddings.index_select(0, class_ids).to(dtype))

@@ -53,9 +53,57 @@ def _cache_keyword(layer: nn.Module) -> str:
     return next((k for k in ("cache", "past_key_values", "past_key_value") if k in params), "past_key_values")
 
 
-def _call_layer(layer, hidden, mask, position_embeddings, position_ids, cache, cache_kw):
-    out = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                position_ids=position_ids, **{cache_kw: cache})
+GQA_SDPA = "gta_sdpa_gqa"
+
+
+def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """Hugging Face's SDPA attention for our boolean (B, 1, Q, K) masks, without copying keys/values per head.
+
+    Given a mask, transformers' 'sdpa' repeats every key/value head for its query-head group
+    (repeat_kv: a copy of the prompt + data keys and values in every block, and a reduction of their
+    gradients in the backward pass); torch's SDPA does the grouping itself (enable_gqa), with the same
+    kernel and the same result up to float rounding. Anything else goes to transformers' own function.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if (attention_mask is None or attention_mask.dtype != torch.bool or groups <= 1 or dropout
+            or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                     scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _attention_implementation(backbone: nn.Module) -> str | None:
+    """The attention function to run the blocks with: ours for transformers' SDPA, else the backbone's."""
+    impl = getattr(backbone.config, "_attn_implementation", None)
+    if impl != "sdpa":
+        return impl
+    try:
+        from transformers import AttentionInterface
+        if GQA_SDPA not in AttentionInterface._global_mapping:
+            AttentionInterface.register(GQA_SDPA, _sdpa_gqa)
+    except (ImportError, AttributeError):  # an older transformers: keep its SDPA
+        return impl
+    return GQA_SDPA
+
+
+def _call_layer(layer, hidden, mask, position_embeddings, position_ids, cache, cache_kw, attn_impl=None):
+    # the attention function is looked up from the (shared) config at call time: switched for this
+    # call only, inside the checkpointed function, so a recomputation in the backward pass uses it too
+    config = getattr(getattr(layer, "self_attn", None), "config", None)
+    saved = getattr(config, "_attn_implementation", None)
+    switch = attn_impl is not None and config is not None and saved != attn_impl
+    if switch:
+        config._attn_implementation = attn_impl
+    try:
+        out = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                    position_ids=position_ids, **{cache_kw: cache})
+    finally:
+        if switch:
+            config._attn_implementation = saved
     return out[0] if isinstance(out, tuple) else out
 
 
@@ -81,12 +129,13 @@ def run_blocks(backbone: nn.Module, hidden: torch.Tensor, position_ids: torch.Te
     cache_kw = _cache_keyword(layers[0])
     mask = _attention_mask(backbone, allowed, hidden.dtype)
     pe = backbone.rotary_emb(hidden, position_ids)
+    impl = _attention_implementation(backbone)
     for layer in layers:
         if checkpoint and torch.is_grad_enabled():
-            hidden = _checkpoint(_call_layer, layer, hidden, mask, pe, position_ids, cache, cache_kw,
+            hidden = _checkpoint(_call_layer, layer, hidden, mask, pe, position_ids, cache, cache_kw, impl,
                                  use_reentrant=False)
         else:
-            hidden = _call_layer(layer, hidden, mask, pe, position_ids, cache, cache_kw)
+            hidden = _call_layer(layer, hidden, mask, pe, position_ids, cache, cache_kw, impl)
     return hidden
 
 
