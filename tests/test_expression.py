@@ -143,8 +143,10 @@ def test_nearer_enhancer_adds_more_and_both_sides_count():
     assert e[0] > e[1] > 0
     assert e[2] == pytest.approx(e[0])
     g = Grammar()
+    assert e[0] == pytest.approx((3.0 - g.enhancer_threshold) / (1 + 2 / g.contact_bins))  # above the threshold
+    relative = Grammar(enhancer_threshold=None)
     act = 3.0 - 3.0 / z.shape[1]  # above the window's mean
-    assert e[0] == pytest.approx(act / (1 + 2 / g.contact_bins))
+    assert grammar_terms(z, t, relative)["enhancer"][0] == pytest.approx(act / (1 + 2 / relative.contact_bins))
 
 
 def test_enhancer_activity_is_relative_to_the_window_background():
@@ -152,8 +154,30 @@ def test_enhancer_activity_is_relative_to_the_window_background():
     t = 10
     z[:, :, E] = 2.0                          # gene 0: uniformly high, no peak
     z[1, t + 3, E] = 5.0                      # gene 1: a peak on the same background
-    e = grammar_terms(z, t)["enhancer"]
+    e = grammar_terms(z, t, Grammar(enhancer_threshold=None))["enhancer"]
     assert e[0] == 0.0 and e[1] > 0
+    # with the demo's fixed threshold (z > 2) only the peak counts, whatever the background
+    z[0, :, E] = 2.5
+    e = grammar_terms(z, t)["enhancer"]
+    assert e[0] > 0 and e[1] > 0
+
+
+def test_alternative_grammar_needs_both_enhancer_classes_and_silences_them():
+    from gta.expression import alternative_terms
+
+    z = np.zeros((4, 21, 4))
+    t = 10
+    z[:, t + 3, 1] = 2.0                     # E7 high in every gene
+    z[1, t + 3, 2] = 2.0                     # gene 1: TF2 too -> an enhancer (decay exp(-3/8))
+    z[2, t + 3, 2] = 2.0
+    z[2, t - 1:t + 2, 3] = 2.0               # gene 2: the same, with a heterochromatic promoter
+    z[3, t, 0] = 1.5                         # gene 3: the activator at the TSS
+    terms = alternative_terms(z, t)
+    e = terms["enhancer"]
+    assert e[0] == 0.0 and e[3] == 0.0
+    assert e[1] == pytest.approx(1.5 * np.exp(-3 / 8))
+    assert e[2] == pytest.approx(0.25 * e[1])
+    assert terms["activator"][3] == pytest.approx(0.5) and terms["activator"][0] == 0.0
 
 
 def test_promoter_raises_and_polycomb_lowers_expression():

@@ -510,7 +510,7 @@ def test_position_head_weighs_each_kept_token_by_its_own_bin(tokenizer):
     assert model.head.position_weight.shape == (8, 32)
 
 
-@pytest.mark.parametrize("kw", [dict(head="position", n_bins=9), dict(position_embedding=True, n_bins=9),
+@pytest.mark.parametrize("kw", [dict(head="position", n_bins=9), dict(head="distance", n_bins=9), dict(position_embedding=True, n_bins=9),
                                 dict(blocks="none"), dict(blocks="attention"), dict(blocks="random")])
 def test_options_train_the_selector_and_keep_shapes(tokenizer, kw):
     model = tiny_gta(tokenizer, **kw).train()
@@ -569,3 +569,25 @@ def test_bad_head_options_name_the_key(tokenizer):
         tiny_gta(tokenizer, head="position")
     with pytest.raises(GTAError, match="blocks"):
         tiny_gta(tokenizer, blocks="half")
+
+
+def test_distance_head_is_the_position_head_with_weights_tied_to_the_distance(tokenizer):
+    from gta.model.head import DISTANCE_BINS, distance_basis
+
+    n = 9
+    basis = distance_basis(n)
+    assert basis.shape == (n, 2 * len(DISTANCE_BINS))
+    assert torch.equal(basis[n // 2], torch.ones(basis.shape[1]))           # the TSS bin is in both sides
+    assert (basis[: n // 2, 1::2] == 0).all() and (basis[n // 2 + 1:, 0::2] == 0).all()
+    assert torch.isclose(basis[0, 0], torch.tensor(math.exp(-4 / DISTANCE_BINS[0])))
+    dist = tiny_gta(tokenizer, top_k=3, head="distance", n_bins=n, seed=4)
+    pos = tiny_gta(tokenizer, top_k=3, head="position", n_bins=n, seed=4)
+    pos.load_state_dict({k: v for k, v in dist.state_dict().items() if not k.startswith("head.")}, strict=False)
+    with torch.no_grad():
+        pos.head.weight.copy_(dist.head.basis @ dist.head.readout)
+        pos.head.selector.load_state_dict(dist.head.selector.state_dict())
+        pos.head.bias.copy_(dist.head.bias)
+    x, p = features(3, n, seed=9), prompts([2, 5, 3], seed=9)
+    with torch.no_grad():
+        assert torch.allclose(dist(x, p), pos(x, p), atol=1e-6)
+    assert dist.head.readout.shape == (10, 32) and not dist.head.basis.requires_grad

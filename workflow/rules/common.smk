@@ -185,7 +185,8 @@ def targets_args():
     """`gta targets` flags from only the config keys this configuration uses (others never rerun it)."""
     e, g = config["expression"], config["genes"]
     if expression_simulated():
-        args = ["--table simulated", f"--signal-fraction {e['signal_fraction']}", f"--simulation-out {SIMULATION}"]
+        args = ["--table simulated", f"--signal-fraction {e['signal_fraction']}", f"--grammar {e['grammar']}",
+                f"--simulation-out {SIMULATION}"]
     else:
         args = [f"--table {shlex.quote(e['table'])}", f"--log-transform {str(e['log_transform']).lower()}"]
     if g["test_genes"]:

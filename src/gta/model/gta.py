@@ -37,11 +37,11 @@ class GTA(nn.Module):
     reusing each prompt's block keys/values across calls (used only without LoRA, where they never
     change; 0 turns it off).
 
-    Beyond the paper: `head` 'flatten' (the paper) or 'position' (head weights indexed by bin
-    position, see SelectorHead; needs `n_bins`); `position_embedding` adds a learned vector per bin
-    position (n_bins x hidden, starting at zero) to the aligned data tokens; `dropout` drops the
-    head's inputs in training. `blocks` builds the
-    controls that ask whether the language model helps: 'pretrained' (GTA), 'random' (the same
+    Beyond the paper: `head` 'flatten' (the paper), 'position' (head weights indexed by bin
+    position) or 'distance' (those weights tied to the distance from the TSS bin); both need
+    `n_bins`, see SelectorHead. `position_embedding` adds a learned vector per bin position
+    (n_bins x hidden, starting at zero) to the aligned data tokens; `dropout` drops the head's
+    inputs in training. `blocks` builds the controls that ask whether the language model helps: 'pretrained' (GTA), 'random' (the same
     backbone with random weights, embeddings included, seeded by `control_seed`), 'none' (the
     aligned tokens go straight to the selector and head) or 'attention' (one trainable pre-norm
     self-attention layer over the data tokens, causal or bidirectional as `attention`, in place of

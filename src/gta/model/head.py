@@ -12,7 +12,8 @@ from .. import GTAError
 
 log = logging.getLogger("gta.model.head")
 GATES = ("sigmoid", "softmax")
-HEADS = ("flatten", "position")
+HEADS = ("flatten", "position", "distance")
+DISTANCE_BINS = (1.0, 3.0, 10.0, 30.0, 100.0)  # decay lengths of the distance head, in bins
 
 
 class SelectorHead(nn.Module):
@@ -47,6 +48,10 @@ class SelectorHead(nn.Module):
     - 'position': one weight vector per bin position (n_bins x hidden); a kept token is weighed by
       the vector of the bin it came from, and the prediction sums over the kept tokens. With N <= k
       every bin is kept in order and this is exactly the 'flatten' head (slot j = bin j).
+    - 'distance': the position head with its weights tied to the distance from the TSS bin:
+      W = basis (n_bins x 10) @ readout (10 x hidden), the basis being exp(-|d| / L) on each side of
+      the TSS bin (d <= 0 and d >= 0) for L in DISTANCE_BINS (ExPecto's distance-decay idea, here
+      applied to the backbone's nonlinear token states): 10 x hidden weights whatever N.
     forward(h (B, N, hidden)) -> (prediction (B,), logits (B, N), indices (B, min(k, N))).
     """
 
@@ -59,8 +64,8 @@ class SelectorHead(nn.Module):
             raise GTAError(f"gta.selector_gate: {gate!r} is not one of {', '.join(GATES)}")
         if mode not in HEADS:
             raise GTAError(f"gta.head: {mode!r} is not one of {', '.join(HEADS)}")
-        if mode == "position" and not (n_bins and n_bins >= 1):
-            raise GTAError("gta.head: 'position' needs the number of bins (n_bins)")
+        if mode != "flatten" and not (n_bins and n_bins >= 1):
+            raise GTAError(f"gta.head: {mode!r} needs the number of bins (n_bins)")
         self.hidden, self.top_k, self.gate, self.mode = hidden, top_k, gate, mode
         self.n_bins = n_bins
         self.selector = nn.Linear(hidden, 1)
@@ -71,11 +76,20 @@ class SelectorHead(nn.Module):
             self.head = nn.Linear(top_k * hidden, 1)
             nn.init.normal_(self.head.weight, std=0.01)
             nn.init.zeros_(self.head.bias)
+        elif mode == "distance":
+            self.register_buffer("basis", distance_basis(n_bins))
+            self.readout = nn.Parameter(torch.randn(self.basis.shape[1], hidden) * 0.01)
+            self.bias = nn.Parameter(torch.zeros(()))
         else:
-            self.position_weight = nn.Parameter(torch.randn(n_bins, hidden) * 0.01)
+            self.weight = nn.Parameter(torch.randn(n_bins, hidden) * 0.01)
             self.bias = nn.Parameter(torch.zeros(()))
         self.scale = 1.0 / math.sqrt(top_k * hidden)
         self._warned = False
+
+    @property
+    def position_weight(self) -> torch.Tensor:
+        """The weights (n_bins, hidden) of the 'position' and 'distance' heads."""
+        return self.basis @ self.readout if self.mode == "distance" else self.weight
 
     def forward(self, h: torch.Tensor):
         b, n, d = h.shape
@@ -94,7 +108,7 @@ class SelectorHead(nn.Module):
             weight = torch.sigmoid(s) if self.gate == "sigmoid" else torch.softmax(s, dim=1)
             chosen = self.norm(chosen.reshape(b * k, d)).reshape(b, k, d)
             gated = self.dropout(chosen) * weight[:, :, None] * self.scale
-            if self.mode == "position":
+            if self.mode != "flatten":
                 if n != self.n_bins:
                     raise GTAError(f"the position head was built for {self.n_bins} bins, got {n}")
                 y = (gated * self.position_weight[idx]).sum(dim=(1, 2)) + self.bias
@@ -104,3 +118,13 @@ class SelectorHead(nn.Module):
                 flat = torch.nn.functional.pad(flat, (0, (self.top_k - k) * d))
             y = self.head(flat).squeeze(-1)
         return y, logits, idx
+
+
+def distance_basis(n_bins: int, lengths=DISTANCE_BINS) -> torch.Tensor:
+    """(n_bins, 2 * len(lengths)) exp(-|d| / L) for d <= 0 and d >= 0, d = bin - centre bin."""
+    d = torch.arange(n_bins, dtype=torch.float32) - n_bins // 2
+    cols = []
+    for length in lengths:
+        w = torch.exp(-d.abs() / length)
+        cols += [w * (d <= 0), w * (d >= 0)]
+    return torch.stack(cols, dim=1)
