@@ -39,7 +39,7 @@ def test_every_schema_key_has_description_and_default():
         assert "default" in sub, f"{key} has no default"
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "paper_plus.yaml"])
 def test_shipped_configs_validate(name):
     import jsonschema
 
