@@ -310,7 +310,7 @@ def test_user_configfile_replaces_the_demo_config():
     assert r.returncode == 0, r.stdout[-3000:]
     tss_cmd = next(c for c in re.findall(r"^Shell command: (.*)$", r.stdout, re.M) if c.startswith("gta tss "))
     chroms = schema["genes"]["properties"]["chromosomes"]["default"]
-    assert f"--chromosomes {chroms}" in tss_cmd and f"--max-genes {demo['genes']['max_genes']}" not in tss_cmd
+    assert f"--chromosomes {chroms}" in tss_cmd
     assert " ".join(demo["genes"]["chromosomes"]) not in r.stdout
     # without --configfile the demo config is read
     r = snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv")

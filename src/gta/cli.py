@@ -519,15 +519,11 @@ def _add_ablate_context(sub):
     p.add_argument("--out", required=True, help="output predictions TSV")
 
     def run(a):
-        import torch
-
         from .evaluate import write_predictions
         from .train import predict_with_context
 
-        if a.threads:
-            torch.set_num_threads(a.threads)
         write_predictions(predict_with_context(a.model, a.features, a.targets, a.prompts, a.keep_bins, a.backbone,
-                                               a.device), a.out)
+                                               a.device, a.threads), a.out)
 
     p.set_defaults(func=run)
 

@@ -316,7 +316,8 @@ def write_history(history: list[dict], out: str | Path) -> pd.DataFrame:
 
 
 def predict_with_context(model_file: str | Path, features: str | Path, targets: str | Path, prompts: str | Path,
-                         keep_bins: int, backbone: str | None = None, device: str = "auto") -> pd.DataFrame:
+                         keep_bins: int, backbone: str | None = None, device: str = "auto",
+                         threads: int | None = None) -> pd.DataFrame:
     """Predictions of a trained GTA model for every gene with only the central `keep_bins` bins left:
     the bins outside are set to the training-set feature mean (model.feature_mean), which is zero
     after the model's standardisation. keep_bins = N gives the model's own predictions.
@@ -325,6 +326,8 @@ def predict_with_context(model_file: str | Path, features: str | Path, targets: 
     """
     from .model import encode_prompts
 
+    if threads:
+        torch.set_num_threads(threads)
     model, tokenizer, ckpt = load_trained(model_file, backbone, device)
     n = int(ckpt["n_bins"])
     if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
