@@ -206,6 +206,15 @@ class Row:
     path: str
 
 
+def _write_table(records: list[dict], columns: list[str], out: str | Path) -> pd.DataFrame:
+    """Write one results table (TSV) atomically and return it."""
+    table = pd.DataFrame(records, columns=columns)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
 def _fmt(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
@@ -260,11 +269,7 @@ def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_s
         rho, ci, n = noise_ceiling(simulation, tgt, n_boot, seed)
         records.append({"model": NOISE_CEILING, "n_bins": "", "context_bp": "",
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    table = pd.DataFrame(records, columns=TABLE1_COLUMNS)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    log.info("wrote %d rows to %s", len(table), out)
-    return table
+    return _write_table(records, TABLE1_COLUMNS, out)
 
 
 def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path,
@@ -275,11 +280,7 @@ def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str |
     for layers, path in rows:
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"GTA {layers} layers")
         records.append({"layers": str(layers), "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    table = pd.DataFrame(records, columns=TABLE2_COLUMNS)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    log.info("wrote %d rows to %s", len(table), out)
-    return table
+    return _write_table(records, TABLE2_COLUMNS, out)
 
 
 def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str | Path, n_boot: int = 5000,
@@ -297,11 +298,7 @@ def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str |
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
         records.append({"model": model, "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    table = pd.DataFrame(records, columns=TABLE3_COLUMNS)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    log.info("wrote %d rows to %s", len(table), out)
-    return table
+    return _write_table(records, TABLE3_COLUMNS, out)
 
 
 def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path,
@@ -318,11 +315,7 @@ def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path,
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
         records.append({"model": model, "train_fraction": f"{float(fraction):g}", "n_train": str(n_train),
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    table = pd.DataFrame(records, columns=TRAIN_SIZE_COLUMNS)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    log.info("wrote %d rows to %s", len(table), out)
-    return table
+    return _write_table(records, TRAIN_SIZE_COLUMNS, out)
 
 
 def features_bins(path: str | Path) -> tuple[int, int]:
