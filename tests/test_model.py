@@ -511,7 +511,8 @@ def test_position_head_weighs_each_kept_token_by_its_own_bin(tokenizer):
 
 
 @pytest.mark.parametrize("kw", [dict(head="position", n_bins=9), dict(head="distance", n_bins=9), dict(position_embedding=True, n_bins=9),
-                                dict(blocks="none"), dict(blocks="attention"), dict(blocks="random")])
+                                dict(blocks="none"), dict(blocks="attention"), dict(blocks="random"),
+                                dict(skip=True, head="distance", n_bins=9)])
 def test_options_train_the_selector_and_keep_shapes(tokenizer, kw):
     model = tiny_gta(tokenizer, **kw).train()
     y, d = model(features(4, 9), prompts([3, 9, 1, 6]), return_details=True)
@@ -591,3 +592,23 @@ def test_distance_head_is_the_position_head_with_weights_tied_to_the_distance(to
     with torch.no_grad():
         assert torch.allclose(dist(x, p), pos(x, p), atol=1e-6)
     assert dist.head.readout.shape == (10, 32) and not dist.head.basis.requires_grad
+
+
+def test_skip_gives_the_head_the_backbone_state_and_the_aligned_token(tokenizer):
+    x, p = features(3, 6, seed=10), prompts([2, 5, 3], seed=10)
+    plain, skip = tiny_gta(tokenizer, seed=5), tiny_gta(tokenizer, seed=5, skip=True)
+    skip.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("head.")}, strict=False)
+    with torch.no_grad():
+        h, _ = plain.hidden_states(x, p)
+        both, _ = skip.hidden_states(x, p)
+        z = (x - skip.feature_mean) / skip.feature_std
+        aligned, _ = skip.align(z, skip.backbone.embed_tokens.weight, skip.class_ids)
+    assert both.shape == (3, 6, 64) and skip.head.selector.in_features == 64
+    assert torch.equal(both[..., :32], h) and torch.equal(both[..., 32:], aligned)
+    # the gradient reaches the alignment through both paths, and the selector
+    skip.train()
+    skip(x, p).pow(2).mean().backward()
+    assert skip.head.selector.weight.grad[0, :32].abs().sum() > 0
+    assert skip.head.selector.weight.grad[0, 32:].abs().sum() > 0
+    # no backbone, nothing to skip: the same model as without skip
+    assert tiny_gta(tokenizer, blocks="none", skip=True).head.selector.in_features == 32

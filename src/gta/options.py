@@ -44,3 +44,4 @@ class ModelConfig:
     dropout: float = 0.0
     blocks: str = "pretrained"
     prompt: bool = True
+    skip: bool = False  # the head also reads each bin's aligned token (beside its backbone state)

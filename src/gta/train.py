@@ -103,7 +103,7 @@ def build_model(mcfg: ModelConfig, n_bins: int, seed: int = 0):
                 attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
                 prompt_cache_mb=mcfg.prompt_cache_mb, head=mcfg.head, n_bins=n_bins,
                 position_embedding=mcfg.position_embedding, dropout=mcfg.dropout, blocks=mcfg.blocks,
-                control_seed=seed)
+                control_seed=seed, skip=mcfg.skip)
     return model, tokenizer
 
 

@@ -271,7 +271,8 @@ def model_args():
              "gradient_checkpointing": b["gradient_checkpointing"], "prompt_cache_mb": b["prompt_cache_mb"],
              "prototypes_vocab": g["prototypes_vocab"], "prototypes_classes": g["prototypes_classes"],
              "heads": g["heads"], "d_k": g["d_k"], "top_k": g["top_k"], "gate": g["selector_gate"],
-             "head": g["head"], "position_embedding": g["position_embedding"], "dropout": g["dropout"]}
+             "head": g["head"], "position_embedding": g["position_embedding"], "dropout": g["dropout"],
+             "skip": g["skip"]}
     if lora["enabled"]:
         flags.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
     return _flags(flags)

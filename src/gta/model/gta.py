@@ -41,7 +41,9 @@ class GTA(nn.Module):
     position) or 'distance' (those weights tied to the distance from the TSS bin); both need
     `n_bins`, see SelectorHead. `position_embedding` adds a learned vector per bin position
     (n_bins x hidden, starting at zero) to the aligned data tokens; `dropout` drops the head's
-    inputs in training. `blocks` builds the controls that ask whether the language model helps: 'pretrained' (GTA), 'random' (the same
+    inputs in training. `skip` gives the head each bin's aligned token beside its backbone state
+    (2 x hidden per bin), so the blocks can only add to what the head sees. `blocks` builds the
+    controls that ask whether the language model helps: 'pretrained' (GTA), 'random' (the same
     backbone with random weights, embeddings included, seeded by `control_seed`), 'none' (the
     aligned tokens go straight to the selector and head) or 'attention' (one trainable pre-norm
     self-attention layer over the data tokens, causal or bidirectional as `attention`, in place of
@@ -60,7 +62,7 @@ class GTA(nn.Module):
                  attention: str = "causal", lora: dict | None = None, gradient_checkpointing: bool = False,
                  prompt_cache_mb: float = 2048, class_ids: list[int] | None = None, head: str = "flatten",
                  n_bins: int | None = None, position_embedding: bool = False, dropout: float = 0.0,
-                 blocks: str = "pretrained", control_seed: int = 0):
+                 blocks: str = "pretrained", control_seed: int = 0, skip: bool = False):
         super().__init__()
         if attention not in ATTENTION:
             raise GTAError(f"backbone.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
@@ -90,7 +92,11 @@ class GTA(nn.Module):
         self.align = TokenAlignment(n_features, hidden, vocab_size, len(class_ids), prototypes_vocab,
                                     prototypes_classes, heads, d_k)
         self.align.calibrate(emb, self.class_ids)
-        self.head = SelectorHead(hidden, top_k, gate, mode=head, n_bins=n_bins, dropout=dropout)
+        # with `skip` the head reads each bin's aligned token beside its backbone state (no skip
+        # without blocks: the aligned token is then the state itself)
+        self.skip = skip and blocks != "none"
+        self.head = SelectorHead(hidden * (2 if self.skip else 1), top_k, gate, mode=head, n_bins=n_bins,
+                                 dropout=dropout)
         self.position = nn.Parameter(torch.zeros(n_bins, hidden)) if position_embedding else None
         self.attention_layer = SelfAttentionLayer(hidden, backbone.config.num_attention_heads,
                                                   causal=attention == "causal") if blocks == "attention" else None
@@ -241,7 +247,8 @@ class GTA(nn.Module):
                 raise GTAError("each prompt must be a 1-D tensor of token ids (see encode_prompts)")
 
     def hidden_states(self, features: torch.Tensor, prompt_ids: list[torch.Tensor]):
-        """Final-normed backbone states of the data tokens (B, N, hidden) and the alignment attention."""
+        """Final-normed backbone states of the data tokens (B, N, hidden) and the alignment attention;
+        with `skip`, each state followed by the bin's aligned token (B, N, 2 * hidden)."""
         self._check_inputs(features, prompt_ids)
         device = self.device
         x = (features.to(device=device, dtype=torch.float32) - self.feature_mean) / self.feature_std
@@ -255,11 +262,13 @@ class GTA(nn.Module):
         if self.blocks == "none":
             return data.float(), attention
         if self.blocks == "attention":
-            return self.attention_layer(data.float()), attention
-        data = data.to(emb.dtype)
-        keys, values, lengths = self._prompt_prefix([p.to(device) for p in prompt_ids], device)
-        h = data_pass(self.backbone, data, keys, values, lengths, bidirectional=self.bidirectional,
-                      checkpoint=self.gradient_checkpointing)
+            h = self.attention_layer(data.float())
+        else:
+            keys, values, lengths = self._prompt_prefix([p.to(device) for p in prompt_ids], device)
+            h = data_pass(self.backbone, data.to(emb.dtype), keys, values, lengths,
+                          bidirectional=self.bidirectional, checkpoint=self.gradient_checkpointing)
+        if self.skip:
+            h = torch.cat([h.float(), data.float()], dim=-1)
         return h, attention
 
     def forward(self, features: torch.Tensor, prompt_ids: list[torch.Tensor], return_details: bool = False):

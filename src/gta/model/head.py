@@ -98,7 +98,7 @@ class SelectorHead(nn.Module):
             h = h.float()
             logits = self.selector(h).squeeze(-1)                          # (B, N)
             k = min(self.top_k, n)
-            if k < self.top_k and not self._warned:
+            if k < self.top_k and self.mode == "flatten" and not self._warned:
                 log.warning("only %d data tokens for gta.top_k=%d: all are selected, the other %d head "
                             "inputs are zero", n, self.top_k, self.top_k - k)
                 self._warned = True
