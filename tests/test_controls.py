@@ -197,28 +197,31 @@ def test_learning_curves_figure(tmp_path):
         assert im.format == "PNG" and min(im.size) > 100
 
 
-def test_oracle_table_matches_oracle_fit(tmp_path):
+@pytest.mark.parametrize("grammar", ["demo", "alternative"])
+def test_oracle_table_matches_oracle_fit(tmp_path, grammar):
+    """Each row equals oracle_fit on the scores of the grammar the targets were simulated with; the
+    full window of a noiseless simulation is fitted almost perfectly (the oracle knows the right grammar)."""
     import h5py
 
     from gta.evaluate import read_targets as rt
-    from gta.expression import GRAMMAR_CLASSES, oracle_diagnostics, oracle_fit, simulate
+    from gta.expression import GRAMMARS, oracle_diagnostics, oracle_fit, simulate
     from test_evaluate import write_features
 
     ids = np.arange(1, 121) * 7
     write_features(tmp_path / "f.h5", ids, [f"G{i}" for i in ids], n_bins=11)
     with h5py.File(tmp_path / "f.h5") as f:
-        scores = f["features"][:][:, :, GRAMMAR_CLASSES].astype(np.float32)
-    observed, _ = simulate(scores, ids, 5, 0.7, 0)
+        scores = f["features"][:][:, :, GRAMMARS[grammar]].astype(np.float32)
+    observed, _ = simulate(scores, ids, 5, 1.0, 0, name=grammar)
     split = np.array(["train", "train", "val", "test"])[np.arange(len(ids)) % 4]
     order = np.random.default_rng(0).permutation(len(ids))  # targets in another order than the features
     pd.DataFrame({"gene_id": ids[order], "symbol": "x", "value": observed[order], "split": split[order]}
                  ).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
-    table = oracle_diagnostics(tmp_path / "f.h5", tmp_path / "t.tsv", tmp_path / "oracle.tsv", [5])
+    table = oracle_diagnostics(tmp_path / "f.h5", tmp_path / "t.tsv", tmp_path / "oracle.tsv", [5], grammar)
     back = pd.read_csv(tmp_path / "oracle.tsv", sep="\t")
     assert list(back.columns) == ["visible_bins", "context_bp", "spearman"]
     assert list(back["visible_bins"]) == [1, 5, 11] and list(back["context_bp"]) == [4096, 5 * 4096, 11 * 4096]
     t = rt(tmp_path / "t.tsv")
     for k, n in enumerate([1, 5, 11]):
-        expect = oracle_fit(scores[order], 5, t["value"].to_numpy(), t["split"].to_numpy(), n)
+        expect = oracle_fit(scores[order], 5, t["value"].to_numpy(), t["split"].to_numpy(), n, name=grammar)
         assert back.loc[k, "spearman"] == pytest.approx(expect, abs=5e-5)
-    assert len(table) == 3
+    assert len(table) == 3 and back["spearman"].iloc[-1] > 0.99

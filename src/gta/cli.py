@@ -376,12 +376,14 @@ def _add_oracle(sub):
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True, help="targets.tsv of the simulation")
     p.add_argument("--visible-bins", type=int, nargs="*", default=[], help="more odd bin counts to report")
+    p.add_argument("--grammar", choices=["demo", "alternative"], default="demo",
+                   help="the planted grammar the targets were simulated with (expression.grammar)")
     p.add_argument("--out", required=True)
 
     def run(a):
         from . import expression
 
-        expression.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins)
+        expression.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins, a.grammar)
 
     p.set_defaults(func=run)
 

@@ -611,9 +611,10 @@ ORACLE_COLUMNS = ["visible_bins", "context_bp", "spearman"]
 
 
 def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str | Path,
-                       visible_bins: Sequence[int] = ()) -> pd.DataFrame:
+                       visible_bins: Sequence[int] = (), grammar: str = "demo") -> pd.DataFrame:
     """CLI body of `gta oracle`: write oracle.tsv, the test Spearman of `oracle_fit` (an oracle that knows
-    the simulated grammar) seeing only the TSS bin, each of `visible_bins` and the full stored window.
+    the simulated grammar, `grammar` as in `expression.grammar`) seeing only the TSS bin, each of
+    `visible_bins` and the full stored window.
 
     Only meaningful for simulated targets: it tells how much of the planted signal a context length
     can reach at best, next to Table 1's rows for that context.
@@ -628,7 +629,9 @@ def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str 
     if missing:
         raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features_path} "
                        f"(first: {missing[:5]}); rerun make_targets")
-    scores = read_feature_classes(features_path, GRAMMAR_CLASSES)[[pos[g] for g in tgt["gene_id"]]]
+    if grammar not in GRAMMARS:
+        raise GTAError(f"expression.grammar: {grammar!r} is not one of {', '.join(GRAMMARS)}")
+    scores = read_feature_classes(features_path, GRAMMARS[grammar])[[pos[g] for g in tgt["gene_id"]]]
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:
         raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more")
@@ -636,7 +639,7 @@ def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str 
     for n in sorted({1, *(int(v) for v in visible_bins), n_bins}):
         if n % 2 == 0 or n > n_bins:
             raise GTAError(f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}")
-        rho = oracle_fit(scores, tss_bin, observed, split, n)
+        rho = oracle_fit(scores, tss_bin, observed, split, n, name=grammar)
         log.info("oracle with %d visible bins (%d bp): test Spearman %.4f", n, n * bin_size, rho)
         records.append({"visible_bins": n, "context_bp": n * bin_size, "spearman": f"{rho:.4f}"})
     table = pd.DataFrame(records, columns=ORACLE_COLUMNS)

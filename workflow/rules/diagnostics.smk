@@ -29,13 +29,14 @@ if expression_simulated():
             report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
         params:
             visible=" ".join(str(int(n)) for n in sorted(config["evaluate"]["context_bins"])),
+            grammar=config["expression"]["grammar"],
         log:
             "results/logs/oracle_diagnostics.log",
         conda:
             "../../envs/gta.yaml"
         shell:
             "gta oracle --features {input.features:q} --targets {input.targets:q} --visible-bins {params.visible}"
-            " --out {output:q} 2> {log:q}"
+            " --grammar {params.grammar:q} --out {output:q} 2> {log:q}"
 
 
 rule train_gta_subset:
