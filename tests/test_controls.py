@@ -225,3 +225,6 @@ def test_oracle_table_matches_oracle_fit(tmp_path, grammar):
         expect = oracle_fit(scores[order], 5, t["value"].to_numpy(), t["split"].to_numpy(), n, name=grammar)
         assert back.loc[k, "spearman"] == pytest.approx(expect, abs=5e-5)
     assert len(table) == 3 and back["spearman"].iloc[-1] > 0.99
+    from gta.cli import GRAMMAR_NAMES
+
+    assert GRAMMAR_NAMES == tuple(GRAMMARS)  # the CLI's choices are the package's grammars

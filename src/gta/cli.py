@@ -12,6 +12,8 @@ from .io import setup_logging
 log = logging.getLogger("gta")
 
 
+GRAMMAR_NAMES = ("demo", "alternative")  # gta.expression.GRAMMARS (kept here: the CLI imports no numpy)
+
 def _int_or_all(value: str):
     return value if value == "all" else int(value)
 
@@ -256,7 +258,7 @@ def _add_targets(sub):
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--signal-fraction", type=float, default=0.7, help="simulation: variance share of the signal")
-    p.add_argument("--grammar", choices=["demo", "alternative"], default="demo",
+    p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo",
                    help="simulation: the planted grammar (gta.expression)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output targets.tsv")
@@ -376,7 +378,7 @@ def _add_oracle(sub):
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True, help="targets.tsv of the simulation")
     p.add_argument("--visible-bins", type=int, nargs="*", default=[], help="more odd bin counts to report")
-    p.add_argument("--grammar", choices=["demo", "alternative"], default="demo",
+    p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo",
                    help="the planted grammar the targets were simulated with (expression.grammar)")
     p.add_argument("--out", required=True)
 

@@ -407,8 +407,7 @@ def simulate(scores: np.ndarray, gene_ids: Sequence[int], tss_bin: int, signal_f
     """
     if not 0.0 <= signal_fraction <= 1.0:
         raise GTAError(f"expression.signal_fraction must be in [0, 1], got {signal_fraction}")
-    if name not in GRAMMARS:
-        raise GTAError(f"expression.grammar: {name!r} is not one of {', '.join(GRAMMARS)}")
+    grammar_classes(name)
     z = standardise_classes(scores, grammar.clip)
     unit = combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
     signal = np.sqrt(signal_fraction) * unit
@@ -452,6 +451,13 @@ def alternative_signal(z: np.ndarray, tss_bin: int) -> np.ndarray:
 
 
 GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES}
+
+
+def grammar_classes(name: str) -> list[int]:
+    """The Sei class indices a planted grammar reads (`expression.grammar`)."""
+    if name not in GRAMMARS:
+        raise GTAError(f"expression.grammar: {name!r} is not one of {', '.join(GRAMMARS)}")
+    return GRAMMARS[name]
 
 
 def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np.ndarray, n_visible: int,
@@ -536,9 +542,7 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
     if table == "simulated":
         if simulation_out is None:
             raise GTAError("expression.table is 'simulated': an output for the noiseless signal is needed")
-        if grammar not in GRAMMARS:
-            raise GTAError(f"expression.grammar: {grammar!r} is not one of {', '.join(GRAMMARS)}")
-        scores = read_feature_classes(features_path, GRAMMARS[grammar])[in_tss]
+        scores = read_feature_classes(features_path, grammar_classes(grammar))[in_tss]
         observed, signal = simulate(scores, genes["gene_id"].to_numpy(), int(attrs["tss_bin"]),
                                     signal_fraction, seed, name=grammar)
         values = pd.Series(observed, index=genes["gene_id"].to_numpy())
@@ -629,9 +633,7 @@ def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str 
     if missing:
         raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features_path} "
                        f"(first: {missing[:5]}); rerun make_targets")
-    if grammar not in GRAMMARS:
-        raise GTAError(f"expression.grammar: {grammar!r} is not one of {', '.join(GRAMMARS)}")
-    scores = read_feature_classes(features_path, GRAMMARS[grammar])[[pos[g] for g in tgt["gene_id"]]]
+    scores = read_feature_classes(features_path, grammar_classes(grammar))[[pos[g] for g in tgt["gene_id"]]]
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:
         raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more")
