@@ -13,6 +13,7 @@ from gta.baselines import fit_baseline, fit_ridge
 from gta.evaluate import TABLE3_DESCRIPTIONS, evaluate_file, make_table3, make_train_size, read_targets
 from gta.expression import train_subset
 from gta.model import GTA
+from gta.pretrained import read_config, read_weights
 from gta.train import Dataset, load_dataset, predict_with_context, restrict_training
 from test_baselines import make_inputs
 from test_evaluate import write_pred, write_targets
@@ -53,13 +54,13 @@ def test_restrict_training_keeps_validation_and_test(data_files):
 def test_gta_trained_on_a_fraction_standardises_with_that_subset(tmp_path, data_files, backbone_dir):
     d, feats, gene_id, _ = data_files
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=1, train_fraction=0.5)
-    ckpt = torch.load(model, weights_only=False)
+    config, weights = read_config(model), read_weights(model)
     ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
     train = ds.idx["train"][train_subset(ds.gene_id[ds.idx["train"]], 0.5, 0)]
-    np.testing.assert_allclose(ckpt["trainable"]["feature_mean"].numpy(),
+    np.testing.assert_allclose(weights["feature_mean"].numpy(),
                                ds.x[train].reshape(-1, ds.x.shape[-1]).mean(0), rtol=1e-5, atol=1e-6)
-    assert ckpt["y_mean"] == pytest.approx(ds.y[train].mean())
-    assert ckpt["train_config"]["train_fraction"] == 0.5
+    assert config["target"]["mean"] == pytest.approx(ds.y[train].mean())
+    assert config["train"]["train_fraction"] == 0.5
     assert len(pred) == N_GENES - 1  # all genes predicted
 
 
@@ -95,11 +96,11 @@ def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
                "--prompts", str(d / "prompts.jsonl"), "--n-bins", "3", "--backbone", str(backbone_dir),
                "--layers", "1", "--prototypes-vocab", "4", "--prototypes-classes", "4", "--heads", "2",
                "--d-k", "4", "--top-k", "2", "--context", "64", "--epochs", "2", "--threads", "1",
-               "--out-model", str(out / "model.pt"), "--out-predictions", str(tmp_path / "pred.tsv"),
+               "--out-model", str(out), "--out-predictions", str(tmp_path / "pred.tsv"),
                "--out-history", str(out / "history.tsv")])
     assert rc == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    stored = pd.DataFrame(torch.load(out / "model.pt", weights_only=False)["history"])
+    stored = pd.DataFrame(read_config(out)["history"])
     assert list(history.columns[:3]) == ["epoch", "train_loss", "val_spearman"]
     assert list(history["epoch"]) == [1, 2]
     np.testing.assert_allclose(history[stored.columns].to_numpy(), stored.to_numpy(), rtol=1e-5)

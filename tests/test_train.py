@@ -15,26 +15,31 @@ from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 from gta import GTAError
 from gta.options import ModelConfig, TrainConfig
 from gta.sei import CLASS_LABELS, KEPT
-from gta.train import Trainer, centred_slice, load_dataset, load_trained, train_gta
+from gta.pretrained import GTAModel, read_config, read_weights
+from gta.train import Trainer, centred_slice, load_dataset, train_gta
 
 N_GENES, STORED = 160, 9
 WORDS = ["[UNK]", "#", ":", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878", "cells",
          "Official", "Symbol", "Full", "Name", "Data", "protein", "alpha", "kinase"]
 
 
-@pytest.fixture(scope="module")
-def backbone_dir(tmp_path_factory):
+def make_backbone(d, words=WORDS, hidden=32, seed=0):
+    """A tiny random Llama with a word-level tokenizer over `words`, saved as a backbone folder."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    d = tmp_path_factory.mktemp("backbone")
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(d)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(WORDS) + 5, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(words) + 5, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
     LlamaModel(cfg).save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="module")
+def backbone_dir(tmp_path_factory):
+    return make_backbone(tmp_path_factory.mktemp("backbone"))
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +81,7 @@ def configs(backbone_dir, **train):
 def run(tmp, data_files, backbone_dir, n=5, **train):
     d = data_files[0]
     mcfg, tcfg = configs(backbone_dir, **train)
-    out_model, out_pred = tmp / "m" / "model.pt", tmp / "pred.tsv"
+    out_model, out_pred = tmp / "m", tmp / "pred.tsv"
     train_gta(str(d / "features.h5"), str(d / "targets.tsv"), str(d / "prompts.jsonl"), str(out_model),
               str(out_pred), n, mcfg, tcfg, resume_dir=str(tmp / "resume"))
     return out_model, pd.read_csv(out_pred, sep="\t")
@@ -111,15 +116,15 @@ def test_training_outputs_determinism_and_small_checkpoint(tmp_path, data_files,
     assert list(pred_a.columns) == ["gene_id", "symbol", "split", "observed", "predicted"]
     assert len(pred_a) == N_GENES - 1 and pred_a["predicted"].notna().all()
     np.testing.assert_array_equal(pred_a["predicted"], pred_b["predicted"])  # seeded and deterministic
-    ckpt = torch.load(model_a, weights_only=True)  # tensors and plain types only: no code in the file
-    model, _, _ = load_trained(model_a, device="cpu")
-    assert all(torch.equal(v, ckpt["trainable"][k]) for k, v in model.trainable_state_dict().items())
-    assert not any(k.startswith("backbone.") for k in ckpt["trainable"])  # trainable weights only
-    assert {"feature_mean", "feature_std"} <= set(ckpt["trainable"])
-    assert len(ckpt["history"]) == 3 and ckpt["n_bins"] == 5
-    assert ckpt["best_val_spearman"] == max(h["val_spearman"] for h in ckpt["history"])
+    config, weights = read_config(model_a), read_weights(model_a)
+    model = GTAModel.from_pretrained(model_a, device="cpu").module
+    assert all(torch.equal(v, weights[k]) for k, v in model.trainable_state_dict().items())
+    assert not any(k.startswith("backbone.") for k in weights)  # trainable weights only
+    assert {"feature_mean", "feature_std", "class_ids"} <= set(weights)
+    assert len(config["history"]) == 3 and config["n_bins"] == 5
+    assert config["metrics"]["best_val_spearman"] == max(h["val_spearman"] for h in config["history"])
     backbone_bytes = sum(p.stat().st_size for p in backbone_dir.glob("*.safetensors"))
-    assert model_a.stat().st_size < backbone_bytes
+    assert (model_a / "weights.safetensors").stat().st_size < backbone_bytes
     assert not list((tmp_path / "a" / "resume").glob("*"))  # resume state removed on success
 
 
@@ -162,10 +167,37 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_d
     model_part, resumed = run(tmp_path / "part", data_files, backbone_dir, epochs=4, threads=2)
     assert len(seen) == 2  # only epochs 3 and 4 ran again
     assert np.array_equal(resumed["predicted"], uninterrupted["predicted"])
-    a, b = (torch.load(m, weights_only=True) for m in (model_full, model_part))
-    assert a["trainable"].keys() == b["trainable"].keys()
-    assert all(torch.equal(a["trainable"][k], b["trainable"][k]) for k in a["trainable"])
-    assert [h["val_spearman"] for h in a["history"]] == [h["val_spearman"] for h in b["history"]]
+    a, b = (read_weights(m) for m in (model_full, model_part))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ha, hb = (read_config(m)["history"] for m in (model_full, model_part))
+    assert [h["val_spearman"] for h in ha] == [h["val_spearman"] for h in hb]
+
+
+def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_files, backbone_dir):
+    d = data_files[0]
+    folder, pred = run(tmp_path, data_files, backbone_dir, epochs=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "splits.tsv",
+                                                        "weights.safetensors"]
+    config = read_config(folder / "config.json")  # the folder or its config.json
+    assert config["backbone"]["hidden_size"] == 32 and len(config["classes"]) == 33
+    assert config["backbone"]["weights_sha256"] and config["backbone"]["tokenizer_sha256"]
+    splits = pd.read_csv(folder / "splits.tsv", sep="\t")
+    key = ["gene_id", "symbol", "split"]
+    assert splits.sort_values("gene_id", ignore_index=True).equals(pred[key].sort_values("gene_id", ignore_index=True))
+    assert "GTA model, N = 5 bins" in (folder / "README.md").read_text()
+    model = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    got = pd.Series(model.predict(ds.x, ds.prompt), index=ds.gene_id)[pred["gene_id"]]
+    assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]  # as the file writes them
+    wider = make_backbone(tmp_path / "wider", hidden=64)
+    with pytest.raises(GTAError, match=r"hidden size 64, but the model was trained on .* with 32"):
+        GTAModel.from_pretrained(folder, backbone=str(wider), device="cpu")
+    other_words = make_backbone(tmp_path / "tok", words=WORDS[:-1] + ["beta"])
+    with pytest.raises(GTAError, match="another tokenizer"):
+        GTAModel.from_pretrained(folder, backbone=str(other_words), device="cpu")
+    with pytest.raises(GTAError, match="is a file; a trained GTA model is a folder"):
+        GTAModel.from_pretrained(folder / "splits.tsv")
 
 
 class RunsCode:
@@ -179,10 +211,12 @@ class RunsCode:
 
 
 def test_a_crafted_model_or_resume_file_cannot_run_code(tmp_path, data_files, backbone_dir, monkeypatch):
+    model_dir, _ = run(tmp_path / "ok", data_files, backbone_dir, epochs=1)
     marker, evil = tmp_path / "code-ran", tmp_path / "model.pt"
     torch.save({"trainable": RunsCode(marker), "n_bins": 5}, evil)
-    with pytest.raises(GTAError, match=rf"{re.escape(str(evil))} is not a trained GTA model .*unsafe"):
-        load_trained(evil, backbone=str(backbone_dir), device="cpu")  # what `gta figures --model` does
+    (model_dir / "weights.safetensors").write_bytes(evil.read_bytes())  # a pickle in place of the weights
+    with pytest.raises(GTAError, match=r"weights.safetensors is not a safetensors file"):
+        GTAModel.from_pretrained(model_dir, backbone=str(backbone_dir), device="cpu")  # what `gta figures` does
     assert not marker.exists()
     rerun = kill_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
@@ -198,7 +232,7 @@ def test_a_crafted_model_or_resume_file_cannot_run_code(tmp_path, data_files, ba
 def test_training_fits_the_training_genes(tmp_path, data_files, backbone_dir):
     """Gradients reach the trainable parts: the training loss falls and the fit follows the signal."""
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=30, patience=30, lr=3e-3, autocast="float32")
-    history = torch.load(model, weights_only=True)["history"]
+    history = read_config(model)["history"]
     assert history[-1]["train_loss"] < 0.75 * history[0]["train_loss"]
     # the best-validation epoch's predictions still rank the training genes by their signal
     train = pred[pred.split == "train"]
@@ -222,4 +256,4 @@ def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, mo
     model, _ = run(tmp_path / "r", (work,), backbone_dir)
     assert len(seen) == 3  # all epochs again
     assert not list((tmp_path / "r" / "resume").glob("*"))  # the stale state is gone too
-    assert len(torch.load(model, weights_only=True)["history"]) == 3
+    assert len(read_config(model)["history"]) == 3

@@ -466,7 +466,8 @@ def _add_train(sub):
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--lora-dropout", type=float, default=0.0)
     _dataclass_flags(p, TrainConfig)
-    p.add_argument("--out-model", required=True, help="output: trainable weights + metadata (.pt)")
+    p.add_argument("--out-model", required=True, help="output: the model folder (config.json, weights.safetensors, "
+                   "splits.tsv, README.md; docs/model-folder.md)")
     p.add_argument("--out-predictions", required=True, help="output: predictions.tsv for every gene")
     p.add_argument("--out-history", default=None, help="output: the per-epoch training history as a TSV")
 
@@ -486,7 +487,7 @@ def _add_train(sub):
 
 def _add_figures(sub):
     p = sub.add_parser("figures", help="figures 5-10 of the paper from a trained GTA model (test genes)")
-    p.add_argument("--model", required=True, help="trained model .pt (gta train --out-model)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
     p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
     p.add_argument("--features", required=True)
     p.add_argument("--predictions", required=True, help="that model's predictions.tsv")
@@ -512,7 +513,7 @@ def _add_ablate_context(sub):
                        description="Predict every gene with a trained model while the bins outside the central "
                                    "--keep-bins hold the training-set feature mean (zero after the model's "
                                    "standardisation): how much the model uses distal bins.")
-    p.add_argument("--model", required=True, help="trained model .pt (gta train --out-model)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
     p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True)

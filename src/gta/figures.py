@@ -153,13 +153,13 @@ def run(model_file: str, backbone: str, features: str, predictions: str, prompts
 
     from .annotations import read_prompts
     from .evaluate import read_predictions
-    from .model import encode_prompts
-    from .train import load_features, load_trained
+    from .pretrained import GTAModel
+    from .train import load_features
 
     if threads:
         torch.set_num_threads(threads)
-    model, tokenizer, ckpt = load_trained(model_file, backbone, device)
-    n = ckpt["n_bins"]
+    model = GTAModel.from_pretrained(model_file, backbone, device)
+    n = model.n_bins
     table = read_predictions(predictions)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if len(test) < 3:
@@ -168,22 +168,11 @@ def run(model_file: str, backbone: str, features: str, predictions: str, prompts
     pos = {g: i for i, g in enumerate(gene_id)}
     x = x[[pos[g] for g in test["gene_id"]]]
     text = read_prompts(prompts)
-    ids = encode_prompts(tokenizer, [text[g] for g in test["gene_id"]], ckpt["model_config"]["context"] - n)
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
-    bins, selected, keep = [], [], {}
-    with torch.no_grad():
-        for s in range(0, len(test), batch_size):
-            _, d = model(torch.from_numpy(x[s:s + batch_size]).to(model.device), ids[s:s + batch_size],
-                         return_details=True)
-            att = d["attention"].float().cpu().numpy()
-            bins.append(top_bins(att))
-            selected.append(d["selected"].cpu().numpy())
-            for g in (best, worst):
-                if s <= g < s + batch_size:
-                    keep[g] = att[g - s]
-    return make_figures(out_dir, test, x, np.concatenate(bins), keep[best], keep[worst],
-                        np.concatenate(selected), label, n_boot, seed)
+    _, d = model.predict_details(x, [text[g] for g in test["gene_id"]], batch_size)
+    att = d["attention"]
+    return make_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
 
 
 # ----------------------------------------------------------------------------- diagnostics

@@ -22,6 +22,7 @@ from .hardware import autocast, resolve_device, resolve_dtype
 from .evaluate import write_predictions
 from .io import atomic_path, file_id, require_file
 from .options import ModelConfig, TrainConfig
+from .pretrained import save_model
 from .sei import CLASS_NAMES, KEPT
 
 log = logging.getLogger("gta.train")
@@ -58,6 +59,13 @@ def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str],
         sl = centred_slice(int(f.attrs["n_bins"]), n_bins)
         x = f["features"][:, sl, :][:, :, KEPT].astype(np.float32)
     return gene_id, symbol, x
+
+
+def feature_window(path: str | Path) -> dict:
+    """How the features file's windows were cut (bin_size, grid, orient): recorded in a model folder."""
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items()
+                if k in ("bin_size", "grid", "orient")}
 
 
 def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:
@@ -121,14 +129,14 @@ class Trainer:
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
                            "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
-        self.model, tokenizer = build_model(mcfg, n_bins, tcfg.seed)
+        self.model, self.tokenizer = build_model(mcfg, n_bins, tcfg.seed)
         tr = data.idx["train"]
         flat = data.x[tr].reshape(-1, data.x.shape[-1])
         self.model.set_feature_stats(flat.mean(0), flat.std(0))  # a constant feature's std 0 becomes 1
         self.y_mean, self.y_std = float(data.y[tr].mean()), float(data.y[tr].std() + 1e-12)
         self.model.to(self.device)
         prompts = data.prompt if mcfg.prompt else [""] * len(data.prompt)  # the 'no prompt' control
-        self.ids = encode_prompts(tokenizer, prompts, mcfg.context - n_bins)
+        self.ids = encode_prompts(self.tokenizer, prompts, mcfg.context - n_bins)
         self.x = torch.from_numpy(data.x)
         self.y = torch.from_numpy(((data.y - self.y_mean) / self.y_std).astype(np.float32))
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -195,8 +203,9 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     restrict_training(data, tcfg.train_fraction, tcfg.seed)
     trainer = Trainer(data, mcfg, tcfg, n_bins)
     fp = _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
-    resume = Path(resume_dir or Path(out_model).parent.parent / ".resume") / f"{Path(out_model).parent.name}-{fp}.pt"
-    for stale in resume.parent.glob(f"{Path(out_model).parent.name}-*.pt"):
+    name = Path(out_model).name
+    resume = Path(resume_dir or Path(out_model).parent / ".resume") / f"{name}-{fp}.pt"
+    for stale in resume.parent.glob(f"{name}-*.pt"):
         if stale != resume:  # a killed run on other inputs or settings: start over
             stale.unlink()
     history, best, best_state, bad, start = [], -math.inf, None, 0, 0
@@ -245,15 +254,15 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     pred = trainer.predict(everything)
     table = pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
                           "observed": data.y, "predicted": pred})
-    with atomic_path(out_model, suffix=".pt") as tmp:
-        torch.save({"trainable": best_state, "n_bins": n_bins, "model_config": dataclasses.asdict(mcfg),
-                    "train_config": dataclasses.asdict(tcfg), "y_mean": trainer.y_mean, "y_std": trainer.y_std,
-                    "history": history, "best_val_spearman": best}, tmp)
+    test = data.idx["test"]
+    metrics = {"best_val_spearman": best}
+    if len(test) > 2:
+        metrics["test_spearman"] = spearman(pred[test], data.y[test])
+        log.info("test Spearman %.4f on %d genes (best val %.4f)", metrics["test_spearman"], len(test), best)
+    save_model(out_model, trainer.model, trainer.tokenizer, mcfg, tcfg, n_bins, trainer.y_mean, trainer.y_std,
+               best_state, table, history, metrics, window=feature_window(features))
     write_predictions(table, out_predictions)
     resume.unlink(missing_ok=True)
-    test = data.idx["test"]
-    if len(test) > 2:
-        log.info("test Spearman %.4f on %d genes (best val %.4f)", spearman(pred[test], data.y[test]), len(test), best)
     return {"best_val_spearman": best, "history": history}
 
 
@@ -271,20 +280,6 @@ def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "
     if missing:
         raise GTAError(f"{path} is not a {what} saved by this version: it lacks {', '.join(missing)}{fix}")
     return obj
-
-
-def load_trained(model_file: str | Path, backbone: str | None = None, device: str = "auto"):
-    """(model, tokenizer, checkpoint dict) of a trained GTA model on `device`, in eval mode;
-    `backbone` overrides the saved backbone path."""
-    ckpt = _load_saved(require_file(model_file, "trained GTA model"), "trained GTA model",
-                       ("trainable", "n_bins", "model_config", "train_config", "y_mean", "y_std"))
-    mcfg = ModelConfig(**ckpt["model_config"])
-    if backbone:
-        mcfg.backbone = backbone
-    model, tokenizer = build_model(mcfg, int(ckpt["n_bins"]), int(ckpt["train_config"]["seed"]))
-    model.load_trainable_state_dict(ckpt["trainable"])
-    model.to(resolve_device(device, "train.device")).eval()
-    return model, tokenizer, ckpt
 
 
 # ----------------------------------------------------------------------------- sweeps, diagnostics, controls
@@ -315,7 +310,7 @@ def write_history(history: list[dict], out: str | Path) -> pd.DataFrame:
     return table
 
 
-def predict_with_context(model_file: str | Path, features: str | Path, targets: str | Path, prompts: str | Path,
+def predict_with_context(model_dir: str | Path, features: str | Path, targets: str | Path, prompts: str | Path,
                          keep_bins: int, backbone: str | None = None, device: str = "auto",
                          threads: int | None = None) -> pd.DataFrame:
     """Predictions of a trained GTA model for every gene with only the central `keep_bins` bins left:
@@ -324,29 +319,20 @@ def predict_with_context(model_file: str | Path, features: str | Path, targets: 
 
     Batches and autocast are those of `gta train`'s final prediction, so the numbers are comparable.
     """
-    from .model import encode_prompts
+    from .pretrained import GTAModel
 
     if threads:
         torch.set_num_threads(threads)
-    model, tokenizer, ckpt = load_trained(model_file, backbone, device)
-    n = int(ckpt["n_bins"])
+    model = GTAModel.from_pretrained(model_dir, backbone, device)
+    n = model.n_bins
     if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
         raise GTAError(f"evaluate.ablation_keep_bins: {keep_bins} must be odd and at most the model's {n} bins")
-    mcfg, tcfg = ckpt["model_config"], ckpt["train_config"]
     data = load_dataset(features, targets, prompts, n)
     x = data.x.copy()
     outside = np.ones(n, bool)
     outside[centred_slice(n, keep_bins)] = False
-    x[:, outside, :] = model.feature_mean.detach().cpu().numpy()
-    text = data.prompt if mcfg.get("prompt", True) else [""] * len(data.prompt)
-    ids = encode_prompts(tokenizer, text, int(mcfg["context"]) - n)
-    amp = resolve_dtype(tcfg["autocast"], model.device, "train.autocast")
-    bs = max(int(tcfg["batch_size"]) * 2, 1)
-    xt, out = torch.from_numpy(x), []
-    with torch.no_grad(), autocast(model.device, amp):
-        for s in range(0, len(x), bs):
-            out.append(model(xt[s:s + bs].to(model.device), ids[s:s + bs]).float().cpu())
-    pred = torch.cat(out).numpy().astype(np.float64) * float(ckpt["y_std"]) + float(ckpt["y_mean"])
+    x[:, outside, :] = model.feature_mean
+    pred = model.predict(x, data.prompt)
     log.info("context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
              len(pred), keep_bins, n, int(outside.sum()))
     return pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,

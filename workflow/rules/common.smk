@@ -1,4 +1,5 @@
 # Input functions and config checks shared by all rules.
+import os
 import shlex
 import sys
 
@@ -297,7 +298,19 @@ def figure_model_key():
 
 def figure_model():
     n, layers = figure_model_key()
-    return f"results/models/gta_n{n}_l{layers}/model.pt"
+    return f"results/models/gta_n{n}_l{layers}/config.json"
+
+
+MODEL_FILES = ("config.json", "weights.safetensors", "splits.tsv", "README.md")
+
+
+def model_outputs(folder):
+    """The files of a model folder (gta.pretrained), config.json first: rules pass its folder on."""
+    return multiext(f"{folder}/", *MODEL_FILES)
+
+
+def model_folder(wildcards, output):
+    return os.path.dirname(output.model[0])
 
 
 def figure_label():

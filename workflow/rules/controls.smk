@@ -10,13 +10,14 @@ rule train_control:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        model=f"{control_model_dir('{control}')}/model.pt",
+        model=model_outputs(control_model_dir("{control}")),
         history=f"{control_model_dir('{control}')}/history.tsv",
         predictions=control_prediction_file("{control}"),
     wildcard_constraints:
         control="|".join(TRAINED_CONTROLS),
     params:
         backbone=backbone_arg,
+        model_dir=model_folder,
         n_bins=figure_model_key()[0],
         layers=figure_model_key()[1],
         model=model_args(),
@@ -34,7 +35,7 @@ rule train_control:
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {params.n_bins:q} --layers {params.layers:q} --backbone {params.backbone:q} {params.model}"
-        " {params.control} {params.train} --threads {threads} --out-model {output.model:q}"
+        " {params.control} {params.train} --threads {threads} --out-model {params.model_dir:q}"
         " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
 
 

@@ -46,7 +46,7 @@ rule train_gta_subset:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        model="results/models/gta_n{n}_l{layers}_f{fraction}/model.pt",
+        model=model_outputs("results/models/gta_n{n}_l{layers}_f{fraction}"),
         history="results/models/gta_n{n}_l{layers}_f{fraction}/history.tsv",
         predictions="results/predictions/train_size/gta_n{n}_l{layers}_f{fraction}.tsv",
     wildcard_constraints:
@@ -55,6 +55,7 @@ rule train_gta_subset:
         fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
     params:
         backbone=backbone_arg,
+        model_dir=model_folder,
         model=model_args(),
         train=train_args(),
     threads: config["train"]["threads"]
@@ -69,7 +70,7 @@ rule train_gta_subset:
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
-        " {params.train} --train-fraction {wildcards.fraction} --threads {threads} --out-model {output.model:q}"
+        " {params.train} --train-fraction {wildcards.fraction} --threads {threads} --out-model {params.model_dir:q}"
         " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
 
 

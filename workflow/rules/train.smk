@@ -9,7 +9,7 @@ rule train_gta:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        model="results/models/gta_n{n}_l{layers}/model.pt",
+        model=model_outputs("results/models/gta_n{n}_l{layers}"),
         predictions="results/predictions/gta_n{n}_l{layers}.tsv",
         history="results/models/gta_n{n}_l{layers}/history.tsv",
     wildcard_constraints:
@@ -17,6 +17,7 @@ rule train_gta:
         layers=r"\d+",
     params:
         backbone=backbone_arg,
+        model_dir=model_folder,
         model=model_args(),
         train=train_args(),
     threads: config["train"]["threads"]
@@ -31,7 +32,7 @@ rule train_gta:
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
-        " {params.train} --threads {threads} --out-model {output.model:q}"
+        " {params.train} --threads {threads} --out-model {params.model_dir:q}"
         " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
 
 
