@@ -1,0 +1,337 @@
+"""Variants: read a VCF, check its REF alleles against the genome, place variants in gene windows
+and build the ALT-haplotype sequence of one bin.
+
+Coordinates: `Variant.pos` is the VCF's 1-based POS; everything else is 0-based, half-open, in
+reference order (bin 0 is the leftmost bin of a window whatever the gene's strand).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import GTAError
+from .genome import read_padded, window_start
+
+log = logging.getLogger("gta.variants")
+
+REF_CHECK_MODES = ("stop", "flag", "skip")
+# Mitochondrial names in use (UCSC chrM, Ensembl/NCBI MT, bare M); all map onto one key.
+CHROM_ALIASES = {"M": "M", "MT": "M"}
+# Keys of the Counter that read_vcf returns, in the order they are worth reporting.
+COUNTER_KEYS = ("records", "multiallelic", "variants", "no_alt", "no_ref", "unknown_chrom", "symbolic",
+                "breakend", "spanning_deletion", "ref_mismatch")
+PLACE_COLUMNS = ["variant", "gene_id", "symbol", "bin_first", "bin_last", "distance"]
+_REF_CHUNK = 1 << 20  # REF check: FASTA reads are merged into spans of at most this many bases
+
+
+# --------------------------------------------------------------------------- chromosome names
+
+def _chrom_key(name: str) -> str:
+    """Naming-independent key: 'chr' prefix dropped (any case), upper case, MT/M -> M."""
+    core = name[3:] if name[:3].lower() == "chr" else name
+    core = core.upper()
+    return CHROM_ALIASES.get(core, core)
+
+
+def match_chrom(name: str, fasta_chroms: Iterable[str]) -> str | None:
+    """The FASTA's name for the VCF chromosome `name`, or None when the FASTA has no such chromosome.
+
+    An exact match wins; otherwise names are compared without a 'chr' prefix (in any case: chr, Chr,
+    CHR) and with the mitochondrial aliases chrM = chrMT = MT = M, so '1' finds 'chr1', 'chrX'
+    finds 'X' and 'MT' finds 'chrM'. When several FASTA names share the key, the first one listed
+    in `fasta_chroms` is returned.
+    """
+    names = list(fasta_chroms)
+    if name in names:
+        return name
+    key = _chrom_key(name)
+    return next((n for n in names if _chrom_key(n) == key), None)
+
+
+# --------------------------------------------------------------------------- variants
+
+@dataclass(frozen=True)
+class Variant:
+    """One ALT allele of a VCF record, on the FASTA's chromosome naming, alleles upper case.
+
+    `ref_mismatch` is True only for a variant kept by ref_check='flag' whose REF differs from the
+    FASTA; it is not part of equality.
+    """
+
+    chrom: str
+    pos: int
+    id: str
+    ref: str
+    alt: str
+    ref_mismatch: bool = field(default=False, compare=False)
+
+    @property
+    def start0(self) -> int:
+        """0-based first base of the REF allele (POS - 1)."""
+        return self.pos - 1
+
+    @property
+    def end0(self) -> int:
+        """0-based end (exclusive) of the REF allele: start0 + len(ref)."""
+        return self.start0 + len(self.ref)
+
+
+def _alt_kind(alt: str) -> str | None:
+    """Why an ALT allele cannot be applied to a sequence (a Counter key), or None if it can."""
+    if alt.startswith("<") or alt.endswith(">"):
+        return "symbolic"
+    if "[" in alt or "]" in alt or (len(alt) > 1 and (alt.startswith(".") or alt.endswith("."))):
+        return "breakend"  # mate breakends t[p[ / ]p]t and single breakends .t / t.
+    if alt == "*":
+        return "spanning_deletion"
+    if alt == ".":
+        return "no_alt"
+    return None
+
+
+def read_vcf(path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "stop",
+             fasta=None) -> tuple[list[Variant], Counter]:
+    """Read a VCF, VCF.gz or BCF (with pysam) into one Variant per applicable ALT allele.
+
+    Every record counts in 'records'. A record with several ALT alleles counts in 'multiallelic'
+    and gives one Variant per ALT. Skipped, and counted per record: a record without ALT ('.')
+    in 'no_alt', a record whose chromosome the FASTA lacks (after match_chrom) in 'unknown_chrom',
+    a record without REF ('.') in 'no_ref'.
+    Skipped, and counted per ALT allele: symbolic alleles (<DEL>, <CN0>, any <...>) in 'symbolic',
+    breakends in 'breakend', '*' in 'spanning_deletion'. ALT equal to REF is kept (no change).
+    'variants' counts the Variants returned. Samples, genotypes and FILTER are not used.
+
+    With `fasta` (a pyfaidx.Fasta) the REF alleles are checked against it by check_ref with mode
+    `ref_check` ('stop', 'flag' or 'skip'; see check_ref), and 'ref_mismatch' counts the
+    mismatches; without it REF is not checked and 'ref_mismatch' is 0.
+    """
+    if ref_check not in REF_CHECK_MODES:
+        raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {ref_check!r}")
+    import pysam
+
+    path = Path(path)
+    if not path.is_file():
+        raise GTAError(f"VCF not found: {path} (set variants.vcf to an existing VCF, VCF.gz or BCF file)")
+    names = list(fasta_chroms)
+    chrom_map: dict[str, str | None] = {}
+    counts = Counter({k: 0 for k in COUNTER_KEYS})
+    variants: list[Variant] = []
+    try:
+        vf = pysam.VariantFile(str(path))
+    except (OSError, ValueError) as e:
+        raise GTAError(f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
+                       "file with a '#CHROM' header line)") from e
+    with vf:
+        records = iter(vf)
+        while True:
+            try:
+                rec = next(records)
+            except StopIteration:
+                break
+            except (OSError, ValueError) as e:
+                raise GTAError(f"cannot read VCF {path} after record {counts['records']:,}: {e} "
+                               "(check that line with `bcftools view`, or fix or remove it)") from e
+            counts["records"] += 1
+            alts = rec.alts or ()
+            if not alts or alts == (".",):
+                counts["no_alt"] += 1
+                continue
+            if rec.chrom not in chrom_map:
+                chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
+            chrom = chrom_map[rec.chrom]
+            if chrom is None:
+                counts["unknown_chrom"] += 1
+                continue
+            if len(alts) > 1:
+                counts["multiallelic"] += 1
+            ref = (rec.ref or "").upper()
+            if not ref.isalpha():
+                counts["no_ref"] += 1
+                continue
+            for alt in alts:
+                alt = alt.upper()
+                kind = _alt_kind(alt)
+                if kind is not None:
+                    counts[kind] += 1
+                    continue
+                vid = rec.id if rec.id else f"{chrom}:{rec.pos}:{ref}>{alt}"
+                variants.append(Variant(chrom, int(rec.pos), vid, ref, alt))
+    unknown = sorted(c for c, m in chrom_map.items() if m is None)
+    if unknown:
+        log.warning("%s: %d record(s) on chromosomes the FASTA lacks, skipped: %s", path,
+                    counts["unknown_chrom"], ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+    if fasta is not None:
+        variants, _, n_bad = check_ref(variants, fasta, ref_check, source=path)
+        counts["ref_mismatch"] = n_bad
+    counts["variants"] = len(variants)
+    return variants, counts
+
+
+# --------------------------------------------------------------------------- REF check
+
+def fasta_refs(variants: Sequence[Variant], fa) -> list[str]:
+    """The FASTA's bases under each variant's REF span (upper case, N past the chromosome ends).
+
+    Nearby variants share one FASTA read (spans merged up to 1 Mb), so 1e5 variants read quickly.
+    """
+    out = [""] * len(variants)
+    by_chrom: dict[str, list[int]] = {}
+    for i, v in enumerate(variants):
+        by_chrom.setdefault(v.chrom, []).append(i)
+    for chrom, idx in by_chrom.items():
+        idx.sort(key=lambda i: variants[i].start0)
+        k = 0
+        while k < len(idx):
+            s, e = variants[idx[k]].start0, variants[idx[k]].end0
+            m = k + 1
+            while m < len(idx) and variants[idx[m]].start0 < s + _REF_CHUNK:
+                e = max(e, variants[idx[m]].end0)
+                m += 1
+            seq = read_padded(fa, chrom, s, e)
+            for i in idx[k:m]:
+                v = variants[i]
+                out[i] = seq[v.start0 - s: v.end0 - s]
+            k = m
+    return out
+
+
+def check_ref(variants: Sequence[Variant], fa, mode: str = "stop",
+              source: str | Path | None = None) -> tuple[list[Variant], np.ndarray, int]:
+    """Compare each variant's REF with the FASTA `fa` (pyfaidx.Fasta); returns (kept, flags, n_mismatch).
+
+    A mismatch is any position where REF differs from the FASTA base (an N in the FASTA, or past
+    the chromosome's end, matches nothing but N). `mode`:
+      'stop' - raise GTAError naming `source` (the VCF) and the first mismatches if there is any;
+               otherwise kept = all variants, flags all False.
+      'flag' - keep every variant; flags[i] is True where kept[i] mismatches, and those variants
+               carry ref_mismatch=True.
+      'skip' - drop the mismatching variants; flags (for the kept ones) are all False.
+    n_mismatch is the number of mismatching variants in every mode.
+    """
+    if mode not in REF_CHECK_MODES:
+        raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {mode!r}")
+    refs = fasta_refs(variants, fa)
+    bad = np.fromiter((r != v.ref for r, v in zip(refs, variants)), bool, len(variants))
+    n_bad = int(bad.sum())
+    if mode == "stop":
+        if n_bad:
+            where = f"VCF {source}" if source is not None else "the VCF"
+            first = [f"{variants[i].id} ({variants[i].chrom}:{variants[i].pos} REF {variants[i].ref}, "
+                     f"FASTA {refs[i]})" for i in np.flatnonzero(bad)[:5]]
+            raise GTAError(f"{where}: {n_bad:,} of {len(variants):,} variants have a REF allele that differs "
+                           f"from the genome FASTA {getattr(fa, 'filename', '')}, e.g. {'; '.join(first)}; "
+                           "set variants.ref_check: flag or skip, or check the VCF was called on this genome")
+        return list(variants), bad, 0
+    if mode == "flag":
+        kept = [replace(v, ref_mismatch=True) if b else v for v, b in zip(variants, bad)]
+        return kept, bad, n_bad
+    kept = [v for v, b in zip(variants, bad) if not b]
+    return kept, np.zeros(len(kept), bool), n_bad
+
+
+# --------------------------------------------------------------------------- placement in windows
+
+def place(variants: Sequence[Variant], genes: pd.DataFrame, n_bins: int, bin_size: int = 4096,
+          grid: str = "genome") -> tuple[pd.DataFrame, int]:
+    """Pairs (variant, gene) where the variant's REF span [start0, end0) overlaps the gene's window.
+
+    A pure insertion (one-base REF) is placed by its anchor base. Returns (pairs, n_outside):
+    pairs has one row per pair, sorted by variant then gene_id, with columns
+      variant    index into `variants`
+      gene_id, symbol  from `genes` (a TSS table)
+      bin_first, bin_last  the window bins (0..n_bins-1, reference order) the REF span touches,
+                 clipped to the window
+      distance   start0 - tss, signed, in reference coordinates
+    and n_outside is the number of variants in no gene's window. Per chromosome, window starts
+    are sorted and each variant's genes found with np.searchsorted (all windows have one length).
+    """
+    span = n_bins * bin_size
+    n = len(variants)
+    chrom = np.array([v.chrom for v in variants], dtype=object)
+    start = np.fromiter((v.start0 for v in variants), np.int64, n)
+    end = np.fromiter((v.end0 for v in variants), np.int64, n)
+    g_chrom = genes["chrom"].astype(str).to_numpy()
+    g_tss = genes["tss"].to_numpy(np.int64)
+    g_ws = np.asarray(window_start(g_tss, n_bins, bin_size, grid), np.int64)
+    parts_v, parts_g = [], []
+    for c in np.unique(chrom) if n else ():
+        vi = np.flatnonzero(chrom == c)
+        gi = np.flatnonzero(g_chrom == c)
+        if not len(gi):
+            continue
+        gi = gi[np.argsort(g_ws[gi], kind="stable")]
+        ws = g_ws[gi]
+        # overlap of [s, e) with [w, w + span): s - span < w < e
+        lo = np.searchsorted(ws, start[vi] - span, side="right")
+        hi = np.searchsorted(ws, end[vi], side="left")
+        k = np.maximum(hi - lo, 0)
+        total = int(k.sum())
+        if not total:
+            continue
+        rep_v = np.repeat(vi, k)
+        offs = np.arange(total) - np.repeat(np.cumsum(k) - k, k)
+        parts_v.append(rep_v)
+        parts_g.append(gi[np.repeat(lo, k) + offs])
+    pv = np.concatenate(parts_v) if parts_v else np.zeros(0, np.int64)
+    pg = np.concatenate(parts_g) if parts_g else np.zeros(0, np.int64)
+    ws = g_ws[pg]
+    last = n_bins - 1
+    df = pd.DataFrame({
+        "variant": pv.astype(np.int64),
+        "gene_id": genes["gene_id"].to_numpy()[pg],
+        "symbol": genes["symbol"].to_numpy()[pg],
+        "bin_first": np.clip((start[pv] - ws) // bin_size, 0, last).astype(np.int64),
+        "bin_last": np.clip((end[pv] - 1 - ws) // bin_size, 0, last).astype(np.int64),
+        "distance": start[pv] - g_tss[pg],
+    }, columns=PLACE_COLUMNS)
+    df = df.sort_values(["variant", "gene_id"], kind="stable").reset_index(drop=True)
+    n_outside = n - len(np.unique(pv))
+    return df, n_outside
+
+
+# --------------------------------------------------------------------------- bin sequences
+
+def ref_bin(fa, chrom: str, bin_start: int, bin_size: int) -> str:
+    """The reference bin [bin_start, bin_start + bin_size), upper case, N past the chromosome ends."""
+    return read_padded(fa, chrom, bin_start, bin_start + bin_size)
+
+
+def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant) -> str:
+    """The bin starting at reference base `bin_start`, on the haplotype carrying `variant`, bin_size long.
+
+    The haplotype is ref[:start0] + alt + ref[end0:]. REF and ALT are aligned from their left ends
+    (VCF's anchor-base convention): reference base start0 + j (j < len(alt)) becomes ALT base j;
+    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span.
+    The bin starts at the haplotype base that reference base `bin_start` became; if that base was
+    deleted, at the next surviving reference base (end0). It is then read for exactly bin_size
+    bases, so an insertion pushes bases out of the bin's right end and a deletion pulls bases in
+    from beyond it (N past the chromosome end). Hence:
+      - a variant ending at or before bin_start, or starting at or after the bin's end: the
+        reference bin, unchanged;
+      - bin_start <= start0: ref[bin_start:start0] + alt + ref[end0:...], cut to bin_size;
+      - start0 < bin_start < end0 (REF runs in from the previous bin): alt[bin_start - start0:]
+        (empty for a deleted base) + ref[end0:...], cut to bin_size.
+    For SNVs, insertions and deletions written with one anchor base this is the same as starting
+    a bin that begins inside a deletion at the first base after it.
+    """
+    if variant.chrom != chrom:
+        raise GTAError(f"variant {variant.id} is on {variant.chrom}, not {chrom}")
+    s, e, alt = variant.start0, variant.end0, variant.alt
+    end = bin_start + bin_size
+    if e <= bin_start or s >= end:
+        return ref_bin(fa, chrom, bin_start, bin_size)
+    if bin_start <= s:
+        head = read_padded(fa, chrom, bin_start, s) + alt
+    else:
+        head = alt[bin_start - s:]
+    need = bin_size - len(head)
+    if need <= 0:
+        return head[:bin_size]
+    return head + read_padded(fa, chrom, e, e + need)
