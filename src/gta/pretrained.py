@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +30,7 @@ import pandas as pd
 import torch
 
 from . import GTAError
-from .io import atomic_path, require_file
+from .io import _umask, atomic_path, require_file
 from .options import ModelConfig, TrainConfig
 
 log = logging.getLogger("gta.pretrained")
@@ -77,13 +78,14 @@ def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: Tr
     """
     from safetensors.torch import save_file
 
-    from .sei import CLASS_NAMES, KEPT
+    from .sei import CLASS_LABELS, CLASS_NAMES, KEPT
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes the file anew, with mode 0600
     with atomic_path(folder / SPLITS) as tmp:
         splits[["gene_id", "symbol", "split"]].to_csv(tmp, sep="\t", index=False)
     counts = {s: int((splits["split"] == s).sum()) for s in ("train", "val", "test")}
@@ -91,7 +93,7 @@ def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: Tr
     config = {
         "format": FORMAT, "version": VERSION,
         "n_bins": int(n_bins), "window": dict(window or {}),
-        "classes": [CLASS_NAMES[i] for i in KEPT],
+        "classes": [CLASS_LABELS[i] for i in KEPT], "class_names": [CLASS_NAMES[i] for i in KEPT],
         "class_tokens": [tokenizer.convert_ids_to_tokens(i) for i in class_ids],
         "target": {"mean": float(y_mean), "std": float(y_std)},
         "backbone": backbone_record(model, tokenizer, mcfg.backbone),

@@ -1,0 +1,278 @@
+"""Apply a trained model to genes of one's choice, on any FASTA: `gta predict` and rule predict_genes.
+
+Genes come as identifiers (a gene list: symbols, GeneIDs or Ensembl ids, matched against MANE), a BED
+of TSSs, or a MANE summary. Their windows' bins are looked up in a features file already computed on
+the same genome and Sei model (bins are keyed by chromosome, start and strand, so on the genome grid a
+new gene reuses every bin an earlier gene shared with it); only bins found nowhere go through Sei.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from . import GTAError
+from .genome import open_fasta, read_padded
+from .io import atomic_path, require_file
+from .sei.inference import WindowSpec, plan_units
+from .tss import TSS_COLUMNS, build_tss_table, read_mane, read_tss
+
+log = logging.getLogger("gta.predict")
+
+PREDICT_COLUMNS = ["gene_id", "symbol", "chrom", "tss", "strand", "predicted"]
+
+
+# ----------------------------------------------------------------------------- Sei on single bins
+
+@dataclasses.dataclass
+class SeiScorer:
+    """Sei plus its class projection: 40 class scores per bin sequence, as the Sei stage computes them."""
+
+    model: torch.nn.Module
+    unit: torch.Tensor  # (targets, 40)
+    reverse_complement: bool = True
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    batch_size: int = 32
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, projection: str | Path, sha256: str | None = None,
+             reverse_complement: bool = True, device: str = "auto", dtype: str = "auto",
+             batch_size: int = 32) -> "SeiScorer":
+        from .hardware import resolve_device, resolve_dtype
+        from .sei.checkpoint import load_projection, load_sei
+        from .sei.model import projection_matrix
+
+        dev = resolve_device(device, "sei.device")
+        model = load_sei(checkpoint, sha256=sha256, device=dev).eval()
+        projvec = load_projection(projection, model.n_targets)
+        unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
+        return cls(model, unit, reverse_complement, dev, resolve_dtype(dtype, dev, "sei.dtype"), batch_size)
+
+    def scores(self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
+        """(bins, 40) class scores of equal-length sequences (str, or uint8 ASCII codes (bins, length)),
+        rounded through float16 as the features file stores them; `flip` marks bins to compute on the
+        reverse strand."""
+        from .hardware import autocast
+        from .sei.model import one_hot_codes, predict
+
+        codes = (np.asarray(sequences, np.uint8) if isinstance(sequences, np.ndarray)
+                 else np.frombuffer("".join(sequences).encode("ascii"), np.uint8).reshape(len(sequences), -1))
+        out = np.empty((len(codes), self.unit.shape[1]), np.float32)
+        with torch.inference_mode():
+            for s in range(0, len(codes), self.batch_size):
+                x = one_hot_codes(codes[s:s + self.batch_size])
+                if flip is not None and flip[s:s + self.batch_size].any():
+                    f = flip[s:s + self.batch_size]
+                    x[f] = x[f][:, ::-1, ::-1]
+                with autocast(self.device, self.dtype):
+                    p = predict(self.model, torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
+                                self.reverse_complement)
+                out[s:s + len(x)] = (p.float() @ self.unit).cpu().numpy()
+        return out.astype(np.float16).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- bins already computed
+
+def _unit_keys(chrom_rank: dict[str, int], chroms: Sequence[str], chrom: np.ndarray, start: np.ndarray,
+               flip: np.ndarray) -> np.ndarray:
+    ranks = np.array([chrom_rank.setdefault(chroms[c], len(chrom_rank)) for c in chrom], np.int64)
+    return ((ranks * 2 + flip.astype(np.int64)) << 42) + (start.astype(np.int64) + (1 << 41))
+
+
+class FeatureCache:
+    """The bins of a features file (with the gene table it was computed for), keyed by chromosome,
+    start and strand, so that other genes' windows can reuse them."""
+
+    def __init__(self, features: str | Path, tss: str | Path):
+        features = require_file(features, "features file to reuse bins from")
+        genes = read_tss(tss)
+        with h5py.File(features, "r") as f:
+            a = f.attrs
+            self.spec = WindowSpec(int(a["n_bins"]), int(a["bin_size"]), str(a["orient"]), str(a["grid"]))
+            self.reverse_complement = bool(a.get("reverse_complement", True))
+            ids = f["gene_id"][:].astype(np.int64)
+            pos = {g: i for i, g in enumerate(ids)}
+            rows = genes["gene_id"].map(pos)
+            genes = genes[rows.notna().to_numpy()].reset_index(drop=True)
+            order = rows.dropna().astype(np.int64).to_numpy()
+            stored = f["features"][()]
+        plan = plan_units(genes, self.spec, sorted(set(genes["chrom"])), self.reverse_complement)
+        flat_unit = plan.gene_units.ravel()
+        uniq, first = np.unique(flat_unit, return_index=True)
+        g, b = np.divmod(first, self.spec.n_bins)
+        self.values = stored[order[g], b].astype(np.float32)  # (units, 40), as stored
+        self.chrom_rank: dict[str, int] = {}
+        keys = _unit_keys(self.chrom_rank, plan.chroms, plan.chrom[uniq], plan.start[uniq], plan.flip[uniq])
+        self.order = np.argsort(keys)
+        self.keys = keys[self.order]
+        self.path = features
+        log.info("reusing bins of %s: %d genes, %d distinct bins", features, len(genes), len(self.keys))
+
+    def lookup(self, chroms: Sequence[str], chrom: np.ndarray, start: np.ndarray, flip: np.ndarray) -> np.ndarray:
+        """Row of `values` for each bin, -1 where the file has no such bin."""
+        keys = _unit_keys(self.chrom_rank, chroms, chrom, start, flip)
+        i = np.searchsorted(self.keys, keys).clip(0, max(len(self.keys) - 1, 0))
+        found = (self.keys[i] == keys) if len(self.keys) else np.zeros(len(keys), bool)
+        return np.where(found, self.order[i] if len(self.keys) else -1, -1)
+
+
+def window_features(genes: pd.DataFrame, spec: WindowSpec, fasta: str | Path, scorer: SeiScorer | None,
+                    cache: FeatureCache | None = None) -> np.ndarray:
+    """(genes, n_bins, 40) class scores of each gene's window: bins from `cache` where it has them, the
+    rest through `scorer`."""
+    fa = open_fasta(fasta)
+    rc = scorer.reverse_complement if scorer is not None else (cache.reverse_complement if cache else True)
+    plan = plan_units(genes, spec, list(fa.keys()), rc)
+    values = np.zeros((plan.n_units, 40), np.float32)
+    hit = (cache.lookup(plan.chroms, plan.chrom, plan.start, plan.flip) if cache is not None
+           else np.full(plan.n_units, -1))
+    if cache is not None:
+        if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
+            raise GTAError(f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
+                           f"reverse_complement {cache.reverse_complement}); it cannot be reused here")
+        values[hit >= 0] = cache.values[hit[hit >= 0]]
+    todo = np.flatnonzero(hit < 0)
+    log.info("%d genes: %d distinct bins, %d from %s, %d through Sei", len(genes), plan.n_units,
+             plan.n_units - len(todo), cache.path if cache else "no cache", len(todo))
+    if len(todo):
+        if scorer is None:
+            raise GTAError(f"{len(todo)} bins are in no features file; give the Sei checkpoint to compute them")
+        t0 = time.perf_counter()
+        for s in range(0, len(todo), 1024):
+            part = todo[s:s + 1024]
+            seqs = [read_padded(fa, plan.chroms[plan.chrom[u]], int(plan.start[u]), int(plan.start[u]) + spec.bin_size)
+                    for u in part]
+            values[part] = scorer.scores(seqs, plan.flip[part])
+            log.info("Sei: %d/%d bins, %.1f bins/s", s + len(part), len(todo),
+                     (s + len(part)) / (time.perf_counter() - t0))
+    return values[plan.gene_units]
+
+
+# ----------------------------------------------------------------------------- which genes
+
+def _is_mane(path: Path) -> bool:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        return fh.readline().startswith("#NCBI_GeneID")
+
+
+def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A TSS table from a BED of TSSs: chrom, start, end, name[, score, strand]; the TSS is `start` on
+    '+' (and without a strand) and `end - 1` on '-'. A name that is a MANE symbol takes that gene's
+    GeneID; other genes get negative ids (-1, -2, ...) in file order."""
+    path = require_file(path, "BED of TSSs", "columns chrom, start, end, name, score, strand")
+    try:
+        bed = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
+    except pd.errors.EmptyDataError:
+        raise GTAError(f"BED of TSSs {path} has no rows") from None
+    bed = bed[~bed[0].str.startswith(("track", "browser"))]
+    if bed.shape[1] < 4:
+        raise GTAError(f"BED of TSSs {path} needs at least 4 columns (chrom, start, end, name)")
+    strand = bed[5] if bed.shape[1] >= 6 else pd.Series("+", index=bed.index)
+    try:
+        start, end = bed[1].astype(np.int64), bed[2].astype(np.int64)
+    except ValueError:
+        raise GTAError(f"BED of TSSs {path}: start and end (columns 2, 3) must be integers") from None
+    bad = ~strand.isin(["+", "-", "."])
+    if bad.any():
+        raise GTAError(f"BED of TSSs {path}: strand (column 6) must be +, - or . (row {int(bad.argmax()) + 1})")
+    strand = strand.replace(".", "+")
+    by_symbol = ({s: (int(g), n, e) for g, s, n, e in zip(mane_genes["gene_id"], mane_genes["symbol"],
+                                                          mane_genes["name"], mane_genes["ensembl_gene"])}
+                 if mane_genes is not None else {})
+    rows, fresh = [], 0
+    for chrom, s, e, name, st in zip(bed[0], start, end, bed[3], strand):
+        if name in by_symbol:
+            gid, full, ens = by_symbol[name]
+        else:
+            fresh += 1
+            gid, full, ens = -fresh, "", ""
+        rows.append((gid, name, ens, full, chrom, int(s) if st == "+" else int(e) - 1, st))
+    return pd.DataFrame(rows, columns=TSS_COLUMNS)
+
+
+def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Path) -> pd.DataFrame:
+    """The TSS table of the genes asked for: identifiers (a list, or a file of one per line), a BED
+    (.bed, .bed.gz) or a MANE summary file (all its MANE Select genes on the FASTA's chromosomes)."""
+    from .expression import match_identifiers, read_gene_list
+    from .tss import fasta_names
+
+    names = fasta_names(fasta)
+    primary = set(names)
+    everything = build_tss_table(read_mane(mane), names, [c for c in _primary(names) if c in primary])
+    if isinstance(genes, str) or (len(genes) == 1 and Path(genes[0]).is_file()):
+        path = Path(genes if isinstance(genes, str) else genes[0])
+        if path.name.endswith((".bed", ".bed.gz")):
+            return genes_from_bed(path, everything)
+        if require_file(path, "gene list", "a gene list, BED or MANE summary file") and _is_mane(path):
+            return build_tss_table(read_mane(path), names, [c for c in _primary(names) if c in primary])
+        identifiers = read_gene_list(path)
+    else:
+        identifiers = list(genes)
+    ids = match_identifiers(identifiers, everything, "genes to predict")
+    unknown = [i for i, g in zip(identifiers, ids) if g < 0]
+    if unknown:
+        raise GTAError(f"{len(unknown)} genes are not MANE Select genes on the FASTA's chromosomes (or are "
+                       f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead")
+    pos = {g: i for i, g in enumerate(everything["gene_id"])}
+    return everything.iloc[[pos[g] for g in ids]].reset_index(drop=True)
+
+
+def _primary(names: Sequence[str]) -> list[str]:
+    from .tss import PRIMARY, chrom_name, detect_naming
+
+    naming = detect_naming(names)
+    return [chrom_name(c, naming) for c in PRIMARY]
+
+
+def gene_prompts(genes: pd.DataFrame, cell_type: str, prompts: str | Path | None = None) -> list[str]:
+    """Each gene's prompt: from the workflow's prompts file when it has the gene, else built from the
+    gene's MANE symbol and name (annotations.source: mane)."""
+    from .annotations import format_prompt, mane_annotation, read_prompts
+
+    known = read_prompts(prompts) if prompts else {}
+    return [known.get(int(g)) or format_prompt(mane_annotation(g, s, n), cell_type)
+            for g, s, n in zip(genes["gene_id"], genes["symbol"], genes["name"].fillna(""))]
+
+
+# ----------------------------------------------------------------------------- the stage
+
+def predict_genes(model_dir: str | Path, genes: str | Sequence[str], fasta: str | Path, out: str | Path, *,
+                  mane: str | Path, sei: dict | None = None, cache_features: str | Path | None = None,
+                  cache_tss: str | Path | None = None, prompts: str | Path | None = None,
+                  cell_type: str = "GM12878 lymphoblastoid cells", backbone: str | None = None,
+                  device: str = "auto", threads: int | None = None) -> pd.DataFrame:
+    """Predict the expression of `genes` with a model folder; writes `out` (TSV: PREDICT_COLUMNS).
+
+    `sei` holds SeiScorer.load's arguments (checkpoint, projection, ...) for bins not in
+    `cache_features` (a features file with its gene table `cache_tss`, computed on `fasta`).
+    """
+    from .pretrained import GTAModel
+    from .sei import KEPT
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = GTAModel.from_pretrained(model_dir, backbone, device)
+    table = resolve_genes(genes, mane, fasta)
+    w = model.config.get("window", {})
+    spec = WindowSpec(model.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")),
+                      str(w.get("grid", "tss")))
+    cache = FeatureCache(cache_features, cache_tss) if cache_features else None
+    scorer = SeiScorer.load(**sei) if sei else None
+    x = window_features(table, spec, fasta, scorer, cache)[:, :, KEPT]
+    pred = model.predict(x, gene_prompts(table, cell_type, prompts))
+    result = table[["gene_id", "symbol", "chrom", "tss", "strand"]].assign(predicted=pred)
+    with atomic_path(out) as tmp:
+        result.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    log.info("wrote %s: %d genes predicted by %s", out, len(result), model_dir)
+    return result

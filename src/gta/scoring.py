@@ -1,0 +1,188 @@
+"""Variant effects: every VCF variant in a gene's window, scored as GTA(ALT) - GTA(REF): `gta score-variants`.
+
+REF features come from the features file (never recomputed). For each variant only the bins its REF
+span touches are recomputed through Sei, on the ALT haplotype (gta.variants.alt_bin: each bin stays
+4,096 bp, an indel shifts the sequence within it), on both strands as the Sei stage does; every other
+bin keeps its REF features. A bin is computed once per variant however many genes' windows share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import GTAError
+from .genome import open_fasta, window_start
+from .io import atomic_path
+from .predict import SeiScorer, gene_prompts
+from .sei.inference import parse_shard
+from .tss import read_tss
+from .variants import alt_bin, place, read_vcf
+
+log = logging.getLogger("gta.scoring")
+
+SCORE_COLUMNS = ["id", "chrom", "pos", "ref", "alt", "gene_id", "symbol", "distance", "bin", "bins_touched",
+                 "ref_prediction", "alt_prediction", "delta", "ref_mismatch"]
+
+
+def chunk_range(n: int, chunk: str) -> tuple[int, int]:
+    """[lo, hi) of chunk 'I-of-N' among n variants (contiguous, near-equal)."""
+    i, k = parse_shard(chunk)
+    bounds = np.linspace(0, n, k + 1).round().astype(int)
+    return int(bounds[i - 1]), int(bounds[i])
+
+
+def _window_bins(pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int, bin_size: int, grid: str,
+                 orient: str) -> list[tuple[int, int, int]]:
+    """(pair row, window bin index as the model sees it, absolute bin start) for every touched bin."""
+    tss = genes.set_index("gene_id")["tss"]
+    minus = genes.set_index("gene_id")["strand"] == "-"
+    out = []
+    for row, (g, first, last) in enumerate(zip(pairs["gene_id"], pairs["bin_first"], pairs["bin_last"])):
+        start = int(window_start(int(tss[g]), n_bins, bin_size, grid))
+        for b in range(int(first), int(last) + 1):
+            col = n_bins - 1 - b if (orient == "transcript" and minus[g]) else b
+            out.append((row, col, start + b * bin_size))
+    return out
+
+
+def write_table(table: pd.DataFrame, out: str | Path) -> None:
+    """Parquet when `out` ends in .parquet, else TSV; atomically."""
+    out = Path(out)
+    with atomic_path(out, suffix=out.suffix) as tmp:
+        if out.suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, sep="\t")
+
+
+def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path, tss: str | Path,
+                   fasta: str | Path, sei: dict, out: str | Path, *, prompts: str | Path | None = None,
+                   cell_type: str = "GM12878 lymphoblastoid cells", chunk: str = "1-of-1", ref_check: str = "stop",
+                   backbone: str | None = None, device: str = "auto", threads: int | None = None,
+                   batch_size: int = 64, counts_out: str | Path | None = None) -> pd.DataFrame:
+    """Score chunk `chunk` of the VCF's variants against every gene of `tss` whose window they touch.
+
+    Writes `out` (one row per variant and gene, SCORE_COLUMNS; Parquet or TSV by suffix) and, with
+    `counts_out`, a TSV of counts (what the VCF held, what was skipped and why, what was scored).
+    """
+    from .pretrained import GTAModel
+    from .sei import KEPT
+    from .train import load_features
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    model = GTAModel.from_pretrained(model_dir, backbone, device)
+    n = model.n_bins
+    w = model.config.get("window", {})
+    bin_size, grid, orient = int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference"))
+    gene_id, _, x_ref = load_features(features, n)
+    genes = read_tss(tss)
+    genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
+    row_of = {g: i for i, g in enumerate(gene_id)}
+    fa = open_fasta(fasta)
+    variants, counts = read_vcf(vcf, list(fa.keys()), ref_check, fa)
+    first_chunk = chunk_range(len(variants), chunk)[0] == 0
+    if not first_chunk:  # the VCF's own counts are reported once, by the first chunk
+        counts = Counter({k: 0 for k in counts})
+    lo, hi = chunk_range(len(variants), chunk)
+    variants = variants[lo:hi]
+    pairs, outside = place(variants, genes, n, bin_size, grid)
+    counts.update({"chunk_variants": len(variants), "outside_windows": outside, "scored_pairs": len(pairs)})
+    log.info("chunk %s: variants %d-%d of the VCF, %d (variant, gene) pairs, %d variants in no window of %d genes",
+             chunk, lo, hi, len(pairs), outside, len(genes))
+
+    touched = _window_bins(pairs, genes, n, bin_size, grid, orient)
+    scorer = SeiScorer.load(**sei)
+    if orient == "transcript" and not scorer.reverse_complement:
+        raise GTAError("scoring variants with window.orient: transcript needs sei.reverse_complement: true")
+    # one ALT bin per (variant, absolute start): shared by every gene whose window holds it
+    unit_of: dict[tuple[int, int], int] = {}
+    for row, _, start in touched:
+        unit_of.setdefault((int(pairs["variant"].iat[row]), start), len(unit_of))
+    keys = list(unit_of)
+    alt_scores = np.empty((len(keys), len(KEPT)), np.float32)
+    t_sei, last = time.perf_counter(), time.perf_counter()
+    step = 4 * scorer.batch_size
+    for s in range(0, len(keys), step):
+        part = keys[s:s + step]
+        seqs = [alt_bin(fa, variants[v].chrom, start, bin_size, variants[v]) for v, start in part]
+        alt_scores[s:s + len(part)] = scorer.scores(seqs)[:, KEPT]
+        if time.perf_counter() - last > 30 or s + step >= len(keys):
+            rate = (s + len(part)) / (time.perf_counter() - t_sei)
+            log.info("Sei on ALT bins: %d/%d, %.1f bins/s", s + len(part), len(keys), rate)
+            last = time.perf_counter()
+    counts["alt_bins"] = len(keys)
+
+    # GTA on REF (once per gene) and on ALT (once per pair)
+    involved = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
+    text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts)))
+    ids = dict(zip(involved, model.encode([text[g] for g in involved])))
+    ref_pred = dict(zip(involved, model.predict(x_ref[[row_of[g] for g in involved]], [ids[g] for g in involved])))
+    per_pair: dict[int, list[tuple[int, int]]] = {}
+    for row, col, start in touched:
+        per_pair.setdefault(row, []).append((col, unit_of[(int(pairs["variant"].iat[row]), start)]))
+    alt_pred = np.empty(len(pairs))
+    last = time.perf_counter()
+    for s in range(0, len(pairs), batch_size):
+        rows = range(s, min(s + batch_size, len(pairs)))
+        g = pairs["gene_id"].to_numpy()[s:s + batch_size]
+        x = x_ref[[row_of[i] for i in g]].copy()
+        for j, row in enumerate(rows):
+            for col, u in per_pair[row]:
+                x[j, col] = alt_scores[u]
+        alt_pred[s:s + len(x)] = model.predict(x, [ids[i] for i in g])
+        if time.perf_counter() - last > 30 or s + batch_size >= len(pairs):
+            el = time.perf_counter() - t0
+            log.info("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", s + len(x), len(pairs), (s + len(x)) / el)
+            last = time.perf_counter()
+
+    v = [variants[i] for i in pairs["variant"]]
+    mid = n // 2
+    table = pd.DataFrame({
+        "id": [x.id for x in v], "chrom": [x.chrom for x in v], "pos": [x.pos for x in v],
+        "ref": [x.ref for x in v], "alt": [x.alt for x in v], "gene_id": pairs["gene_id"].to_numpy(np.int64),
+        "symbol": pairs["symbol"].to_numpy(), "distance": pairs["distance"].to_numpy(np.int64),
+        "bin": [per_pair[r][0][0] - mid for r in range(len(pairs))],
+        "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
+        "ref_prediction": [ref_pred[g] for g in pairs["gene_id"]], "alt_prediction": alt_pred,
+        "ref_mismatch": [x.ref_mismatch for x in v]}, columns=[c for c in SCORE_COLUMNS if c != "delta"])
+    table.insert(SCORE_COLUMNS.index("delta"), "delta", table["alt_prediction"] - table["ref_prediction"])
+    write_table(table, out)
+    el = time.perf_counter() - t0
+    log.info("wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s", out, len(table),
+             len(variants), el, len(variants) / max(el, 1e-9), len(pairs) / max(el, 1e-9),
+             ", ".join(f"{k} {c}" for k, c in counts.items()))
+    if counts_out:
+        write_counts(counts, counts_out)
+    return table
+
+
+def write_counts(counts: Counter, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        pd.DataFrame({"what": list(counts), "n": [int(c) for c in counts.values()]}).to_csv(tmp, sep="\t", index=False)
+
+
+def merge_scores(parts: list[str | Path], counts: list[str | Path], out: str | Path, counts_out: str | Path) -> None:
+    """Concatenate the chunks' tables (in chunk order) and sum their counts."""
+    tables = [read_table(p) for p in parts]
+    tables = [t for t in tables if len(t)] or tables[:1]
+    write_table(pd.concat(tables, ignore_index=True), out)
+    total: Counter = Counter()
+    for c in counts:
+        t = pd.read_csv(c, sep="\t")
+        total.update(dict(zip(t["what"], t["n"].astype(int))))
+    write_counts(total, counts_out)
+    log.info("wrote %s from %d chunks; %s", out, len(parts), ", ".join(f"{k} {c}" for k, c in total.items()))
