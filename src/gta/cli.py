@@ -552,6 +552,157 @@ def _add_learning_curves(sub):
 COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves]
 
 
+# ----------------------------------------------------------------------------- using a trained model
+
+def _sei_flags(p, required: bool = True):
+    """Flags of the Sei model that computes bins no features file has."""
+    p.add_argument("--checkpoint", required=required, help="Sei checkpoint (sei.pth, official or demo)")
+    p.add_argument("--projection", required=required, help="Sei projection matrix (projvec_targets.npy)")
+    p.add_argument("--sha256", default="", help="expected sha256 of the checkpoint ('' = no check)")
+    p.add_argument("--reverse-complement", choices=["true", "false"], default="true",
+                   help="average each bin over both strands (as the features file was made)")
+    p.add_argument("--sei-device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (sei.device)")
+    p.add_argument("--sei-dtype", choices=["auto", "float32", "bfloat16"], default="auto", help="sei.dtype")
+    p.add_argument("--sei-batch-size", type=int, default=32, help="sei.batch_size")
+
+
+def _sei_settings(a) -> dict | None:
+    if not a.checkpoint:
+        return None
+    return {"checkpoint": a.checkpoint, "projection": a.projection, "sha256": a.sha256 or None,
+            "reverse_complement": a.reverse_complement == "true", "device": a.sei_device, "dtype": a.sei_dtype,
+            "batch_size": a.sei_batch_size}
+
+
+def _model_flags(p):
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
+    p.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one the model records)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="trained model + genes (list, BED or MANE) on any FASTA -> predictions",
+                       description="Predict the expression of the genes asked for. Bins found in --features "
+                                   "(computed on the same FASTA and Sei) are reused; the others go through Sei.")
+    _model_flags(p)
+    p.add_argument("--genes", nargs="+", required=True,
+                   help="gene symbols / GeneIDs / Ensembl ids, or one file: a gene list (one per line), a BED of "
+                        "TSSs (.bed: chrom, start, end, name, score, strand) or a MANE summary")
+    p.add_argument("--fasta", required=True, help="genome FASTA the genes' windows are read from")
+    p.add_argument("--mane", default="packaged", help="MANE summary for gene look-up ('packaged' = v1.5)")
+    p.add_argument("--features", default=None, help="features file whose bins to reuse (same FASTA and Sei)")
+    p.add_argument("--tss", default=None, help="the gene table of --features (tss.tsv)")
+    p.add_argument("--prompts", default=None, help="prompts.jsonl to take prompts from (else MANE names)")
+    p.add_argument("--cell-type", default="GM12878 lymphoblastoid cells", help="the prompt's cell type")
+    _sei_flags(p, required=False)
+    p.add_argument("--out", required=True, help="output predictions TSV")
+
+    def run(a):
+        from .predict import predict_genes
+        from .tss import resolve_mane
+
+        if bool(a.features) != bool(a.tss):
+            raise GTAError("--features and --tss go together (a features file and the gene table it was made for)")
+        predict_genes(a.model, a.genes, a.fasta, a.out, mane=resolve_mane(a.mane), sei=_sei_settings(a),
+                      cache_features=a.features, cache_tss=a.tss, prompts=a.prompts, cell_type=a.cell_type,
+                      backbone=a.backbone, device=a.device, threads=a.threads)
+
+    p.set_defaults(func=run)
+
+
+def _add_score_variants(sub):
+    p = sub.add_parser("score-variants", help="trained model + VCF -> per variant and gene: REF, ALT, delta",
+                       description="Every variant of the VCF inside a gene's window: the bins it touches are "
+                                   "recomputed through Sei on the ALT haplotype, GTA predicts REF and ALT. One "
+                                   "row per variant and gene (Parquet for .parquet, else TSV).")
+    _model_flags(p)
+    p.add_argument("--vcf", required=True, help="VCF, VCF.gz or BCF (multi-allelic records are split)")
+    p.add_argument("--features", required=True, help="features.h5: the REF features")
+    p.add_argument("--tss", required=True, help="tss.tsv of the features file: the genes scored")
+    p.add_argument("--fasta", required=True, help="the genome the features were computed on")
+    p.add_argument("--prompts", default=None, help="prompts.jsonl (else MANE names)")
+    p.add_argument("--cell-type", default="GM12878 lymphoblastoid cells")
+    p.add_argument("--ref-check", choices=["stop", "flag", "skip"], default="stop",
+                   help="a REF allele that differs from the FASTA: stop, flag the row, or skip the variant")
+    p.add_argument("--chunk", default="1-of-1", help="which chunk of the VCF's variants, 'I-of-N'")
+    p.add_argument("--batch-size", type=int, default=64, help="variant-gene pairs per GTA batch")
+    _sei_flags(p)
+    p.add_argument("--out", required=True, help="output table (.parquet or .tsv)")
+    p.add_argument("--out-counts", default=None, help="output TSV of counts (skipped, outside windows, scored)")
+
+    def run(a):
+        from .scoring import score_variants
+
+        score_variants(a.model, a.vcf, a.features, a.tss, a.fasta, _sei_settings(a), a.out, prompts=a.prompts,
+                       cell_type=a.cell_type, chunk=a.chunk, ref_check=a.ref_check, backbone=a.backbone,
+                       device=a.device, threads=a.threads, batch_size=a.batch_size, counts_out=a.out_counts)
+
+    p.set_defaults(func=run)
+
+
+def _add_merge_variant_scores(sub):
+    p = sub.add_parser("merge-variant-scores", help="variant-score chunks -> one table and summed counts")
+    p.add_argument("--scores", nargs="+", required=True, help="the chunks' tables, in chunk order")
+    p.add_argument("--counts", nargs="+", required=True, help="the chunks' counts TSVs")
+    p.add_argument("--out", required=True, help="output table (.parquet or .tsv)")
+    p.add_argument("--out-counts", required=True, help="output counts TSV")
+
+    def run(a):
+        from .scoring import merge_scores
+
+        merge_scores(a.scores, a.counts, a.out, a.out_counts)
+
+    p.set_defaults(func=run)
+
+
+def _add_demo_vcf(sub):
+    p = sub.add_parser("demo-vcf", help="demo: a VCF of deletions and SNVs in bins of known planted-grammar roles",
+                       description="Sites chosen from the features by their role in the demo's planted grammar "
+                                   "(enhancer open to the TSS, enhancer behind a CTCF insulator, CTCF bin, "
+                                   "promoter bin, neutral bin); at each, one deletion and one SNV.")
+    p.add_argument("--features", required=True)
+    p.add_argument("--tss", required=True)
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--per-class", type=int, default=40, help="sites per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output VCF (.vcf or .vcf.gz)")
+
+    def run(a):
+        from .demo.variants import make_demo_vcf
+
+        make_demo_vcf(a.features, a.tss, a.fasta, a.out, a.per_class, a.seed)
+
+    p.set_defaults(func=run)
+
+
+def _add_validate_variants(sub):
+    p = sub.add_parser("validate-variants", help="demo: predicted against true (simulated) variant effects",
+                       description="The true effect of a variant on the demo is the simulation run again on the "
+                                   "ALT features; Spearman of predicted and true deltas, overall and by the bin's "
+                                   "role in the planted grammar.")
+    p.add_argument("--scores", required=True, help="gta score-variants output")
+    p.add_argument("--features", required=True)
+    p.add_argument("--tss", required=True)
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo", help="expression.grammar")
+    p.add_argument("--signal-fraction", type=float, required=True, help="expression.signal_fraction")
+    _sei_flags(p)
+    p.add_argument("--out", required=True, help="output TSV: class, n_pairs, n_variants, spearman")
+    p.add_argument("--out-pairs", default=None, help="output TSV: every pair with its class and true delta")
+
+    def run(a):
+        from .demo.variants import validate_variants
+
+        validate_variants(a.scores, a.features, a.tss, a.fasta, _sei_settings(a), a.out, a.grammar,
+                          a.signal_fraction, a.out_pairs)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS += [_add_predict, _add_score_variants, _add_merge_variant_scores, _add_demo_vcf, _add_validate_variants]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gta",
