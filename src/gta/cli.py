@@ -549,7 +549,33 @@ def _add_learning_curves(sub):
     p.set_defaults(func=run)
 
 
-COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves]
+def _add_explain(sub):
+    p = sub.add_parser("explain", help="trained GTA model -> per-bin explanation of chosen genes (TSV + PNG each)",
+                       description="Explain chosen genes' predictions: each bin's effect (the prediction minus "
+                                   "the prediction with that bin set to the training-set feature mean), the "
+                                   "selector's logits and kept bins, and the alignment attention. Writes "
+                                   "<SYMBOL>.tsv and <SYMBOL>.png per gene into --out-dir.")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+    p.add_argument("--features", required=True, help="features.h5; the genes are looked up in it")
+    p.add_argument("--prompts", required=True, help="prompts.jsonl with a prompt for each gene")
+    p.add_argument("--genes", nargs="+", required=True,
+                   help="gene symbols or NCBI GeneIDs, or one file of them (one per line, '#' comments)")
+    p.add_argument("--out-dir", required=True, help="output folder for <SYMBOL>.tsv and <SYMBOL>.png")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
+    p.add_argument("--label", default="", help="provenance line on every figure (e.g. 'simulated expression')")
+
+    def run(a):
+        from .explain import explain, read_gene_list
+
+        explain(a.model, a.features, a.prompts, read_gene_list(a.genes), a.out_dir, a.backbone, a.device,
+                a.threads, a.label)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves, _add_explain]
 
 
 # ----------------------------------------------------------------------------- using a trained model

@@ -1,0 +1,130 @@
+"""gta.explain: per-bin ablation effects, selector and alignment attention of one gene; files and CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gta import GTAError
+from gta.annotations import read_prompts
+from gta.cli import main
+from gta.explain import explain, explain_gene, find_genes, read_gene_list
+from gta.pretrained import GTAModel
+from gta.train import load_features
+from test_train import backbone_dir, data_files, run  # noqa: F401 (fixtures)
+
+N = 5
+BASE = ["bin", "offset", "distance_bp", "prediction", "ablated", "effect", "selector_logit", "selected"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_files, backbone_dir):  # noqa: F811
+    """A tiny model trained for 2 epochs, loaded, with the features and prompts of its genes."""
+    folder, pred = run(tmp_path_factory.mktemp("explain"), data_files, backbone_dir, n=N, epochs=2)
+    d = data_files[0]
+    model = GTAModel.from_pretrained(folder, device="cpu")
+    gene_id, symbol, x = load_features(d / "features.h5", N)
+    return folder, pred, model, gene_id, symbol, x, read_prompts(d / "prompts.jsonl")
+
+
+def assert_float32_close(got, written, model):
+    """`got` equals a prediction the training run wrote with %.6g, up to that rounding and float32: a
+    gene predicted in a batch of other genes may differ in the last bits of a float32 (about 1e-7 of the
+    target's sd), which %.6g shows when the value is small, so the strings need not be equal."""
+    assert got == pytest.approx(written, rel=1e-5, abs=1e-6 * model.y_std)
+
+
+def columns(heads):
+    return BASE + [c for h in range(heads) for c in (f"top_prototype_h{h}", f"attention_h{h}")]
+
+
+def test_ablation_effects_equal_independent_predictions(trained):
+    _, _, model, gene_id, _, x, prompts = trained
+    heads = int(model.config["model"]["heads"])
+    for i in (0, 17):
+        table, attention = explain_gene(model, x[i], prompts[int(gene_id[i])], return_attention=True)
+        assert list(table.columns) == columns(heads) and len(table) == N
+        assert attention.shape[:2] == (heads, N)
+        np.testing.assert_array_equal(table["bin"], np.arange(N))
+        np.testing.assert_array_equal(table["offset"], np.arange(N) - N // 2)
+        np.testing.assert_array_equal(table["distance_bp"], (np.arange(N) - N // 2) * 4096)
+        for b in range(N):
+            xb = x[i].copy()
+            xb[b] = model.feature_mean
+            alone = model.predict(xb[None], [prompts[int(gene_id[i])]])[0]
+            assert table["ablated"].iloc[b] == pytest.approx(alone, abs=1e-6)
+        np.testing.assert_array_equal(table["effect"], table["prediction"] - table["ablated"])
+        assert (table["effect"] != 0).any()
+        # with the gene's own features as background nothing changes
+        own = explain_gene(model, x[i], prompts[int(gene_id[i])], background=x[i])
+        assert (own["effect"] == 0).all()
+
+
+def test_selector_attention_and_prediction_agree_with_the_model(trained):
+    _, pred, model, gene_id, symbol, x, prompts = trained
+    for i in (3, 40, 101):
+        g = int(gene_id[i])
+        table, attention = explain_gene(model, x[i], prompts[g], return_attention=True)
+        p, d = model.predict_details(x[i][None], [prompts[g]])
+        np.testing.assert_allclose(table["selector_logit"], d["selector_logits"][0], rtol=0, atol=0)
+        assert set(np.flatnonzero(table["selected"])) == set(d["selected"][0].tolist())
+        assert table["selected"].sum() == min(int(model.config["model"]["top_k"]), N)
+        np.testing.assert_array_equal(attention, d["attention"][0])
+        for h in range(attention.shape[0]):
+            np.testing.assert_array_equal(table[f"top_prototype_h{h}"], attention[h].argmax(-1))
+            np.testing.assert_array_equal(table[f"attention_h{h}"], attention[h].max(-1))
+        assert (table["prediction"] == table["prediction"].iloc[0]).all()
+        v = table["prediction"].iloc[0]
+        assert v == model.predict(x[i][None], [prompts[g]])[0] == p[0]
+        row = pred.loc[pred["gene_id"] == g, "predicted"]
+        if len(row):  # the training run's predictions file (%.6g), from batches of other genes
+            assert_float32_close(v, row.iloc[0], model)
+
+def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  # noqa: F811
+    folder, pred, model, gene_id, symbol, x, _ = trained
+    d = data_files[0]
+    genes = [symbol[2], str(gene_id[9]), symbol[2].lower()]  # by symbol, by GeneID, a repeat ignoring case
+    paths = explain(folder, d / "features.h5", d / "prompts.jsonl", genes, tmp_path / "out", device="cpu",
+                    threads=1, label="test")
+    expected = [tmp_path / "out" / f"{symbol[i]}.{ext}" for i in (2, 9) for ext in ("tsv", "png")]
+    assert paths == expected
+    heads = int(model.config["model"]["heads"])
+    for i in (2, 9):
+        t = pd.read_csv(tmp_path / "out" / f"{symbol[i]}.tsv", sep="\t")
+        assert list(t.columns) == columns(heads) and len(t) == N
+        assert t["selected"].dtype == bool
+        assert (tmp_path / "out" / f"{symbol[i]}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        p = pred.loc[pred["gene_id"] == gene_id[i], "predicted"]
+        if len(p):
+            assert_float32_close(t["prediction"].iloc[0], p.iloc[0], model)
+    with pytest.raises(GTAError, match=r"not in the features file .*features.h5: NOPE1, 999999\. "):
+        explain(folder, d / "features.h5", d / "prompts.jsonl", [symbol[0], "NOPE1", "999999"], tmp_path / "bad",
+                device="cpu")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_gene_lists_and_lookup(tmp_path):
+    f = tmp_path / "genes.txt"
+    f.write_text("# genes\nG100\n\n  101  # by id\n")
+    assert read_gene_list([str(f)]) == ["G100", "101"]
+    assert read_gene_list(["G100", "G101"]) == ["G100", "G101"]
+    (tmp_path / "empty.txt").write_text("# none\n")
+    with pytest.raises(GTAError, match="names no genes"):
+        read_gene_list([str(tmp_path / "empty.txt")])
+    assert find_genes(["101", "g100", "G100"], np.array([100, 101]), ["G100", "G101"], "f.h5") == [1, 0]
+
+
+def test_cli_explain(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
+    folder, _, model, _, symbol, _, _ = trained
+    d = data_files[0]
+    (tmp_path / "genes.txt").write_text(f"{symbol[5]}\n{symbol[6]}\n")
+    common = ["explain", "--model", str(folder), "--backbone", str(backbone_dir), "--features",
+              str(d / "features.h5"), "--prompts", str(d / "prompts.jsonl"), "--device", "cpu", "--threads", "1"]
+    assert main([*common, "--genes", str(tmp_path / "genes.txt"), "--out-dir", str(tmp_path / "o"),
+                 "--label", "cli"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(
+        f"{s}.{e}" for s in (symbol[5], symbol[6]) for e in ("png", "tsv"))
+    t = pd.read_csv(tmp_path / "o" / f"{symbol[5]}.tsv", sep="\t")
+    assert len(t) == N and list(t.columns)[:len(BASE)] == BASE
+    assert main([*common, "--genes", "NOSUCH", "--out-dir", str(tmp_path / "x")]) == 1
