@@ -424,4 +424,76 @@ def all_targets():
         targets.append("results/diagnostics/oracle.tsv")
     if config["evaluate"]["train_fractions"]:
         targets += ["results/diagnostics/train_size.tsv", "results/figures/train_size.png"]
+    return targets + apply_targets()
+
+
+# ----- using a trained model (apply.smk)
+VARIANTS_EXT = config["variants"]["format"]
+
+
+def quoted_list(values):
+    return " ".join(shlex.quote(str(v)) for v in values)
+
+
+def applied_model(section):
+    """The model folder `<section>.model`, or the workflow's largest-context model (its config.json)."""
+    return config[section]["model"] or figure_model()
+
+
+def sei_flags():
+    """The Sei flags of gta predict / score-variants / validate-variants, from sei.*, shell-quoted."""
+    s = config["sei"]
+    return (f"--checkpoint {shlex.quote(sei_checkpoint())} --projection {shlex.quote(sei_projection())}"
+            f" --sha256={shlex.quote(s['sha256'] or '')} --reverse-complement {str(s['reverse_complement']).lower()}"
+            f" --sei-device {shlex.quote(str(s['device']))} --sei-dtype {shlex.quote(str(s['dtype']))}"
+            f" --sei-batch-size {int(s['batch_size'])}")
+
+
+def _predict_reuses_features():
+    return config["predict"]["fasta"] in (None, config["genome"]["fasta"])
+
+
+def predict_inputs(wildcards):
+    """The genome, the gene file (when predict.genes names one) and, on genome.fasta, the features to reuse."""
+    p = config["predict"]
+    out = {"fasta": fasta_path() if _predict_reuses_features() else p["fasta"]}
+    if isinstance(p["genes"], str):
+        out["genes"] = p["genes"]
+    if _predict_reuses_features():
+        out |= {"features": features_path(), "tss": "results/genes/tss.tsv"}
+    return out
+
+
+def predict_genes_arg(wildcards, input):
+    genes = config["predict"]["genes"]
+    return shlex.quote(input.genes) if isinstance(genes, str) else quoted_list(genes)
+
+
+def predict_cache_arg(wildcards, input):
+    if not _predict_reuses_features():
+        return ""
+    return f"--features {shlex.quote(input.features)} --tss {shlex.quote(input.tss)}"
+
+
+def variants_vcf():
+    vcf = config["variants"]["vcf"]
+    return "results/variants/demo.vcf" if vcf == "demo" else vcf
+
+
+def variant_chunks():
+    n = config["variants"]["chunks"]
+    return [f"{i}-of-{n}" for i in range(1, n + 1)]
+
+
+def apply_targets():
+    """Outputs of apply.smk that the config asks for."""
+    targets = []
+    if config["predict"]["genes"]:
+        targets.append("results/predict/predictions.tsv")
+    if config["explain"]["genes"]:
+        targets.append("results/explain")
+    if config["variants"]["vcf"]:
+        targets.append(f"results/variants/scores.{VARIANTS_EXT}")
+        if config["variants"]["vcf"] == "demo" and expression_simulated():
+            targets.append("results/diagnostics/variant_validation.tsv")
     return targets
