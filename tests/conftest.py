@@ -41,6 +41,10 @@ def tiny_config(tmp_path_factory) -> Path:
     pd.DataFrame({"gene": ids, **{m: rng.normal(size=len(ids)) for m in ("Xpresso", "Enformer", "Basenji2", "ExPecto")}}
                  ).to_csv(d / "all_models_ref_preds.csv", index=False)
     cfg["evaluate"]["baseline_predictions"] = str(d / "all_models_ref_preds.csv")
+    # using the trained model: two genes by symbol, one explained, the demo VCF in two chunks
+    cfg["predict"] = {"genes": list(genes["symbol"].iloc[[3, 7]])}
+    cfg["explain"] = {"genes": [genes["symbol"].iloc[3]]}
+    cfg["variants"] = {"vcf": "demo", "chunks": 2, "demo_per_class": 2}
     path = d / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

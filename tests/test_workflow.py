@@ -109,6 +109,30 @@ def test_predictions_and_figures(tiny_run):
             assert im.format == "PNG" and min(im.size) > 100
 
 
+def test_using_the_trained_model(tiny_run, tiny_config):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    model = pd.read_csv(tiny_run / "results/predictions/gta_n11_l2.tsv", sep="\t").set_index("symbol")
+    pred = pd.read_csv(tiny_run / "results/predict/predictions.tsv", sep="\t")
+    assert list(pred["symbol"]) == cfg["predict"]["genes"]  # the genes asked for, in that order
+    for sym, value in zip(pred["symbol"], pred["predicted"]):  # bins reused: the training run's numbers
+        assert value == pytest.approx(model.loc[sym, "predicted"], rel=1e-4, abs=1e-6)
+    (gene,) = cfg["explain"]["genes"]
+    table = pd.read_csv(tiny_run / f"results/explain/{gene}.tsv", sep="\t")
+    assert len(table) == 11 and list(table["offset"]) == list(range(-5, 6))
+    assert (tiny_run / f"results/explain/{gene}.png").stat().st_size > 1000
+    scores = pd.read_parquet(tiny_run / "results/variants/scores.parquet")
+    counts = pd.read_csv(tiny_run / "results/variants/counts.tsv", sep="\t").set_index("what")["n"]
+    assert counts["records"] == counts["variants"] == counts["chunk_variants"] == 2 * 5 * 2  # 5 roles, 2 sites, 2 each
+    assert counts["scored_pairs"] == len(scores) and scores["id"].nunique() + counts["outside_windows"] == 20
+    np.testing.assert_allclose(scores["delta"], scores["alt_prediction"] - scores["ref_prediction"])
+    ref = scores.drop_duplicates("gene_id").set_index("symbol")["ref_prediction"]
+    for sym, value in ref.items():  # REF predictions are the model's own
+        assert value == pytest.approx(model.loc[sym, "predicted"], rel=1e-4, abs=1e-6)
+    validation = pd.read_csv(tiny_run / "results/diagnostics/variant_validation.tsv", sep="\t")
+    assert validation.iloc[0][["class", "kind"]].tolist() == ["all", "all"]
+    assert validation.iloc[0]["n_pairs"] == len(scores)
+
+
 def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
     # nothing changed: nothing to do
     assert planned(tiny_run, tiny_config) == {}

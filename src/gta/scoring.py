@@ -15,13 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import GTAError
 from .genome import open_fasta, window_start
 from .io import atomic_path
-from .predict import SeiScorer, gene_prompts
-from .sei.inference import parse_shard
 from .tss import read_tss
 from .variants import alt_bin, place, read_vcf
 
@@ -33,6 +30,8 @@ SCORE_COLUMNS = ["id", "chrom", "pos", "ref", "alt", "gene_id", "symbol", "dista
 
 def chunk_range(n: int, chunk: str) -> tuple[int, int]:
     """[lo, hi) of chunk 'I-of-N' among n variants (contiguous, near-equal)."""
+    from .sei.inference import parse_shard
+
     i, k = parse_shard(chunk)
     bounds = np.linspace(0, n, k + 1).round().astype(int)
     return int(bounds[i - 1]), int(bounds[i])
@@ -77,6 +76,9 @@ def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path,
     Writes `out` (one row per variant and gene, SCORE_COLUMNS; Parquet or TSV by suffix) and, with
     `counts_out`, a TSV of counts (what the VCF held, what was skipped and why, what was scored).
     """
+    import torch
+
+    from .predict import SeiScorer, gene_prompts
     from .pretrained import GTAModel
     from .sei import KEPT
     from .train import load_features
