@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import logging
 import time
 from pathlib import Path
@@ -171,11 +172,16 @@ def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None) -> 
     '+' (and without a strand) and `end - 1` on '-'. A name that is a MANE symbol takes that gene's
     GeneID; other genes get negative ids (-1, -2, ...) in file order."""
     path = require_file(path, "BED of TSSs", "columns chrom, start, end, name, score, strand")
+    # header lines go before parsing: a one-field 'track' line first would fix the column count at 1
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        rows = [line for line in fh if line.strip() and not line.startswith(("#", "track", "browser"))]
+    if not rows:
+        raise GTAError(f"BED of TSSs {path} has no rows")
     try:
-        bed = pd.read_csv(path, sep="\t", header=None, comment="#", dtype=str)
-    except pd.errors.EmptyDataError:
-        raise GTAError(f"BED of TSSs {path} has no rows") from None
-    bed = bed[~bed[0].str.startswith(("track", "browser"))]
+        bed = pd.read_csv(io.StringIO("".join(rows)), sep="\t", header=None, dtype=str)
+    except pd.errors.ParserError as e:
+        raise GTAError(f"BED of TSSs {path}: {e} (every row needs the same columns)") from None
     if bed.shape[1] < 4:
         raise GTAError(f"BED of TSSs {path} needs at least 4 columns (chrom, start, end, name)")
     strand = bed[5] if bed.shape[1] >= 6 else pd.Series("+", index=bed.index)

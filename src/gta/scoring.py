@@ -96,8 +96,7 @@ def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path,
     row_of = {g: i for i, g in enumerate(gene_id)}
     fa = open_fasta(fasta)
     variants, counts = read_vcf(vcf, list(fa.keys()), ref_check, fa)
-    first_chunk = chunk_range(len(variants), chunk)[0] == 0
-    if not first_chunk:  # the VCF's own counts are reported once, by the first chunk
+    if parse_shard(chunk)[0] != 1:  # the VCF's own counts are reported once, by the first chunk (which may be empty)
         counts = Counter({k: 0 for k in counts})
     lo, hi = chunk_range(len(variants), chunk)
     variants = variants[lo:hi]
@@ -141,11 +140,17 @@ def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path,
     for s in range(0, len(pairs), batch_size):
         rows = range(s, min(s + batch_size, len(pairs)))
         g = pairs["gene_id"].to_numpy()[s:s + batch_size]
-        x = x_ref[[row_of[i] for i in g]].copy()
+        base = x_ref[[row_of[i] for i in g]]
+        x = base.copy()
         for j, row in enumerate(rows):
             for col, u in per_pair[row]:
                 x[j, col] = alt_scores[u]
-        alt_pred[s:s + len(x)] = model.predict(x, [ids[i] for i in g])
+        # a pair whose ALT bins score as the REF ones keeps the REF prediction, so its delta is exactly 0
+        # (predicted in another batch, its padding would move the last bits)
+        changed = (x != base).any(axis=(1, 2))
+        alt_pred[s:s + len(x)] = [ref_pred[i] for i in g]
+        if changed.any():
+            alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
         if time.perf_counter() - last > 30 or s + batch_size >= len(pairs):
             el = time.perf_counter() - t0
             log.info("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", s + len(x), len(pairs), (s + len(x)) / el)

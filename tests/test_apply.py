@@ -1,0 +1,405 @@
+"""Applying a trained model: gene predictions on a FASTA (gta.predict) and VCF variant scores (gta.scoring).
+
+One module-scoped chain builds a tiny genome (chr21, chr22), a MANE-format summary of its genes, the TSS
+table, a demo Sei checkpoint, features.h5 from the Sei stage and a model trained for two epochs; the
+tests check what predict_genes and score_variants compute against independent computations.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+
+from gta import GTAError
+from gta.genome import open_fasta
+from gta.options import ModelConfig, TrainConfig
+from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
+from gta.pretrained import GTAModel
+from gta.scoring import chunk_range, merge_scores, score_variants
+from gta.sei import KEPT, make_demo_projection, make_demo_sei, save_sei
+from gta.sei import inference
+from gta.sei.features import merge_shards
+from gta.sei.inference import WindowSpec
+from gta.tss import MANE_COLUMNS, build_tss_table, read_mane, write_tss
+from gta.train import load_features, train_gta
+from gta.variants import Variant, alt_bin, ref_bin
+
+N_BINS, BIN = 5, 4096
+SPAN = N_BINS * BIN
+LENGTHS = {"chr21": 200_000, "chr22": 160_000}
+ACCESSION = {"chr21": "NC_000021.9", "chr22": "NC_000022.11"}
+# (GeneID, symbol, chromosome, 0-based TSS, strand): overlapping windows, both strands, both chromosome ends
+GENES = [
+    (1001, "GA", "chr21", 30_000, "+"), (1002, "GB", "chr21", 36_500, "-"), (1003, "GC", "chr21", 41_000, "+"),
+    (1004, "GD", "chr21", 70_000, "-"), (1005, "GE", "chr21", 95_000, "+"), (1006, "GF", "chr21", 99_000, "+"),
+    (1007, "GG", "chr21", 130_000, "-"), (1008, "GH", "chr21", 160_000, "+"), (1009, "GQ", "chr21", 165_000, "-"),
+    (1010, "GI", "chr21", 195_000, "-"), (2001, "GJ", "chr22", 5_000, "+"), (2002, "GK", "chr22", 40_000, "-"),
+    (2003, "GL", "chr22", 44_000, "+"), (2004, "GM", "chr22", 80_000, "+"), (2005, "GN", "chr22", 110_000, "-"),
+    (2006, "GR", "chr22", 120_000, "+"), (2007, "GO", "chr22", 140_000, "+"),
+]
+# in the MANE summary but not in the features file: half its window's bins are a features-file gene's
+EXTRA = (3001, "GX", "chr21", 50_000, "+")
+WORDS = ["[UNK]", "#", ":", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878", "cells",
+         "Data", "protein", "kinase", "alpha"]
+
+
+def window_start(tss: int) -> int:
+    """Genome grid: the middle bin is the grid bin holding the TSS (written out, not gta.genome's)."""
+    return (tss // BIN) * BIN - (N_BINS // 2) * BIN
+
+
+def other(base: str) -> str:
+    return next(b for b in "ACGT" if b != base)
+
+
+# ----------------------------------------------------------------------------- fixture chain
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Every input and output the tests need, built once: a dict of paths and tables."""
+    d = tmp_path_factory.mktemp("apply")
+    rng = np.random.default_rng(5)
+    seqs = {c: "".join(np.array(list("ACGT"))[rng.integers(0, 4, n)]) for c, n in LENGTHS.items()}
+    fasta = d / "genome.fa"
+    with open(fasta, "w") as fh:
+        for c, s in seqs.items():
+            fh.write(f">{c}\n" + "\n".join(s[i:i + 80] for i in range(0, len(s), 80)) + "\n")
+
+    # a MANE summary of the genes (1-based chr_start/chr_end; the TSS is chr_start on +, chr_end on -)
+    rows = []
+    for gid, sym, chrom, tss, strand in GENES + [EXTRA]:
+        start, end = (tss + 1, tss + 3000) if strand == "+" else (tss - 2999, tss + 1)
+        rows.append({"#NCBI_GeneID": f"GeneID:{gid}", "Ensembl_Gene": f"ENSG{gid:011d}.1", "HGNC_ID": f"HGNC:{gid}",
+                     "symbol": sym, "name": f"{sym} protein kinase", "RefSeq_nuc": "NM_1.1", "RefSeq_prot": "NP_1.1",
+                     "Ensembl_nuc": "ENST1.1", "Ensembl_prot": "ENSP1.1", "MANE_status": "MANE Select",
+                     "GRCh38_chr": ACCESSION[chrom], "chr_start": start, "chr_end": end, "chr_strand": strand})
+    mane = d / "mane.summary.txt"
+    pd.DataFrame(rows, columns=MANE_COLUMNS).to_csv(mane, sep="\t", index=False)
+    every = build_tss_table(read_mane(mane), list(LENGTHS), list(LENGTHS))
+    genes = every[every["gene_id"] != EXTRA[0]].reset_index(drop=True)
+    assert len(genes) == len(GENES) and (genes["tss"].to_numpy() == [g[3] for g in sorted(GENES)]).all()
+    tss = d / "tss.tsv"
+    write_tss(genes, tss)
+
+    # Sei: a demo checkpoint and projection, and the Sei stage on the genes
+    ckpt, proj = d / "sei.pth", d / "projvec.npy"
+    save_sei(make_demo_sei(1 / 64, 64, seed=3), ckpt)
+    np.save(proj, make_demo_projection(64, seed=3))
+    spec = WindowSpec(N_BINS, BIN, "reference", "genome")
+    shard = inference.run(str(tss), str(fasta), str(ckpt), str(proj), str(d / "sei/1-of-1.h5"), spec,
+                          device="cpu", dtype="float32", batch_size=8)
+    features = merge_shards(tss, [shard], d / "features.h5")
+
+    # targets (train/val/test) in another order than the features file, and prompts in the backbone's words
+    order = rng.permutation(len(genes))
+    split = ["train"] * 11 + ["val"] * 3 + ["test"] * 3
+    targets = d / "targets.tsv"
+    pd.DataFrame({"gene_id": genes["gene_id"].to_numpy()[order], "symbol": genes["symbol"].to_numpy()[order],
+                  "value": rng.normal(size=len(genes)), "split": split}).to_csv(targets, sep="\t", index=False)
+    prompts = d / "prompts.jsonl"
+    with open(prompts, "w") as fh:
+        for i, g in enumerate(genes["gene_id"]):
+            words = " ".join(["protein"] * (i % 4) + ["kinase"] * (i % 3))
+            fh.write(json.dumps({"gene_id": int(g), "prompt": f"# Task : Gene Expression {words} # Data :"}) + "\n")
+
+    # a tiny random Llama backbone with a word-level tokenizer, and two epochs of training
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    backbone = d / "backbone"
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(backbone)
+    torch.manual_seed(0)
+    LlamaModel(LlamaConfig(vocab_size=len(WORDS) + 3, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
+               ).save_pretrained(backbone)
+    mcfg = ModelConfig(backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4, heads=2, d_k=4,
+                       top_k=3, context=64)
+    tcfg = TrainConfig(epochs=2, batch_size=4, lr=3e-3, patience=5, threads=1, autocast="float32", device="cpu")
+    model_dir, predictions = d / "model", d / "predictions.tsv"
+    train_gta(str(features), str(targets), str(prompts), str(model_dir), str(predictions), N_BINS, mcfg, tcfg,
+              resume_dir=str(d / "resume"))
+    return {"dir": d, "fasta": fasta, "seqs": seqs, "mane": mane, "genes": genes, "every": every, "tss": tss,
+            "sei": {"checkpoint": str(ckpt), "projection": str(proj), "device": "cpu", "dtype": "float32"},
+            "features": features, "targets": targets, "prompts": prompts, "model": model_dir,
+            "predictions": pd.read_csv(predictions, sep="\t")}
+
+
+@pytest.fixture(scope="module")
+def scorer(world):
+    return SeiScorer.load(**world["sei"])
+
+
+@pytest.fixture(scope="module")
+def gta_model(world):
+    return GTAModel.from_pretrained(world["model"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def stored(world):
+    """{gene_id: (n_bins, 40) float32} of the features file."""
+    with h5py.File(world["features"]) as f:
+        return dict(zip(f["gene_id"][()].tolist(), f["features"][()].astype(np.float32)))
+
+
+# ----------------------------------------------------------------------------- 1. Sei on single bins
+
+def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
+    fa = open_fasta(world["fasta"])
+    genes = world["genes"].set_index("gene_id")
+    picks = [1001, 1010, 2001, 2005]  # includes windows running past both chromosome ends
+    seqs, want = [], []
+    for g in picks:
+        ws = window_start(int(genes.at[g, "tss"]))
+        for b in range(N_BINS):
+            seqs.append(ref_bin(fa, genes.at[g, "chrom"], ws + b * BIN, BIN))
+            want.append(stored[g][b])
+    assert seqs[0] == world["seqs"]["chr21"][window_start(30_000):window_start(30_000) + BIN]
+    assert seqs[N_BINS * 2].startswith("N" * BIN) and "N" not in seqs[-1]  # GJ's bin 0 lies before chr22
+    got = scorer.scores(seqs)
+    assert got.shape == (len(seqs), 40) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, np.stack(want))
+    np.testing.assert_array_equal(got, got.astype(np.float16).astype(np.float32))  # float16-rounded
+    assert np.abs(np.diff(got, axis=0)).max() > 0  # bins differ
+
+
+# ----------------------------------------------------------------------------- 2. predict_genes
+
+def test_feature_cache_holds_every_distinct_bin(world, stored):
+    cache = FeatureCache(world["features"], world["tss"])
+    starts = {(c, window_start(t) + b * BIN) for c, t in zip(world["genes"]["chrom"], world["genes"]["tss"])
+              for b in range(N_BINS)}
+    assert len(cache.keys) == len(starts) < N_BINS * len(world["genes"])  # grid bins are shared
+    chroms = ["chr21", "chr22"]
+    ws = window_start(41_000)  # GC: its 5 bins are found, the bin after them (in no window) is not
+    starts = ws + BIN * np.arange(N_BINS + 1)
+    rows = cache.lookup(chroms, np.zeros(N_BINS + 1, int), starts, np.zeros(N_BINS + 1, bool))
+    assert rows[-1] == -1 and (rows[:-1] >= 0).all()
+    np.testing.assert_array_equal(cache.values[rows[:-1]], stored[1003])
+    # the same start on chr22 is GL's bin 0; a chr22 start in no window is not found
+    on22 = cache.lookup(chroms, np.ones(2, int), np.array([ws, 20_480]), np.zeros(2, bool))
+    assert on22[1] == -1 and on22[0] != rows[0]
+    np.testing.assert_array_equal(cache.values[on22[0]], stored[2003][0])
+
+
+def test_predict_genes_with_and_without_cache_and_against_training(world, gta_model):
+    d = world["dir"]
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu")
+    pred = world["predictions"]
+    symbols = list(pred["symbol"])  # every gene, in the training run's order (same batches as its final pass)
+    cached = predict_genes(world["model"], symbols, world["fasta"], d / "p_cache.tsv", cache_features=world["features"],
+                           cache_tss=world["tss"], **common)
+    fresh = predict_genes(world["model"], symbols, world["fasta"], d / "p_sei.tsv", sei=world["sei"], **common)
+    assert list(cached["gene_id"]) == list(pred["gene_id"])
+    np.testing.assert_array_equal(cached["predicted"].to_numpy(), fresh["predicted"].to_numpy())
+    assert [f"{v:.6g}" for v in cached["predicted"]] == [f"{v:.6g}" for v in pred["predicted"]]
+    written = pd.read_csv(d / "p_cache.tsv", sep="\t")
+    assert list(written.columns) == ["gene_id", "symbol", "chrom", "tss", "strand", "predicted"]
+    assert [f"{v:.6g}" for v in written["predicted"]] == [f"{v:.6g}" for v in pred["predicted"]]
+    # a gene with half its bins in the file: cache plus Sei equals Sei alone
+    few = ["GX", "GC", "2005"]  # symbols and a GeneID
+    mixed = predict_genes(world["model"], few, world["fasta"], d / "m1.tsv", cache_features=world["features"],
+                          cache_tss=world["tss"], sei=world["sei"], **common)
+    alone = predict_genes(world["model"], few, world["fasta"], d / "m2.tsv", sei=world["sei"], **common)
+    assert list(mixed["gene_id"]) == [3001, 1003, 2005]
+    np.testing.assert_array_equal(mixed["predicted"].to_numpy(), alone["predicted"].to_numpy())
+    with pytest.raises(GTAError, match="in no features file"):  # GX's new bins need Sei
+        predict_genes(world["model"], ["GX"], world["fasta"], d / "m3.tsv", cache_features=world["features"],
+                      cache_tss=world["tss"], **common)
+
+
+def test_predict_genes_from_a_bed_and_unknown_genes(world):
+    d = world["dir"]
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu", cache_features=world["features"],
+                  cache_tss=world["tss"], sei=world["sei"])
+    genes = world["genes"].iloc[[4, 0, 13, 6]]  # both strands, both chromosomes
+    by_list = predict_genes(world["model"], list(genes["symbol"]), world["fasta"], d / "l.tsv", **common)
+    bed = d / "tss.bed"
+    lines = ["track name=tss"] + [f"{c}\t{t}\t{t + 1}\t{s}\t0\t{st}" for c, t, s, st in
+                                  zip(genes["chrom"], genes["tss"], genes["symbol"], genes["strand"])]
+    bed.write_text("\n".join(lines) + "\n")
+    by_bed = predict_genes(world["model"], str(bed), world["fasta"], d / "b.tsv", **common)
+    cols = ["gene_id", "symbol", "chrom", "tss", "strand"]
+    assert by_bed[cols].equals(by_list[cols])
+    np.testing.assert_array_equal(by_bed["predicted"].to_numpy(), by_list["predicted"].to_numpy())
+    # a BED name that is no MANE symbol: a negative id, a prompt from its name, the same windows
+    bed.write_text(f"chr22\t{40_000}\t{40_001}\tnovel1\t0\t-\n")
+    novel = resolve_genes(str(bed), world["mane"], world["fasta"])
+    assert novel[cols].values.tolist() == [[-1, "novel1", "chr22", 40_000, "-"]]
+    bed.write_text("track name=none\n# nothing\n")
+    with pytest.raises(GTAError, match="has no rows"):
+        resolve_genes(str(bed), world["mane"], world["fasta"])
+    bed.write_text("chr22\t40000\t40001\tnovel1\nchr22\t40000\t40001\tnovel2\t0\t-\n")
+    with pytest.raises(GTAError, match="same columns"):
+        resolve_genes(str(bed), world["mane"], world["fasta"])
+    # the MANE summary itself: all its genes
+    everything = resolve_genes(str(world["mane"]), world["mane"], world["fasta"])
+    assert sorted(everything["gene_id"]) == sorted([g[0] for g in GENES] + [EXTRA[0]])
+    with pytest.raises(GTAError, match="NOPE1"):
+        predict_genes(world["model"], ["GA", "NOPE1"], world["fasta"], d / "x.tsv", **common)
+    assert not (d / "x.tsv").exists()
+
+
+# ----------------------------------------------------------------------------- 3. score_variants
+
+@pytest.fixture(scope="module")
+def vcf(world):
+    """Records (CHROM, POS, ID, REF, ALT) of every kind score_variants meets; REF from the genome unless noted."""
+    s21, s22 = world["seqs"]["chr21"], world["seqs"]["chr22"]
+    records = [
+        ("chr21", 34_000, "snv", s21[33_999], other(s21[33_999])),                   # windows of GA, GB, GC
+        ("chr21", 96_000, "ins", s21[95_999], s21[95_999] + "GTA"),                  # GE, GF
+        ("chr21", 98_303, "del", s21[98_302:98_307], s21[98_302]),                   # across a bin boundary
+        ("chr22", 42_000, "multi", s22[41_999], ",".join(b for b in "ACGT" if b != s22[41_999])[:3]),
+        ("chr21", 70_000, "sv", s21[69_999], "<DEL>"),                               # symbolic: skipped
+        ("chr21", 145_000, "far", s21[144_999], other(s21[144_999])),                # in no window
+        ("chr21", 131_000, "bad", other(s21[130_999]), s21[130_999]),                # REF mismatch
+        ("21", 162_000, "alias", s21[161_999], other(s21[161_999])),                 # Ensembl naming
+        ("chr22", 5_500, "same", s22[5_499], s22[5_499]),                            # ALT == REF
+    ]
+    path = world["dir"] / "variants.vcf"
+    header = ["##fileformat=VCFv4.2"] + [f"##contig=<ID={c},length={n}>" for c, n in LENGTHS.items()]
+    header += ["##contig=<ID=21,length=200000>", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    path.write_text("\n".join(header + ["\t".join(map(str, r)) + "\t.\t.\t." for r in records]) + "\n")
+    return path, records
+
+
+def expected_pairs(world, records, skip_mismatch: bool) -> set:
+    """(id, alt, gene_id, first bin, bins touched) for every variant and gene whose window its REF span touches."""
+    out = set()
+    for chrom, pos, vid, ref, alts in records:
+        chrom = "chr21" if chrom == "21" else chrom
+        for alt in alts.split(","):
+            if alt.startswith("<") or (skip_mismatch and vid == "bad"):
+                continue
+            s, e = pos - 1, pos - 1 + len(ref)
+            for g in world["genes"].itertuples():
+                ws = window_start(g.tss)
+                if g.chrom == chrom and s < ws + SPAN and e > ws:
+                    first, last = max((s - ws) // BIN, 0), min((e - 1 - ws) // BIN, N_BINS - 1)
+                    out.add((vid, alt, g.gene_id, first, last - first + 1))
+    return out
+
+
+def score(world, vcf_path, out, **kw):
+    counts = out.with_name(out.stem + ".counts.tsv")
+    table = score_variants(world["model"], vcf_path, world["features"], world["tss"], world["fasta"], world["sei"],
+                           out, prompts=world["prompts"], device="cpu", counts_out=counts, **kw)
+    return table, dict(pd.read_csv(counts, sep="\t").values.tolist())
+
+
+@pytest.fixture(scope="module")
+def flagged(world, vcf):
+    return score(world, vcf[0], world["dir"] / "scores_flag.parquet", ref_check="flag", batch_size=4)
+
+
+def test_score_variants_counts_and_ref_check(world, vcf, flagged):
+    table, counts = flagged
+    assert {k: counts[k] for k in ("records", "multiallelic", "symbolic", "ref_mismatch", "outside_windows",
+                                   "variants")} == {"records": 9, "multiallelic": 1, "symbolic": 1, "ref_mismatch": 1,
+                                                    "outside_windows": 1, "variants": 9}
+    assert counts["chunk_variants"] == 9 and counts["scored_pairs"] == len(table)
+    assert table.loc[table["id"] == "bad", "ref_mismatch"].tolist() == [True]
+    assert not table.loc[table["id"] != "bad", "ref_mismatch"].any()
+    with pytest.raises(GTAError, match=str(vcf[0])):
+        score(world, vcf[0], world["dir"] / "scores_stop.tsv")
+    assert not (world["dir"] / "scores_stop.tsv").exists()
+    skipped, counts = score(world, vcf[0], world["dir"] / "scores_skip.tsv", ref_check="skip")
+    assert "bad" not in set(skipped["id"]) and counts["ref_mismatch"] == 1 and counts["variants"] == 8
+    got = {(r.id, r.alt, r.gene_id, r.bin + N_BINS // 2, r.bins_touched) for r in skipped.itertuples()}
+    assert got == expected_pairs(world, vcf[1], skip_mismatch=True)
+
+
+def test_one_row_per_variant_and_touched_window(world, vcf, flagged):
+    table, _ = flagged
+    assert len(pd.read_parquet(world["dir"] / "scores_flag.parquet")) == len(table)
+    got = [(r.id, r.alt, r.gene_id, r.bin + N_BINS // 2, r.bins_touched) for r in table.itertuples()]
+    assert len(got) == len(set(got)) == 15
+    assert set(got) == expected_pairs(world, vcf[1], skip_mismatch=False)
+    alias = table[table["id"] == "alias"]
+    assert set(alias["chrom"]) == {"chr21"} and set(alias["gene_id"]) == {1008, 1009}
+    assert (table.loc[table["id"] == "del", "bins_touched"] == 2).all()
+    assert set(table.loc[table["id"] == "multi", "alt"]) == set(vcf[1][3][4].split(","))
+    tss = world["genes"].set_index("gene_id")["tss"]
+    np.testing.assert_array_equal(table["distance"], table["pos"] - 1 - tss[table["gene_id"]].to_numpy())
+
+
+def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_model, scorer):
+    table, _ = flagged
+    np.testing.assert_array_equal(table["delta"], table["alt_prediction"] - table["ref_prediction"])
+    same = table[table["id"] == "same"]
+    assert len(same) == 1 and same["delta"].iloc[0] == 0.0
+    assert same["alt_prediction"].iloc[0] == same["ref_prediction"].iloc[0]
+    # (a bin the selector leaves out of its top_k may change nothing, so only some deltas must differ)
+    assert (table.loc[table["id"] != "same", "delta"] != 0).any()
+    # REF: the model on the features file's features of each gene
+    gene_id, _, x = load_features(world["features"], N_BINS)
+    prompts = {int(r["gene_id"]): r["prompt"] for r in map(json.loads, open(world["prompts"]))}
+    ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id])))
+    # equal up to float32 rounding: prompts padded to another batch's longest one move the last bits
+    np.testing.assert_allclose(table["ref_prediction"], [ref[g] for g in table["gene_id"]], rtol=1e-6, atol=0)
+    for g, values in table.groupby("gene_id")["ref_prediction"]:
+        assert values.nunique() == 1  # one REF prediction per gene
+    # ALT of the SNV: the touched bin's features replaced by Sei on the ALT haplotype
+    fa = open_fasta(world["fasta"])
+    chrom, pos, _, r, a = vcf[1][0]
+    v = Variant(chrom, pos, "snv", r, a)
+    row = {g: i for i, g in enumerate(gene_id.tolist())}
+    snv = table[table["id"] == "snv"]
+    assert list(snv["gene_id"]) == [1001, 1002, 1003]
+    for g, got in zip(snv["gene_id"], snv["alt_prediction"]):
+        ws = window_start(int(world["genes"].set_index("gene_id").at[g, "tss"]))
+        b = (pos - 1 - ws) // BIN
+        seq = alt_bin(fa, chrom, ws + b * BIN, BIN, v)
+        assert seq != ref_bin(fa, chrom, ws + b * BIN, BIN) and len(seq) == BIN
+        feats = x[row[g]].copy()
+        feats[b] = scorer.scores([seq])[0, KEPT]
+        want = gta_model.predict(feats[None], [prompts[g]])[0]
+        assert got == pytest.approx(want, rel=1e-6, abs=0)
+    # other batches of pairs: the same numbers up to rounding, and ALT == REF still exactly 0
+    one, _ = score(world, vcf[0], world["dir"] / "scores_bs1.tsv", ref_check="flag", batch_size=1)
+    np.testing.assert_allclose(one["alt_prediction"], table["alt_prediction"], rtol=1e-6, atol=0)
+    assert one.loc[one["id"] == "same", "delta"].tolist() == [0.0]
+
+
+# ----------------------------------------------------------------------------- 4. chunks
+
+def test_chunks_merge_to_the_whole(world, vcf):
+    d = world["dir"]
+    whole, whole_counts = score(world, vcf[0], d / "whole.tsv", ref_check="flag")
+    parts = [d / f"part{i}.parquet" for i in (1, 2)]
+    for i, p in enumerate(parts, 1):
+        score(world, vcf[0], p, ref_check="flag", chunk=f"{i}-of-2")
+    merge_scores(parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "merged.tsv", d / "merged.counts.tsv")
+    merged, written = pd.read_csv(d / "merged.tsv", sep="\t"), pd.read_csv(d / "whole.tsv", sep="\t")
+    pd.testing.assert_frame_equal(merged, written)
+    assert len(merged) == len(whole) == 15
+    assert dict(pd.read_csv(d / "merged.counts.tsv", sep="\t").values.tolist()) == whole_counts
+    # the chunks split the variants (ALT alleles, so the multi-allelic record's two fall in different chunks)
+    first, second = ({(i, a) for i, a in zip(t["id"], t["alt"])} for t in map(pd.read_parquet, parts))
+    assert {i for i, _ in first} == {"snv", "ins", "del", "multi"} and first.isdisjoint(second)
+    assert len({a for i, a in first | second if i == "multi"}) == 2
+
+
+def test_more_chunks_than_variants_count_the_vcf_once(world, vcf):
+    """With one variant and two chunks the first chunk is empty; the VCF's counts still add up once."""
+    d = world["dir"]
+    path = d / "one.vcf"
+    text = vcf[0].read_text().splitlines()
+    path.write_text("\n".join([line for line in text if line.startswith("#")] + [text[-9]]) + "\n")  # the SNV
+    assert chunk_range(1, "1-of-2") == (0, 0) and chunk_range(1, "2-of-2") == (0, 1)
+    _, whole = score(world, path, d / "one.tsv")
+    parts = [d / f"one{i}.tsv" for i in (1, 2)]
+    for i, p in enumerate(parts, 1):
+        score(world, path, p, chunk=f"{i}-of-2")
+    merge_scores(parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "onem.tsv", d / "onem.counts.tsv")
+    assert dict(pd.read_csv(d / "onem.counts.tsv", sep="\t").values.tolist()) == whole
+    assert whole["records"] == 1 and whole["scored_pairs"] == 3
+    pd.testing.assert_frame_equal(pd.read_csv(d / "onem.tsv", sep="\t"), pd.read_csv(d / "one.tsv", sep="\t"))
+
