@@ -167,6 +167,10 @@ def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
     np.testing.assert_array_equal(got, np.stack(want))
     np.testing.assert_array_equal(got, got.astype(np.float16).astype(np.float32))  # float16-rounded
     assert np.abs(np.diff(got, axis=0)).max() > 0  # bins differ
+    scorer.check_features(world["features"])  # made by this Sei: accepted
+    other_strands = SeiScorer(scorer.model, scorer.unit, reverse_complement=False)
+    with pytest.raises(GTAError, match="computed with Sei reverse_complement True, but the Sei given here has False"):
+        other_strands.check_features(world["features"])
 
 
 # ----------------------------------------------------------------------------- 2. predict_genes

@@ -59,6 +59,23 @@ class SeiScorer:
         unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
         return cls(model, unit, reverse_complement, dev, resolve_dtype(dtype, dev, "sei.dtype"), batch_size)
 
+    def check_features(self, path: str | Path) -> None:
+        """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and
+        precision must be this scorer's, or recomputed bins would not match the stored ones."""
+        with h5py.File(require_file(path, "features file"), "r") as f:
+            attrs = dict(f.attrs)
+        mine = {"sei_channels": [int(c) for c in self.model.channels], "sei_targets": int(self.model.n_targets),
+                "reverse_complement": bool(self.reverse_complement),
+                "precision": str(self.dtype).replace("torch.", "")}
+        for key, value in mine.items():
+            if key not in attrs:
+                continue
+            stored = attrs[key]
+            stored = [int(c) for c in stored] if key == "sei_channels" else type(value)(stored)
+            if stored != value:
+                raise GTAError(f"{path} was computed with Sei {key} {stored}, but the Sei given here has {value}; "
+                               "use the sei.* settings (checkpoint, reverse_complement, dtype) the features were made with")
+
     def scores(self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
         """(bins, 40) class scores of equal-length sequences (str, or uint8 ASCII codes (bins, length)),
         rounded through float16 as the features file stores them; `flip` marks bins to compute on the
@@ -137,6 +154,8 @@ def window_features(genes: pd.DataFrame, spec: WindowSpec, fasta: str | Path, sc
     values = np.zeros((plan.n_units, 40), np.float32)
     hit = (cache.lookup(plan.chroms, plan.chrom, plan.start, plan.flip) if cache is not None
            else np.full(plan.n_units, -1))
+    if cache is not None and scorer is not None:
+        scorer.check_features(cache.path)
     if cache is not None:
         if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
             raise GTAError(f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "

@@ -80,100 +80,124 @@ def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path,
 
     from .predict import SeiScorer, gene_prompts
     from .pretrained import GTAModel
-    from .sei import KEPT
     from .train import load_features
 
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     model = GTAModel.from_pretrained(model_dir, backbone, device)
-    n = model.n_bins
     w = model.config.get("window", {})
-    bin_size, grid, orient = int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference"))
-    gene_id, _, x_ref = load_features(features, n)
+    window = (model.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
+    gene_id, _, x_ref = load_features(features, model.n_bins)
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
-    row_of = {g: i for i, g in enumerate(gene_id)}
     fa = open_fasta(fasta)
+    variants, pairs, counts = _chunk_pairs(vcf, fa, ref_check, chunk, genes, window)
+    scorer = SeiScorer.load(**sei)
+    scorer.check_features(features)
+    if window[3] == "transcript" and not scorer.reverse_complement:
+        raise GTAError("scoring variants with window.orient: transcript needs sei.reverse_complement: true")
+    per_pair, alt_scores = _alt_bins(pairs, genes, variants, window, fa, scorer)
+    counts["alt_bins"] = len(alt_scores)
+    text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts)))
+    x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
+    ref_pred, alt_pred = _predict_pairs(model, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref)),
+                                        text, batch_size, t0)
+    table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, model.n_bins // 2)
+    write_table(table, out)
+    el = time.perf_counter() - t0
+    log.info("wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s", out, len(table),
+             counts["chunk_variants"], el, counts["chunk_variants"] / max(el, 1e-9), len(pairs) / max(el, 1e-9),
+             ", ".join(f"{k} {c}" for k, c in counts.items()))
+    if counts_out:
+        write_counts(counts, counts_out)
+    return table
+
+
+def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, window: tuple):
+    """The chunk's variants, their (variant, gene) pairs and the counts; the VCF's own counts go to
+    chunk 1 only (which may be empty), so that merged counts count each record once."""
+    from .sei.inference import parse_shard
+
     variants, counts = read_vcf(vcf, list(fa.keys()), ref_check, fa)
-    if parse_shard(chunk)[0] != 1:  # the VCF's own counts are reported once, by the first chunk (which may be empty)
+    if parse_shard(chunk)[0] != 1:
         counts = Counter({k: 0 for k in counts})
     lo, hi = chunk_range(len(variants), chunk)
     variants = variants[lo:hi]
-    pairs, outside = place(variants, genes, n, bin_size, grid)
+    pairs, outside = place(variants, genes, *window[:3])
     counts.update({"chunk_variants": len(variants), "outside_windows": outside, "scored_pairs": len(pairs)})
     log.info("chunk %s: variants %d-%d of the VCF, %d (variant, gene) pairs, %d variants in no window of %d genes",
              chunk, lo, hi, len(pairs), outside, len(genes))
+    return variants, pairs, counts
 
-    touched = _window_bins(pairs, genes, n, bin_size, grid, orient)
-    scorer = SeiScorer.load(**sei)
-    if orient == "transcript" and not scorer.reverse_complement:
-        raise GTAError("scoring variants with window.orient: transcript needs sei.reverse_complement: true")
-    # one ALT bin per (variant, absolute start): shared by every gene whose window holds it
+
+def _alt_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple, fa, scorer):
+    """Sei scores (kept classes) of every distinct ALT bin, one per (variant, absolute start) however many
+    genes' windows hold it, and per pair its [(window column, ALT bin)]."""
+    from .sei import KEPT
+
+    n, bin_size, grid, orient = window
     unit_of: dict[tuple[int, int], int] = {}
-    for row, _, start in touched:
-        unit_of.setdefault((int(pairs["variant"].iat[row]), start), len(unit_of))
+    per_pair: dict[int, list[tuple[int, int]]] = {}
+    for row, col, start in _window_bins(pairs, genes, n, bin_size, grid, orient):
+        key = (int(pairs["variant"].iat[row]), start)
+        per_pair.setdefault(row, []).append((col, unit_of.setdefault(key, len(unit_of))))
     keys = list(unit_of)
     alt_scores = np.empty((len(keys), len(KEPT)), np.float32)
-    t_sei, last = time.perf_counter(), time.perf_counter()
+    t0 = last = time.perf_counter()
     step = 4 * scorer.batch_size
     for s in range(0, len(keys), step):
         part = keys[s:s + step]
         seqs = [alt_bin(fa, variants[v].chrom, start, bin_size, variants[v]) for v, start in part]
         alt_scores[s:s + len(part)] = scorer.scores(seqs)[:, KEPT]
         if time.perf_counter() - last > 30 or s + step >= len(keys):
-            rate = (s + len(part)) / (time.perf_counter() - t_sei)
-            log.info("Sei on ALT bins: %d/%d, %.1f bins/s", s + len(part), len(keys), rate)
+            log.info("Sei on ALT bins: %d/%d, %.1f bins/s", s + len(part), len(keys),
+                     (s + len(part)) / (time.perf_counter() - t0))
             last = time.perf_counter()
-    counts["alt_bins"] = len(keys)
+    return per_pair, alt_scores
 
-    # GTA on REF (once per gene) and on ALT (once per pair)
-    involved = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
-    text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts)))
-    ids = dict(zip(involved, model.encode([text[g] for g in involved])))
-    ref_pred = dict(zip(involved, model.predict(x_ref[[row_of[g] for g in involved]], [ids[g] for g in involved])))
-    per_pair: dict[int, list[tuple[int, int]]] = {}
-    for row, col, start in touched:
-        per_pair.setdefault(row, []).append((col, unit_of[(int(pairs["variant"].iat[row]), start)]))
+
+def _predict_pairs(model, pairs: pd.DataFrame, per_pair: dict, alt_scores: np.ndarray, x_ref: dict,
+                   text: dict, batch_size: int, t0: float) -> tuple[dict, np.ndarray]:
+    """GTA on REF (once per gene) and on ALT (once per pair whose ALT bins differ from REF; the others keep
+    the REF prediction, so their delta is exactly 0 whatever the batch their REF was predicted in)."""
+    genes = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
+    ids = dict(zip(genes, model.encode([text[g] for g in genes])))
+    ref_pred = dict(zip(genes, model.predict(np.stack([x_ref[g] for g in genes]) if len(genes) else
+                                             np.zeros((0, model.n_bins, 0), np.float32), [ids[g] for g in genes])))
     alt_pred = np.empty(len(pairs))
+    gene_of = pairs["gene_id"].to_numpy()
     last = time.perf_counter()
     for s in range(0, len(pairs), batch_size):
-        rows = range(s, min(s + batch_size, len(pairs)))
-        g = pairs["gene_id"].to_numpy()[s:s + batch_size]
-        base = x_ref[[row_of[i] for i in g]]
+        g = gene_of[s:s + batch_size]
+        base = np.stack([x_ref[i] for i in g])
         x = base.copy()
-        for j, row in enumerate(rows):
-            for col, u in per_pair[row]:
+        for j in range(len(g)):
+            for col, u in per_pair[s + j]:
                 x[j, col] = alt_scores[u]
-        # a pair whose ALT bins score as the REF ones keeps the REF prediction, so its delta is exactly 0
-        # (predicted in another batch, its padding would move the last bits)
         changed = (x != base).any(axis=(1, 2))
-        alt_pred[s:s + len(x)] = [ref_pred[i] for i in g]
+        alt_pred[s:s + len(g)] = [ref_pred[i] for i in g]
         if changed.any():
             alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
         if time.perf_counter() - last > 30 or s + batch_size >= len(pairs):
-            el = time.perf_counter() - t0
-            log.info("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", s + len(x), len(pairs), (s + len(x)) / el)
+            log.info("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", s + len(g), len(pairs),
+                     (s + len(g)) / (time.perf_counter() - t0))
             last = time.perf_counter()
+    return ref_pred, alt_pred
 
+
+def _score_table(variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, alt_pred: np.ndarray,
+                 tss_bin: int) -> pd.DataFrame:
     v = [variants[i] for i in pairs["variant"]]
-    mid = n // 2
     table = pd.DataFrame({
         "id": [x.id for x in v], "chrom": [x.chrom for x in v], "pos": [x.pos for x in v],
         "ref": [x.ref for x in v], "alt": [x.alt for x in v], "gene_id": pairs["gene_id"].to_numpy(np.int64),
         "symbol": pairs["symbol"].to_numpy(), "distance": pairs["distance"].to_numpy(np.int64),
-        "bin": [per_pair[r][0][0] - mid for r in range(len(pairs))],
+        "bin": [per_pair[r][0][0] - tss_bin for r in range(len(pairs))],
         "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
         "ref_prediction": [ref_pred[g] for g in pairs["gene_id"]], "alt_prediction": alt_pred,
         "ref_mismatch": [x.ref_mismatch for x in v]}, columns=[c for c in SCORE_COLUMNS if c != "delta"])
     table.insert(SCORE_COLUMNS.index("delta"), "delta", table["alt_prediction"] - table["ref_prediction"])
-    write_table(table, out)
-    el = time.perf_counter() - t0
-    log.info("wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s", out, len(table),
-             len(variants), el, len(variants) / max(el, 1e-9), len(pairs) / max(el, 1e-9),
-             ", ".join(f"{k} {c}" for k, c in counts.items()))
-    if counts_out:
-        write_counts(counts, counts_out)
     return table
 
 

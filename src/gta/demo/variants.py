@@ -163,6 +163,7 @@ def true_deltas(scores_table: pd.DataFrame, features: str | Path, tss: str | Pat
     variants = [Variant(c, int(p), i, r, a) for i, c, p, r, a in keys.itertuples(index=False)]
     pairs, _ = place(variants, genes, n, bin_size, grid)  # the whole stored window, as the simulation sees it
     scorer = SeiScorer.load(**sei)
+    scorer.check_features(features)
     fa = open_fasta(fasta)
     starts = np.asarray(window_start(genes["tss"].to_numpy(np.int64), n, bin_size, grid))
     cls = grammar_classes(grammar)
