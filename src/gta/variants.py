@@ -114,55 +114,16 @@ def read_vcf(path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "st
     """
     if ref_check not in REF_CHECK_MODES:
         raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {ref_check!r}")
-    import pysam
-
     path = Path(path)
-    if not path.is_file():
-        raise GTAError(f"VCF not found: {path} (set variants.vcf to an existing VCF, VCF.gz or BCF file)")
     names = list(fasta_chroms)
     chrom_map: dict[str, str | None] = {}
     counts = Counter({k: 0 for k in COUNTER_KEYS})
     variants: list[Variant] = []
-    try:
-        vf = pysam.VariantFile(str(path))
-    except (OSError, ValueError) as e:
-        raise GTAError(f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
-                       "file with a '#CHROM' header line)") from e
-    with vf:
-        records = iter(vf)
-        while True:
-            try:
-                rec = next(records)
-            except StopIteration:
-                break
-            except (OSError, ValueError) as e:
-                raise GTAError(f"cannot read VCF {path} after record {counts['records']:,}: {e} "
-                               "(check that line with `bcftools view`, or fix or remove it)") from e
-            counts["records"] += 1
-            alts = rec.alts or ()
-            if not alts or alts == (".",):
-                counts["no_alt"] += 1
-                continue
-            if rec.chrom not in chrom_map:
-                chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
-            chrom = chrom_map[rec.chrom]
-            if chrom is None:
-                counts["unknown_chrom"] += 1
-                continue
-            if len(alts) > 1:
-                counts["multiallelic"] += 1
-            ref = (rec.ref or "").upper()
-            if not ref.isalpha():
-                counts["no_ref"] += 1
-                continue
-            for alt in alts:
-                alt = alt.upper()
-                kind = _alt_kind(alt)
-                if kind is not None:
-                    counts[kind] += 1
-                    continue
-                vid = rec.id if rec.id else f"{chrom}:{rec.pos}:{ref}>{alt}"
-                variants.append(Variant(chrom, int(rec.pos), vid, ref, alt))
+    for rec in _records(path, counts):
+        counts["records"] += 1
+        if rec.chrom not in chrom_map:
+            chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
+        variants += _record_variants(rec, chrom_map[rec.chrom], counts)
     unknown = sorted(c for c, m in chrom_map.items() if m is None)
     if unknown:
         log.warning("%s: %d record(s) on chromosomes the FASTA lacks, skipped: %s", path,
@@ -172,6 +133,55 @@ def read_vcf(path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "st
         counts["ref_mismatch"] = n_bad
     counts["variants"] = len(variants)
     return variants, counts
+
+
+def _records(path: Path, counts: Counter):
+    """The VCF's records (pysam), with errors that name the file and the record they follow."""
+    import pysam
+
+    if not path.is_file():
+        raise GTAError(f"VCF not found: {path} (set variants.vcf to an existing VCF, VCF.gz or BCF file)")
+    try:
+        vf = pysam.VariantFile(str(path))
+    except (OSError, ValueError) as e:
+        raise GTAError(f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
+                       "file with a '#CHROM' header line)") from e
+    with vf:
+        records = iter(vf)
+        while True:
+            try:
+                yield next(records)
+            except StopIteration:
+                return
+            except (OSError, ValueError) as e:
+                raise GTAError(f"cannot read VCF {path} after record {counts['records']:,}: {e} "
+                               "(check that line with `bcftools view`, or fix or remove it)") from e
+
+
+def _record_variants(rec, chrom: str | None, counts: Counter) -> list[Variant]:
+    """One Variant per applicable ALT allele of a record (`chrom`: its FASTA name, None if absent);
+    what is skipped is counted (read_vcf)."""
+    alts = rec.alts or ()
+    if not alts or alts == (".",):
+        counts["no_alt"] += 1
+        return []
+    if chrom is None:
+        counts["unknown_chrom"] += 1
+        return []
+    if len(alts) > 1:
+        counts["multiallelic"] += 1
+    ref = (rec.ref or "").upper()
+    if not ref.isalpha():
+        counts["no_ref"] += 1
+        return []
+    out = []
+    for alt in (a.upper() for a in alts):
+        kind = _alt_kind(alt)
+        if kind is not None:
+            counts[kind] += 1
+            continue
+        out.append(Variant(chrom, int(rec.pos), rec.id if rec.id else f"{chrom}:{rec.pos}:{ref}>{alt}", ref, alt))
+    return out
 
 
 # --------------------------------------------------------------------------- REF check
