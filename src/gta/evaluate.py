@@ -143,7 +143,7 @@ def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_
 # ----------------------------------------------------------------------------- prediction files
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read a results/predictions/<model>.tsv file and check its columns."""
+    """Read a predictions file (one model's predictions of every gene) and check its columns."""
     path = require_file(path, "predictions file", "rerun the rule that writes it")
     try:
         df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str},
@@ -177,7 +177,7 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
         expect = test.loc[rows["gene_id"]].to_numpy(np.float64)
         got = rows["observed"].to_numpy(np.float64)
         if not np.allclose(got, expect, rtol=1e-4, atol=1e-6, equal_nan=False):
-            raise GTAError(f"{name}: observed values differ from results/expression/targets.tsv; the "
+            raise GTAError(f"{name}: observed values differ from the targets file (targets.tsv); the "
                            "predictions file is stale, rerun the rule that writes it")
         wrong_split = rows["split"] != "test"
         if wrong_split.any():
@@ -245,7 +245,7 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
 
 
 def read_targets(path: str | Path) -> pd.DataFrame:
-    """Read results/expression/targets.tsv."""
+    """Read a targets file (targets.tsv: gene_id, symbol, value, split)."""
     path = require_file(path, "targets table", "rerun make_targets")
     df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str}, keep_default_na=False)
     if not {"gene_id", "symbol", "value", "split"} <= set(df.columns):
@@ -256,7 +256,7 @@ def read_targets(path: str | Path) -> pd.DataFrame:
 
 def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_size: int,
                 simulation: str | Path | None = None, n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
-    """Write results/table1.tsv: one row per model (+ the noise ceiling when `simulation` is given)."""
+    """Write Table 1 (table1.tsv): one row per model (+ the noise ceiling when `simulation` is given)."""
     tgt = read_targets(targets)
     records = []
     for row in rows:
@@ -274,7 +274,7 @@ def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_s
 
 def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path,
                 n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
-    """Write results/table2.tsv: GTA by backbone layer count, from (layers, predictions path) pairs."""
+    """Write Table 2 (table2.tsv): GTA by backbone layer count, from (layers, predictions path) pairs."""
     tgt = read_targets(targets)
     records = []
     for layers, path in rows:
@@ -285,7 +285,7 @@ def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str |
 
 def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str | Path, n_boot: int = 5000,
                 seed: int = 0, keep_bins: int | None = None) -> pd.DataFrame:
-    """Write results/table3.tsv: GTA and its controls, from (variant, predictions path) pairs.
+    """Write Table 3 (table3.tsv): GTA and its controls, from (variant, predictions path) pairs.
 
     Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
     the context ablation's description.

@@ -25,7 +25,7 @@ class TrainConfig:
 class ModelConfig:
     """`backbone.*` and `gta.*`: what the GTA module is built from."""
 
-    backbone: str = "results/backbone/smollm2-135m"
+    backbone: str = "smollm2-135m"  # a gta.model.spec: packaged name, .gguf, folder or hub id
     layers: int = 8
     backbone_dtype: str = "float32"
     context: int = 2048
