@@ -84,7 +84,7 @@ def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: Tr
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "version": str(VERSION)})
+        save_file(tensors, str(tmp), metadata={"format": f"{FORMAT}-{VERSION}"})  # one key: byte-stable files
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes the file anew, with mode 0600
     with atomic_path(folder / SPLITS) as tmp:
         splits[["gene_id", "symbol", "split"]].to_csv(tmp, sep="\t", index=False)
