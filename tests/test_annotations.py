@@ -163,8 +163,8 @@ class FakeNCBI:
 @pytest.fixture
 def clock(monkeypatch):
     c = Clock()
-    monkeypatch.setattr(A, "_sleep", c.sleep)
-    monkeypatch.setattr(A, "_clock", c.clock)
+    monkeypatch.setattr("gta.annotations.entrez._sleep", c.sleep)  # EntrezClient's default clock
+    monkeypatch.setattr("gta.annotations.entrez._clock", c.clock)
     # Bio.Entrez's own 3-per-second wait reads the real clock: give it one that never makes it wait
     ticks = itertools.count(step=1000)
     monkeypatch.setattr(Entrez, "time", types.SimpleNamespace(time=lambda: float(next(ticks)),
