@@ -40,6 +40,7 @@ import torch
 
 from gta.genome import open_fasta, read_padded, window_start, write_synthetic_genome
 from gta.hardware import tune_malloc
+from gta.model import GTA
 from gta.options import ModelConfig, TrainConfig
 from gta.predict import SeiScorer, gene_prompts
 from gta.pretrained import GTAModel, save_model
@@ -48,7 +49,7 @@ from gta.sei import KEPT, make_demo_projection, make_demo_sei
 from gta.sei.checkpoint import save_sei
 from gta.sei.features import merge_shards
 from gta.sei.inference import WindowSpec, run_shard
-from gta.train import build_model, feature_window, load_features
+from gta.train import feature_window, load_features
 from gta.tss import read_tss
 from gta.variants import alt_bin, place, read_vcf, ref_bin
 
@@ -127,7 +128,8 @@ def write_model(folder: Path, backbone: Path, features: Path, n_bins: int, threa
     mcfg = ModelConfig(backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4,
                        heads=2, d_k=4, top_k=3, context=128)
     tcfg = TrainConfig(epochs=1, batch_size=8, autocast="float32", device="cpu", threads=threads)
-    model, tokenizer = build_model(mcfg, n_bins, tcfg.seed)
+    model = GTA.from_config(mcfg, n_bins, tcfg.seed)
+    tokenizer = model.tokenizer
     gene_id, symbol, x = load_features(features, n_bins)
     flat = x.reshape(-1, x.shape[-1])
     model.set_feature_stats(flat.mean(0), flat.std(0))

@@ -210,7 +210,7 @@ class GTAModel:
     def from_pretrained(cls, folder: str | Path, backbone: str | None = None, device: str = "auto") -> "GTAModel":
         """Load a model folder onto `backbone` (default: the one recorded in config.json)."""
         from .hardware import resolve_device
-        from .train import build_model
+        from .model import GTA
 
         folder = model_folder(folder)
         config = read_config(folder)
@@ -218,7 +218,8 @@ class GTAModel:
         mcfg = ModelConfig(**config["model"])
         if backbone:
             mcfg.backbone = str(backbone)
-        module, tokenizer = build_model(mcfg, int(config["n_bins"]), int(config["train"]["seed"]))
+        module = GTA.from_config(mcfg, int(config["n_bins"]), int(config["train"]["seed"]))
+        tokenizer = module.tokenizer
         _check_backbone(module, tokenizer, config["backbone"], mcfg.backbone)
         module.load_trainable_state_dict(state)
         module.to(resolve_device(device, "device")).eval()

@@ -23,7 +23,7 @@ from .evaluate import write_predictions
 from .io import atomic_path, file_id, require_file
 from .options import ModelConfig, TrainConfig
 from .pretrained import save_model
-from .sei import CLASS_NAMES, KEPT
+from .sei import KEPT
 
 log = logging.getLogger("gta.train")
 
@@ -100,26 +100,11 @@ def _fingerprint(mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int, inputs: list
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_model(mcfg: ModelConfig, n_bins: int, seed: int = 0):
-    """Backbone slice + GTA module for n_bins data tokens, as configured."""
-    from .model import GTA, load_backbone
-
-    backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
-    model = GTA(backbone, tokenizer, class_names=[CLASS_NAMES[i] for i in KEPT], n_features=len(KEPT),
-                prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
-                heads=mcfg.heads, d_k=mcfg.d_k, top_k=mcfg.top_k, gate=mcfg.gate,
-                attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
-                prompt_cache_mb=mcfg.prompt_cache_mb, head=mcfg.head, n_bins=n_bins,
-                position_embedding=mcfg.position_embedding, dropout=mcfg.dropout, blocks=mcfg.blocks,
-                control_seed=seed, skip=mcfg.skip)
-    return model, tokenizer
-
-
 class Trainer:
     """Adam on the MSE of standardised targets, early stopping on validation Spearman, resumable."""
 
     def __init__(self, data: Dataset, mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int):
-        from .model import count_parameters, encode_prompts
+        from .model import GTA, count_parameters, encode_prompts
 
         torch.manual_seed(tcfg.seed)
         torch.set_num_threads(tcfg.threads)
@@ -129,7 +114,8 @@ class Trainer:
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
                            "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
-        self.model, self.tokenizer = build_model(mcfg, n_bins, tcfg.seed)
+        self.model = GTA.from_config(mcfg, n_bins, tcfg.seed)
+        self.tokenizer = self.model.tokenizer
         tr = data.idx["train"]
         flat = data.x[tr].reshape(-1, data.x.shape[-1])
         self.model.set_feature_stats(flat.mean(0), flat.std(0))  # a constant feature's std 0 becomes 1
@@ -193,77 +179,151 @@ class Trainer:
         return total / n, n / (time.perf_counter() - t0)
 
 
-def train_gta(features: str, targets: str, prompts: str, out_model: str, out_predictions: str,
-              n_bins: int, mcfg: ModelConfig, tcfg: TrainConfig, resume_dir: str | None = None) -> dict:
-    """Train one GTA model, keep the best epoch by validation Spearman, predict every gene.
+@dataclass
+class ResumeState:
+    """Where a run stands after its last finished epoch, saved after every epoch so a killed run goes on
+    from there and ends with the numbers an uninterrupted run would have: the trainable weights, the
+    optimiser, the torch RNG and the CPU thread count the run began with, beside the bookkeeping below.
+    (The numpy shuffles are not saved: `shuffles` replays them from the seed.)
 
-    A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success).
+    The file is `<model folder name>-<fingerprint>.pt` in `<parent of the model folder>/.resume` (or
+    resume_dir); the fingerprint covers the settings and inputs, so a run on other ones starts over.
+
+    Why not PyTorch Lightning, which the paper used: it would be a heavy dependency for one short Adam
+    loop, its checkpoints hold the whole module (here: trainable weights only, never the frozen backbone),
+    and bitwise-equal resumption with replayed shuffles and a kept thread count is plainer in this loop
+    than spread over Lightning's loop state and callbacks.
     """
-    data = load_dataset(features, targets, prompts, n_bins)
-    restrict_training(data, tcfg.train_fraction, tcfg.seed)
-    trainer = Trainer(data, mcfg, tcfg, n_bins)
-    fp = _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
-    name = Path(out_model).name
-    resume = Path(resume_dir or Path(out_model).parent / ".resume") / f"{name}-{fp}.pt"
-    for stale in resume.parent.glob(f"{name}-*.pt"):
-        if stale != resume:  # a killed run on other inputs or settings: start over
-            stale.unlink()
-    history, best, best_state, bad, start = [], -math.inf, None, 0, 0
-    if resume.is_file():
-        st = _load_saved(resume, "resume state", ("model", "opt", "history", "best", "best_state", "bad", "epoch",
-                                                  "torch_rng"), "; delete it to start over")
+
+    path: Path
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)
+    best: float = -math.inf  # best validation Spearman so far
+    best_state: dict[str, torch.Tensor] | None = None  # trainable weights of the best epoch (on the CPU)
+    bad: int = 0  # epochs since the best one
+
+    KEYS = ("model", "opt", "history", "best", "best_state", "bad", "epoch", "torch_rng")
+
+    @classmethod
+    def start(cls, out_model: str, resume_dir: str | None, fingerprint: str) -> ResumeState:
+        """A fresh state at the run's file name; files of killed runs on other inputs or settings are removed."""
+        name = Path(out_model).name
+        path = Path(resume_dir or Path(out_model).parent / ".resume") / f"{name}-{fingerprint}.pt"
+        for stale in path.parent.glob(f"{name}-*.pt"):
+            if stale != path:  # a killed run on other inputs or settings: start over
+                stale.unlink()
+        return cls(path)
+
+    def load(self, trainer: Trainer) -> None:
+        """Go on from the saved state, if there is one: into `trainer` and this object."""
+        if not self.path.is_file():
+            return
+        st = _load_saved(self.path, "resume state", self.KEYS, "; delete it to start over")
         trainer.model.load_trainable_state_dict(st["model"])
         trainer.opt.load_state_dict(st["opt"])
-        history, best, best_state, bad, start = st["history"], st["best"], st["best_state"], st["bad"], st["epoch"]
-        log.info("resuming from epoch %d (%s)", start, resume)
-        if trainer.device.type == "cpu" and st.get("threads", torch.get_num_threads()) != torch.get_num_threads():
-            # CPU reductions split by thread count round differently: keep the count the run began with
-            log.warning("resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
-                        "equals an uninterrupted run", st["threads"], torch.get_num_threads())
-            torch.set_num_threads(st["threads"])
-    rng = np.random.default_rng(tcfg.seed)
-    for _ in range(start):  # replay the shuffles so a resumed run matches an uninterrupted one
-        rng.permutation(data.idx["train"])
-    if start:
-        torch.set_rng_state(st["torch_rng"])
-    for epoch in range(start, tcfg.epochs):
-        if bad >= tcfg.patience:
+        self.history, self.best, self.best_state, self.bad, self.epoch = (st["history"], st["best"],
+                                                                         st["best_state"], st["bad"], st["epoch"])
+        log.info("resuming from epoch %d (%s)", self.epoch, self.path)
+        if trainer.device.type == "cpu":
+            _keep_threads(st.get("threads", torch.get_num_threads()))
+        if self.epoch:
+            torch.set_rng_state(st["torch_rng"])
+
+    def save(self, trainer: Trainer) -> None:
+        with atomic_path(self.path) as tmp:
+            torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
+                        "history": self.history, "best": self.best, "best_state": self.best_state,
+                        "bad": self.bad, "epoch": self.epoch, "torch_rng": torch.get_rng_state(),
+                        "threads": torch.get_num_threads()}, tmp)
+
+    def update(self, val: float, trainer: Trainer) -> bool:
+        """Count an epoch's validation Spearman; True (and its weights kept) when it is the best so far."""
+        if val > self.best:
+            self.best, self.bad = val, 0
+            self.best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.trainable_state_dict().items()}
+            return True
+        self.bad += 1
+        return False
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _keep_threads(threads: int) -> None:
+    """CPU reductions split by thread count round differently: go on with the count the run began with."""
+    if threads != torch.get_num_threads():
+        log.warning("resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
+                    "equals an uninterrupted run", threads, torch.get_num_threads())
+        torch.set_num_threads(threads)
+
+
+def shuffles(seed: int, train: np.ndarray, done: int) -> np.random.Generator:
+    """The generator of the epochs' shuffles, at epoch `done`: replaying the earlier shuffles makes a
+    resumed run match an uninterrupted one."""
+    rng = np.random.default_rng(seed)
+    for _ in range(done):
+        rng.permutation(train)
+    return rng
+
+
+def train_epochs(trainer: Trainer, state: ResumeState) -> None:
+    """Epochs from `state.epoch` on, until train.epochs or train.patience epochs without a better
+    validation Spearman; the state is saved after each."""
+    tcfg, data = trainer.tcfg, trainer.data
+    rng = shuffles(tcfg.seed, data.idx["train"], state.epoch)
+    for epoch in range(state.epoch, tcfg.epochs):
+        if state.bad >= tcfg.patience:
             break
         t0 = time.perf_counter()
         loss, rate = trainer.train_epoch(rng)
         val = spearman(trainer.predict(data.idx["val"]), data.y[data.idx["val"]])
-        improved = val > best
-        if improved:
-            best, bad = val, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in trainer.model.trainable_state_dict().items()}
-        else:
-            bad += 1
-        history.append({"epoch": epoch + 1, "train_loss": float(loss), "val_spearman": float(val),
-                        "genes_per_s": float(rate), "seconds": time.perf_counter() - t0})  # plain floats only
+        improved = state.update(val, trainer)
+        state.history.append({"epoch": epoch + 1, "train_loss": float(loss), "val_spearman": float(val),
+                              "genes_per_s": float(rate), "seconds": time.perf_counter() - t0})  # plain floats only
         log.info("epoch %d/%d: train MSE %.4f, val Spearman %.4f%s, %.1f genes/s, %.0f s", epoch + 1, tcfg.epochs,
                  loss, val, " (best)" if improved else "", rate, time.perf_counter() - t0)
-        with atomic_path(resume) as tmp:
-            torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
-                        "history": history, "best": best, "best_state": best_state, "bad": bad,
-                        "epoch": epoch + 1, "torch_rng": torch.get_rng_state(), "threads": torch.get_num_threads()},
-                       tmp)
-    if bad >= tcfg.patience:
+        state.epoch = epoch + 1
+        state.save(trainer)
+    if state.bad >= tcfg.patience:
         log.info("early stop: no better validation Spearman for %d epochs", tcfg.patience)
-    trainer.model.load_trainable_state_dict(best_state)
+
+
+def write_outputs(trainer: Trainer, state: ResumeState, features: str, out_model: str, out_predictions: str) -> None:
+    """The model folder with the best epoch's weights, and its predictions of every gene."""
+    data = trainer.data
+    trainer.model.load_trainable_state_dict(state.best_state)
     everything = np.arange(len(data.gene_id))
     pred = trainer.predict(everything)
     table = pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
                           "observed": data.y, "predicted": pred})
     test = data.idx["test"]
-    metrics = {"best_val_spearman": best}
+    metrics = {"best_val_spearman": state.best}
     if len(test) > 2:
         metrics["test_spearman"] = spearman(pred[test], data.y[test])
-        log.info("test Spearman %.4f on %d genes (best val %.4f)", metrics["test_spearman"], len(test), best)
-    save_model(out_model, trainer.model, trainer.tokenizer, mcfg, tcfg, n_bins, trainer.y_mean, trainer.y_std,
-               best_state, table, history, metrics, window=feature_window(features))
+        log.info("test Spearman %.4f on %d genes (best val %.4f)", metrics["test_spearman"], len(test), state.best)
+    save_model(out_model, trainer.model, trainer.tokenizer, trainer.mcfg, trainer.tcfg, trainer.n_bins,
+               trainer.y_mean, trainer.y_std, state.best_state, table, state.history, metrics,
+               window=feature_window(features))
     write_predictions(table, out_predictions)
-    resume.unlink(missing_ok=True)
-    return {"best_val_spearman": best, "history": history}
+
+
+def train_gta(features: str, targets: str, prompts: str, out_model: str, out_predictions: str,
+              n_bins: int, mcfg: ModelConfig, tcfg: TrainConfig, resume_dir: str | None = None) -> dict:
+    """Train one GTA model, keep the best epoch by validation Spearman, predict every gene.
+
+    A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success;
+    see ResumeState).
+    """
+    data = load_dataset(features, targets, prompts, n_bins)
+    restrict_training(data, tcfg.train_fraction, tcfg.seed)
+    trainer = Trainer(data, mcfg, tcfg, n_bins)
+    state = ResumeState.start(out_model, resume_dir,
+                              _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone]))
+    state.load(trainer)
+    train_epochs(trainer, state)
+    write_outputs(trainer, state, features, out_model, out_predictions)
+    state.discard()
+    return {"best_val_spearman": state.best, "history": state.history}
 
 
 def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "") -> dict:

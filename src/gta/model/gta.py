@@ -9,7 +9,10 @@ import torch
 from torch import nn
 
 from .. import GTAError
+from ..options import ModelConfig
+from ..sei import CLASS_NAMES, KEPT
 from .alignment import TokenAlignment, class_token_ids
+from .backbone import load_backbone
 from .blocks import PromptKVCache, data_pass, prompt_pass
 from .head import SelectorHead
 
@@ -108,6 +111,20 @@ class GTA(nn.Module):
         self.prompt_cache = (PromptKVCache(int(prompt_cache_mb * 2**20))
                              if prompt_cache_mb > 0 and not self.lora else None)
         self.backbone.eval()
+
+    @classmethod
+    def from_config(cls, mcfg: ModelConfig, n_bins: int, seed: int = 0) -> GTA:
+        """The one way to build a model: the backbone slice `mcfg` names and a GTA module on it for
+        `n_bins` data tokens, with the kept Sei classes; `seed` seeds the 'random' blocks control.
+        The backbone's tokenizer is the model's `.tokenizer`."""
+        backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
+        return cls(backbone, tokenizer, class_names=[CLASS_NAMES[i] for i in KEPT], n_features=len(KEPT),
+                   prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
+                   heads=mcfg.heads, d_k=mcfg.d_k, top_k=mcfg.top_k, gate=mcfg.gate,
+                   attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
+                   prompt_cache_mb=mcfg.prompt_cache_mb, head=mcfg.head, n_bins=n_bins,
+                   position_embedding=mcfg.position_embedding, dropout=mcfg.dropout, blocks=mcfg.blocks,
+                   control_seed=seed, skip=mcfg.skip)
 
     # ------------------------------------------------------------------ set-up
 

@@ -178,53 +178,69 @@ def unit_codes(fa, plan: Plan, lo: int, hi: int, bin_size: int) -> np.ndarray:
     return out
 
 
+def _prepare_batch(fa, plan: Plan, lo: int, hi: int, bin_size: int,
+                  pin: bool = False) -> tuple[int, int, torch.Tensor, np.ndarray]:
+    """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [lo, hi); the units
+    to flip are reverse-complemented, the tensor pinned for a copy to the GPU with `pin`."""
+    codes = unit_codes(fa, plan, lo, hi, bin_size)
+    n_share = (codes == ord("N")).mean(axis=1, dtype=np.float64).astype(np.float32)
+    x = one_hot_codes(codes)
+    flip = plan.flip[lo:hi]
+    if flip.any():
+        x[flip] = x[flip][:, ::-1, ::-1]
+    t = torch.from_numpy(x)
+    if pin:
+        t = t.pin_memory()
+    return lo, hi, t, n_share
+
+
+def _hand_over(q: queue.Queue, stop: threading.Event, item) -> bool:
+    """Hand `item` to the consumer unless it has stopped listening; False when it has."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _produce(q: queue.Queue, stop: threading.Event, fasta, plan: Plan, start: int, batch_size: int,
+             bin_size: int, pin: bool) -> None:
+    """The prefetch thread: every batch from unit `start` on, then None; an exception instead, if one is raised."""
+    try:
+        fa = open_fasta(fasta)
+        for lo in range(start, plan.n_units, batch_size):
+            hi = min(lo + batch_size, plan.n_units)
+            if not _hand_over(q, stop, _prepare_batch(fa, plan, lo, hi, bin_size, pin)):
+                return
+        _hand_over(q, stop, None)
+    except BaseException as e:  # handed to the consumer
+        _hand_over(q, stop, e)
+
+
+def _consume(q: queue.Queue) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
+    """The batches the prefetch thread hands over, up to its None; an exception it hands over is raised here."""
+    while True:
+        item = q.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3,
                  pin: bool = False) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
     """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [start, n_units),
     prepared in a background thread."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
-
-    def put(item) -> bool:
-        """Hand `item` to the consumer unless it has stopped listening; False when it has."""
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            fa = open_fasta(fasta)
-            for lo in range(start, plan.n_units, batch_size):
-                hi = min(lo + batch_size, plan.n_units)
-                codes = unit_codes(fa, plan, lo, hi, bin_size)
-                n_share = (codes == ord("N")).mean(axis=1, dtype=np.float64).astype(np.float32)
-                x = one_hot_codes(codes)
-                flip = plan.flip[lo:hi]
-                if flip.any():
-                    x[flip] = x[flip][:, ::-1, ::-1]
-                t = torch.from_numpy(x)
-                if pin:
-                    t = t.pin_memory()
-                if not put((lo, hi, t, n_share)):
-                    return
-            put(None)
-        except BaseException as e:  # handed to the consumer
-            put(e)
-
-    thread = threading.Thread(target=produce, name="sei-prefetch", daemon=True)
+    thread = threading.Thread(target=_produce, args=(q, stop, fasta, plan, start, batch_size, bin_size, pin),
+                              name="sei-prefetch", daemon=True)
     thread.start()
     try:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from _consume(q)
     finally:
         stop.set()
         thread.join(timeout=10)
@@ -346,82 +362,24 @@ def _run_shard(tss, fasta, model: Sei, projvec: np.ndarray, out: Path, spec: Win
                checkpoint_path, projection_path, progress) -> Path:
     genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
     device = torch.device(device)
-    unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(device)  # (T, 40)
-    if unit.shape[0] != model.n_targets:
-        raise GTAError(f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
-                       f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)")
-    fa = open_fasta(fasta)
-    chroms = list(fa.keys())
-    check_tss_in_chromosomes(genes_all, chrom_lengths(fa), fasta)
-    rows = shard_rows(genes_all, chroms, shard, shards, spec, reverse_complement)
-    genes = genes_all.iloc[rows].reset_index(drop=True)
-    plan = plan_units(genes, spec, chroms, reverse_complement)
+    unit = _class_projection(projvec, model, device)
+    rows, genes, plan = _shard_plan(genes_all, fasta, spec, shard, shards, reverse_complement)
     n_genes = len(genes)
-    fp = fingerprint(genes, spec, fasta, checkpoint_path or fasta, projection_path or fasta,
-                     reverse_complement, dtype)
-    if checkpoint_path is None:  # a model passed in memory: its weights are part of the identity
-        h = hashlib.sha256(fp.encode())
-        for p in model.state_dict().values():
-            h.update(p.detach().cpu().numpy().tobytes())
-        fp = h.hexdigest()
+    fp = _shard_fingerprint(genes, spec, fasta, model, checkpoint_path, projection_path, reverse_complement, dtype)
     part = partial_path(out)
-    f = _open_partial(part, fp, n_genes, spec.n_bins)
-    meta = {"sei_channels": list(model.channels), "sei_targets": model.n_targets,
-            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", ""),
-            "fasta": str(fasta)}
-    if f is None:
-        f = _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta)
-        done = 0
-    else:
-        done = int(f.attrs["done"])
-        log.info("resuming %s: %d of %d genes already done", part, done, n_genes)
-
+    f, done = _open_or_start(part, fp, rows, genes, spec, shard, shards, len(genes_all),
+                             _shard_meta(model, fasta, reverse_complement, dtype))
     model = model.to(device).eval()
     first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
-    todo_units = plan.n_units - first
     log.info("shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; "
              "%d bins to compute", shard, shards, n_genes, spec.n_bins, plan.n_units,
              plan.n_units / max(1, n_genes * spec.n_bins), device, str(dtype).replace("torch.", ""),
-             ", reverse-complement averaged" if reverse_complement else "", todo_units)
-    ring = np.empty((plan.ring_size(batch_size), N_CLASSES), np.float32)
-    unit_n = np.zeros(plan.n_units, np.float32)  # share of N bases per distinct bin
-    t0 = last_log = last_flush = time.perf_counter()
-    computed = 0
+             ", reverse-complement averaged" if reverse_complement else "", plan.n_units - first)
     try:
-        with torch.inference_mode():
-            for lo, hi, x, n_share in iter_batches(fasta, plan, first, batch_size, spec.bin_size,
-                                                   pin=device.type == "cuda"):
-                unit_n[lo:hi] = n_share
-                with autocast(device, dtype):
-                    p = predict(model, x.to(device, non_blocking=True), reverse_complement)
-                scores = (p.float() @ unit).cpu().numpy()  # class projection in fp32
-                ring[np.arange(lo, hi) % len(ring)] = scores
-                computed += hi - lo
-                new_done = int(np.searchsorted(plan.ready_at, hi, side="right"))
-                if new_done > done:
-                    block = ring[plan.gene_units[done:new_done] % len(ring)]
-                    f["features"][done:new_done] = block.astype(np.float16)
-                    f["n_fraction"][done:new_done] = unit_n[plan.gene_units[done:new_done]].mean(axis=1)
-                    done = new_done
-                now = time.perf_counter()
-                if now - last_flush >= flush_seconds or done == n_genes:
-                    f.attrs["done"] = done
-                    f.flush()
-                    last_flush = now
-                    if progress is not None:
-                        progress(done, n_genes)
-                if now - last_log >= 30 or hi == plan.n_units:
-                    rate = computed / (now - t0)
-                    log.info("%d/%d bins (%.1f%%), %d/%d genes, %.1f windows/s, %.0f s left", hi, plan.n_units,
-                             100 * hi / max(1, plan.n_units), done, n_genes, rate,
-                             (plan.n_units - hi) / max(rate, 1e-9))
-                    last_log = now
-        if done != n_genes:
-            raise GTAError(f"internal error: shard finished with {done} of {n_genes} genes")
-        f.attrs["done"] = done
-        f.attrs["complete"] = True
-        f.flush()
-        mostly_n = int((f["n_fraction"][()] > MOSTLY_N).sum())
+        done, computed, t0 = _compute(f, done, fasta, plan, model, unit, first, batch_size, spec.bin_size,
+                                      reverse_complement=reverse_complement, device=device, dtype=dtype,
+                                      flush_seconds=flush_seconds, progress=progress)
+        mostly_n = _complete(f, done, n_genes)
     finally:
         f.close()
     log.info("%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
@@ -431,6 +389,125 @@ def _run_shard(tss, fasta, model: Sei, projvec: np.ndarray, out: Path, spec: Win
     log.info("wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)", out, n_genes, computed, el,
              computed / max(el, 1e-9))
     return out
+
+
+def _class_projection(projvec: np.ndarray, model: Sei, device: torch.device) -> torch.Tensor:
+    """The (targets, 40) matrix taking Sei's target predictions to class scores, on `device`."""
+    unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(device)  # (T, 40)
+    if unit.shape[0] != model.n_targets:
+        raise GTAError(f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
+                       f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)")
+    return unit
+
+
+def _shard_plan(genes_all: pd.DataFrame, fasta, spec: WindowSpec, shard: int, shards: int,
+                reverse_complement: bool) -> tuple[np.ndarray, pd.DataFrame, Plan]:
+    """(rows of `genes_all` in the shard, those genes in processing order, their unit plan)."""
+    fa = open_fasta(fasta)
+    chroms = list(fa.keys())
+    check_tss_in_chromosomes(genes_all, chrom_lengths(fa), fasta)
+    rows = shard_rows(genes_all, chroms, shard, shards, spec, reverse_complement)
+    genes = genes_all.iloc[rows].reset_index(drop=True)
+    return rows, genes, plan_units(genes, spec, chroms, reverse_complement)
+
+
+def _shard_fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, model: Sei, checkpoint_path, projection_path,
+                       reverse_complement: bool, dtype: torch.dtype) -> str:
+    """`fingerprint`, with the weights of a model passed in memory (no checkpoint file) part of the identity."""
+    fp = fingerprint(genes, spec, fasta, checkpoint_path or fasta, projection_path or fasta,
+                     reverse_complement, dtype)
+    if checkpoint_path is None:  # a model passed in memory: its weights are part of the identity
+        h = hashlib.sha256(fp.encode())
+        for p in model.state_dict().values():
+            h.update(p.detach().cpu().numpy().tobytes())
+        fp = h.hexdigest()
+    return fp
+
+
+def _shard_meta(model: Sei, fasta, reverse_complement: bool, dtype: torch.dtype) -> dict:
+    """The shard file's attributes describing the Sei run that made it."""
+    return {"sei_channels": list(model.channels), "sei_targets": model.n_targets,
+            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", ""),
+            "fasta": str(fasta)}
+
+
+def _open_or_start(part: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, spec: WindowSpec, shard: int,
+                   shards: int, n_total: int, meta: dict) -> tuple[h5py.File, int]:
+    """(the partial shard file, genes already done in it): a matching partial file reopened, else a new one."""
+    f = _open_partial(part, fp, len(genes), spec.n_bins)
+    if f is None:
+        return _new_partial(part, fp, rows, genes, spec, shard, shards, n_total, meta), 0
+    done = int(f.attrs["done"])
+    log.info("resuming %s: %d of %d genes already done", part, done, len(genes))
+    return f, done
+
+
+def _compute(f: h5py.File, done: int, fasta, plan: Plan, model: Sei, unit: torch.Tensor, first: int,
+             batch_size: int, bin_size: int, *, reverse_complement: bool, device: torch.device, dtype: torch.dtype,
+             flush_seconds: float, progress) -> tuple[int, int, float]:
+    """Units from `first` on through Sei, each gene written to `f` once its bins are done; the progress
+    counter flushed every `flush_seconds` and at the end. (genes done, units computed, start time)."""
+    n_genes = len(plan.gene_units)  # the shard's genes
+    ring = np.empty((plan.ring_size(batch_size), N_CLASSES), np.float32)
+    unit_n = np.zeros(plan.n_units, np.float32)  # share of N bases per distinct bin
+    t0 = last_log = last_flush = time.perf_counter()
+    computed = 0
+    with torch.inference_mode():
+        for lo, hi, x, n_share in iter_batches(fasta, plan, first, batch_size, bin_size, pin=device.type == "cuda"):
+            unit_n[lo:hi] = n_share
+            ring[np.arange(lo, hi) % len(ring)] = _class_scores(model, x, unit, reverse_complement, device, dtype)
+            computed += hi - lo
+            done = _write_genes(f, plan, ring, unit_n, done, hi)
+            now = time.perf_counter()
+            if now - last_flush >= flush_seconds or done == n_genes:
+                _flush(f, done, n_genes, progress)
+                last_flush = now
+            if now - last_log >= 30 or hi == plan.n_units:
+                _log_progress(plan, hi, done, n_genes, computed / (now - t0))
+                last_log = now
+    return done, computed, t0
+
+
+def _class_scores(model: Sei, x: torch.Tensor, unit: torch.Tensor, reverse_complement: bool,
+                  device: torch.device, dtype: torch.dtype) -> np.ndarray:
+    """Class scores (units, 40) of one batch: Sei at `dtype`, the class projection in fp32."""
+    with autocast(device, dtype):
+        p = predict(model, x.to(device, non_blocking=True), reverse_complement)
+    return (p.float() @ unit).cpu().numpy()  # class projection in fp32
+
+
+def _write_genes(f: h5py.File, plan: Plan, ring: np.ndarray, unit_n: np.ndarray, done: int, hi: int) -> int:
+    """Write the genes that are complete once units [0, hi) are, from the ring; the genes now done."""
+    new_done = int(np.searchsorted(plan.ready_at, hi, side="right"))
+    if new_done <= done:
+        return done
+    block = ring[plan.gene_units[done:new_done] % len(ring)]
+    f["features"][done:new_done] = block.astype(np.float16)
+    f["n_fraction"][done:new_done] = unit_n[plan.gene_units[done:new_done]].mean(axis=1)
+    return new_done
+
+
+def _flush(f: h5py.File, done: int, n_genes: int, progress) -> None:
+    """Record the genes done on disk, then tell `progress`."""
+    f.attrs["done"] = done
+    f.flush()
+    if progress is not None:
+        progress(done, n_genes)
+
+
+def _log_progress(plan: Plan, hi: int, done: int, n_genes: int, rate: float) -> None:
+    log.info("%d/%d bins (%.1f%%), %d/%d genes, %.1f windows/s, %.0f s left", hi, plan.n_units,
+             100 * hi / max(1, plan.n_units), done, n_genes, rate, (plan.n_units - hi) / max(rate, 1e-9))
+
+
+def _complete(f: h5py.File, done: int, n_genes: int) -> int:
+    """Mark the shard file complete; the number of its genes with a mostly-N window."""
+    if done != n_genes:
+        raise GTAError(f"internal error: shard finished with {done} of {n_genes} genes")
+    f.attrs["done"] = done
+    f.attrs["complete"] = True
+    f.flush()
+    return int((f["n_fraction"][()] > MOSTLY_N).sum())
 
 
 def run(tss: str, fasta: str, checkpoint: str, projection: str, out: str, spec: WindowSpec, shard: str = "1-of-1",
