@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gta.genome import write_synthetic_genome
-from gta.sei import make_demo_projection, make_demo_sei, predict
+from gta.demo.genome import write_synthetic_genome
+from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.sei import predict
 from gta.hardware import cpu_supports_bf16, tune_malloc
 from gta.sei.inference import WindowSpec, run_shard
 

@@ -38,14 +38,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gta.genome import open_fasta, read_padded, window_start, write_synthetic_genome
+from gta.demo.genome import write_synthetic_genome
+from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.genome import open_fasta, read_padded, window_start
 from gta.hardware import tune_malloc
 from gta.model import GTA
 from gta.options import ModelConfig, TrainConfig
 from gta.predict import SeiScorer, gene_prompts
 from gta.pretrained import GTAModel, save_model
 from gta.scoring import score_variants
-from gta.sei import KEPT, make_demo_projection, make_demo_sei
+from gta.sei import KEPT
 from gta.sei.checkpoint import save_sei
 from gta.sei.features import merge_shards
 from gta.sei.inference import WindowSpec, run_shard

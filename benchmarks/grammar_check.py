@@ -5,7 +5,7 @@ planted grammar: MANE genes on chr16, chr18 and chr20 (1,598 genes, none of the 
 synthetic genome (genome.synthetic_seed 1), another seed for the splits, the noise and training, and
 `expression.grammar: alternative` (other Sei classes, exponential instead of 1/d contact decay, an
 AND of two classes instead of a threshold, multiplicative silencing instead of CTCF insulation; see
-gta.expression.alternative_terms). Prints Table 1 and the oracle table of that run.
+gta.demo.simulation.alternative_terms). Prints Table 1 and the oracle table of that run.
 
     python benchmarks/grammar_check.py [--dir /tmp/gta-grammar-check] [--cores 2]
 

@@ -22,7 +22,8 @@ from gta.options import ModelConfig, TrainConfig
 from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
 from gta.pretrained import GTAModel
 from gta.scoring import chunk_range, merge_scores, score_variants
-from gta.sei import KEPT, make_demo_projection, make_demo_sei, save_sei
+from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.sei import KEPT, save_sei
 from gta.sei import inference
 from gta.sei.features import merge_shards
 from gta.sei.inference import WindowSpec

@@ -23,7 +23,7 @@ import yaml
 
 from gta import GTAError, tss as T
 from gta.cli import main as cli_main
-from gta.sei import make_demo_projection, make_demo_sei
+from gta.demo.sei import make_demo_projection, make_demo_sei
 from gta.sei.features import merge_shards, write_features
 from gta.sei.inference import WindowSpec, partial_path, run_shard
 

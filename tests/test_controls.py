@@ -11,7 +11,7 @@ import torch
 from gta import GTAError
 from gta.baselines import fit_baseline, fit_ridge
 from gta.evaluate import TABLE3_DESCRIPTIONS, evaluate_file, make_table3, make_train_size, read_targets
-from gta.expression import train_subset
+from gta.splits import train_subset
 from gta.model import GTA
 from gta.pretrained import read_config, read_weights
 from gta.train import Dataset, load_dataset, predict_with_context, restrict_training
@@ -205,7 +205,7 @@ def test_oracle_table_matches_oracle_fit(tmp_path, grammar):
     import h5py
 
     from gta.evaluate import read_targets as rt
-    from gta.expression import GRAMMARS, oracle_diagnostics, oracle_fit, simulate
+    from gta.demo.simulation import GRAMMARS, oracle_diagnostics, oracle_fit, simulate
     from test_evaluate import write_features
 
     ids = np.arange(1, 121) * 7

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gta.demo.variants import PlantedSignal, site_classes
-from gta.expression import grammar_classes, simulate
+from gta.demo.simulation import grammar_classes, simulate
 
 TSS_BIN = 5
 

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from gta import GTAError
-from gta.expression import (GRAMMAR_CLASSES, Grammar, assign_splits, combine_terms, gene_noise, grammar_terms,
-                            make_targets, match_identifiers, open_to_tss, oracle_fit, read_expression_table, simulate,
-                            standardise_classes)
+from gta.demo.simulation import (GRAMMAR_CLASSES, Grammar, combine_terms, gene_noise, grammar_terms, open_to_tss,
+                                 oracle_fit, simulate, standardise_classes)
+from gta.expression import make_targets, read_expression_table
+from gta.identifiers import match_identifiers
+from gta.splits import assign_splits
 from gta.sei import CLASS_LABELS
 
 TSS = pd.DataFrame({
@@ -70,7 +72,7 @@ def test_centred_table_warns(tmp_path, caplog):
 def test_identifier_matching(caplog):
     ids = ["a1bg", "ENSG00000175899.14", "ensg00000171428", "10", "GeneID:12", "NOPE", "ENSG00000000001",
            "ADA", "100", "999999"]
-    with caplog.at_level(logging.INFO, logger="gta.expression"):
+    with caplog.at_level(logging.INFO, logger="gta.identifiers"):
         got = match_identifiers(ids, TSS, "test table")
     # ADA and 100 name the same gene: both are ambiguous and dropped
     assert list(got) == [1, 2, 9, 10, 12, -1, -1, -1, -1, -1]
@@ -163,7 +165,7 @@ def test_enhancer_activity_is_relative_to_the_window_background():
 
 
 def test_alternative_grammar_needs_both_enhancer_classes_and_silences_them():
-    from gta.expression import alternative_terms
+    from gta.demo.simulation import alternative_terms
 
     z = np.zeros((4, 21, 4))
     t = 10

@@ -11,6 +11,7 @@ from Bio.Seq import Seq
 
 from gta import GTAError
 from gta import genome as G
+from gta.demo import genome as demo_genome
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,9 @@ def test_windows_bed12(fasta, tmp_path):
 def synthetic(tmp_path_factory):
     d = tmp_path_factory.mktemp("syn")
     tss = {"chr21": np.array([20_000_000, 30_000_123, 40_500_000])}
-    G.write_synthetic_genome(d / "a.fa", ["chr21"], tss, seed=3)
-    G.write_synthetic_genome(d / "b.fa", ["chr21"], tss, seed=3)
-    G.write_synthetic_genome(d / "c.fa", ["chr21"], tss, seed=4)
+    demo_genome.write_synthetic_genome(d / "a.fa", ["chr21"], tss, seed=3)
+    demo_genome.write_synthetic_genome(d / "b.fa", ["chr21"], tss, seed=3)
+    demo_genome.write_synthetic_genome(d / "c.fa", ["chr21"], tss, seed=4)
     return d, tss["chr21"]
 
 
@@ -124,7 +125,7 @@ def test_synthetic_genome_is_deterministic_and_indexed(synthetic):
     assert (d / "a.fa").read_bytes() == (d / "b.fa").read_bytes()
     assert (d / "a.fa").read_bytes() != (d / "c.fa").read_bytes()
     fa = pyfaidx.Fasta(str(d / "a.fa"))  # uses our .fai; pyfaidx checks line lengths on access
-    assert len(fa["chr21"]) == G.GRCH38_LENGTHS["21"]
+    assert len(fa["chr21"]) == demo_genome.GRCH38_LENGTHS["21"]
     fai = (d / "a.fa.fai").read_text().split()
     assert fai[:2] == ["chr21", "46709983"] and fai[3:] == ["60", "61"]
     # the last bases read back through the index match the file's tail
@@ -162,5 +163,5 @@ def test_synthetic_genome_is_heterogeneous(synthetic):
 
 def test_synthetic_genome_rejects_unknown_chromosome(tmp_path):
     with pytest.raises(GTAError, match="chrUn"):
-        G.write_synthetic_genome(tmp_path / "x.fa", ["chrUn"], {})
+        demo_genome.write_synthetic_genome(tmp_path / "x.fa", ["chrUn"], {})
     assert not list(tmp_path.iterdir())

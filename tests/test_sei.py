@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from gta import GTAError
 from gta.genome import reverse_complement
-from gta.sei import (CLASS_LABELS, Sei, bspline_basis, class_scores, load_projection, load_sei, make_demo_sei,
-                     one_hot, predict, save_sei)
-from gta.sei.checkpoint import EXPECTED_KEYS, make_demo_projection, read_state_dict, write_demo
+from gta.demo.sei import make_demo_projection, make_demo_sei, write_demo
+from gta.sei import (CLASS_LABELS, Sei, bspline_basis, class_scores, load_projection, load_sei, one_hot, predict,
+                     save_sei)
+from gta.sei.checkpoint import EXPECTED_KEYS, read_state_dict
 
 TINY = 1 / 60  # channels (8, 11, 16)
 

@@ -11,7 +11,8 @@ import torch
 from gta import GTAError
 from gta.cli import main as cli_main
 from gta.genome import extract_window
-from gta.sei import CLASS_LABELS, class_scores, make_demo_projection, make_demo_sei, one_hot, predict, save_sei
+from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.sei import CLASS_LABELS, class_scores, one_hot, predict, save_sei
 from gta import hardware
 from gta.sei import inference
 from gta.sei.features import merge_shards

@@ -25,7 +25,7 @@ from scipy import stats
 
 from . import GTAError
 from .evaluate import read_targets, write_predictions
-from .expression import match_identifiers
+from .identifiers import match_identifiers
 from .io import require_file
 from .sei import KEPT
 
@@ -146,7 +146,7 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
     """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene.
 
     With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
-    (gta.expression.train_subset, the same genes `gta train --train-fraction` uses).
+    (gta.splits.train_subset, the same genes `gta train --train-fraction` uses).
     """
     from .tss import read_tss
 
@@ -176,7 +176,7 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
                  ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP))
     fit_split = split.astype(object)  # room for "unused"
     if train_fraction < 1.0:
-        from .expression import train_subset
+        from .splits import train_subset
 
         train = np.flatnonzero(split == "train")
         keep = train_subset(tgt["gene_id"].to_numpy(np.int64)[train], train_fraction, seed)

@@ -12,7 +12,7 @@ from .io import setup_logging
 log = logging.getLogger("gta")
 
 
-GRAMMAR_NAMES = ("demo", "alternative")  # gta.expression.GRAMMARS (kept here: the CLI imports no numpy)
+GRAMMAR_NAMES = ("demo", "alternative")  # gta.demo.simulation.GRAMMARS (kept here: the CLI imports no numpy)
 
 def _int_or_all(value: str):
     return value if value == "all" else int(value)
@@ -49,7 +49,8 @@ def _add_synthetic_genome(sub):
     p.add_argument("--out", required=True, help="output FASTA (index written beside it)")
 
     def run(a):
-        from . import genome, tss
+        from . import tss
+        from .demo import genome
 
         chroms = a.chromosomes
         if chroms == ["all"]:
@@ -136,7 +137,7 @@ def _add_sei_demo(sub):
     p.add_argument("--projection", required=True, help="output .npy")
 
     def run(a):
-        from .sei.checkpoint import write_demo
+        from .demo.sei import write_demo
 
         write_demo(a.checkpoint, a.projection, a.width, a.n_targets, a.seed)
 
@@ -259,7 +260,7 @@ def _add_targets(sub):
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--signal-fraction", type=float, default=0.7, help="simulation: variance share of the signal")
     p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo",
-                   help="simulation: the planted grammar (gta.expression)")
+                   help="simulation: the planted grammar (gta.demo.simulation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output targets.tsv")
     p.add_argument("--simulation-out", default=None, help="simulation: output of the noiseless signal")
@@ -374,7 +375,7 @@ def _add_oracle(sub):
     p = sub.add_parser("oracle", help="simulated targets -> oracle.tsv (best test Spearman per visible context)",
                        description="Test Spearman of an oracle that knows the simulation's planted grammar and "
                                    "sees only the central bins: the TSS bin, each --visible-bins and the whole "
-                                   "stored window (gta.expression.oracle_fit).")
+                                   "stored window (gta.demo.simulation.oracle_fit).")
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True, help="targets.tsv of the simulation")
     p.add_argument("--visible-bins", type=int, nargs="*", default=[], help="more odd bin counts to report")
@@ -383,9 +384,9 @@ def _add_oracle(sub):
     p.add_argument("--out", required=True)
 
     def run(a):
-        from . import expression
+        from .demo import simulation
 
-        expression.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins, a.grammar)
+        simulation.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins, a.grammar)
 
     p.set_defaults(func=run)
 

@@ -304,8 +304,8 @@ def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str |
 def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path,
                     n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
     """Write train_size.tsv from (model, train fraction, predictions path) triples: test Spearman by
-    training-set size; n_train is the size of the seeded subset (gta.expression.train_subset)."""
-    from .expression import train_subset
+    training-set size; n_train is the size of the seeded subset (gta.splits.train_subset)."""
+    from .splits import train_subset
 
     tgt = read_targets(targets)
     train_ids = tgt.loc[tgt["split"] == "train", "gene_id"].to_numpy(np.int64)

@@ -229,7 +229,7 @@ def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None) -> 
 def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Path) -> pd.DataFrame:
     """The TSS table of the genes asked for: identifiers (a list, or a file of one per line), a BED
     (.bed, .bed.gz) or a MANE summary file (all its MANE Select genes on the FASTA's chromosomes)."""
-    from .expression import match_identifiers, read_gene_list
+    from .identifiers import match_identifiers, read_gene_list
     from .tss import fasta_names
 
     names = fasta_names(fasta)

@@ -352,7 +352,7 @@ def restrict_training(data: Dataset, fraction: float, seed: int) -> None:
     subsets, 1.0 = all); validation and test genes are unchanged and every gene is still predicted."""
     if fraction >= 1.0:
         return
-    from .expression import train_subset
+    from .splits import train_subset
 
     train = data.idx["train"]
     keep = train_subset(data.gene_id[train], fraction, seed)

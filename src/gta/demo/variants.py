@@ -1,5 +1,5 @@
 """Variant effects on the demo, where the truth is known: the demo's expression is simulated from the
-features (gta.expression), so the true effect of a variant is the planted signal recomputed on the ALT
+features (gta.demo.simulation), so the true effect of a variant is the planted signal recomputed on the ALT
 features. `make_demo_vcf` writes variants in bins of known roles in the planted grammar;
 `validate_variants` compares `gta score-variants`' predicted deltas with the true ones.
 """
@@ -14,8 +14,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import GTAError
-from ..expression import (GRAMMAR_CLASSES, Grammar, alternative_terms, grammar_classes, grammar_terms,
-                          open_to_tss, read_feature_classes, read_feature_genes)
+from ..expression import read_feature_classes, read_feature_genes
+from .simulation import GRAMMAR_CLASSES, Grammar, alternative_terms, grammar_classes, grammar_terms, open_to_tss
 from ..genome import open_fasta, window_start
 from ..io import atomic_path
 from ..tss import read_tss
@@ -31,7 +31,7 @@ _WEIGHTS = {"demo": {"promoter": Grammar.w_promoter, "enhancer": Grammar.w_enhan
 class PlantedSignal:
     """The planted signal as a function of one gene's scores, with the population's normalisation
     (class medians and scales, term means and SDs) frozen: called on the population it returns exactly
-    the unit signal `gta.expression.simulate` drew the targets from; called on ALT features it gives
+    the unit signal `gta.demo.simulation.simulate` drew the targets from; called on ALT features it gives
     the signal the simulation would assign them."""
 
     def __init__(self, scores: np.ndarray, tss_bin: int, name: str = "demo", grammar: Grammar = Grammar()):

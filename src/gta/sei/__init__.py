@@ -1,8 +1,9 @@
 """Sei: the sequence-class model whose 40 class scores per bin are GTA's features.
 
 Public API (CONTRACT section 4): `one_hot`, `bspline_basis`, `Sei`, `load_sei`, `class_scores`;
-plus the class table, reverse-complement averaging (`predict`), projection loading and the demo model.
-Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`.
+plus the class table, reverse-complement averaging (`predict`) and projection loading.
+Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`;
+the seeded random demo model in `gta.demo.sei`.
 """
 
 from .. import lazy_exports
@@ -12,7 +13,7 @@ from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, N_CLASSES, loa
 # torch-backed names are imported on first use, so the class table (used by the light, torch-free
 # steps: targets, baselines, evaluation) does not pull in torch
 _LAZY = {
-    **dict.fromkeys(["load_projection", "load_sei", "make_demo_projection", "make_demo_sei", "save_sei"], "checkpoint"),
+    **dict.fromkeys(["load_projection", "load_sei", "save_sei"], "checkpoint"),
     **dict.fromkeys(["N_TARGETS", "SEQUENCE_LENGTH", "BSplineTransformation", "Sei", "bspline_basis",
                      "class_scores", "one_hot", "predict", "projection_matrix", "reverse_complement_onehot"],
                     "model"),
@@ -25,6 +26,6 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 __all__ = [
     "CLASS_LABELS", "CLASS_NAMES", "KEPT", "LOW_SIGNAL", "load_classes",
     "Sei", "BSplineTransformation", "bspline_basis", "one_hot", "class_scores", "predict", "projection_matrix",
-    "reverse_complement_onehot", "load_sei", "save_sei", "load_projection", "make_demo_sei",
-    "make_demo_projection", "N_CLASSES", "N_TARGETS", "SEQUENCE_LENGTH",
+    "reverse_complement_onehot", "load_sei", "save_sei", "load_projection",
+    "N_CLASSES", "N_TARGETS", "SEQUENCE_LENGTH",
 ]

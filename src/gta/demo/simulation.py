@@ -1,0 +1,257 @@
+"""The demo's simulated expression: a planted long-range grammar on the Sei features, and its oracle.
+
+Simulation (`expression.table: simulated`, `expression.grammar: demo`): a planted long-range grammar
+on the Sei features. Each class used is standardised over all genes and bins (median and 1.4826 x
+MAD, clipped to +-4 so that all-N assembly-gap bins cannot dominate): z[g, b, class]. With t the
+TSS bin and k = |b - t| the distance in bins (constants in `Grammar`):
+
+    promoter   P_g = z[g, t, P]
+    enhancers  a[g, b] = max(0, z[g, b, E5] - 2)        (B-cell-like peaks: a sharp threshold)
+               E_g = sum_{b != t} a[g, b] * open[g, b] / (1 + k / 10)   (contact ~ 1/distance)
+    insulation open[g, b] = 0 if any bin strictly between t and b has z[g, ., CTCF] > 2, else 1
+    polycomb   R_g = mean_{k <= 2} (max(0, z[g, b, PC1]) + max(0, z[g, b, PC3])) / 2
+    signal     s_g = sqrt(f) * std( 0.6 std(P) + 1.5 std(E) - 0.6 std(R) )
+    observed   y_g = s_g + sqrt(1 - f) * eps_g,   eps_g ~ N(0, 1) seeded by (seed, GeneID)
+
+std() standardises over genes; f = expression.signal_fraction, so var(s) = f and the rest is
+noise. The noiseless s is kept (simulation.tsv) for the Table 1 noise-ceiling row. A model that
+sees only the TSS bin can learn P and part of R, but not the distal enhancers; a linear model of
+distance-weighted feature sums sees the enhancers only through their linear part (no threshold, no
+insulation). `expression.grammar: alternative` is a second grammar (`alternative_terms`).
+
+Every target the demo trains and evaluates on is drawn here; the oracle (`oracle_fit`,
+`oracle_diagnostics`) says how much of the planted signal a context length can reach at best.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import GTAError
+from ..expression import read_feature_classes, read_feature_genes
+from ..io import atomic_path
+from ..sei import CLASS_LABELS
+
+log = logging.getLogger("gta.demo.simulation")
+
+PROMOTER = CLASS_LABELS.index("P")
+ENHANCER = CLASS_LABELS.index("E5")
+CTCF = CLASS_LABELS.index("CTCF")
+POLYCOMB = (CLASS_LABELS.index("PC1"), CLASS_LABELS.index("PC3"))
+GRAMMAR_CLASSES = [PROMOTER, ENHANCER, CTCF, *POLYCOMB]  # order of the z[..., i] axis below
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Constants of the planted grammar (module docstring)."""
+
+    clip: float = 4.0               # standardised scores are clipped to +-clip
+    contact_bins: float = 10.0      # enhancer weight 1 / (1 + k / contact_bins)
+    ctcf_strong: float = 2.0        # a bin with z_CTCF above this insulates
+    polycomb_reach: int = 2         # polycomb bins counted: |b - t| <= reach
+    w_promoter: float = 0.6
+    w_enhancer: float = 1.5
+    w_polycomb: float = 0.6
+    enhancer_threshold: float | None = 2.0  # a bin is an enhancer above this z; None: above the window mean
+
+
+def standardise_classes(scores: np.ndarray, clip: float = Grammar.clip) -> np.ndarray:
+    """Each class (last axis) standardised over all genes and bins: (x - median) / (1.4826 MAD), clipped.
+
+    A class whose MAD is 0 falls back to its SD; a constant class becomes 0.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    med = np.median(flat, axis=0)
+    scale = 1.4826 * np.median(np.abs(flat - med), axis=0)
+    sd = flat.std(axis=0)
+    scale = np.where(scale > 0, scale, sd)
+    z = np.where(scale > 0, (x - med) / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.clip(z, -clip, clip)
+
+
+def open_to_tss(strong: np.ndarray, tss_bin: int) -> np.ndarray:
+    """(genes, bins) True where no bin strictly between the TSS bin and that bin is `strong`."""
+    genes, n = strong.shape
+    out = np.ones((genes, n), bool)
+    right = strong[:, tss_bin + 1:]
+    if right.shape[1] > 1:
+        out[:, tss_bin + 2:] = ~np.maximum.accumulate(right[:, :-1], axis=1)
+    left = strong[:, :tss_bin][:, ::-1]  # outward from the TSS
+    if left.shape[1] > 1:
+        out[:, :tss_bin - 1] = (~np.maximum.accumulate(left[:, :-1], axis=1))[:, ::-1]
+    return out
+
+
+def grammar_terms(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> dict[str, np.ndarray]:
+    """Raw promoter, enhancer and polycomb terms per gene from standardised scores.
+
+    `z` is (genes, bins, 5) with the classes of GRAMMAR_CLASSES in order: P, E5, CTCF, PC1, PC3.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 3 or z.shape[2] != len(GRAMMAR_CLASSES) or not 0 <= tss_bin < z.shape[1]:
+        raise GTAError(f"grammar_terms needs (genes, bins, {len(GRAMMAR_CLASSES)}) scores and a TSS bin inside them")
+    n = z.shape[1]
+    k = np.abs(np.arange(n) - tss_bin).astype(np.float64)
+    weight = 1.0 / (1.0 + k / grammar.contact_bins)
+    weight[tss_bin] = 0.0
+    enh = z[:, :, 1]
+    base = enh.mean(axis=1, keepdims=True) if grammar.enhancer_threshold is None else grammar.enhancer_threshold
+    activity = np.maximum(enh - base, 0.0)
+    open_ = open_to_tss(z[:, :, 2] > grammar.ctcf_strong, tss_bin)
+    near = k <= grammar.polycomb_reach
+    polycomb = 0.5 * (np.maximum(z[:, near, 3], 0.0) + np.maximum(z[:, near, 4], 0.0))
+    return {"promoter": z[:, tss_bin, 0],
+            "enhancer": (activity * open_ * weight).sum(axis=1),
+            "polycomb": polycomb.mean(axis=1)}
+
+
+def _std(v: np.ndarray) -> np.ndarray:
+    sd = v.std()
+    return (v - v.mean()) / sd if sd > 0 else np.zeros_like(v)
+
+
+def combine_terms(terms: dict[str, np.ndarray], grammar: Grammar = Grammar()) -> np.ndarray:
+    """Unit-variance signal: std(w_P std(P) + w_E std(E) - w_R std(R)) over genes."""
+    s = (grammar.w_promoter * _std(terms["promoter"]) + grammar.w_enhancer * _std(terms["enhancer"])
+         - grammar.w_polycomb * _std(terms["polycomb"]))
+    return _std(s)
+
+
+def gene_noise(gene_ids: Sequence[int], seed: int) -> np.ndarray:
+    """One N(0, 1) draw per gene, seeded by (seed, GeneID): independent of gene order and gene set."""
+    return np.array([np.random.default_rng([seed, 0x51AB, int(g)]).standard_normal() for g in gene_ids])
+
+
+def simulate(scores: np.ndarray, gene_ids: Sequence[int], tss_bin: int, signal_fraction: float, seed: int,
+             grammar: Grammar = Grammar(), name: str = "demo") -> tuple[np.ndarray, np.ndarray]:
+    """(observed, signal) per gene from the grammar classes' scores (genes, bins, classes of GRAMMARS[name]).
+
+    name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`.
+    """
+    if not 0.0 <= signal_fraction <= 1.0:
+        raise GTAError(f"expression.signal_fraction must be in [0, 1], got {signal_fraction}")
+    grammar_classes(name)
+    z = standardise_classes(scores, grammar.clip)
+    unit = combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
+    signal = np.sqrt(signal_fraction) * unit
+    observed = signal + np.sqrt(1.0 - signal_fraction) * gene_noise(gene_ids, seed)
+    return observed, signal
+
+
+# A second planted grammar, different from the demo's in classes, distance decay and logic, to check
+# that what GTA learns on the demo is not tuned to one grammar (README, "GTA on the demo").
+ALTERNATIVE_CLASSES = [CLASS_LABELS.index(c) for c in ("TF1", "E7", "TF2", "HET1")]
+
+
+def alternative_terms(z: np.ndarray, tss_bin: int, decay_bins: float = 8.0) -> dict[str, np.ndarray]:
+    """Activator and (silenced) enhancer terms of the alternative grammar from z (genes, bins, 4):
+    TF1, E7, TF2, HET1 (`alternative_signal` combines them).
+
+        activator  A_g = mean_{k <= 1} z[g, b, TF1]                     (the TSS bin and its neighbours)
+        enhancers  c[g, b] = min(max(0, z[E7] - 0.5), max(0, z[TF2] - 0.5))   (both classes must be high)
+                   E_g = sum_{b != t} c[g, b] exp(-k / 8)              (exponential contact decay)
+        silencing  S_g = 0.25 if mean_{k <= 2} z[g, b, HET1] > 0.75 else 1  (a heterochromatic promoter
+                   region silences its enhancers: a product, not a sum)
+        signal     std( 0.8 std(A) + 1.3 std(E * S) )
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 3 or z.shape[2] != len(ALTERNATIVE_CLASSES) or not 0 <= tss_bin < z.shape[1]:
+        raise GTAError(f"alternative_signal needs (genes, bins, {len(ALTERNATIVE_CLASSES)}) scores and a TSS bin")
+    k = np.abs(np.arange(z.shape[1]) - tss_bin).astype(np.float64)
+    activator = z[:, k <= 1, 0].mean(axis=1)
+    both = np.minimum(np.maximum(z[:, :, 1] - 0.5, 0.0), np.maximum(z[:, :, 2] - 0.5, 0.0))
+    weight = np.exp(-k / decay_bins)
+    weight[tss_bin] = 0.0
+    enhancer = (both * weight).sum(axis=1)
+    silenced = np.where(z[:, k <= 2, 3].mean(axis=1) > 0.75, 0.25, 1.0)
+    return {"activator": activator, "enhancer": enhancer * silenced}
+
+
+def alternative_signal(z: np.ndarray, tss_bin: int) -> np.ndarray:
+    """Unit-variance signal of the alternative grammar (`alternative_terms`)."""
+    terms = alternative_terms(z, tss_bin)
+    return _std(0.8 * _std(terms["activator"]) + 1.3 * _std(terms["enhancer"]))
+
+
+GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES}
+
+
+def grammar_classes(name: str) -> list[int]:
+    """The Sei class indices a planted grammar reads (`expression.grammar`)."""
+    if name not in GRAMMARS:
+        raise GTAError(f"expression.grammar: {name!r} is not one of {', '.join(GRAMMARS)}")
+    return GRAMMARS[name]
+
+
+def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np.ndarray, n_visible: int,
+               grammar: Grammar = Grammar(), name: str = "demo") -> float:
+    """Test Spearman of an oracle that knows the grammar but sees only the central `n_visible` bins.
+
+    The grammar's three terms are computed from the visible bins alone (scores standardised over
+    the whole stored window, as in `simulate`; `name` the grammar, as there), then observed ~ terms
+    is fitted by least squares on
+    the training genes. n_visible = 1 is the best a TSS-bin-only model can do with this grammar; the
+    full window reaches the noise ceiling.
+    """
+    n = scores.shape[1]
+    if n_visible % 2 == 0 or not 1 <= n_visible <= n:
+        raise GTAError(f"n_visible must be odd and at most the stored {n} bins, got {n_visible}")
+    z = standardise_classes(scores, grammar.clip)
+    lo = tss_bin - n_visible // 2
+    visible = z[:, lo:lo + n_visible]
+    terms = (grammar_terms(visible, n_visible // 2, grammar) if name == "demo"
+             else alternative_terms(visible, n_visible // 2))
+    x = np.column_stack([*terms.values(), np.ones(len(observed))])
+    train, test = split == "train", split == "test"
+    coef = np.linalg.lstsq(x[train], observed[train], rcond=None)[0]
+    from scipy import stats
+
+    return float(stats.spearmanr(x[test] @ coef, observed[test]).statistic)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+
+ORACLE_COLUMNS = ["visible_bins", "context_bp", "spearman"]
+
+
+def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str | Path,
+                       visible_bins: Sequence[int] = (), grammar: str = "demo") -> pd.DataFrame:
+    """CLI body of `gta oracle`: write oracle.tsv, the test Spearman of `oracle_fit` (an oracle that knows
+    the simulated grammar, `grammar` as in `expression.grammar`) seeing only the TSS bin, each of
+    `visible_bins` and the full stored window.
+
+    Only meaningful for simulated targets: it tells how much of the planted signal a context length
+    can reach at best, next to Table 1's rows for that context.
+    """
+    from ..evaluate import read_targets
+
+    feat_ids, attrs = read_feature_genes(features_path)
+    n_bins, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
+    tgt = read_targets(targets)
+    pos = {int(g): i for i, g in enumerate(feat_ids)}
+    missing = [g for g in tgt["gene_id"] if g not in pos]
+    if missing:
+        raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features_path} "
+                       f"(first: {missing[:5]}); rerun make_targets")
+    scores = read_feature_classes(features_path, grammar_classes(grammar))[[pos[g] for g in tgt["gene_id"]]]
+    observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
+    if (split == "test").sum() < 3:
+        raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more")
+    records = []
+    for n in sorted({1, *(int(v) for v in visible_bins), n_bins}):
+        if n % 2 == 0 or n > n_bins:
+            raise GTAError(f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}")
+        rho = oracle_fit(scores, tss_bin, observed, split, n, name=grammar)
+        log.info("oracle with %d visible bins (%d bp): test Spearman %.4f", n, n * bin_size, rho)
+        records.append({"visible_bins": n, "context_bp": n * bin_size, "spearman": f"{rho:.4f}"})
+    table = pd.DataFrame(records, columns=ORACLE_COLUMNS)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    return table
