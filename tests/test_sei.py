@@ -51,7 +51,7 @@ def test_full_size_layout_and_parameter_count_on_meta():
 
 
 def _reference_forward(state: dict, x: torch.Tensor, basis: np.ndarray) -> torch.Tensor:
-    """Sei's forward written out from REFERENCE section 2 with functional ops (eval mode)."""
+    """Sei's forward written out from docs/formats.md (Sei checkpoint) with functional ops (eval mode)."""
     def conv(h, name, d=1):
         w = state[f"{name}.weight"]
         return F.conv1d(h, w, state[f"{name}.bias"], padding=d * (w.shape[-1] - 1) // 2, dilation=d)

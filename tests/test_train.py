@@ -44,7 +44,7 @@ def backbone_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
-    """features.h5 (CONTRACT layout), targets.tsv and prompts.jsonl for N_GENES genes.
+    """features.h5 (docs/formats.md, features.h5), targets.tsv and prompts.jsonl for N_GENES genes.
 
     Expression is the Promoter class score at the TSS bin plus a little noise.
     """

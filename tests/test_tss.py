@@ -105,7 +105,7 @@ def test_packaged_mane_v15_counts():
     mane = T.read_mane(T.packaged_mane_path())
     assert (mane["MANE_status"] == "MANE Select").sum() == 19363
     sel = T.mane_select(mane)
-    # REFERENCE: 19,299 MANE Select genes on the primary assembly (patch-only genes dropped)
+    # docs/formats.md (tss.tsv): 19,299 MANE Select genes on the primary assembly (patch-only genes dropped)
     assert len(sel) == 19299 and sel["gene_id"].is_unique
     a1bg = sel.set_index("symbol").loc["A1BG"]
     assert (a1bg.chrom, a1bg.tss, a1bg.strand) == ("19", 58353492 - 1, "-")

@@ -25,9 +25,9 @@ from scipy import stats
 
 from . import GTAError
 from .evaluate import read_targets, write_predictions
+from .formats import read_kept_scores
 from .identifiers import match_identifiers
 from .io import require_file
-from .sei import KEPT
 
 log = logging.getLogger("gta.baselines")
 
@@ -124,21 +124,9 @@ def expecto_features(scores: np.ndarray, tss_bin: int, bin_size: int, sign: np.n
 def _load_features(path: str | Path, tss_bin_only: bool = False):
     """(gene_id, kept-class scores (genes, bins, 33) float32, tss_bin, n_bins, bin_size, orient).
 
-    With `tss_bin_only` the scores hold the TSS bin alone (genes, 1, 33).
+    With `tss_bin_only` the scores hold the TSS bin alone (genes, 1, 33). See gta.formats.read_kept_scores.
     """
-    import h5py
-
-    path = require_file(path, "features file", "rerun the Sei stage or fix features.precomputed")
-    with h5py.File(path, "r") as f:
-        try:
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            tss_bin, n_bins, bin_size = int(attrs["tss_bin"]), int(attrs["n_bins"]), int(attrs["bin_size"])
-            orient = str(attrs.get("orient", "reference"))
-            gene_id = f["gene_id"][:].astype(np.int64)
-            feats = f["features"][:, tss_bin:tss_bin + 1] if tss_bin_only else f["features"][:]
-            return gene_id, feats[:, :, KEPT].astype(np.float32), tss_bin, n_bins, bin_size, orient
-        except KeyError as e:
-            raise GTAError(f"features file {path} lacks {e}; see CONTRACT section 3") from e
+    return read_kept_scores(path, tss_bin_only)
 
 
 def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str | Path, out: str | Path,

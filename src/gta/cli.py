@@ -22,7 +22,7 @@ def _int_or_all(value: str):
 
 def _add_tss(sub):
     p = sub.add_parser("tss", help="MANE summary + FASTA -> tss.tsv (MANE Select TSS per gene)",
-                       description="Write the per-gene TSS table (CONTRACT section 3) from a MANE summary.")
+                       description="Write the per-gene TSS table (docs/formats.md, tss.tsv) from a MANE summary.")
     p.add_argument("--mane", required=True, help="MANE summary file (gzip or plain) or 'packaged'")
     p.add_argument("--fasta", required=True, help="genome FASTA; its index decides chr1 vs 1 naming")
     p.add_argument("--chromosomes", nargs="+", default=["all"],
@@ -198,12 +198,12 @@ def _add_sei_merge(sub):
 
 
 def _add_features_check(sub):
-    p = sub.add_parser("features-check", help="check a features.h5 against the CONTRACT layout")
+    p = sub.add_parser("features-check", help="check a features.h5 against docs/formats.md (features.h5)")
     p.add_argument("--features", required=True)
     p.add_argument("--min-bins", type=int, default=None, help="fail if the file has fewer bins")
 
     def run(a):
-        from .sei.features import check_features
+        from .formats import check_features
 
         info = check_features(a.features, a.min_bins)
         log.info("%s: %d genes x %d bins of %d bp, orient %s: layout OK", a.features, info["n_genes"],

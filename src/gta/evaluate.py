@@ -19,14 +19,12 @@ import pandas as pd
 from scipy import stats
 
 from . import GTAError
-from .io import atomic_path, require_file
+# the files this stage reads and writes: gta.formats (docs/formats.md); their names stay importable from here
+from .formats import PREDICTION_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE3_COLUMNS, TRAIN_SIZE_COLUMNS, \
+    features_bins, read_predictions, read_simulation, read_targets, write_predictions, write_table  # noqa: F401
 
 log = logging.getLogger("gta.evaluate")
 
-PREDICTION_COLUMNS = ["gene_id", "symbol", "split", "observed", "predicted"]
-TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
-TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
-TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes"]
 TABLE3_DESCRIPTIONS = {
     "GTA": "the configured model: pretrained backbone blocks, gene prompt",
     "no_backbone": "aligned tokens straight to the selector and head, no backbone",
@@ -35,7 +33,6 @@ TABLE3_DESCRIPTIONS = {
     "no_prompt": "GTA trained and tested with empty prompts",
     "context_ablation": "trained GTA; bins outside the central {keep_bins} set to the training mean",
 }
-TRAIN_SIZE_COLUMNS = ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
 NOISE_CEILING = "noise ceiling"
 _CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory to ~100 MB)
 
@@ -142,29 +139,6 @@ def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_
 
 # ----------------------------------------------------------------------------- prediction files
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read a predictions file (one model's predictions of every gene) and check its columns."""
-    path = require_file(path, "predictions file", "rerun the rule that writes it")
-    try:
-        df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str},
-                         keep_default_na=False, na_values=["", "NA", "NaN", "nan"])
-    except Exception as e:
-        raise GTAError(f"cannot read predictions file {path}: {e}") from e
-    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
-    if missing:
-        raise GTAError(f"predictions file {path} lacks columns {missing}; expected {PREDICTION_COLUMNS}")
-    for col in ("observed", "predicted"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
-
-
-def write_predictions(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a predictions table (CONTRACT columns, sorted by gene_id) atomically."""
-    out = df[PREDICTION_COLUMNS].sort_values("gene_id")
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
 def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(observed, predicted) of the test genes that have a finite prediction.
 
@@ -206,15 +180,6 @@ class Row:
     path: str
 
 
-def _write_table(records: list[dict], columns: list[str], out: str | Path) -> pd.DataFrame:
-    """Write one results table (TSV) atomically and return it."""
-    table = pd.DataFrame(records, columns=columns)
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-    log.info("wrote %d rows to %s", len(table), out)
-    return table
-
-
 def _fmt(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
@@ -233,25 +198,13 @@ def evaluate_file(path: str | Path, targets: pd.DataFrame | None, n_boot: int, s
 
 def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float, int]:
     """Spearman of the simulation's noiseless signal vs the observed targets on the test genes."""
-    sim = pd.read_csv(require_file(simulation, "simulation signal", "rerun make_targets"), sep="\t")
-    if not {"gene_id", "signal"} <= set(sim.columns):
-        raise GTAError(f"simulation file {simulation} needs columns gene_id, signal")
+    sim = read_simulation(simulation)
     test = targets[targets["split"] == "test"].merge(sim[["gene_id", "signal"]], on="gene_id", how="inner")
     if len(test) < 3:
         raise GTAError(f"simulation file {simulation} covers {len(test)} test genes; rerun make_targets")
     rho, ci = bootstrap_spearman(test["value"].to_numpy(), test["signal"].to_numpy(), n_boot, seed)
     log.info("noise ceiling: Spearman %.4f +- %.4f on %d test genes", rho, ci, len(test))
     return rho, ci, len(test)
-
-
-def read_targets(path: str | Path) -> pd.DataFrame:
-    """Read a targets file (targets.tsv: gene_id, symbol, value, split)."""
-    path = require_file(path, "targets table", "rerun make_targets")
-    df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str}, keep_default_na=False)
-    if not {"gene_id", "symbol", "value", "split"} <= set(df.columns):
-        raise GTAError(f"targets table {path} needs columns gene_id, symbol, value, split")
-    df["value"] = df["value"].astype(np.float64)
-    return df
 
 
 def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_size: int,
@@ -269,7 +222,7 @@ def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_s
         rho, ci, n = noise_ceiling(simulation, tgt, n_boot, seed)
         records.append({"model": NOISE_CEILING, "n_bins": "", "context_bp": "",
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    return _write_table(records, TABLE1_COLUMNS, out)
+    return write_table(records, TABLE1_COLUMNS, out)
 
 
 def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path,
@@ -280,7 +233,7 @@ def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str |
     for layers, path in rows:
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"GTA {layers} layers")
         records.append({"layers": str(layers), "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    return _write_table(records, TABLE2_COLUMNS, out)
+    return write_table(records, TABLE2_COLUMNS, out)
 
 
 def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str | Path, n_boot: int = 5000,
@@ -298,7 +251,7 @@ def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str |
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
         records.append({"model": model, "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    return _write_table(records, TABLE3_COLUMNS, out)
+    return write_table(records, TABLE3_COLUMNS, out)
 
 
 def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path,
@@ -315,16 +268,4 @@ def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path,
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
         records.append({"model": model, "train_fraction": f"{float(fraction):g}", "n_train": str(n_train),
                         "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
-    return _write_table(records, TRAIN_SIZE_COLUMNS, out)
-
-
-def features_bins(path: str | Path) -> tuple[int, int]:
-    """(n_bins, bin_size) stored in a features file's attributes."""
-    import h5py
-
-    path = require_file(path, "features file", "rerun the Sei stage or fix features.precomputed")
-    with h5py.File(path, "r") as f:
-        try:
-            return int(f.attrs["n_bins"]), int(f.attrs["bin_size"])
-        except KeyError as e:
-            raise GTAError(f"features file {path} lacks attribute {e}; see CONTRACT section 3") from e
+    return write_table(records, TRAIN_SIZE_COLUMNS, out)

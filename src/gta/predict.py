@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 
 from . import GTAError
+from .formats import read_feature_cache, read_sei_settings
 from .genome import open_fasta, read_padded
 from .io import atomic_path, require_file
 from .sei.inference import WindowSpec, plan_units
@@ -62,8 +62,7 @@ class SeiScorer:
     def check_features(self, path: str | Path) -> None:
         """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and
         precision must be this scorer's, or recomputed bins would not match the stored ones."""
-        with h5py.File(require_file(path, "features file"), "r") as f:
-            attrs = dict(f.attrs)
+        attrs = read_sei_settings(path)
         mine = {"sei_channels": [int(c) for c in self.model.channels], "sei_targets": int(self.model.n_targets),
                 "reverse_complement": bool(self.reverse_complement),
                 "precision": str(self.dtype).replace("torch.", "")}
@@ -114,16 +113,14 @@ class FeatureCache:
     def __init__(self, features: str | Path, tss: str | Path):
         features = require_file(features, "features file to reuse bins from")
         genes = read_tss(tss)
-        with h5py.File(features, "r") as f:
-            a = f.attrs
-            self.spec = WindowSpec(int(a["n_bins"]), int(a["bin_size"]), str(a["orient"]), str(a["grid"]))
-            self.reverse_complement = bool(a.get("reverse_complement", True))
-            ids = f["gene_id"][:].astype(np.int64)
-            pos = {g: i for i, g in enumerate(ids)}
-            rows = genes["gene_id"].map(pos)
-            genes = genes[rows.notna().to_numpy()].reset_index(drop=True)
-            order = rows.dropna().astype(np.int64).to_numpy()
-            stored = f["features"][()]
+        stored = read_feature_cache(features)
+        self.spec = WindowSpec(stored["n_bins"], stored["bin_size"], stored["orient"], stored["grid"])
+        self.reverse_complement = stored["reverse_complement"]
+        pos = {g: i for i, g in enumerate(stored["gene_id"])}
+        rows = genes["gene_id"].map(pos)
+        genes = genes[rows.notna().to_numpy()].reset_index(drop=True)
+        order = rows.dropna().astype(np.int64).to_numpy()
+        stored = stored["features"]
         plan = plan_units(genes, self.spec, sorted(set(genes["chrom"])), self.reverse_complement)
         flat_unit = plan.gene_units.ravel()
         uniq, first = np.unique(flat_unit, return_index=True)

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -20,7 +19,8 @@ from scipy.stats import spearmanr
 from . import GTAError
 from .hardware import autocast, resolve_device, resolve_dtype
 from .evaluate import write_predictions
-from .io import atomic_path, file_id, require_file
+from .formats import feature_window, load_features  # noqa: F401  features.h5 readers (docs/formats.md)
+from .io import atomic_path, file_id
 from .options import ModelConfig, TrainConfig
 from .pretrained import save_model
 from .sei import KEPT
@@ -48,24 +48,6 @@ def centred_slice(stored: int, n: int) -> slice:
         raise GTAError(f"evaluate.context_bins: N={n} must be odd and <= the stored {stored} bins (window.n_bins)")
     start = stored // 2 - n // 2
     return slice(start, start + n)
-
-
-def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(gene_id, symbol, features (genes, n_bins, 33) float32) from features.h5, centred slice, kept classes."""
-    path = require_file(path, "features file")
-    with h5py.File(path, "r") as f:
-        gene_id = f["gene_id"][:].astype(np.int64)
-        symbol = [s.decode() if isinstance(s, bytes) else str(s) for s in f["symbol"][:]]
-        sl = centred_slice(int(f.attrs["n_bins"]), n_bins)
-        x = f["features"][:, sl, :][:, :, KEPT].astype(np.float32)
-    return gene_id, symbol, x
-
-
-def feature_window(path: str | Path) -> dict:
-    """How the features file's windows were cut (bin_size, grid, orient): recorded in a model folder."""
-    with h5py.File(path, "r") as f:
-        return {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items()
-                if k in ("bin_size", "grid", "orient")}
 
 
 def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:

@@ -11,7 +11,8 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from . import GTAError
-from .io import atomic_path, require_file
+from .formats import TSS_COLUMNS, read_tss, write_tss  # noqa: F401  (tss.tsv's format: gta.formats)
+from .io import require_file
 
 log = logging.getLogger("gta.tss")
 
@@ -20,7 +21,6 @@ MANE_COLUMNS = [
     "#NCBI_GeneID", "Ensembl_Gene", "HGNC_ID", "symbol", "name", "RefSeq_nuc", "RefSeq_prot",
     "Ensembl_nuc", "Ensembl_prot", "MANE_status", "GRCh38_chr", "chr_start", "chr_end", "chr_strand",
 ]
-TSS_COLUMNS = ["gene_id", "symbol", "ensembl_gene", "name", "chrom", "tss", "strand"]
 _ACCESSION = re.compile(r"^NC_0000(\d\d)\.\d+$")
 
 
@@ -175,18 +175,6 @@ def fasta_lengths(fasta: str | Path) -> dict[str, int]:
 def fasta_names(fasta: str | Path) -> list[str]:
     """Sequence names of a FASTA from its .fai index (built by pyfaidx if missing)."""
     return list(fasta_lengths(fasta))
-
-
-def read_tss(path: str | Path) -> pd.DataFrame:
-    """Read `tss.tsv` with the right dtypes."""
-    return pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "tss": "int64", "chrom": str,
-                                               "symbol": str, "name": str, "ensembl_gene": str,
-                                               "strand": str}, keep_default_na=False)
-
-
-def write_tss(genes: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        genes[TSS_COLUMNS].to_csv(tmp, sep="\t", index=False)
 
 
 def run(mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all",

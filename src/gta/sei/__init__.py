@@ -1,9 +1,10 @@
 """Sei: the sequence-class model whose 40 class scores per bin are GTA's features.
 
-Public API (CONTRACT section 4): `one_hot`, `bspline_basis`, `Sei`, `load_sei`, `class_scores`;
-plus the class table, reverse-complement averaging (`predict`) and projection loading.
-Batched inference lives in `gta.sei.inference`, features.h5 merging and checks in `gta.sei.features`;
-the seeded random demo model in `gta.demo.sei`.
+Public API: `one_hot`, `bspline_basis`, `Sei`, `load_sei`, `class_scores` (the checkpoint and projection
+files they read: docs/formats.md, Sei checkpoint); plus the class table, reverse-complement averaging
+(`predict`) and projection loading. Batched inference lives in `gta.sei.inference`, features.h5 merging in
+`gta.sei.features`, the features.h5 layout, writer and checks in `gta.formats`; the seeded random demo
+model in `gta.demo.sei`.
 """
 
 from .. import lazy_exports

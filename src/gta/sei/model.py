@@ -1,7 +1,7 @@
 """The Sei network (Chen et al. 2022), its B-spline basis, one-hot encoding and class projection.
 
 Layer names, indices, shapes and the forward wiring match the published
-`sei.pth` at width 1.0 (REFERENCE section 2); `width` scales every channel
+`sei.pth` at width 1.0 (docs/formats.md, Sei checkpoint); `width` scales every channel
 count for tests and the embedded demo.
 """
 

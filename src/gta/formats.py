@@ -1,0 +1,475 @@
+"""The files that pass between the workflow's stages: one reader, writer and validator per artifact.
+
+docs/formats.md is the written contract; this module is its code. Torch-free (numpy, pandas, h5py),
+so every light step may import it. Sections, in workflow order:
+
+- tss.tsv (`TSS_COLUMNS`, `read_tss`, `write_tss`, `check_tss`), written by `gta tss` / `gta tss-from-features`;
+- features.h5 (`write_features`, `check_features`, `FeaturesFile` and the stage readers `read_feature_genes`,
+  `read_feature_classes`, `load_features`, `read_kept_scores`, `features_bins`, `feature_window`,
+  `read_feature_cache`), written by `gta sei-merge` (gta.sei.features.merge_shards);
+- targets.tsv and simulation.tsv (`TARGET_COLUMNS`, `read_targets`, `write_targets`, `read_simulation`);
+- predictions (`PREDICTION_COLUMNS`, `read_predictions`, `write_predictions`);
+- results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`).
+
+Owned elsewhere and only pointed at here: the Sei shard files (gta.sei.inference writes them,
+gta.sei.features.merge_shards reads them), annotations.jsonl and prompts.jsonl (gta.annotations), the
+trained model folder (gta.pretrained: `save_model` / `load_model`, docs/model-folder.md), the variant
+scores (gta.scoring.SCORE_COLUMNS) and `gta predict`'s table (gta.predict.PREDICT_COLUMNS).
+
+h5py is imported inside the functions that need it, so importing this module (and gta.tss) stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import GTAError
+from .io import atomic_path, require_file
+from .sei.classes import CLASS_LABELS, KEPT, N_CLASSES
+
+log = logging.getLogger("gta.formats")
+
+FEATURES_DOC = "see docs/formats.md (features.h5)"
+
+
+def _text(value):
+    """An HDF5 string (bytes or str) as str; anything else unchanged."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _strings(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+# ============================================================================= tss.tsv
+
+TSS_COLUMNS = ["gene_id", "symbol", "ensembl_gene", "name", "chrom", "tss", "strand"]
+TSS_DTYPES = {"gene_id": "int64", "tss": "int64", "chrom": str, "symbol": str, "name": str, "ensembl_gene": str,
+              "strand": str}
+
+
+def check_tss(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """A TSS table must have every column of TSS_COLUMNS (more are allowed)."""
+    missing = [c for c in TSS_COLUMNS if c not in table.columns]
+    if missing:
+        raise GTAError(f"TSS table {path} lacks columns {missing}; expected {TSS_COLUMNS} "
+                       "(see docs/formats.md (tss.tsv); rerun mane_tss)")
+    return table
+
+
+def read_tss(path: str | Path) -> pd.DataFrame:
+    """Read `tss.tsv` with the right dtypes (empty text stays '', never NaN)."""
+    return check_tss(pd.read_csv(path, sep="\t", dtype=TSS_DTYPES, keep_default_na=False), path)
+
+
+def write_tss(genes: pd.DataFrame, path: str | Path) -> None:
+    """Write `tss.tsv` (the TSS_COLUMNS, in that order) atomically."""
+    with atomic_path(path) as tmp:
+        genes[TSS_COLUMNS].to_csv(tmp, sep="\t", index=False)
+
+
+# ============================================================================= features.h5
+
+FEATURES_DATASETS = ("features", "gene_id", "symbol", "class_names")
+REQUIRED_ATTRS = ("bin_size", "n_bins", "tss_bin", "orient")
+ORIENTS = ("reference", "transcript")
+GRIDS = ("tss", "genome")
+# attributes merge_shards copies from the Sei shards when they have them
+SEI_ATTRS = ("sei_channels", "sei_targets", "reverse_complement", "precision")
+WINDOW_ATTRS = ("bin_size", "grid", "orient")  # recorded in a model folder (feature_window)
+FEATURES_HINT = "rerun the Sei stage or fix features.precomputed"
+_BLOCK_ELEMENTS = 4_000_000  # values read at once when scanning the whole 'features' dataset
+
+
+def write_features(out: str | Path, features: np.ndarray, gene_id: np.ndarray, symbol: Sequence[str],
+                   bin_size: int = 4096, orient: str = "reference", grid: str = "tss", extra: dict | None = None) -> None:
+    """Write a features file (docs/formats.md, features.h5) atomically.
+
+    `features` (genes, n_bins, 40); n_bins and tss_bin = n_bins // 2 are taken from its shape, `extra`
+    attributes (the SEI_ATTRS) are added as given.
+    """
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    with atomic_path(out, suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=features, chunks=(max(1, min(len(features), 256)),) + features.shape[1:]
+                             if len(features) else None)
+            f.create_dataset("gene_id", data=np.asarray(gene_id, np.int64))
+            f.create_dataset("symbol", data=list(symbol), dtype=text)
+            f.create_dataset("class_names", data=CLASS_LABELS, dtype=text)
+            f.attrs.update({"bin_size": bin_size, "n_bins": features.shape[1], "tss_bin": features.shape[1] // 2,
+                            "orient": orient, "grid": grid, **(extra or {})})
+
+
+class FeaturesFile:
+    """A features file open for reading: `with FeaturesFile(path) as ff: ...`.
+
+    `what` and `hint` word the error for a missing file (gta.io.require_file). The readers below are
+    what the stages call; this class is their common ground.
+    """
+
+    def __init__(self, path: str | Path, what: str = "features file", hint: str = FEATURES_HINT):
+        import h5py
+
+        self.path = require_file(path, what, hint)
+        self.file = h5py.File(self.path, "r")
+        self._attrs: dict | None = None
+
+    def __enter__(self) -> "FeaturesFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    @property
+    def attrs(self) -> dict:
+        """All attributes, HDF5 strings decoded to str."""
+        if self._attrs is None:
+            self._attrs = {k: _text(v) for k, v in self.file.attrs.items()}
+        return self._attrs
+
+    def require(self, datasets: Sequence[str] = (), attrs: Sequence[str] = ()) -> "FeaturesFile":
+        """Error naming the first of `datasets`, then of `attrs`, that the file lacks."""
+        for key in datasets:
+            if key not in self.file:
+                raise GTAError(f"features file {self.path} lacks dataset {key!r}; {FEATURES_DOC}")
+        for key in attrs:
+            if key not in self.attrs:
+                raise GTAError(f"features file {self.path} lacks attribute {key!r}; {FEATURES_DOC}")
+        return self
+
+    def gene_id(self) -> np.ndarray:
+        return self.file["gene_id"][:].astype(np.int64)
+
+    def symbol(self) -> list[str]:
+        return _strings(self.file["symbol"][:])
+
+    def scores(self, bins: slice = slice(None), classes: Sequence[int] | None = None) -> np.ndarray:
+        """float32 scores (genes, bins, classes) of a slice of bins and some classes (all when None)."""
+        x = self.file["features"][:, bins]
+        return (x if classes is None else x[:, :, list(classes)]).astype(np.float32)
+
+    def class_blocks(self, classes: Sequence[int]) -> np.ndarray:
+        """float32 scores (genes, all bins, len(classes)) of some classes, read a block of genes at a time."""
+        ds = self.file["features"]
+        if ds.ndim != 3 or ds.shape[2] != N_CLASSES:
+            raise GTAError(f"features file {self.path}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), "
+                           f"got {ds.shape}")
+        out = np.empty((ds.shape[0], ds.shape[1], len(classes)), np.float32)
+        step = max(1, _BLOCK_ELEMENTS // max(1, ds.shape[1] * N_CLASSES))
+        for s in range(0, ds.shape[0], step):
+            out[s:s + step] = ds[s:s + step][:, :, list(classes)]
+        return out
+
+
+def centred_slice(stored: int, n: int) -> slice:
+    """Bins of an N-bin window inside the stored window (both centred on the TSS bin)."""
+    if n > stored or n % 2 == 0:
+        raise GTAError(f"evaluate.context_bins: N={n} must be odd and <= the stored {stored} bins (window.n_bins)")
+    start = stored // 2 - n // 2
+    return slice(start, start + n)
+
+
+# ----------------------------------------------------------------------------- stage readers
+
+def read_feature_genes(path: str | Path) -> tuple[np.ndarray, dict]:
+    """(gene_id, decoded attrs) of a features file; it must have n_bins, tss_bin and bin_size (targets, oracle)."""
+    with FeaturesFile(path) as ff:
+        ff.require(datasets=("features", "gene_id"), attrs=("n_bins", "tss_bin", "bin_size"))
+        return ff.gene_id(), ff.attrs
+
+
+def read_feature_classes(path: str | Path, classes: Sequence[int]) -> np.ndarray:
+    """Scores (genes, bins, len(classes)) float32 of some of the 40 classes, in the order given (simulation)."""
+    with FeaturesFile(path) as ff:
+        return ff.class_blocks(classes)
+
+
+def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(gene_id, symbol, features (genes, n_bins, 33) float32): the centred N-bin slice, kept classes (training)."""
+    with FeaturesFile(path, hint="") as ff:
+        ff.require(attrs=("n_bins",))
+        sl = centred_slice(int(ff.attrs["n_bins"]), n_bins)
+        return ff.gene_id(), ff.symbol(), ff.scores(sl, KEPT)
+
+
+def read_kept_scores(path: str | Path, tss_bin_only: bool = False):
+    """(gene_id, kept-class scores (genes, bins, 33) float32, tss_bin, n_bins, bin_size, orient) (baselines).
+
+    With `tss_bin_only` the scores hold the TSS bin alone (genes, 1, 33); orient defaults to 'reference'.
+    """
+    with FeaturesFile(path) as ff:
+        ff.require(datasets=("features", "gene_id"), attrs=("tss_bin", "n_bins", "bin_size"))
+        a = ff.attrs
+        tss_bin, n_bins, bin_size = int(a["tss_bin"]), int(a["n_bins"]), int(a["bin_size"])
+        bins = slice(tss_bin, tss_bin + 1) if tss_bin_only else slice(None)
+        return ff.gene_id(), ff.scores(bins, KEPT), tss_bin, n_bins, bin_size, str(a.get("orient", "reference"))
+
+
+def features_bins(path: str | Path) -> tuple[int, int]:
+    """(n_bins, bin_size) stored in a features file's attributes."""
+    with FeaturesFile(path) as ff:
+        ff.require(attrs=("n_bins", "bin_size"))
+        return int(ff.attrs["n_bins"]), int(ff.attrs["bin_size"])
+
+
+def feature_window(path: str | Path) -> dict:
+    """How the features file's windows were cut (those of bin_size, grid, orient it has): recorded in a model folder."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if hasattr(v, "item") else str(v)) for k, v in f.attrs.items() if k in WINDOW_ATTRS}
+
+
+def read_feature_cache(path: str | Path, what: str = "features file to reuse bins from") -> dict:
+    """Everything `gta predict` reuses bins from: window attrs (n_bins, bin_size, orient, grid),
+    reverse_complement (default True), gene_id and the whole 'features' array as stored."""
+    with FeaturesFile(path, what, hint="") as ff:
+        ff.require(attrs=("n_bins", "bin_size", "orient", "grid"))
+        a = ff.attrs
+        return {"n_bins": int(a["n_bins"]), "bin_size": int(a["bin_size"]), "orient": str(a["orient"]),
+                "grid": str(a["grid"]), "reverse_complement": bool(a.get("reverse_complement", True)),
+                "gene_id": ff.gene_id(), "features": ff.file["features"][()]}
+
+
+def read_sei_settings(path: str | Path) -> dict:
+    """The SEI_ATTRS a features file records (those it has), as stored."""
+    with FeaturesFile(path, hint="") as ff:
+        return {k: ff.file.attrs[k] for k in SEI_ATTRS if k in ff.file.attrs}
+
+
+# ----------------------------------------------------------------------------- the validator
+
+def check_features(path: str | Path, min_bins: int | None = None) -> dict:
+    """Check a (precomputed) features file against docs/formats.md (features.h5).
+
+    Returns n_genes, n_bins, bin_size, orient, tss_bin, grid, gene_id and symbol. Every problem is a
+    GTAError naming the dataset or attribute that is off; the checks run in the order below.
+    """
+    import h5py
+
+    path = require_file(path, "features file (features.precomputed)", "point features.precomputed at a features.h5")
+    where = f"features file {path} (features.precomputed)"
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise GTAError(f"{where} is not a readable HDF5 file: {e}") from e
+    with f:
+        _check_datasets(f, where)
+        g, n_bins = _check_scores_shape(f["features"], where)
+        _check_finite(f["features"], where)
+        gene_id = _check_gene_ids(f["gene_id"], g, where)
+        _check_symbols(f["symbol"], g, where)
+        _check_class_names(f["class_names"], where)
+        attrs = _required_attrs(f, where)
+        _check_bins(attrs, n_bins, where)
+        _check_orient(attrs["orient"], where)
+        _check_bin_size(attrs["bin_size"], where)
+        grid = _check_grid(f, where)
+        _check_min_bins(n_bins, min_bins, where)
+        symbols = _strings(f["symbol"][()])
+    return {"n_genes": g, "n_bins": n_bins, "bin_size": int(attrs["bin_size"]), "orient": attrs["orient"],
+            "tss_bin": int(attrs["tss_bin"]), "grid": grid, "gene_id": gene_id, "symbol": symbols}
+
+
+def _check_datasets(f, where: str) -> None:
+    """Every dataset of FEATURES_DATASETS is there and is a dataset."""
+    import h5py
+
+    for name in FEATURES_DATASETS:
+        if name not in f or not isinstance(f[name], h5py.Dataset):
+            raise GTAError(f"{where} lacks the dataset '{name}' (layout: docs/formats.md, features.h5)")
+
+
+def _check_scores_shape(feats, where: str) -> tuple[int, int]:
+    """'features' is (genes, n_bins, 40) float16 or float32; returns (genes, n_bins)."""
+    if feats.ndim != 3 or feats.shape[2] != N_CLASSES:
+        raise GTAError(f"{where}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {feats.shape}")
+    if feats.dtype not in (np.float16, np.float32):
+        raise GTAError(f"{where}: dataset 'features' must be float16 or float32, got {feats.dtype}")
+    return feats.shape[0], feats.shape[1]
+
+
+def _check_finite(feats, where: str) -> None:
+    """No NaN or infinite score; the first one found is named (gene row, bin, class)."""
+    g, n_bins = feats.shape[:2]
+    step = max(1, _BLOCK_ELEMENTS // max(1, n_bins * N_CLASSES))
+    for s in range(0, g, step):
+        block = feats[s:s + step]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            i, b, c = (int(v[0]) for v in bad.nonzero())
+            raise GTAError(f"{where}: dataset 'features' holds NaN or infinite values (the first at gene row "
+                           f"{s + i}, bin {b}, class {CLASS_LABELS[c]}: {block[i, b, c]}); recompute those "
+                           "genes' scores, or leave those genes out of the file")
+
+
+def _check_gene_ids(gid, g: int, where: str) -> np.ndarray:
+    """'gene_id' is g distinct integers; returns them as int64."""
+    if gid.shape != (g,) or not np.issubdtype(gid.dtype, np.integer):
+        raise GTAError(f"{where}: dataset 'gene_id' must be integers of shape ({g},), got {gid.dtype} {gid.shape}")
+    gene_id = gid[()].astype(np.int64)
+    if len(np.unique(gene_id)) != g:
+        dup = pd.Series(gene_id)[pd.Series(gene_id).duplicated()].head(5).tolist()
+        raise GTAError(f"{where}: dataset 'gene_id' has duplicates, e.g. {dup}")
+    return gene_id
+
+
+def _check_symbols(sym, g: int, where: str) -> None:
+    """'symbol' is g strings."""
+    if sym.shape != (g,) or sym.dtype.kind not in "OS":
+        raise GTAError(f"{where}: dataset 'symbol' must be ({g},) strings, got {sym.dtype} {sym.shape}")
+
+
+def _check_class_names(ds, where: str) -> None:
+    """'class_names' is the 40 Sei class labels in the official order."""
+    names = _strings(ds[()])
+    if names != CLASS_LABELS:
+        raise GTAError(f"{where}: dataset 'class_names' must be the 40 Sei class labels in the official order "
+                       f"(PC1, L1, TN1, ...), got {names[:4]}... ({len(names)})")
+
+
+def _required_attrs(f, where: str) -> dict:
+    """The REQUIRED_ATTRS as stored, 'orient' decoded to str."""
+    attrs = {}
+    for key in REQUIRED_ATTRS:
+        if key not in f.attrs:
+            raise GTAError(f"{where} lacks the attribute '{key}'")
+        attrs[key] = f.attrs[key]
+    attrs["orient"] = str(_text(attrs["orient"]))
+    return attrs
+
+
+def _check_bins(attrs: dict, n_bins: int, where: str) -> None:
+    """n_bins agrees with the dataset and is odd; tss_bin is the centre bin."""
+    if int(attrs["n_bins"]) != n_bins:
+        raise GTAError(f"{where}: attribute 'n_bins' is {attrs['n_bins']} but dataset 'features' has {n_bins} bins")
+    if n_bins % 2 == 0:
+        raise GTAError(f"{where}: attribute 'n_bins' must be odd (got {n_bins})")
+    if int(attrs["tss_bin"]) != n_bins // 2:
+        raise GTAError(f"{where}: attribute 'tss_bin' must be n_bins // 2 = {n_bins // 2}, got {attrs['tss_bin']}")
+
+
+def _check_orient(orient: str, where: str) -> None:
+    if orient not in ORIENTS:
+        raise GTAError(f"{where}: attribute 'orient' must be 'reference' or 'transcript', got {orient!r}")
+
+
+def _check_bin_size(bin_size, where: str) -> None:
+    if int(bin_size) < 1:
+        raise GTAError(f"{where}: attribute 'bin_size' must be positive, got {bin_size}")
+
+
+def _check_grid(f, where: str) -> str:
+    """The optional 'grid' attribute (default 'tss'): 'tss' or 'genome' (windows snapped to the genome-wide grid)."""
+    grid = str(_text(f.attrs.get("grid", "tss")))
+    if grid not in GRIDS:
+        raise GTAError(f"{where}: attribute 'grid' must be 'tss' (bins centred on the TSS) or "
+                       f"'genome' (bins on the genome-wide grid), got {grid!r}")
+    return grid
+
+
+def _check_min_bins(n_bins: int, min_bins: int | None, where: str) -> None:
+    if min_bins is not None and n_bins < min_bins:
+        raise GTAError(f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins "
+                       "evaluate.context_bins asks for; lower evaluate.context_bins")
+
+
+# ============================================================================= targets.tsv, simulation.tsv
+
+TARGET_COLUMNS = ["gene_id", "symbol", "value", "split"]
+SPLITS = ("train", "val", "test")
+SIMULATION_COLUMNS = ["gene_id", "signal"]
+
+
+def read_targets(path: str | Path) -> pd.DataFrame:
+    """Read a targets file (targets.tsv: gene_id, symbol, value, split); value as float64."""
+    path = require_file(path, "targets table", "rerun make_targets")
+    df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str}, keep_default_na=False)
+    check_targets(df, path)
+    df["value"] = df["value"].astype(np.float64)
+    return df
+
+
+def check_targets(df: pd.DataFrame, path: str | Path) -> None:
+    """A targets table has the TARGET_COLUMNS."""
+    if not set(TARGET_COLUMNS) <= set(df.columns):
+        raise GTAError(f"targets table {path} needs columns {', '.join(TARGET_COLUMNS)}")
+
+
+def write_targets(genes: pd.DataFrame, path: str | Path) -> None:
+    """Write targets.tsv (the TARGET_COLUMNS; values with 8 significant digits) atomically."""
+    with atomic_path(path) as tmp:
+        genes[TARGET_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+
+
+def read_simulation(path: str | Path) -> pd.DataFrame:
+    """Read simulation.tsv (gene_id, signal: the noiseless simulated expression)."""
+    sim = pd.read_csv(require_file(path, "simulation signal", "rerun make_targets"), sep="\t")
+    if not set(SIMULATION_COLUMNS) <= set(sim.columns):
+        raise GTAError(f"simulation file {path} needs columns {', '.join(SIMULATION_COLUMNS)}")
+    return sim
+
+
+# ============================================================================= predictions
+
+PREDICTION_COLUMNS = ["gene_id", "symbol", "split", "observed", "predicted"]
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """Read a predictions file (one model's predictions of every gene) and check its columns.
+
+    observed and predicted become numbers; empty, NA or NaN cells are NaN.
+    """
+    path = require_file(path, "predictions file", "rerun the rule that writes it")
+    try:
+        df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str},
+                         keep_default_na=False, na_values=["", "NA", "NaN", "nan"])
+    except Exception as e:
+        raise GTAError(f"cannot read predictions file {path}: {e}") from e
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise GTAError(f"predictions file {path} lacks columns {missing}; expected {PREDICTION_COLUMNS}")
+    for col in ("observed", "predicted"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def write_predictions(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a predictions table (PREDICTION_COLUMNS, sorted by gene_id, 6 significant digits) atomically."""
+    out = df[PREDICTION_COLUMNS].sort_values("gene_id")
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+# ============================================================================= results tables
+
+TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
+TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes"]
+TRAIN_SIZE_COLUMNS = ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
+
+
+def write_table(records: list[dict], columns: list[str], out: str | Path) -> pd.DataFrame:
+    """Write one results table (TSV, the cells as given: formatted text) atomically and return it."""
+    table = pd.DataFrame(records, columns=columns)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote %d rows to %s", len(table), out)
+    return table
+
+
+def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """Read a results table as text (empty cells stay ''), checking it has `columns`."""
+    path = require_file(path, "results table", "rerun the rule that writes it")
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise GTAError(f"results table {path} lacks columns {missing}; expected {columns}")
+    return table
