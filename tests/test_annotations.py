@@ -37,7 +37,7 @@ KEY = "k3y-5ECRET-0f-the-te5t-0123456789"
 KEY_ENV = "GTA_TEST_NCBI_KEY"
 EMAIL = "tester@example.org"
 
-# REFERENCE.md, Figure 4 (gene A1BG), byte for byte; no newline after "# Data:".
+# The paper's Figure 4 (gene A1BG), byte for byte; no newline after "# Data:".
 FIGURE4 = (
     "# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
     "# Official Gene Symbol: A1BG\n"

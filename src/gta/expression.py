@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import GTAError
+from .formats import TARGET_COLUMNS, read_feature_classes, read_feature_genes
 from .identifiers import GeneIndex, match_identifiers, read_gene_list
 from .io import atomic_path, require_file
 from .splits import SPLITS, assign_splits
 
 log = logging.getLogger("gta.expression")
 
-TARGET_COLUMNS = ["gene_id", "symbol", "value", "split"]
 
 
 # ----------------------------------------------------------------------------- reading tables
@@ -146,38 +145,6 @@ def _count_dropped(raw: pd.Series, ids: np.ndarray, tss: pd.DataFrame, with_feat
              ", ".join(f"{n} {reason}" for reason, n in counts.items()))
     return keep
 
-
-# ----------------------------------------------------------------------------- features access
-
-def read_feature_genes(path: str | Path) -> tuple[np.ndarray, dict]:
-    """(gene_id, attrs) of a features file."""
-    import h5py
-
-    path = require_file(path, "features file", "rerun the Sei stage or fix features.precomputed")
-    with h5py.File(path, "r") as f:
-        for key in ("features", "gene_id"):
-            if key not in f:
-                raise GTAError(f"features file {path} lacks dataset {key!r}; see CONTRACT section 3")
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        for key in ("n_bins", "tss_bin", "bin_size"):
-            if key not in attrs:
-                raise GTAError(f"features file {path} lacks attribute {key!r}; see CONTRACT section 3")
-        return f["gene_id"][:].astype(np.int64), attrs
-
-
-def read_feature_classes(path: str | Path, classes: Sequence[int]) -> np.ndarray:
-    """Scores (genes, bins, len(classes)) float32 of some classes, in the order given."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        ds = f["features"]
-        if ds.ndim != 3 or ds.shape[2] != 40:
-            raise GTAError(f"features file {path}: dataset 'features' must be (genes, n_bins, 40), got {ds.shape}")
-        out = np.empty((ds.shape[0], ds.shape[1], len(classes)), np.float32)
-        step = max(1, 4_000_000 // max(1, ds.shape[1] * 40))
-        for s in range(0, ds.shape[0], step):
-            out[s:s + step] = ds[s:s + step][:, :, list(classes)]
-    return out
 
 # ----------------------------------------------------------------------------- the stage
 

@@ -19,11 +19,10 @@ from scipy.stats import spearmanr
 from . import GTAError
 from .hardware import autocast, resolve_device, resolve_dtype
 from .evaluate import write_predictions
-from .formats import feature_window, load_features  # noqa: F401  features.h5 readers (docs/formats.md)
+from .formats import centred_slice, feature_window, load_features  # noqa: F401  features.h5 readers (docs/formats.md)
 from .io import atomic_path, file_id
 from .options import ModelConfig, TrainConfig
 from .pretrained import save_model
-from .sei import KEPT
 
 log = logging.getLogger("gta.train")
 
@@ -40,14 +39,6 @@ class Dataset:
 
     def __post_init__(self):
         self.idx = {s: np.flatnonzero(self.split == s) for s in ("train", "val", "test")}
-
-
-def centred_slice(stored: int, n: int) -> slice:
-    """Bins of an N-bin window inside the stored window (both centred on the TSS bin)."""
-    if n > stored or n % 2 == 0:
-        raise GTAError(f"evaluate.context_bins: N={n} must be odd and <= the stored {stored} bins (window.n_bins)")
-    start = stored // 2 - n // 2
-    return slice(start, start + n)
 
 
 def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .. import GTAError
-from ..expression import read_feature_classes, read_feature_genes
+from ..formats import read_feature_classes, read_feature_genes
 from ..io import atomic_path
 from ..sei import CLASS_LABELS
 

@@ -14,8 +14,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import GTAError
-from ..expression import read_feature_classes, read_feature_genes
 from .simulation import GRAMMAR_CLASSES, Grammar, alternative_terms, grammar_classes, grammar_terms, open_to_tss
+from ..formats import read_feature_classes, read_feature_genes
 from ..genome import open_fasta, window_start
 from ..io import atomic_path
 from ..tss import read_tss
