@@ -26,11 +26,10 @@ def main():
     data = DATA.read_bytes()
     doc = re.search(rb'<DocumentSummary uid="1">.*?</DocumentSummary>\n', data, re.S).group(0)
     head = data[: data.index(b"<DocumentSummary ")]
-    tail = data[data.rindex(b"</DocumentSummary>") + len(b"</DocumentSummary>\n"):]
+    tail = data[data.rindex(b"</DocumentSummary>") + len(b"</DocumentSummary>\n") :]
     reply = head + b"".join(doc.replace(b'uid="1"', b'uid="%d"' % i) for i in range(1, 201)) + tail
     t = best_of(lambda: parse_esummary(reply))
-    print(f"parse_esummary: 200-gene reply ({len(reply) / 1e6:.2f} MB) in {t * 1e3:.1f} ms "
-          f"({200 / t:,.0f} genes/s)")
+    print(f"parse_esummary: 200-gene reply ({len(reply) / 1e6:.2f} MB) in {t * 1e3:.1f} ms ({200 / t:,.0f} genes/s)")
     rec = parse_esummary(reply)[1]
     n = 19_299
     t = best_of(lambda: [format_prompt(rec, "GM12878 lymphoblastoid cells") for _ in range(n)], repeat=3)

@@ -40,12 +40,20 @@ sys.path.insert(0, str(ROOT / "src"))
 from gta.model import GTA, convert_backbone, encode_prompts, load_backbone  # noqa: E402
 from gta.sei import CLASS_NAMES, KEPT  # noqa: E402
 
-GENES = [("A1BG", "alpha-1-B glycoprotein"), ("NAT2", "N-acetyltransferase 2"),
-         ("ADA", "adenosine deaminase"), ("CDH2", "cadherin 2"), ("AKT3", "AKT serine/threonine kinase 3"),
-         ("ZBTB11-AS1", "ZBTB11 antisense RNA 1"), ("MED6", "mediator complex subunit 6"),
-         ("NR2E3", "nuclear receptor subfamily 2 group E member 3")]
-PROMPT = ("# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n# Official Gene Symbol: {}\n"
-          "# Official Gene Full Name: {}\n# Data:")
+GENES = [
+    ("A1BG", "alpha-1-B glycoprotein"),
+    ("NAT2", "N-acetyltransferase 2"),
+    ("ADA", "adenosine deaminase"),
+    ("CDH2", "cadherin 2"),
+    ("AKT3", "AKT serine/threonine kinase 3"),
+    ("ZBTB11-AS1", "ZBTB11 antisense RNA 1"),
+    ("MED6", "mediator complex subunit 6"),
+    ("NR2E3", "nuclear receptor subfamily 2 group E member 3"),
+]
+PROMPT = (
+    "# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n# Official Gene Symbol: {}\n"
+    "# Official Gene Full Name: {}\n# Data:"
+)
 
 
 def backbone_folder(arg: str | None, scratch: str) -> str:
@@ -99,11 +107,15 @@ def main() -> None:
 def run(a: argparse.Namespace, backbone, tokenizer) -> None:
     names = [CLASS_NAMES[i] for i in KEPT]
     texts = [PROMPT.format(*GENES[i % len(GENES)]) for i in range(a.batch)]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
-          f"SmolLM2-135M {a.layers} blocks, batch {a.batch}, median of {a.steps} steps "
-          "(timings on a shared machine are noisy)")
-    print(f"{'N':>4} {'precision':>9} {'prompt':>10} {'tokens':>7} {'step s':>7} {'genes/s':>8} "
-          f"{'backbone s':>10} {'rest s':>7} {'backbone %':>10}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+        f"SmolLM2-135M {a.layers} blocks, batch {a.batch}, median of {a.steps} steps "
+        "(timings on a shared machine are noisy)"
+    )
+    print(
+        f"{'N':>4} {'precision':>9} {'prompt':>10} {'tokens':>7} {'step s':>7} {'genes/s':>8} "
+        f"{'backbone s':>10} {'rest s':>7} {'backbone %':>10}"
+    )
     for n in a.bins:
         ids = encode_prompts(tokenizer, texts, 2048 - n)
         mean_tokens = sum(len(i) for i in ids) / len(ids) + n
@@ -112,8 +124,9 @@ def run(a: argparse.Namespace, backbone, tokenizer) -> None:
         for amp in (False, True):
             for cached in (True, False):
                 torch.manual_seed(0)
-                model = GTA(backbone, tokenizer, names, n_features=len(KEPT),
-                            prompt_cache_mb=2048 if cached else 0).train()
+                model = GTA(
+                    backbone, tokenizer, names, n_features=len(KEPT), prompt_cache_mb=2048 if cached else 0
+                ).train()
                 opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
                 def step(full: bool = True):
@@ -131,12 +144,16 @@ def run(a: argparse.Namespace, backbone, tokenizer) -> None:
 
                 total = time_steps(step, a.steps)
                 rest = time_steps(lambda: step(False), a.steps)
-                print(f"{n:>4} {'bf16' if amp else 'fp32':>9} {'cached' if cached else 'recomputed':>10} "
-                      f"{mean_tokens:>7.0f} {total:>7.3f} {a.batch / total:>8.1f} {total - rest:>10.3f} "
-                      f"{rest:>7.3f} {100 * (total - rest) / total:>9.0f}%", flush=True)
+                print(
+                    f"{n:>4} {'bf16' if amp else 'fp32':>9} {'cached' if cached else 'recomputed':>10} "
+                    f"{mean_tokens:>7.0f} {total:>7.3f} {a.batch / total:>8.1f} {total - rest:>10.3f} "
+                    f"{rest:>7.3f} {100 * (total - rest) / total:>9.0f}%",
+                    flush=True,
+                )
 
 
 # ----------------------------------------------------------------------------- FLOPs (issue 11)
+
 
 def cpu_name() -> str:
     """lscpu-style model name and the SIMD flags that decide the fp32/bf16 GEMM rate."""
@@ -174,11 +191,11 @@ def step_gemms(cfg: dict, batch: int, n: int, lengths: list[int], width: int, bi
     g: list[tuple] = []
 
     def linear(rows, fan_in, fan_out, count=1, weight_grad=False, input_grad=True):
-        g.append((count, 1, rows, fan_in, fan_out, False, True))             # y = x @ W^T
+        g.append((count, 1, rows, fan_in, fan_out, False, True))  # y = x @ W^T
         if input_grad:
-            g.append((count, 1, rows, fan_out, fan_in, False, False))       # dx = dy @ W
+            g.append((count, 1, rows, fan_out, fan_in, False, False))  # dx = dy @ W
         if weight_grad:
-            g.append((count, 1, fan_out, rows, fan_in, True, False))        # dW = dy^T @ x
+            g.append((count, 1, fan_out, rows, fan_in, True, False))  # dW = dy^T @ x
 
     # backbone blocks: frozen projections (input gradients only) and attention over prompt + data keys
     kv = hkv * hd
@@ -187,19 +204,33 @@ def step_gemms(cfg: dict, batch: int, n: int, lengths: list[int], width: int, bi
     w = width + n
     bh = batch * hq
     attn = len(g)
-    g += [(layers, bh, n, hd, w, False, True), (layers, bh, n, w, hd, False, False),   # QK^T, PV
-          (layers, bh, n, hd, w, False, True), (layers, bh, w, n, hd, True, False),    # dP, dV
-          (layers, bh, n, w, hd, False, False), (layers, bh, w, n, hd, True, False)]   # dQ, dK
+    g += [
+        (layers, bh, n, hd, w, False, True),
+        (layers, bh, n, w, hd, False, False),  # QK^T, PV
+        (layers, bh, n, hd, w, False, True),
+        (layers, bh, w, n, hd, True, False),  # dP, dV
+        (layers, bh, n, w, hd, False, False),
+        (layers, bh, w, n, hd, True, False),
+    ]  # dQ, dK
     # alignment: prototypes (vocab-wide and class-token), key/value maps, cross-attention, query, out
-    g += [(1, 1, pv, V, D, False, False), (1, 1, pv, D, V, False, True),     # W @ E, dW = dP @ E^T
-          (1, 1, pc, C, D, False, False), (1, 1, pc, D, C, False, True)]
-    linear(P, D, inner, count=2, weight_grad=True)                          # key, value (protos need grads)
-    linear(T, F, inner, weight_grad=True, input_grad=False)                 # query (inputs need none)
+    g += [
+        (1, 1, pv, V, D, False, False),
+        (1, 1, pv, D, V, False, True),  # W @ E, dW = dP @ E^T
+        (1, 1, pc, C, D, False, False),
+        (1, 1, pc, D, C, False, True),
+    ]
+    linear(P, D, inner, count=2, weight_grad=True)  # key, value (protos need grads)
+    linear(T, F, inner, weight_grad=True, input_grad=False)  # query (inputs need none)
     ba = batch * ah
-    g += [(1, ba, n, dk, P, False, True), (1, ba, n, P, dk, False, False),  # scores, mixed
-          (1, ba, n, dk, P, False, True), (1, ah, P, T, dk, True, False),   # d attention, d value
-          (1, ba, n, P, dk, False, False), (1, ah, P, T, dk, True, False)]  # d query, d key
-    linear(T, inner, D, weight_grad=True)                                   # out
+    g += [
+        (1, ba, n, dk, P, False, True),
+        (1, ba, n, P, dk, False, False),  # scores, mixed
+        (1, ba, n, dk, P, False, True),
+        (1, ah, P, T, dk, True, False),  # d attention, d value
+        (1, ba, n, P, dk, False, False),
+        (1, ah, P, T, dk, True, False),
+    ]  # d query, d key
+    linear(T, inner, D, weight_grad=True)  # out
     # selector (every token) and head (the top k, flattened); the head's input gradient feeds the blocks
     linear(T, D, 1, weight_grad=True)
     linear(batch, min(k_top, n) * D, 1, weight_grad=True)
@@ -210,9 +241,9 @@ def step_gemms(cfg: dict, batch: int, n: int, lengths: list[int], width: int, bi
     useful = flops(g)
     # replace the padded attention count by the useful one: true prompt lengths, causal data keys,
     # and key/value gradients for the data keys only
-    pad_attn = flops(g[attn:attn + 6])
+    pad_attn = flops(g[attn : attn + 6])
     pairs_data = n * n if bidirectional else n * (n + 1) // 2
-    pairs = sum(L * n for L in lengths) + batch * pairs_data                  # (query, key) pairs
+    pairs = sum(L * n for L in lengths) + batch * pairs_data  # (query, key) pairs
     useful += layers * hq * 2.0 * hd * (4 * pairs + 2 * batch * pairs_data) - pad_attn
     return g, useful
 
@@ -230,16 +261,21 @@ def bare_matmul(gemms):
         for count, a, bb in ops:
             for _ in range(count):
                 torch.matmul(a, bb)
+
     return go
 
 
 def run_flops(a: argparse.Namespace, folder: str) -> None:
     names = [CLASS_NAMES[i] for i in KEPT]
-    print(f"\nTraining-step FLOP/s vs the bare matmul rate of the same shapes (fp32): {cpu_name()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}; median of {a.repeats} steps, each followed "
-          "by one bare pass (interleaved: the machine is shared)")
-    print(f"{'blocks':>6} {'N':>4} {'batch':>5} {'threads':>7} {'GFLOP':>6} {'step s':>7} {'genes/s':>8} "
-          f"{'step GF/s':>9} {'bare s':>7} {'bare GF/s':>9} {'fraction':>8}")
+    print(
+        f"\nTraining-step FLOP/s vs the bare matmul rate of the same shapes (fp32): {cpu_name()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}; median of {a.repeats} steps, each followed "
+        "by one bare pass (interleaved: the machine is shared)"
+    )
+    print(
+        f"{'blocks':>6} {'N':>4} {'batch':>5} {'threads':>7} {'GFLOP':>6} {'step s':>7} {'genes/s':>8} "
+        f"{'step GF/s':>9} {'bare s':>7} {'bare GF/s':>9} {'fraction':>8}"
+    )
     threads0 = torch.get_num_threads()
     for layers in a.flops_layers:
         backbone, tokenizer = load_backbone(folder, layers=layers)
@@ -253,13 +289,22 @@ def run_flops(a: argparse.Namespace, folder: str) -> None:
                 model = GTA(backbone, tokenizer, names, n_features=len(KEPT)).train()
                 opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
                 al = model.align
-                cfg = dict(hidden=bc.hidden_size, intermediate=bc.intermediate_size,
-                           head_dim=getattr(bc, "head_dim", bc.hidden_size // bc.num_attention_heads),
-                           heads=bc.num_attention_heads, kv_heads=bc.num_key_value_heads, layers=layers,
-                           vocab=al.vocab_map.in_features, class_tokens=al.class_map.in_features,
-                           features=len(KEPT), p_vocab=al.vocab_map.out_features,
-                           p_classes=al.class_map.out_features, align_heads=al.heads, d_k=al.d_k,
-                           top_k=model.head.top_k)
+                cfg = dict(
+                    hidden=bc.hidden_size,
+                    intermediate=bc.intermediate_size,
+                    head_dim=getattr(bc, "head_dim", bc.hidden_size // bc.num_attention_heads),
+                    heads=bc.num_attention_heads,
+                    kv_heads=bc.num_key_value_heads,
+                    layers=layers,
+                    vocab=al.vocab_map.in_features,
+                    class_tokens=al.class_map.in_features,
+                    features=len(KEPT),
+                    p_vocab=al.vocab_map.out_features,
+                    p_classes=al.class_map.out_features,
+                    align_heads=al.heads,
+                    d_k=al.d_k,
+                    top_k=model.head.top_k,
+                )
                 lengths = [len(i) for i in ids]
                 gemms, useful = step_gemms(cfg, batch, n, lengths, max(lengths), model.bidirectional)
                 bare_flops = sum(2.0 * c * b * m * k * nn for c, b, m, k, nn, _, _ in gemms)
@@ -287,9 +332,12 @@ def run_flops(a: argparse.Namespace, folder: str) -> None:
                         tb.append(time.perf_counter() - t1)
                     s, b = statistics.median(ts), statistics.median(tb)
                     rate, bare_rate = useful / s / 1e9, bare_flops / b / 1e9
-                    print(f"{layers:>6} {n:>4} {batch:>5} {threads:>7} {useful / 1e9:>6.1f} {s:>7.3f} "
-                          f"{batch / s:>8.1f} {rate:>9.1f} {b:>7.3f} {bare_rate:>9.1f} "
-                          f"{rate / bare_rate:>8.2f}", flush=True)
+                    print(
+                        f"{layers:>6} {n:>4} {batch:>5} {threads:>7} {useful / 1e9:>6.1f} {s:>7.3f} "
+                        f"{batch / s:>8.1f} {rate:>9.1f} {b:>7.3f} {bare_rate:>9.1f} "
+                        f"{rate / bare_rate:>8.2f}",
+                        flush=True,
+                    )
     torch.set_num_threads(threads0)
 
 

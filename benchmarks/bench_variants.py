@@ -58,8 +58,28 @@ from gta.variants import alt_bin, place, read_vcf, ref_bin
 BIN = 4096
 GRID = "genome"
 CELL_TYPE = "GM12878 lymphoblastoid cells"
-WORDS = ["[UNK]", "#", ":", ".", ",", "Task", "Gene", "Expression", "Prediction", "on", "GM12878",
-         "lymphoblastoid", "cells", "Official", "Symbol", "Full", "Name", "Data", "Promoter", "Enhancer"]
+WORDS = [
+    "[UNK]",
+    "#",
+    ":",
+    ".",
+    ",",
+    "Task",
+    "Gene",
+    "Expression",
+    "Prediction",
+    "on",
+    "GM12878",
+    "lymphoblastoid",
+    "cells",
+    "Official",
+    "Symbol",
+    "Full",
+    "Name",
+    "Data",
+    "Promoter",
+    "Enhancer",
+]
 
 
 def make_backbone(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
@@ -74,9 +94,15 @@ def make_backbone(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(WORDS) + 4, hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=len(WORDS) + 4,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     LlamaModel(cfg).save_pretrained(folder)
     return folder
 
@@ -84,17 +110,24 @@ def make_backbone(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
 def write_genes(path: Path, n_genes: int, spacing: int, rng: np.random.Generator) -> pd.DataFrame:
     """A TSS table of n_genes on chr21 from 14 Mb on, about `spacing` bp apart, mixed strands."""
     jitter = rng.integers(-spacing // 4, spacing // 4 + 1, n_genes)
-    genes = pd.DataFrame({
-        "gene_id": np.arange(1, n_genes + 1), "symbol": [f"G{i}" for i in range(1, n_genes + 1)],
-        "ensembl_gene": "", "name": "", "chrom": "chr21",
-        "tss": 14_000_000 + np.arange(n_genes) * spacing + jitter,
-        "strand": rng.choice(["+", "-"], n_genes)})
+    genes = pd.DataFrame(
+        {
+            "gene_id": np.arange(1, n_genes + 1),
+            "symbol": [f"G{i}" for i in range(1, n_genes + 1)],
+            "ensembl_gene": "",
+            "name": "",
+            "chrom": "chr21",
+            "tss": 14_000_000 + np.arange(n_genes) * spacing + jitter,
+            "strand": rng.choice(["+", "-"], n_genes),
+        }
+    )
     genes.to_csv(path, sep="\t", index=False)
     return genes
 
 
-def write_vcf(path: Path, fa, genes: pd.DataFrame, n_bins: int, n_variants: int,
-              rng: np.random.Generator) -> dict[str, int]:
+def write_vcf(
+    path: Path, fa, genes: pd.DataFrame, n_bins: int, n_variants: int, rng: np.random.Generator
+) -> dict[str, int]:
     """n_variants SNVs (60%), deletions (20%, 1-20 bp) and insertions (20%, 1-20 bp) inside the genes'
     windows, REF from the FASTA; returns how many of each kind."""
     ws = np.asarray(window_start(genes["tss"].to_numpy(np.int64), n_bins, BIN, GRID))
@@ -127,8 +160,9 @@ def write_vcf(path: Path, fa, genes: pd.DataFrame, n_bins: int, n_variants: int,
 
 def write_model(folder: Path, backbone: Path, features: Path, n_bins: int, threads: int) -> None:
     """An untrained GTA model folder (feature statistics from the features file) for timing."""
-    mcfg = ModelConfig(backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4,
-                       heads=2, d_k=4, top_k=3, context=128)
+    mcfg = ModelConfig(
+        backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4, heads=2, d_k=4, top_k=3, context=128
+    )
     tcfg = TrainConfig(epochs=1, batch_size=8, autocast="float32", device="cpu", threads=threads)
     model = GTA.from_config(mcfg, n_bins, tcfg.seed)
     tokenizer = model.tokenizer
@@ -136,15 +170,34 @@ def write_model(folder: Path, backbone: Path, features: Path, n_bins: int, threa
     flat = x.reshape(-1, x.shape[-1])
     model.set_feature_stats(flat.mean(0), flat.std(0))
     splits = pd.DataFrame({"gene_id": gene_id, "symbol": symbol, "split": "train"})
-    save_model(folder, model, tokenizer, mcfg, tcfg, n_bins, 0.0, 1.0, model.trainable_state_dict(), splits,
-               [], {}, window=feature_window(features))
+    save_model(
+        folder,
+        model,
+        tokenizer,
+        mcfg,
+        tcfg,
+        n_bins,
+        0.0,
+        1.0,
+        model.trainable_state_dict(),
+        splits,
+        [],
+        {},
+        window=feature_window(features),
+    )
 
 
 def units_of(pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int) -> list[tuple[int, int]]:
     """The distinct (variant, absolute bin start) units the touched bins of all pairs make."""
-    ws = dict(zip(genes["gene_id"], np.asarray(window_start(genes["tss"].to_numpy(np.int64), n_bins, BIN, GRID))))
+    ws = dict(
+        zip(
+            genes["gene_id"], np.asarray(window_start(genes["tss"].to_numpy(np.int64), n_bins, BIN, GRID)), strict=False
+        )
+    )
     seen: dict[tuple[int, int], None] = {}
-    for v, g, first, last in zip(pairs["variant"], pairs["gene_id"], pairs["bin_first"], pairs["bin_last"]):
+    for v, g, first, last in zip(
+        pairs["variant"], pairs["gene_id"], pairs["bin_first"], pairs["bin_last"], strict=False
+    ):
         for b in range(int(first), int(last) + 1):
             seen.setdefault((int(v), int(ws[g]) + b * BIN), None)
     return list(seen)
@@ -156,19 +209,22 @@ def sei_touched(scorer: SeiScorer, fa, variants, units: list[tuple[int, int]]) -
     step = 4 * scorer.batch_size
     t0 = time.perf_counter()
     for s in range(0, len(units), step):
-        part = units[s:s + step]
+        part = units[s : s + step]
         seqs = [alt_bin(fa, variants[v].chrom, start, BIN, variants[v]) for v, start in part]
-        out[s:s + len(part)] = scorer.scores(seqs)[:, KEPT]
+        out[s : s + len(part)] = scorer.scores(seqs)[:, KEPT]
     return out, time.perf_counter() - t0
 
 
-def sei_whole_windows(scorer: SeiScorer, fa, variants, pairs: pd.DataFrame, genes: pd.DataFrame,
-                      n_bins: int, orient: str) -> tuple[np.ndarray, float]:
+def sei_whole_windows(
+    scorer: SeiScorer, fa, variants, pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int, orient: str
+) -> tuple[np.ndarray, float]:
     """((pairs, n_bins, 33) ALT windows, seconds): every bin of every pair's window through Sei."""
     g = genes.set_index("gene_id")
     t0 = time.perf_counter()
     seqs = []
-    for v, gid, first, last in zip(pairs["variant"], pairs["gene_id"], pairs["bin_first"], pairs["bin_last"]):
+    for v, gid, first, last in zip(
+        pairs["variant"], pairs["gene_id"], pairs["bin_first"], pairs["bin_last"], strict=False
+    ):
         var = variants[int(v)]
         start = int(window_start(int(g.at[gid, "tss"]), n_bins, BIN, GRID))
         for b in range(n_bins):
@@ -186,15 +242,23 @@ def main() -> None:
     ap.add_argument("--n-bins", type=int, default=51, help="bins N per window (odd)")
     ap.add_argument("--variants", type=int, default=100, help="variants in the VCF")
     ap.add_argument("--genes", type=int, default=32, help="genes on the synthetic chr21")
-    ap.add_argument("--spacing", type=int, default=100_000,
-                    help="bp between TSSs (+-25%% jitter); a window spans N x 4,096 bp (209 kb at N=51)")
+    ap.add_argument(
+        "--spacing",
+        type=int,
+        default=100_000,
+        help="bp between TSSs (+-25%% jitter); a window spans N x 4,096 bp (209 kb at N=51)",
+    )
     ap.add_argument("--width", type=float, default=0.03125, help="demo Sei width multiplier (the demo's 1/32)")
     ap.add_argument("--n-targets", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--batch-size", type=int, default=32, help="Sei batch (bins)")
     ap.add_argument("--device", default="cpu", help="device for Sei and GTA ('cpu', 'cuda', 'auto')")
-    ap.add_argument("--naive-pairs", type=int, default=12,
-                    help="(variant, gene) pairs the whole-window alternative is timed on (scaled to all pairs)")
+    ap.add_argument(
+        "--naive-pairs",
+        type=int,
+        default=12,
+        help="(variant, gene) pairs the whole-window alternative is timed on (scaled to all pairs)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     a, _ = ap.parse_known_args()  # benchmarks/run_all.py leaves its own arguments in sys.argv
 
@@ -218,14 +282,28 @@ def main() -> None:
         checkpoint, projection = tmp / "sei.pth", tmp / "projvec.npy"
         save_sei(sei_model, checkpoint)
         np.save(projection, projvec)
-        sei = {"checkpoint": checkpoint, "projection": projection, "device": a.device, "dtype": "float32",
-               "batch_size": a.batch_size}
+        sei = {
+            "checkpoint": checkpoint,
+            "projection": projection,
+            "device": a.device,
+            "dtype": "float32",
+            "batch_size": a.batch_size,
+        }
 
         t0 = time.perf_counter()
         (tmp / "shards").mkdir()
         shard = tmp / "shards" / "1-of-1.h5"
-        run_shard(tss, fasta, sei_model, projvec, shard, WindowSpec(n, BIN, "reference", GRID),
-                  device="cpu" if a.device == "auto" else a.device, dtype=torch.float32, batch_size=a.batch_size)
+        run_shard(
+            tss,
+            fasta,
+            sei_model,
+            projvec,
+            shard,
+            WindowSpec(n, BIN, "reference", GRID),
+            device="cpu" if a.device == "auto" else a.device,
+            dtype=torch.float32,
+            batch_size=a.batch_size,
+        )
         features = tmp / "features.h5"
         merge_shards(tss, [shard], features)
         t_features = time.perf_counter() - t0
@@ -241,14 +319,15 @@ def main() -> None:
         scorer = SeiScorer.load(**sei)
         scorer.scores([ref_bin(fa, "chr21", 14_000_000, BIN)])
         _, _, x_ref = load_features(features, n)
-        prompts = dict(zip(genes["gene_id"], gene_prompts(genes, CELL_TYPE)))
+        prompts = dict(zip(genes["gene_id"], gene_prompts(genes, CELL_TYPE), strict=False))
         gta.predict(x_ref[:2], [prompts[g] for g in genes["gene_id"][:2]])
 
         # (a) score_variants end to end
         out, counts_tsv = tmp / "scores.tsv", tmp / "counts.tsv"
         t0 = time.perf_counter()
-        table = score_variants(model_dir, vcf, features, tss, fasta, sei, out, device=a.device, threads=a.threads,
-                               counts_out=counts_tsv)
+        table = score_variants(
+            model_dir, vcf, features, tss, fasta, sei, out, device=a.device, threads=a.threads, counts_out=counts_tsv
+        )
         t_a = time.perf_counter() - t0
         counts = dict(pd.read_csv(counts_tsv, sep="\t").values)
 
@@ -272,7 +351,9 @@ def main() -> None:
 
         # agreement: the whole-window ALT predictions should equal score_variants' ones
         key = table.set_index(["id", "gene_id"])["alt_prediction"]
-        alt_inc = np.array([key[(variants[int(v)].id, g)] for v, g in zip(sub["variant"], sub["gene_id"])])
+        alt_inc = np.array(
+            [key[(variants[int(v)].id, g)] for v, g in zip(sub["variant"], sub["gene_id"], strict=False)]
+        )
         max_diff = float(np.abs(alt_naive - alt_inc).max()) if k else 0.0
 
     # per pair and totals
@@ -286,35 +367,51 @@ def main() -> None:
     def rates(seconds: float) -> str:
         return f"{n_var / seconds:9.2f} variants/s  {n_pairs / seconds:9.2f} pairs/s  ({seconds:7.2f} s)"
 
-    print(f"N = {n} bins of {BIN} bp ({GRID} grid), {len(genes)} genes {a.spacing} bp apart, "
-          f"demo Sei width {a.width:g} (channels {sei_model.channels}), {a.n_targets} targets, fp32, "
-          f"{a.threads} torch thread(s), device {a.device}, Sei batch {a.batch_size}")
+    print(
+        f"N = {n} bins of {BIN} bp ({GRID} grid), {len(genes)} genes {a.spacing} bp apart, "
+        f"demo Sei width {a.width:g} (channels {sei_model.channels}), {a.n_targets} targets, fp32, "
+        f"{a.threads} torch thread(s), device {a.device}, Sei batch {a.batch_size}"
+    )
     print(f"features: {len(genes)} windows via run_shard + merge_shards in {t_features:.1f} s")
-    print(f"VCF: {n_var} variants ({kinds['snv']} SNVs, {kinds['deletion']} deletions, "
-          f"{kinds['insertion']} insertions, 1-20 bp), {outside} in no window; {n_pairs} (variant, gene) pairs "
-          f"({n_pairs / max(n_var, 1):.2f} genes per variant)")
-    print(f"bins touched per pair: mean {mean_touched:.3f} (max {int(touched.max()) if n_pairs else 0}); "
-          f"distinct ALT bins computed by score_variants: {len(units)} ({units_per_pair:.3f} per pair, "
-          f"{len(units) / max(n_var, 1):.3f} per variant; its counts file says alt_bins {counts.get('alt_bins')}, "
-          f"scored_pairs {counts.get('scored_pairs')})")
-    print(f"whole-window alternative timed on {k} of {n_pairs} pairs ({k * n} bins through Sei), "
-          f"scaled per pair to all {n_pairs}; its end to end = score_variants' time - its Sei part + "
-          f"the whole-window Sei part")
+    print(
+        f"VCF: {n_var} variants ({kinds['snv']} SNVs, {kinds['deletion']} deletions, "
+        f"{kinds['insertion']} insertions, 1-20 bp), {outside} in no window; {n_pairs} (variant, gene) pairs "
+        f"({n_pairs / max(n_var, 1):.2f} genes per variant)"
+    )
+    print(
+        f"bins touched per pair: mean {mean_touched:.3f} (max {int(touched.max()) if n_pairs else 0}); "
+        f"distinct ALT bins computed by score_variants: {len(units)} ({units_per_pair:.3f} per pair, "
+        f"{len(units) / max(n_var, 1):.3f} per variant; its counts file says alt_bins {counts.get('alt_bins')}, "
+        f"scored_pairs {counts.get('scored_pairs')})"
+    )
+    print(
+        f"whole-window alternative timed on {k} of {n_pairs} pairs ({k * n} bins through Sei), "
+        f"scaled per pair to all {n_pairs}; its end to end = score_variants' time - its Sei part + "
+        f"the whole-window Sei part"
+    )
     print()
     print("Sei part (ALT bins -> 40 class scores)")
     print(f"  touched bins only (score_variants): {rates(t_a_sei)}  {len(units) / t_a_sei:7.1f} bins/s")
     print(f"  whole window per pair (naive)     : {rates(b_sei_total)}  {k * n / t_b_sei:7.1f} bins/s")
-    print(f"  measured speed ratio {b_sei_total / t_a_sei:6.1f}x   expected N / (bins touched) = "
-          f"{n} / {mean_touched:.3f} = {expected:.1f}x   (N / distinct ALT bins per pair = "
-          f"{n / units_per_pair:.1f}x, the bins shared between genes computed once)")
-    print("End to end (Sei + GTA; score_variants includes loading the models, the VCF and REF check, GTA on REF "
-          "and ALT, writing the table)")
+    print(
+        f"  measured speed ratio {b_sei_total / t_a_sei:6.1f}x   expected N / (bins touched) = "
+        f"{n} / {mean_touched:.3f} = {expected:.1f}x   (N / distinct ALT bins per pair = "
+        f"{n / units_per_pair:.1f}x, the bins shared between genes computed once)"
+    )
+    print(
+        "End to end (Sei + GTA; score_variants includes loading the models, the VCF and REF check, GTA on REF "
+        "and ALT, writing the table)"
+    )
     print(f"  score_variants                    : {rates(t_a)}")
     print(f"  whole window per pair (naive)     : {rates(b_total)}")
-    print(f"  measured speed ratio {b_total / t_a:6.1f}x   expected N / (bins touched) = {expected:.1f}x "
-          f"(the part that is not Sei is {100 * (t_a - t_a_sei) / t_a:.0f}% of score_variants' time)")
-    print(f"  GTA on ALT windows alone: {k / t_b_gta:.1f} pairs/s ({1e3 * t_b_gta / max(k, 1):.1f} ms per pair, "
-          f"tiny random backbone)")
+    print(
+        f"  measured speed ratio {b_total / t_a:6.1f}x   expected N / (bins touched) = {expected:.1f}x "
+        f"(the part that is not Sei is {100 * (t_a - t_a_sei) / t_a:.0f}% of score_variants' time)"
+    )
+    print(
+        f"  GTA on ALT windows alone: {k / t_b_gta:.1f} pairs/s ({1e3 * t_b_gta / max(k, 1):.1f} ms per pair, "
+        f"tiny random backbone)"
+    )
     print(f"check: max |ALT prediction, whole window - score_variants| over the {k} pairs = {max_diff:.3g}")
     print(f"benchmark wall time {time.perf_counter() - t_start:.1f} s")
 

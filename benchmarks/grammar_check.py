@@ -42,8 +42,20 @@ def main() -> None:
     if converted.is_dir() and not (work / "results" / "backbone").exists():  # skip the ~25 s conversion
         shutil.copytree(converted, work / "results" / "backbone")
     targets = ["results/table1.tsv", "results/diagnostics/oracle.tsv"]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", str(a.cores), *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        str(a.cores),
+        *targets,
+    ]
     subprocess.run(cmd, check=True)
     for t in targets:
         print(f"\n{t} ({work}):\n" + (work / t).read_text())

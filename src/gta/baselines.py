@@ -24,8 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from . import GTAError
-from .evaluate import read_targets, write_predictions
-from .formats import read_kept_scores
+from .formats import read_kept_scores, read_targets, write_predictions
 from .identifiers import match_identifiers
 from .io import require_file
 
@@ -37,6 +36,7 @@ EXPECTO_DECAY_BP = (4096.0, 16384.0, 65536.0, 262144.0, 1048576.0)
 
 
 # ----------------------------------------------------------------------------- model pieces
+
 
 def ridge_path(x_train: np.ndarray, y_train: np.ndarray, alphas=ALPHAS):
     """Ridge coefficients for each penalty on standardised features (intercept = mean of y).
@@ -51,7 +51,7 @@ def ridge_path(x_train: np.ndarray, y_train: np.ndarray, alphas=ALPHAS):
     intercept = float(y_train.mean())
     u, s, vt = np.linalg.svd(a, full_matrices=False)
     uty = u.T @ (y_train - intercept)
-    coefs = np.stack([vt.T @ (s / (s ** 2 + alpha) * uty) for alpha in alphas])
+    coefs = np.stack([vt.T @ (s / (s**2 + alpha) * uty) for alpha in alphas])
     return mean, scale, intercept, coefs
 
 
@@ -68,15 +68,22 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, na
     """
     train, val = split == "train", split == "val"
     if train.sum() < 2 or val.sum() < 2:
-        raise GTAError(f"{name}: needs at least 2 training and 2 validation genes "
-                       f"(got {int(train.sum())} and {int(val.sum())})")
+        raise GTAError(
+            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and {int(val.sum())})"
+        )
     mean, scale, intercept, coefs = ridge_path(x[train], y[train], alphas)
     z = (x - mean) / scale
     preds = z @ coefs.T + intercept  # (genes, alphas)
     scores = np.array([_spearman(preds[val, i], y[val]) for i in range(len(alphas))])
     best = max(range(len(alphas)), key=lambda i: (scores[i], alphas[i]))
-    log.info("%s: %d features, %d training genes; penalty %.3g (validation Spearman %.4f)",
-             name, x.shape[1], int(train.sum()), alphas[best], scores[best])
+    log.info(
+        "%s: %d features, %d training genes; penalty %.3g (validation Spearman %.4f)",
+        name,
+        x.shape[1],
+        int(train.sum()),
+        alphas[best],
+        scores[best],
+    )
     return preds[:, best]
 
 
@@ -96,8 +103,9 @@ def upstream_sign(strand: np.ndarray, orient: str) -> np.ndarray:
     raise GTAError(f"features attribute orient must be 'reference' or 'transcript', got {orient!r}")
 
 
-def expecto_features(scores: np.ndarray, tss_bin: int, bin_size: int, sign: np.ndarray,
-                     decays_bp=EXPECTO_DECAY_BP) -> np.ndarray:
+def expecto_features(
+    scores: np.ndarray, tss_bin: int, bin_size: int, sign: np.ndarray, decays_bp=EXPECTO_DECAY_BP
+) -> np.ndarray:
     """(genes, classes * len(decays) * 2) distance-decay sums: upstream then downstream per decay.
 
     scores (genes, bins, classes); sign per gene from `upstream_sign`. A bin at offset i - tss_bin
@@ -121,6 +129,7 @@ def expecto_features(scores: np.ndarray, tss_bin: int, bin_size: int, sign: np.n
 
 # ----------------------------------------------------------------------------- stages
 
+
 def _load_features(path: str | Path, tss_bin_only: bool = False):
     """(gene_id, kept-class scores (genes, bins, 33) float32, tss_bin, n_bins, bin_size, orient).
 
@@ -129,8 +138,15 @@ def _load_features(path: str | Path, tss_bin_only: bool = False):
     return read_kept_scores(path, tss_bin_only)
 
 
-def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str | Path, out: str | Path,
-                 train_fraction: float = 1.0, seed: int = 0) -> pd.DataFrame:
+def fit_baseline(
+    model: str,
+    features: str | Path,
+    targets: str | Path,
+    tss: str | Path,
+    out: str | Path,
+    train_fraction: float = 1.0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene.
 
     With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
@@ -145,8 +161,10 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
     pos = {g: i for i, g in enumerate(gene_id)}
     missing = [g for g in tgt["gene_id"] if g not in pos]
     if missing:
-        raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features} "
-                       f"(first: {missing[:5]}); rerun make_targets")
+        raise GTAError(
+            f"{len(missing)} genes of {targets} are not in the features file {features} "
+            f"(first: {missing[:5]}); rerun make_targets"
+        )
     rows = np.array([pos[g] for g in tgt["gene_id"]], np.int64)
     scores = scores[rows]
     y = tgt["value"].to_numpy(np.float64)
@@ -157,11 +175,17 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
         genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss")).set_index("gene_id")
         absent = [g for g in tgt["gene_id"] if g not in genes.index]
         if absent:
-            raise GTAError(f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets")
+            raise GTAError(
+                f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets"
+            )
         strand = genes.loc[tgt["gene_id"], "strand"].to_numpy(str)
         x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
-        log.info("ExPecto-style features from %d bins (%s orientation), decay lengths %s bp", n_bins, orient,
-                 ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP))
+        log.info(
+            "ExPecto-style features from %d bins (%s orientation), decay lengths %s bp",
+            n_bins,
+            orient,
+            ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP),
+        )
     fit_split = split.astype(object)  # room for "unused"
     if train_fraction < 1.0:
         from .splits import train_subset
@@ -171,11 +195,14 @@ def fit_baseline(model: str, features: str | Path, targets: str | Path, tss: str
         fit_split[train[~keep]] = "unused"  # predicted, not fitted on
         log.info("train_fraction %.4g: fitting on %d of %d training genes", train_fraction, int(keep.sum()), len(train))
     pred = fit_ridge(x, y, fit_split, name=BASELINES[model])
-    table = pd.DataFrame({"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split,
-                          "observed": y, "predicted": pred})
+    table = pd.DataFrame(
+        {"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split, "observed": y, "predicted": pred}
+    )
     test = split == "test"
     if test.sum() > 2:
-        log.info("%s: test Spearman %.4f on %d genes", BASELINES[model], _spearman(pred[test], y[test]), int(test.sum()))
+        log.info(
+            "%s: test Spearman %.4f on %d genes", BASELINES[model], _spearman(pred[test], y[test]), int(test.sum())
+        )
     write_predictions(table, out)
     return table
 
@@ -187,12 +214,17 @@ def prediction_file_stem(column: str) -> str:
 
 def read_baseline_columns(path: str | Path) -> list[str]:
     """The model columns of a Huang et al. predictions CSV (all but the first, `gene`)."""
-    path = require_file(path, "baseline predictions (evaluate.baseline_predictions)",
-                        "give a CSV with header gene,Xpresso,Enformer,Basenji2,ExPecto or null")
+    path = require_file(
+        path,
+        "baseline predictions (evaluate.baseline_predictions)",
+        "give a CSV with header gene,Xpresso,Enformer,Basenji2,ExPecto or null",
+    )
     header = pd.read_csv(path, nrows=0).columns
     if len(header) < 2 or header[0].strip().lower() != "gene":
-        raise GTAError(f"baseline predictions {path} (evaluate.baseline_predictions) must start with a 'gene' "
-                       f"column followed by one column per model; header is {list(header)}")
+        raise GTAError(
+            f"baseline predictions {path} (evaluate.baseline_predictions) must start with a 'gene' "
+            f"column followed by one column per model; header is {list(header)}"
+        )
     cols = [c.strip() for c in header[1:]]
     stems = [prediction_file_stem(c) for c in cols]
     if len(set(stems)) != len(stems):
@@ -216,14 +248,28 @@ def import_predictions(csv: str | Path, targets: str | Path, tss: str | Path, ou
         pred = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64)
         ok = keep & np.isfinite(pred)
         g = ids[ok]
-        df = pd.DataFrame({"gene_id": g, "symbol": tgt.loc[g, "symbol"].to_numpy(), "split": tgt.loc[g, "split"].to_numpy(),
-                           "observed": tgt.loc[g, "value"].to_numpy(), "predicted": pred[ok]})
+        df = pd.DataFrame(
+            {
+                "gene_id": g,
+                "symbol": tgt.loc[g, "symbol"].to_numpy(),
+                "split": tgt.loc[g, "split"].to_numpy(),
+                "observed": tgt.loc[g, "value"].to_numpy(),
+                "predicted": pred[ok],
+            }
+        )
         n_test = int((df["split"] == "test").sum())
-        log.info("%s: %d genes with a prediction and a target, %d of %d test genes", col, len(df), n_test,
-                 int((tgt["split"] == "test").sum()))
+        log.info(
+            "%s: %d genes with a prediction and a target, %d of %d test genes",
+            col,
+            len(df),
+            n_test,
+            int((tgt["split"] == "test").sum()),
+        )
         if n_test < 3:
-            raise GTAError(f"baseline predictions {csv}: column {col!r} covers {n_test} test genes; check its "
-                           "gene identifiers (lower-case symbols or Ensembl ids) and genes.test_genes")
+            raise GTAError(
+                f"baseline predictions {csv}: column {col!r} covers {n_test} test genes; check its "
+                "gene identifiers (lower-case symbols or Ensembl ids) and genes.test_genes"
+            )
         tables[col] = df
     written = {}
     for col, df in tables.items():  # every column checked before any file is written

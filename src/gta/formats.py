@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,16 +49,25 @@ def _strings(values) -> list[str]:
 # ============================================================================= tss.tsv
 
 TSS_COLUMNS = ["gene_id", "symbol", "ensembl_gene", "name", "chrom", "tss", "strand"]
-TSS_DTYPES = {"gene_id": "int64", "tss": "int64", "chrom": str, "symbol": str, "name": str, "ensembl_gene": str,
-              "strand": str}
+TSS_DTYPES = {
+    "gene_id": "int64",
+    "tss": "int64",
+    "chrom": str,
+    "symbol": str,
+    "name": str,
+    "ensembl_gene": str,
+    "strand": str,
+}
 
 
 def check_tss(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """A TSS table must have every column of TSS_COLUMNS (more are allowed)."""
     missing = [c for c in TSS_COLUMNS if c not in table.columns]
     if missing:
-        raise GTAError(f"TSS table {path} lacks columns {missing}; expected {TSS_COLUMNS} "
-                       "(see docs/formats.md (tss.tsv); rerun mane_tss)")
+        raise GTAError(
+            f"TSS table {path} lacks columns {missing}; expected {TSS_COLUMNS} "
+            "(see docs/formats.md (tss.tsv); rerun mane_tss)"
+        )
     return table
 
 
@@ -86,8 +95,16 @@ FEATURES_HINT = "rerun the Sei stage or fix features.precomputed"
 _BLOCK_ELEMENTS = 4_000_000  # values read at once when scanning the whole 'features' dataset
 
 
-def write_features(out: str | Path, features: np.ndarray, gene_id: np.ndarray, symbol: Sequence[str],
-                   bin_size: int = 4096, orient: str = "reference", grid: str = "tss", extra: dict | None = None) -> None:
+def write_features(
+    out: str | Path,
+    features: np.ndarray,
+    gene_id: np.ndarray,
+    symbol: Sequence[str],
+    bin_size: int = 4096,
+    orient: str = "reference",
+    grid: str = "tss",
+    extra: dict | None = None,
+) -> None:
     """Write a features file (docs/formats.md, features.h5) atomically.
 
     `features` (genes, n_bins, 40); n_bins and tss_bin = n_bins // 2 are taken from its shape, `extra`
@@ -96,15 +113,25 @@ def write_features(out: str | Path, features: np.ndarray, gene_id: np.ndarray, s
     import h5py
 
     text = h5py.string_dtype("utf-8")
-    with atomic_path(out, suffix=".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=features, chunks=(max(1, min(len(features), 256)),) + features.shape[1:]
-                             if len(features) else None)
-            f.create_dataset("gene_id", data=np.asarray(gene_id, np.int64))
-            f.create_dataset("symbol", data=list(symbol), dtype=text)
-            f.create_dataset("class_names", data=CLASS_LABELS, dtype=text)
-            f.attrs.update({"bin_size": bin_size, "n_bins": features.shape[1], "tss_bin": features.shape[1] // 2,
-                            "orient": orient, "grid": grid, **(extra or {})})
+    with atomic_path(out, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset(
+            "features",
+            data=features,
+            chunks=(max(1, min(len(features), 256)),) + features.shape[1:] if len(features) else None,
+        )
+        f.create_dataset("gene_id", data=np.asarray(gene_id, np.int64))
+        f.create_dataset("symbol", data=list(symbol), dtype=text)
+        f.create_dataset("class_names", data=CLASS_LABELS, dtype=text)
+        f.attrs.update(
+            {
+                "bin_size": bin_size,
+                "n_bins": features.shape[1],
+                "tss_bin": features.shape[1] // 2,
+                "orient": orient,
+                "grid": grid,
+                **(extra or {}),
+            }
+        )
 
 
 class FeaturesFile:
@@ -121,7 +148,7 @@ class FeaturesFile:
         self.file = h5py.File(self.path, "r")
         self._attrs: dict | None = None
 
-    def __enter__(self) -> "FeaturesFile":
+    def __enter__(self) -> FeaturesFile:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -134,7 +161,7 @@ class FeaturesFile:
             self._attrs = {k: _text(v) for k, v in self.file.attrs.items()}
         return self._attrs
 
-    def require(self, datasets: Sequence[str] = (), attrs: Sequence[str] = ()) -> "FeaturesFile":
+    def require(self, datasets: Sequence[str] = (), attrs: Sequence[str] = ()) -> FeaturesFile:
         """Error naming the first of `datasets`, then of `attrs`, that the file lacks."""
         for key in datasets:
             if key not in self.file:
@@ -159,12 +186,13 @@ class FeaturesFile:
         """float32 scores (genes, all bins, len(classes)) of some classes, read a block of genes at a time."""
         ds = self.file["features"]
         if ds.ndim != 3 or ds.shape[2] != N_CLASSES:
-            raise GTAError(f"features file {self.path}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), "
-                           f"got {ds.shape}")
+            raise GTAError(
+                f"features file {self.path}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {ds.shape}"
+            )
         out = np.empty((ds.shape[0], ds.shape[1], len(classes)), np.float32)
         step = max(1, _BLOCK_ELEMENTS // max(1, ds.shape[1] * N_CLASSES))
         for s in range(0, ds.shape[0], step):
-            out[s:s + step] = ds[s:s + step][:, :, list(classes)]
+            out[s : s + step] = ds[s : s + step][:, :, list(classes)]
         return out
 
 
@@ -177,6 +205,7 @@ def centred_slice(stored: int, n: int) -> slice:
 
 
 # ----------------------------------------------------------------------------- stage readers
+
 
 def read_feature_genes(path: str | Path) -> tuple[np.ndarray, dict]:
     """(gene_id, decoded attrs) of a features file; it must have n_bins, tss_bin and bin_size (targets, oracle)."""
@@ -233,9 +262,15 @@ def read_feature_cache(path: str | Path, what: str = "features file to reuse bin
     with FeaturesFile(path, what, hint="") as ff:
         ff.require(attrs=("n_bins", "bin_size", "orient", "grid"))
         a = ff.attrs
-        return {"n_bins": int(a["n_bins"]), "bin_size": int(a["bin_size"]), "orient": str(a["orient"]),
-                "grid": str(a["grid"]), "reverse_complement": bool(a.get("reverse_complement", True)),
-                "gene_id": ff.gene_id(), "features": ff.file["features"][()]}
+        return {
+            "n_bins": int(a["n_bins"]),
+            "bin_size": int(a["bin_size"]),
+            "orient": str(a["orient"]),
+            "grid": str(a["grid"]),
+            "reverse_complement": bool(a.get("reverse_complement", True)),
+            "gene_id": ff.gene_id(),
+            "features": ff.file["features"][()],
+        }
 
 
 def read_sei_settings(path: str | Path) -> dict:
@@ -245,6 +280,7 @@ def read_sei_settings(path: str | Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- the validator
+
 
 def check_features(path: str | Path, min_bins: int | None = None) -> dict:
     """Check a (precomputed) features file against docs/formats.md (features.h5).
@@ -274,8 +310,16 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
         grid = _check_grid(f, where)
         _check_min_bins(n_bins, min_bins, where)
         symbols = _strings(f["symbol"][()])
-    return {"n_genes": g, "n_bins": n_bins, "bin_size": int(attrs["bin_size"]), "orient": attrs["orient"],
-            "tss_bin": int(attrs["tss_bin"]), "grid": grid, "gene_id": gene_id, "symbol": symbols}
+    return {
+        "n_genes": g,
+        "n_bins": n_bins,
+        "bin_size": int(attrs["bin_size"]),
+        "orient": attrs["orient"],
+        "tss_bin": int(attrs["tss_bin"]),
+        "grid": grid,
+        "gene_id": gene_id,
+        "symbol": symbols,
+    }
 
 
 def _check_datasets(f, where: str) -> None:
@@ -301,13 +345,15 @@ def _check_finite(feats, where: str) -> None:
     g, n_bins = feats.shape[:2]
     step = max(1, _BLOCK_ELEMENTS // max(1, n_bins * N_CLASSES))
     for s in range(0, g, step):
-        block = feats[s:s + step]
+        block = feats[s : s + step]
         bad = ~np.isfinite(block)
         if bad.any():
             i, b, c = (int(v[0]) for v in bad.nonzero())
-            raise GTAError(f"{where}: dataset 'features' holds NaN or infinite values (the first at gene row "
-                           f"{s + i}, bin {b}, class {CLASS_LABELS[c]}: {block[i, b, c]}); recompute those "
-                           "genes' scores, or leave those genes out of the file")
+            raise GTAError(
+                f"{where}: dataset 'features' holds NaN or infinite values (the first at gene row "
+                f"{s + i}, bin {b}, class {CLASS_LABELS[c]}: {block[i, b, c]}); recompute those "
+                "genes' scores, or leave those genes out of the file"
+            )
 
 
 def _check_gene_ids(gid, g: int, where: str) -> np.ndarray:
@@ -331,8 +377,10 @@ def _check_class_names(ds, where: str) -> None:
     """'class_names' is the 40 Sei class labels in the official order."""
     names = _strings(ds[()])
     if names != CLASS_LABELS:
-        raise GTAError(f"{where}: dataset 'class_names' must be the 40 Sei class labels in the official order "
-                       f"(PC1, L1, TN1, ...), got {names[:4]}... ({len(names)})")
+        raise GTAError(
+            f"{where}: dataset 'class_names' must be the 40 Sei class labels in the official order "
+            f"(PC1, L1, TN1, ...), got {names[:4]}... ({len(names)})"
+        )
 
 
 def _required_attrs(f, where: str) -> dict:
@@ -370,15 +418,19 @@ def _check_grid(f, where: str) -> str:
     """The optional 'grid' attribute (default 'tss'): 'tss' or 'genome' (windows snapped to the genome-wide grid)."""
     grid = str(_text(f.attrs.get("grid", "tss")))
     if grid not in GRIDS:
-        raise GTAError(f"{where}: attribute 'grid' must be 'tss' (bins centred on the TSS) or "
-                       f"'genome' (bins on the genome-wide grid), got {grid!r}")
+        raise GTAError(
+            f"{where}: attribute 'grid' must be 'tss' (bins centred on the TSS) or "
+            f"'genome' (bins on the genome-wide grid), got {grid!r}"
+        )
     return grid
 
 
 def _check_min_bins(n_bins: int, min_bins: int | None, where: str) -> None:
     if min_bins is not None and n_bins < min_bins:
-        raise GTAError(f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins "
-                       "evaluate.context_bins asks for; lower evaluate.context_bins")
+        raise GTAError(
+            f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins "
+            "evaluate.context_bins asks for; lower evaluate.context_bins"
+        )
 
 
 # ============================================================================= targets.tsv, simulation.tsv
@@ -429,8 +481,13 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     """
     path = require_file(path, "predictions file", "rerun the rule that writes it")
     try:
-        df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str},
-                         keep_default_na=False, na_values=["", "NA", "NaN", "nan"])
+        df = pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"gene_id": "int64", "symbol": str, "split": str},
+            keep_default_na=False,
+            na_values=["", "NA", "NaN", "nan"],
+        )
     except Exception as e:
         raise GTAError(f"cannot read predictions file {path}: {e}") from e
     missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]

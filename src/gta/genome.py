@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -35,9 +35,11 @@ def check_fasta_compression(path: str | Path) -> None:
         head = fh.read(18)
     # BGZF: gzip with the FEXTRA flag and a 'BC' extra subfield (SAM/BAM specification, section 4.1)
     if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
-        raise GTAError(f"genome.fasta {path} is gzip-compressed, which cannot be read by position; "
-                       f"decompress it (`gunzip {path}`) or recompress it with bgzip "
-                       f"(`zcat {path} | bgzip > {str(path).removesuffix('.gz')}.bgz`) and point genome.fasta at the result")
+        raise GTAError(
+            f"genome.fasta {path} is gzip-compressed, which cannot be read by position; "
+            f"decompress it (`gunzip {path}`) or recompress it with bgzip "
+            f"(`zcat {path} | bgzip > {str(path).removesuffix('.gz')}.bgz`) and point genome.fasta at the result"
+        )
 
 
 def open_fasta(fasta: str | Path | pyfaidx.Fasta) -> pyfaidx.Fasta:
@@ -56,13 +58,17 @@ def check_tss_in_chromosomes(genes: pd.DataFrame, lengths: Mapping[str, int], fa
     for g in genes.itertuples(index=False):
         length = lengths.get(g.chrom)
         if length is None:
-            raise GTAError(f"gene {g.symbol} (GeneID {g.gene_id}) is on {g.chrom}, which the genome FASTA {fasta} "
-                           "lacks; check genes.chromosomes and that genome.fasta is the genome the gene table "
-                           "was made for")
+            raise GTAError(
+                f"gene {g.symbol} (GeneID {g.gene_id}) is on {g.chrom}, which the genome FASTA {fasta} "
+                "lacks; check genes.chromosomes and that genome.fasta is the genome the gene table "
+                "was made for"
+            )
         if not 0 <= int(g.tss) < length:
-            raise GTAError(f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
-                           f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
-                           "genome.fasta must be the complete GRCh38 assembly the MANE genes are placed on")
+            raise GTAError(
+                f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
+                f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
+                "genome.fasta must be the complete GRCh38 assembly the MANE genes are placed on"
+            )
 
 
 def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid: str = "tss"):
@@ -83,17 +89,25 @@ def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid:
 def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int) -> str:
     """Upper-case sequence of [start, end) on `chrom`, with N where it runs past either end."""
     if chrom not in fa:
-        raise GTAError(f"chromosome {chrom!r} is not in the FASTA {fa.filename}; "
-                       "check genes.chromosomes and the FASTA's naming")
+        raise GTAError(
+            f"chromosome {chrom!r} is not in the FASTA {fa.filename}; check genes.chromosomes and the FASTA's naming"
+        )
     length = len(fa[chrom])
     s, e = max(start, 0), min(end, length)
     seq = str(fa[chrom][s:e]).upper() if e > s else ""
     return "N" * (s - start) + seq + "N" * (end - max(e, s))
 
 
-def extract_window(fasta: str | Path | pyfaidx.Fasta, chrom: str, tss: int, n_bins: int,
-                   bin_size: int = 4096, strand: str = "+", orient: str = "reference",
-                   grid: str = "tss") -> str:
+def extract_window(
+    fasta: str | Path | pyfaidx.Fasta,
+    chrom: str,
+    tss: int,
+    n_bins: int,
+    bin_size: int = 4096,
+    strand: str = "+",
+    orient: str = "reference",
+    grid: str = "tss",
+) -> str:
     """The n_bins*bin_size window around `tss`, upper case, N past the chromosome ends.
 
     With orient='transcript', a minus-strand gene's window is reverse-complemented, so bin 0
@@ -116,8 +130,9 @@ def chrom_lengths(fasta: str | Path) -> dict[str, int]:
     return {name: len(rec) for name, rec in fa.records.items()}
 
 
-def windows_bed_lines(genes: pd.DataFrame, lengths: Mapping[str, int], n_bins: int,
-                      bin_size: int = 4096, grid: str = "tss") -> list[str]:
+def windows_bed_lines(
+    genes: pd.DataFrame, lengths: Mapping[str, int], n_bins: int, bin_size: int = 4096, grid: str = "tss"
+) -> list[str]:
     """BED12 lines: one per gene, its window (clipped to the chromosome) with one block per bin.
 
     thickStart/thickEnd mark the TSS bin; name is `symbol|gene_id`.
@@ -136,13 +151,16 @@ def windows_bed_lines(genes: pd.DataFrame, lengths: Mapping[str, int], n_bins: i
         thick_s, thick_e = max(mid, 0), min(mid + bin_size, length)
         sizes = ",".join(str(be - bs) for bs, be in blocks)
         starts = ",".join(str(bs - cs) for bs, _ in blocks)
-        lines.append(f"{g.chrom}\t{cs}\t{ce}\t{g.symbol}|{g.gene_id}\t0\t{g.strand}\t{thick_s}\t{thick_e}"
-                     f"\t0\t{len(blocks)}\t{sizes}\t{starts}")
+        lines.append(
+            f"{g.chrom}\t{cs}\t{ce}\t{g.symbol}|{g.gene_id}\t0\t{g.strand}\t{thick_s}\t{thick_e}"
+            f"\t0\t{len(blocks)}\t{sizes}\t{starts}"
+        )
     return lines
 
 
-def write_windows_bed(genes: pd.DataFrame, fasta: str | Path, out: str | Path, n_bins: int,
-                      bin_size: int = 4096, grid: str = "tss") -> int:
+def write_windows_bed(
+    genes: pd.DataFrame, fasta: str | Path, out: str | Path, n_bins: int, bin_size: int = 4096, grid: str = "tss"
+) -> int:
     """Write `windows.bed` (BED12, sorted with bedtools) for inspection in a genome browser."""
     import pybedtools
 

@@ -33,10 +33,10 @@ class GeneIndex:
     ids: set[int]
 
     @classmethod
-    def from_tss(cls, tss: pd.DataFrame) -> "GeneIndex":
+    def from_tss(cls, tss: pd.DataFrame) -> GeneIndex:
         by_symbol: dict[str, list[int]] = {}
         by_ensembl: dict[str, list[int]] = {}
-        for gid, sym, ens in zip(tss["gene_id"], tss["symbol"], tss["ensembl_gene"]):
+        for gid, sym, ens in zip(tss["gene_id"], tss["symbol"], tss["ensembl_gene"], strict=False):
             if isinstance(sym, str) and sym:
                 by_symbol.setdefault(sym.lower(), []).append(int(gid))
             if isinstance(ens, str) and ens:
@@ -70,21 +70,29 @@ def match_identifiers(identifiers: Sequence[str], tss: pd.DataFrame, what: str) 
     for g in single:
         if g >= 0:
             counts[g] = counts.get(g, 0) + 1
-    unmatched = [i for i, h in zip(identifiers, hits) if not h]
-    multi = [i for i, h in zip(identifiers, hits) if len(h) > 1]
-    shared = [i for i, g in zip(identifiers, single) if g >= 0 and counts[g] > 1]
+    unmatched = [i for i, h in zip(identifiers, hits, strict=False) if not h]
+    multi = [i for i, h in zip(identifiers, hits, strict=False) if len(h) > 1]
+    shared = [i for i, g in zip(identifiers, single, strict=False) if g >= 0 and counts[g] > 1]
     for j, g in enumerate(single):
         if g >= 0 and counts[g] == 1:
             out[j] = g
-    log.info("%s: %d identifiers, %d matched to a gene, %d unmatched, %d ambiguous "
-             "(%d naming several genes, %d naming a gene another identifier also names)",
-             what, len(identifiers), int((out >= 0).sum()), len(unmatched), len(multi) + len(shared),
-             len(multi), len(shared))
+    log.info(
+        "%s: %d identifiers, %d matched to a gene, %d unmatched, %d ambiguous "
+        "(%d naming several genes, %d naming a gene another identifier also names)",
+        what,
+        len(identifiers),
+        int((out >= 0).sum()),
+        len(unmatched),
+        len(multi) + len(shared),
+        len(multi),
+        len(shared),
+    )
     if unmatched:
         log.info("%s: unmatched examples: %s", what, ", ".join(map(str, unmatched[:8])))
     if multi or shared:
         log.warning("%s: ambiguous identifiers dropped, e.g. %s", what, ", ".join(map(str, (multi + shared)[:8])))
     return out
+
 
 def read_gene_list(path: str | Path) -> list[str]:
     """Identifiers from a gene list: one per line, first comma/tab/space-separated field; '#' comments."""

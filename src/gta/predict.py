@@ -14,7 +14,7 @@ import io
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ PREDICT_COLUMNS = ["gene_id", "symbol", "chrom", "tss", "strand", "predicted"]
 
 # ----------------------------------------------------------------------------- Sei on single bins
 
+
 @dataclasses.dataclass
 class SeiScorer:
     """Sei plus its class projection: 40 class scores per bin sequence, as the Sei stage computes them."""
@@ -46,9 +47,16 @@ class SeiScorer:
     batch_size: int = 32
 
     @classmethod
-    def load(cls, checkpoint: str | Path, projection: str | Path, sha256: str | None = None,
-             reverse_complement: bool = True, device: str = "auto", dtype: str = "auto",
-             batch_size: int = 32) -> "SeiScorer":
+    def load(
+        cls,
+        checkpoint: str | Path,
+        projection: str | Path,
+        sha256: str | None = None,
+        reverse_complement: bool = True,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 32,
+    ) -> SeiScorer:
         from .hardware import resolve_device, resolve_dtype
         from .sei.checkpoint import load_projection, load_sei
         from .sei.model import projection_matrix
@@ -63,17 +71,22 @@ class SeiScorer:
         """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and
         precision must be this scorer's, or recomputed bins would not match the stored ones."""
         attrs = read_sei_settings(path)
-        mine = {"sei_channels": [int(c) for c in self.model.channels], "sei_targets": int(self.model.n_targets),
-                "reverse_complement": bool(self.reverse_complement),
-                "precision": str(self.dtype).replace("torch.", "")}
+        mine = {
+            "sei_channels": [int(c) for c in self.model.channels],
+            "sei_targets": int(self.model.n_targets),
+            "reverse_complement": bool(self.reverse_complement),
+            "precision": str(self.dtype).replace("torch.", ""),
+        }
         for key, value in mine.items():
             if key not in attrs:
                 continue
             stored = attrs[key]
             stored = [int(c) for c in stored] if key == "sei_channels" else type(value)(stored)
             if stored != value:
-                raise GTAError(f"{path} was computed with Sei {key} {stored}, but the Sei given here has {value}; "
-                               "use the sei.* settings (checkpoint, reverse_complement, dtype) the features were made with")
+                raise GTAError(
+                    f"{path} was computed with Sei {key} {stored}, but the Sei given here has {value}; "
+                    "use the sei.* settings (checkpoint, reverse_complement, dtype) the features were made with"
+                )
 
     def scores(self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
         """(bins, 40) class scores of equal-length sequences (str, or uint8 ASCII codes (bins, length)),
@@ -82,26 +95,32 @@ class SeiScorer:
         from .hardware import autocast
         from .sei.model import one_hot_codes, predict
 
-        codes = (np.asarray(sequences, np.uint8) if isinstance(sequences, np.ndarray)
-                 else np.frombuffer("".join(sequences).encode("ascii"), np.uint8).reshape(len(sequences), -1))
+        codes = (
+            np.asarray(sequences, np.uint8)
+            if isinstance(sequences, np.ndarray)
+            else np.frombuffer("".join(sequences).encode("ascii"), np.uint8).reshape(len(sequences), -1)
+        )
         out = np.empty((len(codes), self.unit.shape[1]), np.float32)
         with torch.inference_mode():
             for s in range(0, len(codes), self.batch_size):
-                x = one_hot_codes(codes[s:s + self.batch_size])
-                if flip is not None and flip[s:s + self.batch_size].any():
-                    f = flip[s:s + self.batch_size]
+                x = one_hot_codes(codes[s : s + self.batch_size])
+                if flip is not None and flip[s : s + self.batch_size].any():
+                    f = flip[s : s + self.batch_size]
                     x[f] = x[f][:, ::-1, ::-1]
                 with autocast(self.device, self.dtype):
-                    p = predict(self.model, torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
-                                self.reverse_complement)
-                out[s:s + len(x)] = (p.float() @ self.unit).cpu().numpy()
+                    p = predict(
+                        self.model, torch.from_numpy(np.ascontiguousarray(x)).to(self.device), self.reverse_complement
+                    )
+                out[s : s + len(x)] = (p.float() @ self.unit).cpu().numpy()
         return out.astype(np.float16).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- bins already computed
 
-def _unit_keys(chrom_rank: dict[str, int], chroms: Sequence[str], chrom: np.ndarray, start: np.ndarray,
-               flip: np.ndarray) -> np.ndarray:
+
+def _unit_keys(
+    chrom_rank: dict[str, int], chroms: Sequence[str], chrom: np.ndarray, start: np.ndarray, flip: np.ndarray
+) -> np.ndarray:
     ranks = np.array([chrom_rank.setdefault(chroms[c], len(chrom_rank)) for c in chrom], np.int64)
     return ((ranks * 2 + flip.astype(np.int64)) << 42) + (start.astype(np.int64) + (1 << 41))
 
@@ -141,41 +160,59 @@ class FeatureCache:
         return np.where(found, self.order[i] if len(self.keys) else -1, -1)
 
 
-def window_features(genes: pd.DataFrame, spec: WindowSpec, fasta: str | Path, scorer: SeiScorer | None,
-                    cache: FeatureCache | None = None) -> np.ndarray:
+def window_features(
+    genes: pd.DataFrame,
+    spec: WindowSpec,
+    fasta: str | Path,
+    scorer: SeiScorer | None,
+    cache: FeatureCache | None = None,
+) -> np.ndarray:
     """(genes, n_bins, 40) class scores of each gene's window: bins from `cache` where it has them, the
     rest through `scorer`."""
     fa = open_fasta(fasta)
     rc = scorer.reverse_complement if scorer is not None else (cache.reverse_complement if cache else True)
     plan = plan_units(genes, spec, list(fa.keys()), rc)
     values = np.zeros((plan.n_units, 40), np.float32)
-    hit = (cache.lookup(plan.chroms, plan.chrom, plan.start, plan.flip) if cache is not None
-           else np.full(plan.n_units, -1))
+    hit = (
+        cache.lookup(plan.chroms, plan.chrom, plan.start, plan.flip) if cache is not None else np.full(plan.n_units, -1)
+    )
     if cache is not None and scorer is not None:
         scorer.check_features(cache.path)
     if cache is not None:
         if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
-            raise GTAError(f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
-                           f"reverse_complement {cache.reverse_complement}); it cannot be reused here")
+            raise GTAError(
+                f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
+                f"reverse_complement {cache.reverse_complement}); it cannot be reused here"
+            )
         values[hit >= 0] = cache.values[hit[hit >= 0]]
     todo = np.flatnonzero(hit < 0)
-    log.info("%d genes: %d distinct bins, %d from %s, %d through Sei", len(genes), plan.n_units,
-             plan.n_units - len(todo), cache.path if cache else "no cache", len(todo))
+    log.info(
+        "%d genes: %d distinct bins, %d from %s, %d through Sei",
+        len(genes),
+        plan.n_units,
+        plan.n_units - len(todo),
+        cache.path if cache else "no cache",
+        len(todo),
+    )
     if len(todo):
         if scorer is None:
             raise GTAError(f"{len(todo)} bins are in no features file; give the Sei checkpoint to compute them")
         t0 = time.perf_counter()
         for s in range(0, len(todo), 1024):
-            part = todo[s:s + 1024]
-            seqs = [read_padded(fa, plan.chroms[plan.chrom[u]], int(plan.start[u]), int(plan.start[u]) + spec.bin_size)
-                    for u in part]
+            part = todo[s : s + 1024]
+            seqs = [
+                read_padded(fa, plan.chroms[plan.chrom[u]], int(plan.start[u]), int(plan.start[u]) + spec.bin_size)
+                for u in part
+            ]
             values[part] = scorer.scores(seqs, plan.flip[part])
-            log.info("Sei: %d/%d bins, %.1f bins/s", s + len(part), len(todo),
-                     (s + len(part)) / (time.perf_counter() - t0))
+            log.info(
+                "Sei: %d/%d bins, %.1f bins/s", s + len(part), len(todo), (s + len(part)) / (time.perf_counter() - t0)
+            )
     return values[plan.gene_units]
 
 
 # ----------------------------------------------------------------------------- which genes
+
 
 def _is_mane(path: Path) -> bool:
     opener = gzip.open if path.suffix == ".gz" else open
@@ -209,11 +246,22 @@ def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None) -> 
     if bad.any():
         raise GTAError(f"BED of TSSs {path}: strand (column 6) must be +, - or . (row {int(bad.argmax()) + 1})")
     strand = strand.replace(".", "+")
-    by_symbol = ({s: (int(g), n, e) for g, s, n, e in zip(mane_genes["gene_id"], mane_genes["symbol"],
-                                                          mane_genes["name"], mane_genes["ensembl_gene"])}
-                 if mane_genes is not None else {})
+    by_symbol = (
+        {
+            s: (int(g), n, e)
+            for g, s, n, e in zip(
+                mane_genes["gene_id"],
+                mane_genes["symbol"],
+                mane_genes["name"],
+                mane_genes["ensembl_gene"],
+                strict=False,
+            )
+        }
+        if mane_genes is not None
+        else {}
+    )
     rows, fresh = [], 0
-    for chrom, s, e, name, st in zip(bed[0], start, end, bed[3], strand):
+    for chrom, s, e, name, st in zip(bed[0], start, end, bed[3], strand, strict=False):
         if name in by_symbol:
             gid, full, ens = by_symbol[name]
         else:
@@ -242,10 +290,12 @@ def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Pat
     else:
         identifiers = list(genes)
     ids = match_identifiers(identifiers, everything, "genes to predict")
-    unknown = [i for i, g in zip(identifiers, ids) if g < 0]
+    unknown = [i for i, g in zip(identifiers, ids, strict=False) if g < 0]
     if unknown:
-        raise GTAError(f"{len(unknown)} genes are not MANE Select genes on the FASTA's chromosomes (or are "
-                       f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead")
+        raise GTAError(
+            f"{len(unknown)} genes are not MANE Select genes on the FASTA's chromosomes (or are "
+            f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead"
+        )
     pos = {g: i for i, g in enumerate(everything["gene_id"])}
     return everything.iloc[[pos[g] for g in ids]].reset_index(drop=True)
 
@@ -263,17 +313,31 @@ def gene_prompts(genes: pd.DataFrame, cell_type: str, prompts: str | Path | None
     from .annotations import format_prompt, mane_annotation, read_prompts
 
     known = read_prompts(prompts) if prompts else {}
-    return [known.get(int(g)) or format_prompt(mane_annotation(g, s, n), cell_type)
-            for g, s, n in zip(genes["gene_id"], genes["symbol"], genes["name"].fillna(""))]
+    return [
+        known.get(int(g)) or format_prompt(mane_annotation(g, s, n), cell_type)
+        for g, s, n in zip(genes["gene_id"], genes["symbol"], genes["name"].fillna(""), strict=False)
+    ]
 
 
 # ----------------------------------------------------------------------------- the stage
 
-def predict_genes(model_dir: str | Path, genes: str | Sequence[str], fasta: str | Path, out: str | Path, *,
-                  mane: str | Path, sei: dict | None = None, cache_features: str | Path | None = None,
-                  cache_tss: str | Path | None = None, prompts: str | Path | None = None,
-                  cell_type: str = "GM12878 lymphoblastoid cells", backbone: str | None = None,
-                  device: str = "auto", threads: int | None = None) -> pd.DataFrame:
+
+def predict_genes(
+    model_dir: str | Path,
+    genes: str | Sequence[str],
+    fasta: str | Path,
+    out: str | Path,
+    *,
+    mane: str | Path,
+    sei: dict | None = None,
+    cache_features: str | Path | None = None,
+    cache_tss: str | Path | None = None,
+    prompts: str | Path | None = None,
+    cell_type: str = "GM12878 lymphoblastoid cells",
+    backbone: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Predict the expression of `genes` with a model folder; writes `out` (TSV: PREDICT_COLUMNS).
 
     `sei` holds SeiScorer.load's arguments (checkpoint, projection, ...) for bins not in
@@ -287,8 +351,9 @@ def predict_genes(model_dir: str | Path, genes: str | Sequence[str], fasta: str 
     model = GTAModel.from_pretrained(model_dir, backbone, device)
     table = resolve_genes(genes, mane, fasta)
     w = model.config.get("window", {})
-    spec = WindowSpec(model.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")),
-                      str(w.get("grid", "tss")))
+    spec = WindowSpec(
+        model.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")), str(w.get("grid", "tss"))
+    )
     cache = FeatureCache(cache_features, cache_tss) if cache_features else None
     scorer = SeiScorer.load(**sei) if sei else None
     x = window_features(table, spec, fasta, scorer, cache)[:, :, KEPT]

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,14 +62,31 @@ def backbone_weights_sha256(spec: str) -> str | None:
 def backbone_record(model, tokenizer, spec: str) -> dict:
     """What config.json records about the backbone a GTA model runs on."""
     cfg = model.backbone.config
-    return {"spec": str(spec), "model_type": getattr(cfg, "model_type", None),
-            "hidden_size": int(cfg.hidden_size), "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0]),
-            "tokenizer_sha256": tokenizer_fingerprint(tokenizer), "weights_sha256": backbone_weights_sha256(spec)}
+    return {
+        "spec": str(spec),
+        "model_type": getattr(cfg, "model_type", None),
+        "hidden_size": int(cfg.hidden_size),
+        "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0]),
+        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+        "weights_sha256": backbone_weights_sha256(spec),
+    }
 
 
-def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: TrainConfig, n_bins: int,
-               y_mean: float, y_std: float, state: dict[str, torch.Tensor], splits: pd.DataFrame,
-               history: list[dict], metrics: dict, window: dict | None = None) -> Path:
+def save_model(
+    folder: str | Path,
+    model,
+    tokenizer,
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    n_bins: int,
+    y_mean: float,
+    y_std: float,
+    state: dict[str, torch.Tensor],
+    splits: pd.DataFrame,
+    history: list[dict],
+    metrics: dict,
+    window: dict | None = None,
+) -> Path:
     """Write a model folder; config.json goes last, so a folder with a config.json is complete.
 
     `state` is the trainable state (GTA.trainable_state_dict()) to store, `splits` has columns gene_id,
@@ -91,14 +108,19 @@ def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: Tr
     counts = {s: int((splits["split"] == s).sum()) for s in ("train", "val", "test")}
     class_ids = [int(i) for i in tensors["class_ids"]]
     config = {
-        "format": FORMAT, "version": VERSION,
-        "n_bins": int(n_bins), "window": dict(window or {}),
-        "classes": [CLASS_LABELS[i] for i in KEPT], "class_names": [CLASS_NAMES[i] for i in KEPT],
+        "format": FORMAT,
+        "version": VERSION,
+        "n_bins": int(n_bins),
+        "window": dict(window or {}),
+        "classes": [CLASS_LABELS[i] for i in KEPT],
+        "class_names": [CLASS_NAMES[i] for i in KEPT],
         "class_tokens": [tokenizer.convert_ids_to_tokens(i) for i in class_ids],
         "target": {"mean": float(y_mean), "std": float(y_std)},
         "backbone": backbone_record(model, tokenizer, mcfg.backbone),
-        "model": dataclasses.asdict(mcfg), "train": dataclasses.asdict(tcfg),
-        "genes": counts, "metrics": {k: float(v) for k, v in metrics.items()},
+        "model": dataclasses.asdict(mcfg),
+        "train": dataclasses.asdict(tcfg),
+        "genes": counts,
+        "metrics": {k: float(v) for k, v in metrics.items()},
         "history": history,
     }
     with atomic_path(folder / CARD) as tmp:
@@ -111,29 +133,31 @@ def save_model(folder: str | Path, model, tokenizer, mcfg: ModelConfig, tcfg: Tr
 def model_card(config: dict) -> str:
     """The README.md of a model folder."""
     m, b, g = config["model"], config["backbone"], config["genes"]
+    w, t, y = config["window"], config["train"], config["target"]
     metrics = "\n".join(f"- {k.replace('_', ' ')}: {v:.4f}" for k, v in config["metrics"].items())
-    return f"""# GTA model, N = {config['n_bins']} bins
+    return f"""# GTA model, N = {config["n_bins"]} bins
 
 A trained Genetic sequence Token Alignment model (the `gta` package). Load it with
 
     from gta.pretrained import GTAModel
-    model = GTAModel.from_pretrained("<this folder>", backbone="{b['spec']}")
+    model = GTAModel.from_pretrained("<this folder>", backbone="{b["spec"]}")
 
 ## Backbone
-- {b['spec']} ({b['model_type']}), first {m['layers']} blocks, hidden size {b['hidden_size']}, vocabulary {b['vocab_size']}
-- tokenizer sha256 {b['tokenizer_sha256']}
-- weights sha256 {b['weights_sha256'] or 'unknown (not a converted folder)'}
-- blocks: {m['blocks']}; head: {m['head']}; top_k {m['top_k']}; skip {m['skip']}; prompt {m['prompt']}
+- {b["spec"]} ({b["model_type"]}), first {m["layers"]} blocks, hidden size {b["hidden_size"]},
+  vocabulary {b["vocab_size"]}
+- tokenizer sha256 {b["tokenizer_sha256"]}
+- weights sha256 {b["weights_sha256"] or "unknown (not a converted folder)"}
+- blocks: {m["blocks"]}; head: {m["head"]}; top_k {m["top_k"]}; skip {m["skip"]}; prompt {m["prompt"]}
 
 ## Training
-- genes: {g['train']} train, {g['val']} validation, {g['test']} test (splits.tsv lists them)
-- context: {config['n_bins']} bins of {config['window'].get('bin_size', 4096)} bp ({config['window'].get('grid', 'tss')} grid)
-- {config['train']['epochs']} epochs at most, batch {config['train']['batch_size']}, lr {config['train']['lr']}, seed {config['train']['seed']}
+- genes: {g["train"]} train, {g["val"]} validation, {g["test"]} test (splits.tsv lists them)
+- context: {config["n_bins"]} bins of {w.get("bin_size", 4096)} bp ({w.get("grid", "tss")} grid)
+- {t["epochs"]} epochs at most, batch {t["batch_size"]}, lr {t["lr"]}, seed {t["seed"]}
 
 ## Metrics
 {metrics}
 
-Predictions are in the units of the training targets (mean {config['target']['mean']:.4g}, sd {config['target']['std']:.4g}).
+Predictions are in the units of the training targets (mean {y["mean"]:.4g}, sd {y["std"]:.4g}).
 """
 
 
@@ -143,16 +167,17 @@ def model_folder(path: str | Path) -> Path:
     if path.is_file() and path.name == CONFIG:
         return path.parent
     if path.is_file():
-        raise GTAError(f"{path} is a file; a trained GTA model is a folder (the one holding {CONFIG}, "
-                       "written by gta train --out-model)")
+        raise GTAError(
+            f"{path} is a file; a trained GTA model is a folder (the one holding {CONFIG}, "
+            "written by gta train --out-model)"
+        )
     return path
 
 
 def read_config(folder: str | Path) -> dict:
     """config.json of a model folder, checked."""
     folder = model_folder(folder)
-    path = require_file(folder / CONFIG, "trained GTA model's config",
-                        "is this a model folder written by gta train?")
+    path = require_file(folder / CONFIG, "trained GTA model's config", "is this a model folder written by gta train?")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -176,22 +201,30 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise GTAError(f"{path} is not a safetensors file of GTA weights ({type(e).__name__}: {e}); "
-                       "rerun the training that wrote it") from e
+        raise GTAError(
+            f"{path} is not a safetensors file of GTA weights ({type(e).__name__}: {e}); "
+            "rerun the training that wrote it"
+        ) from e
 
 
 def _check_backbone(model, tokenizer, record: dict, spec: str) -> None:
     """Refuse a backbone whose shape or tokenizer differs from the one the model was trained on."""
-    got = {"hidden_size": int(model.backbone.config.hidden_size),
-           "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0])}
+    got = {
+        "hidden_size": int(model.backbone.config.hidden_size),
+        "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0]),
+    }
     for key, value in got.items():
         if record.get(key) is not None and record[key] != value:
-            raise GTAError(f"backbone {spec!r} has {key.replace('_', ' ')} {value}, but the model was trained on "
-                           f"{record['spec']!r} with {record[key]}; load it with that backbone")
+            raise GTAError(
+                f"backbone {spec!r} has {key.replace('_', ' ')} {value}, but the model was trained on "
+                f"{record['spec']!r} with {record[key]}; load it with that backbone"
+            )
     fp = tokenizer_fingerprint(tokenizer)
     if record.get("tokenizer_sha256") and record["tokenizer_sha256"] != fp:
-        raise GTAError(f"backbone {spec!r} has another tokenizer than the model was trained with "
-                       f"({record['spec']!r}); load it with that backbone")
+        raise GTAError(
+            f"backbone {spec!r} has another tokenizer than the model was trained with "
+            f"({record['spec']!r}); load it with that backbone"
+        )
 
 
 class GTAModel:
@@ -207,7 +240,7 @@ class GTAModel:
         self.y_mean, self.y_std = float(config["target"]["mean"]), float(config["target"]["std"])
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, backbone: str | None = None, device: str = "auto") -> "GTAModel":
+    def from_pretrained(cls, folder: str | Path, backbone: str | None = None, device: str = "auto") -> GTAModel:
         """Load a model folder onto `backbone` (default: the one recorded in config.json)."""
         from .hardware import resolve_device
         from .model import GTA
@@ -251,15 +284,16 @@ class GTAModel:
         bs = batch_size or max(int(self.config["train"]["batch_size"]) * 2, 1)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         for s in range(0, len(x), bs):
-            yield s, x[s:s + bs].to(self.device), ids[s:s + bs]
+            yield s, x[s : s + bs].to(self.device), ids[s : s + bs]
 
     def _autocast(self):
         from .hardware import autocast, resolve_dtype
 
         return autocast(self.device, resolve_dtype(self.config["train"]["autocast"], self.device, "train.autocast"))
 
-    def predict(self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor],
-                batch_size: int | None = None) -> np.ndarray:
+    def predict(
+        self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None
+    ) -> np.ndarray:
         """Predictions (genes,) in the target's units; batches and autocast as in training's final pass,
         so the numbers equal the training run's predictions file."""
         self.module.eval()
@@ -271,8 +305,9 @@ class GTAModel:
             return np.zeros(0)
         return torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
 
-    def predict_details(self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor],
-                        batch_size: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def predict_details(
+        self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Predictions and, per gene, the alignment attention (genes, heads, N, prototypes), the selector
         logits (genes, N) and the selected bins (genes, k)."""
         self.module.eval()

@@ -24,8 +24,22 @@ from .variants import alt_bin, place, read_vcf
 
 log = logging.getLogger("gta.scoring")
 
-SCORE_COLUMNS = ["id", "chrom", "pos", "ref", "alt", "gene_id", "symbol", "distance", "bin", "bins_touched",
-                 "ref_prediction", "alt_prediction", "delta", "ref_mismatch"]
+SCORE_COLUMNS = [
+    "id",
+    "chrom",
+    "pos",
+    "ref",
+    "alt",
+    "gene_id",
+    "symbol",
+    "distance",
+    "bin",
+    "bins_touched",
+    "ref_prediction",
+    "alt_prediction",
+    "delta",
+    "ref_mismatch",
+]
 
 
 def chunk_range(n: int, chunk: str) -> tuple[int, int]:
@@ -37,13 +51,14 @@ def chunk_range(n: int, chunk: str) -> tuple[int, int]:
     return int(bounds[i - 1]), int(bounds[i])
 
 
-def _window_bins(pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int, bin_size: int, grid: str,
-                 orient: str) -> list[tuple[int, int, int]]:
+def _window_bins(
+    pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int, bin_size: int, grid: str, orient: str
+) -> list[tuple[int, int, int]]:
     """(pair row, window bin index as the model sees it, absolute bin start) for every touched bin."""
     tss = genes.set_index("gene_id")["tss"]
     minus = genes.set_index("gene_id")["strand"] == "-"
     out = []
-    for row, (g, first, last) in enumerate(zip(pairs["gene_id"], pairs["bin_first"], pairs["bin_last"])):
+    for row, (g, first, last) in enumerate(zip(pairs["gene_id"], pairs["bin_first"], pairs["bin_last"], strict=False)):
         start = int(window_start(int(tss[g]), n_bins, bin_size, grid))
         for b in range(int(first), int(last) + 1):
             col = n_bins - 1 - b if (orient == "transcript" and minus[g]) else b
@@ -66,11 +81,25 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, sep="\t")
 
 
-def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path, tss: str | Path,
-                   fasta: str | Path, sei: dict, out: str | Path, *, prompts: str | Path | None = None,
-                   cell_type: str = "GM12878 lymphoblastoid cells", chunk: str = "1-of-1", ref_check: str = "stop",
-                   backbone: str | None = None, device: str = "auto", threads: int | None = None,
-                   batch_size: int = 64, counts_out: str | Path | None = None) -> pd.DataFrame:
+def score_variants(
+    model_dir: str | Path,
+    vcf: str | Path,
+    features: str | Path,
+    tss: str | Path,
+    fasta: str | Path,
+    sei: dict,
+    out: str | Path,
+    *,
+    prompts: str | Path | None = None,
+    cell_type: str = "GM12878 lymphoblastoid cells",
+    chunk: str = "1-of-1",
+    ref_check: str = "stop",
+    backbone: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    batch_size: int = 64,
+    counts_out: str | Path | None = None,
+) -> pd.DataFrame:
     """Score chunk `chunk` of the VCF's variants against every gene of `tss` whose window they touch.
 
     Writes `out` (one row per variant and gene, SCORE_COLUMNS; Parquet or TSV by suffix) and, with
@@ -99,16 +128,24 @@ def score_variants(model_dir: str | Path, vcf: str | Path, features: str | Path,
         raise GTAError("scoring variants with window.orient: transcript needs sei.reverse_complement: true")
     per_pair, alt_scores = _alt_bins(pairs, genes, variants, window, fa, scorer)
     counts["alt_bins"] = len(alt_scores)
-    text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts)))
+    text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
     x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
-    ref_pred, alt_pred = _predict_pairs(model, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref)),
-                                        text, batch_size, t0)
+    ref_pred, alt_pred = _predict_pairs(
+        model, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0
+    )
     table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, model.n_bins // 2)
     write_table(table, out)
     el = time.perf_counter() - t0
-    log.info("wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s", out, len(table),
-             counts["chunk_variants"], el, counts["chunk_variants"] / max(el, 1e-9), len(pairs) / max(el, 1e-9),
-             ", ".join(f"{k} {c}" for k, c in counts.items()))
+    log.info(
+        "wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s",
+        out,
+        len(table),
+        counts["chunk_variants"],
+        el,
+        counts["chunk_variants"] / max(el, 1e-9),
+        len(pairs) / max(el, 1e-9),
+        ", ".join(f"{k} {c}" for k, c in counts.items()),
+    )
     if counts_out:
         write_counts(counts, counts_out)
     return table
@@ -126,8 +163,15 @@ def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, windo
     variants = variants[lo:hi]
     pairs, outside = place(variants, genes, *window[:3])
     counts.update({"chunk_variants": len(variants), "outside_windows": outside, "scored_pairs": len(pairs)})
-    log.info("chunk %s: variants %d-%d of the VCF, %d (variant, gene) pairs, %d variants in no window of %d genes",
-             chunk, lo, hi, len(pairs), outside, len(genes))
+    log.info(
+        "chunk %s: variants %d-%d of the VCF, %d (variant, gene) pairs, %d variants in no window of %d genes",
+        chunk,
+        lo,
+        hi,
+        len(pairs),
+        outside,
+        len(genes),
+    )
     return variants, pairs, counts
 
 
@@ -147,56 +191,91 @@ def _alt_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple,
     t0 = last = time.perf_counter()
     step = 4 * scorer.batch_size
     for s in range(0, len(keys), step):
-        part = keys[s:s + step]
+        part = keys[s : s + step]
         seqs = [alt_bin(fa, variants[v].chrom, start, bin_size, variants[v]) for v, start in part]
-        alt_scores[s:s + len(part)] = scorer.scores(seqs)[:, KEPT]
+        alt_scores[s : s + len(part)] = scorer.scores(seqs)[:, KEPT]
         if time.perf_counter() - last > 30 or s + step >= len(keys):
-            log.info("Sei on ALT bins: %d/%d, %.1f bins/s", s + len(part), len(keys),
-                     (s + len(part)) / (time.perf_counter() - t0))
+            log.info(
+                "Sei on ALT bins: %d/%d, %.1f bins/s",
+                s + len(part),
+                len(keys),
+                (s + len(part)) / (time.perf_counter() - t0),
+            )
             last = time.perf_counter()
     return per_pair, alt_scores
 
 
-def _predict_pairs(model, pairs: pd.DataFrame, per_pair: dict, alt_scores: np.ndarray, x_ref: dict,
-                   text: dict, batch_size: int, t0: float) -> tuple[dict, np.ndarray]:
+def _predict_pairs(
+    model,
+    pairs: pd.DataFrame,
+    per_pair: dict,
+    alt_scores: np.ndarray,
+    x_ref: dict,
+    text: dict,
+    batch_size: int,
+    t0: float,
+) -> tuple[dict, np.ndarray]:
     """GTA on REF (once per gene) and on ALT (once per pair whose ALT bins differ from REF; the others keep
     the REF prediction, so their delta is exactly 0 whatever the batch their REF was predicted in)."""
     genes = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
-    ids = dict(zip(genes, model.encode([text[g] for g in genes])))
-    ref_pred = dict(zip(genes, model.predict(np.stack([x_ref[g] for g in genes]) if len(genes) else
-                                             np.zeros((0, model.n_bins, 0), np.float32), [ids[g] for g in genes])))
+    ids = dict(zip(genes, model.encode([text[g] for g in genes]), strict=False))
+    ref_pred = dict(
+        zip(
+            genes,
+            model.predict(
+                np.stack([x_ref[g] for g in genes]) if len(genes) else np.zeros((0, model.n_bins, 0), np.float32),
+                [ids[g] for g in genes],
+            ),
+            strict=False,
+        )
+    )
     alt_pred = np.empty(len(pairs))
     gene_of = pairs["gene_id"].to_numpy()
     last = time.perf_counter()
     for s in range(0, len(pairs), batch_size):
-        g = gene_of[s:s + batch_size]
+        g = gene_of[s : s + batch_size]
         base = np.stack([x_ref[i] for i in g])
         x = base.copy()
         for j in range(len(g)):
             for col, u in per_pair[s + j]:
                 x[j, col] = alt_scores[u]
         changed = (x != base).any(axis=(1, 2))
-        alt_pred[s:s + len(g)] = [ref_pred[i] for i in g]
+        alt_pred[s : s + len(g)] = [ref_pred[i] for i in g]
         if changed.any():
             alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
         if time.perf_counter() - last > 30 or s + batch_size >= len(pairs):
-            log.info("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", s + len(g), len(pairs),
-                     (s + len(g)) / (time.perf_counter() - t0))
+            log.info(
+                "GTA: %d/%d pairs, %.1f variant-gene pairs/s overall",
+                s + len(g),
+                len(pairs),
+                (s + len(g)) / (time.perf_counter() - t0),
+            )
             last = time.perf_counter()
     return ref_pred, alt_pred
 
 
-def _score_table(variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, alt_pred: np.ndarray,
-                 tss_bin: int) -> pd.DataFrame:
+def _score_table(
+    variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, alt_pred: np.ndarray, tss_bin: int
+) -> pd.DataFrame:
     v = [variants[i] for i in pairs["variant"]]
-    table = pd.DataFrame({
-        "id": [x.id for x in v], "chrom": [x.chrom for x in v], "pos": [x.pos for x in v],
-        "ref": [x.ref for x in v], "alt": [x.alt for x in v], "gene_id": pairs["gene_id"].to_numpy(np.int64),
-        "symbol": pairs["symbol"].to_numpy(), "distance": pairs["distance"].to_numpy(np.int64),
-        "bin": [per_pair[r][0][0] - tss_bin for r in range(len(pairs))],
-        "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
-        "ref_prediction": [ref_pred[g] for g in pairs["gene_id"]], "alt_prediction": alt_pred,
-        "ref_mismatch": [x.ref_mismatch for x in v]}, columns=[c for c in SCORE_COLUMNS if c != "delta"])
+    table = pd.DataFrame(
+        {
+            "id": [x.id for x in v],
+            "chrom": [x.chrom for x in v],
+            "pos": [x.pos for x in v],
+            "ref": [x.ref for x in v],
+            "alt": [x.alt for x in v],
+            "gene_id": pairs["gene_id"].to_numpy(np.int64),
+            "symbol": pairs["symbol"].to_numpy(),
+            "distance": pairs["distance"].to_numpy(np.int64),
+            "bin": [per_pair[r][0][0] - tss_bin for r in range(len(pairs))],
+            "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
+            "ref_prediction": [ref_pred[g] for g in pairs["gene_id"]],
+            "alt_prediction": alt_pred,
+            "ref_mismatch": [x.ref_mismatch for x in v],
+        },
+        columns=[c for c in SCORE_COLUMNS if c != "delta"],
+    )
     table.insert(SCORE_COLUMNS.index("delta"), "delta", table["alt_prediction"] - table["ref_prediction"])
     return table
 
@@ -214,6 +293,6 @@ def merge_scores(parts: list[str | Path], counts: list[str | Path], out: str | P
     total: Counter = Counter()
     for c in counts:
         t = pd.read_csv(c, sep="\t")
-        total.update(dict(zip(t["what"], t["n"].astype(int))))
+        total.update(dict(zip(t["what"], t["n"].astype(int), strict=False)))
     write_counts(total, counts_out)
     log.info("wrote %s from %d chunks; %s", out, len(parts), ", ".join(f"{k} {c}" for k, c in total.items()))

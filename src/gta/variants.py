@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,24 @@ REF_CHECK_MODES = ("stop", "flag", "skip")
 # Mitochondrial names in use (UCSC chrM, Ensembl/NCBI MT, bare M); all map onto one key.
 CHROM_ALIASES = {"M": "M", "MT": "M"}
 # Keys of the Counter that read_vcf returns, in the order they are worth reporting.
-COUNTER_KEYS = ("records", "multiallelic", "variants", "no_alt", "no_ref", "unknown_chrom", "symbolic",
-                "breakend", "spanning_deletion", "ref_mismatch")
+COUNTER_KEYS = (
+    "records",
+    "multiallelic",
+    "variants",
+    "no_alt",
+    "no_ref",
+    "unknown_chrom",
+    "symbolic",
+    "breakend",
+    "spanning_deletion",
+    "ref_mismatch",
+)
 PLACE_COLUMNS = ["variant", "gene_id", "symbol", "bin_first", "bin_last", "distance"]
 _REF_CHUNK = 1 << 20  # REF check: FASTA reads are merged into spans of at most this many bases
 
 
 # --------------------------------------------------------------------------- chromosome names
+
 
 def _chrom_key(name: str) -> str:
     """Naming-independent key: 'chr' prefix dropped (any case), upper case, MT/M -> M."""
@@ -56,6 +67,7 @@ def match_chrom(name: str, fasta_chroms: Iterable[str]) -> str | None:
 
 
 # --------------------------------------------------------------------------- variants
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -96,8 +108,9 @@ def _alt_kind(alt: str) -> str | None:
     return None
 
 
-def read_vcf(path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "stop",
-             fasta=None) -> tuple[list[Variant], Counter]:
+def read_vcf(
+    path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "stop", fasta=None
+) -> tuple[list[Variant], Counter]:
     """Read a VCF, VCF.gz or BCF (with pysam) into one Variant per applicable ALT allele.
 
     Every record counts in 'records'. A record with several ALT alleles counts in 'multiallelic'
@@ -126,8 +139,12 @@ def read_vcf(path: str | Path, fasta_chroms: Iterable[str], ref_check: str = "st
         variants += _record_variants(rec, chrom_map[rec.chrom], counts)
     unknown = sorted(c for c, m in chrom_map.items() if m is None)
     if unknown:
-        log.warning("%s: %d record(s) on chromosomes the FASTA lacks, skipped: %s", path,
-                    counts["unknown_chrom"], ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+        log.warning(
+            "%s: %d record(s) on chromosomes the FASTA lacks, skipped: %s",
+            path,
+            counts["unknown_chrom"],
+            ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""),
+        )
     if fasta is not None:
         variants, _, n_bad = check_ref(variants, fasta, ref_check, source=path)
         counts["ref_mismatch"] = n_bad
@@ -144,8 +161,10 @@ def _records(path: Path, counts: Counter):
     try:
         vf = pysam.VariantFile(str(path))
     except (OSError, ValueError) as e:
-        raise GTAError(f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
-                       "file with a '#CHROM' header line)") from e
+        raise GTAError(
+            f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
+            "file with a '#CHROM' header line)"
+        ) from e
     with vf:
         records = iter(vf)
         while True:
@@ -154,8 +173,10 @@ def _records(path: Path, counts: Counter):
             except StopIteration:
                 return
             except (OSError, ValueError) as e:
-                raise GTAError(f"cannot read VCF {path} after record {counts['records']:,}: {e} "
-                               "(check that line with `bcftools view`, or fix or remove it)") from e
+                raise GTAError(
+                    f"cannot read VCF {path} after record {counts['records']:,}: {e} "
+                    "(check that line with `bcftools view`, or fix or remove it)"
+                ) from e
 
 
 def _record_variants(rec, chrom: str | None, counts: Counter) -> list[Variant]:
@@ -186,6 +207,7 @@ def _record_variants(rec, chrom: str | None, counts: Counter) -> list[Variant]:
 
 # --------------------------------------------------------------------------- REF check
 
+
 def fasta_refs(variants: Sequence[Variant], fa) -> list[str]:
     """The FASTA's bases under each variant's REF span (upper case, N past the chromosome ends).
 
@@ -207,13 +229,14 @@ def fasta_refs(variants: Sequence[Variant], fa) -> list[str]:
             seq = read_padded(fa, chrom, s, e)
             for i in idx[k:m]:
                 v = variants[i]
-                out[i] = seq[v.start0 - s: v.end0 - s]
+                out[i] = seq[v.start0 - s : v.end0 - s]
             k = m
     return out
 
 
-def check_ref(variants: Sequence[Variant], fa, mode: str = "stop",
-              source: str | Path | None = None) -> tuple[list[Variant], np.ndarray, int]:
+def check_ref(
+    variants: Sequence[Variant], fa, mode: str = "stop", source: str | Path | None = None
+) -> tuple[list[Variant], np.ndarray, int]:
     """Compare each variant's REF with the FASTA `fa` (pyfaidx.Fasta); returns (kept, flags, n_mismatch).
 
     A mismatch is any position where REF differs from the FASTA base (an N in the FASTA, or past
@@ -228,28 +251,34 @@ def check_ref(variants: Sequence[Variant], fa, mode: str = "stop",
     if mode not in REF_CHECK_MODES:
         raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {mode!r}")
     refs = fasta_refs(variants, fa)
-    bad = np.fromiter((r != v.ref for r, v in zip(refs, variants)), bool, len(variants))
+    bad = np.fromiter((r != v.ref for r, v in zip(refs, variants, strict=False)), bool, len(variants))
     n_bad = int(bad.sum())
     if mode == "stop":
         if n_bad:
             where = f"VCF {source}" if source is not None else "the VCF"
-            first = [f"{variants[i].id} ({variants[i].chrom}:{variants[i].pos} REF {variants[i].ref}, "
-                     f"FASTA {refs[i]})" for i in np.flatnonzero(bad)[:5]]
-            raise GTAError(f"{where}: {n_bad:,} of {len(variants):,} variants have a REF allele that differs "
-                           f"from the genome FASTA {getattr(fa, 'filename', '')}, e.g. {'; '.join(first)}; "
-                           "set variants.ref_check: flag or skip, or check the VCF was called on this genome")
+            first = [
+                f"{variants[i].id} ({variants[i].chrom}:{variants[i].pos} REF {variants[i].ref}, FASTA {refs[i]})"
+                for i in np.flatnonzero(bad)[:5]
+            ]
+            raise GTAError(
+                f"{where}: {n_bad:,} of {len(variants):,} variants have a REF allele that differs "
+                f"from the genome FASTA {getattr(fa, 'filename', '')}, e.g. {'; '.join(first)}; "
+                "set variants.ref_check: flag or skip, or check the VCF was called on this genome"
+            )
         return list(variants), bad, 0
     if mode == "flag":
-        kept = [replace(v, ref_mismatch=True) if b else v for v, b in zip(variants, bad)]
+        kept = [replace(v, ref_mismatch=True) if b else v for v, b in zip(variants, bad, strict=False)]
         return kept, bad, n_bad
-    kept = [v for v, b in zip(variants, bad) if not b]
+    kept = [v for v, b in zip(variants, bad, strict=False) if not b]
     return kept, np.zeros(len(kept), bool), n_bad
 
 
 # --------------------------------------------------------------------------- placement in windows
 
-def place(variants: Sequence[Variant], genes: pd.DataFrame, n_bins: int, bin_size: int = 4096,
-          grid: str = "genome") -> tuple[pd.DataFrame, int]:
+
+def place(
+    variants: Sequence[Variant], genes: pd.DataFrame, n_bins: int, bin_size: int = 4096, grid: str = "genome"
+) -> tuple[pd.DataFrame, int]:
     """Pairs (variant, gene) where the variant's REF span [start0, end0) overlaps the gene's window.
 
     A pure insertion (one-base REF) is placed by its anchor base. Returns (pairs, n_outside):
@@ -293,20 +322,24 @@ def place(variants: Sequence[Variant], genes: pd.DataFrame, n_bins: int, bin_siz
     pg = np.concatenate(parts_g) if parts_g else np.zeros(0, np.int64)
     ws = g_ws[pg]
     last = n_bins - 1
-    df = pd.DataFrame({
-        "variant": pv.astype(np.int64),
-        "gene_id": genes["gene_id"].to_numpy()[pg],
-        "symbol": genes["symbol"].to_numpy()[pg],
-        "bin_first": np.clip((start[pv] - ws) // bin_size, 0, last).astype(np.int64),
-        "bin_last": np.clip((end[pv] - 1 - ws) // bin_size, 0, last).astype(np.int64),
-        "distance": start[pv] - g_tss[pg],
-    }, columns=PLACE_COLUMNS)
+    df = pd.DataFrame(
+        {
+            "variant": pv.astype(np.int64),
+            "gene_id": genes["gene_id"].to_numpy()[pg],
+            "symbol": genes["symbol"].to_numpy()[pg],
+            "bin_first": np.clip((start[pv] - ws) // bin_size, 0, last).astype(np.int64),
+            "bin_last": np.clip((end[pv] - 1 - ws) // bin_size, 0, last).astype(np.int64),
+            "distance": start[pv] - g_tss[pg],
+        },
+        columns=PLACE_COLUMNS,
+    )
     df = df.sort_values(["variant", "gene_id"], kind="stable").reset_index(drop=True)
     n_outside = n - len(np.unique(pv))
     return df, n_outside
 
 
 # --------------------------------------------------------------------------- bin sequences
+
 
 def ref_bin(fa, chrom: str, bin_start: int, bin_size: int) -> str:
     """The reference bin [bin_start, bin_start + bin_size), upper case, N past the chromosome ends."""
@@ -337,10 +370,7 @@ def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant) -> 
     end = bin_start + bin_size
     if e <= bin_start or s >= end:
         return ref_bin(fa, chrom, bin_start, bin_size)
-    if bin_start <= s:
-        head = read_padded(fa, chrom, bin_start, s) + alt
-    else:
-        head = alt[bin_start - s:]
+    head = read_padded(fa, chrom, bin_start, s) + alt if bin_start <= s else alt[bin_start - s :]
     need = bin_size - len(head)
     if need <= 0:
         return head[:bin_size]

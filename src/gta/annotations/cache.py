@@ -13,7 +13,8 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 from .. import GTAError
 from ..io import atomic_path
@@ -42,10 +43,14 @@ class AnnotationCache:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
-            raise GTAError(f"annotation cache file {path} is unreadable ({e}); delete it so the gene is fetched again") from None
+            raise GTAError(
+                f"annotation cache file {path} is unreadable ({e}); delete it so the gene is fetched again"
+            ) from None
         if not isinstance(record, dict) or record.get("gene_id") != int(gene_id) or "status" not in record:
-            raise GTAError(f"annotation cache file {path} is not a record of GeneID {gene_id}; "
-                           "delete it so the gene is fetched again")
+            raise GTAError(
+                f"annotation cache file {path} is not a record of GeneID {gene_id}; "
+                "delete it so the gene is fetched again"
+            )
         return record
 
     def put(self, record: Mapping[str, Any]) -> None:
@@ -54,8 +59,9 @@ class AnnotationCache:
             tmp.write_text(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def fetch_to_cache(gene_ids: Sequence[int], cache: AnnotationCache, client: EntrezClient,
-                   batch_size: int = 200) -> list[int]:
+def fetch_to_cache(
+    gene_ids: Sequence[int], cache: AnnotationCache, client: EntrezClient, batch_size: int = 200
+) -> list[int]:
     """Fetch every gene of `gene_ids` not yet in `cache`, batch by batch; returns the GeneIDs NCBI left out.
 
     Each batch's records are cached as soon as it arrives, so a later failure loses nothing already
@@ -66,9 +72,14 @@ def fetch_to_cache(gene_ids: Sequence[int], cache: AnnotationCache, client: Entr
     todo = [int(g) for g in dict.fromkeys(gene_ids) if int(g) not in cache]
     if not todo:
         return []
-    batches = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-    log.info("fetching %d genes from NCBI esummary in %d batches of <= %d (%s requests/s at most)",
-             len(todo), len(batches), batch_size, 10 if client.has_key else 3)
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    log.info(
+        "fetching %d genes from NCBI esummary in %d batches of <= %d (%s requests/s at most)",
+        len(todo),
+        len(batches),
+        batch_size,
+        10 if client.has_key else 3,
+    )
     start = time.perf_counter()
     done = 0
     left_out: list[int] = []
@@ -90,11 +101,22 @@ def fetch_to_cache(gene_ids: Sequence[int], cache: AnnotationCache, client: Entr
                 left_out.append(gene_id)
         done += len(batch)
         elapsed = time.perf_counter() - start
-        log.info("batch %d/%d: %d genes; %d/%d fetched in %.1f s (%.1f genes/s)",
-                 b, len(batches), len(batch), done, len(todo), elapsed, done / max(elapsed, 1e-9))
+        log.info(
+            "batch %d/%d: %d genes; %d/%d fetched in %.1f s (%.1f genes/s)",
+            b,
+            len(batches),
+            len(batch),
+            done,
+            len(todo),
+            elapsed,
+            done / max(elapsed, 1e-9),
+        )
     if left_out:
-        log.warning("NCBI's replies left out %d GeneIDs (first: %s); not cached, asked again next run",
-                    len(left_out), _preview(left_out))
+        log.warning(
+            "NCBI's replies left out %d GeneIDs (first: %s); not cached, asked again next run",
+            len(left_out),
+            _preview(left_out),
+        )
     return left_out
 
 

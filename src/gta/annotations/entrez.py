@@ -21,7 +21,8 @@ import socket
 import time
 import urllib.error
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 from .. import GTAError
 from .prompt import _one_line
@@ -44,6 +45,7 @@ _ERROR_TAG = re.compile(rb"<ERROR>(.*?)</ERROR>", re.S | re.I)
 
 
 # ----------------------------------------------------------------------------- esummary replies
+
 
 def _split_list(text: str | None, sep: str) -> list[str]:
     if not text:
@@ -116,6 +118,7 @@ def _first_line(e: BaseException) -> str:
 
 # ----------------------------------------------------------------------------- client
 
+
 class EntrezClient:
     """NCBI esummary for db=gene through Bio.Entrez: rate limit, retries with exponential backoff.
 
@@ -123,9 +126,19 @@ class EntrezClient:
     `sleep` and `clock` default to time.sleep / time.monotonic.
     """
 
-    def __init__(self, email: str, api_key: str | None = None, *, tool: str = TOOL,
-                 max_retries: int = 5, timeout: float = 60.0, backoff: float = 1.0,
-                 max_backoff: float = MAX_BACKOFF, sleep=None, clock=None):
+    def __init__(
+        self,
+        email: str,
+        api_key: str | None = None,
+        *,
+        tool: str = TOOL,
+        max_retries: int = 5,
+        timeout: float = 60.0,
+        backoff: float = 1.0,
+        max_backoff: float = MAX_BACKOFF,
+        sleep=None,
+        clock=None,
+    ):
         self.email = check_email(email)
         self._api_key = api_key or None
         self.tool = tool
@@ -164,8 +177,13 @@ class EntrezClient:
             if attempt:
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 delay = max(delay, min(self.max_backoff, failures[-1][1] or 0.0))
-                log.warning("esummary try %d/%d failed (%s); retrying in %.1f s",
-                            attempt, self.max_retries + 1, failures[-1][0], delay)
+                log.warning(
+                    "esummary try %d/%d failed (%s); retrying in %.1f s",
+                    attempt,
+                    self.max_retries + 1,
+                    failures[-1][0],
+                    delay,
+                )
                 self._sleep(delay)
             try:
                 data = self._request(ids)
@@ -256,14 +274,17 @@ def _entrez_settings(email: str, tool: str, api_key: str | None, timeout: float)
 
 # ----------------------------------------------------------------------------- settings
 
+
 def check_email(email: str | None) -> str:
     """`email` if it looks like an address NCBI accepts, else GTAError naming annotations.email."""
     email = (email or "").strip()
     if not email or "@" not in email or any(c.isspace() for c in email):
         got = f" (got {email!r})" if email else ""
-        raise GTAError("annotations.email must be your e-mail address when annotations.source is 'entrez': "
-                       f"NCBI asks for one with every request{got}. Set annotations.email in your config, "
-                       f"or {OFFLINE_HINT}")
+        raise GTAError(
+            "annotations.email must be your e-mail address when annotations.source is 'entrez': "
+            f"NCBI asks for one with every request{got}. Set annotations.email in your config, "
+            f"or {OFFLINE_HINT}"
+        )
     return email
 
 

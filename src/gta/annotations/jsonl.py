@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from .. import GTAError
 from ..io import atomic_path, require_file
@@ -19,11 +20,10 @@ from .prompt import ANNOTATION_FIELDS
 def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike) -> int:
     """Write one JSON object per line (UTF-8), atomically; returns the number written."""
     n = 0
-    with atomic_path(path, suffix=".jsonl") as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
+    with atomic_path(path, suffix=".jsonl") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
     return n
 
 

@@ -8,7 +8,8 @@ An annotation record has the keys of `ANNOTATION_FIELDS`; its ``source`` is one 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -50,17 +51,30 @@ def _one_line(value: Any) -> str:
 
 def mane_annotation(gene_id: int, symbol: str, name: str, source: str = "mane") -> dict:
     """An annotation record with MANE's symbol and full name only."""
-    return {"gene_id": int(gene_id), "symbol": symbol or "", "name": name or "", "aliases": [],
-            "designations": [], "summary": "", "source": source}
+    return {
+        "gene_id": int(gene_id),
+        "symbol": symbol or "",
+        "name": name or "",
+        "aliases": [],
+        "designations": [],
+        "summary": "",
+        "source": source,
+    }
 
 
 def _entrez_annotation(gene_id: int, record: Mapping, mane_name: str, source: str) -> dict:
     """An annotation record from a live NCBI cache record; MANE's full name where NCBI gives none."""
-    return {"gene_id": int(gene_id), "symbol": record.get("symbol") or "", "name": record.get("name") or mane_name or "",
-            "aliases": list(record.get("aliases") or []), "designations": list(record.get("designations") or []),
-            "summary": record.get("summary") or "", "source": source}
+    return {
+        "gene_id": int(gene_id),
+        "symbol": record.get("symbol") or "",
+        "name": record.get("name") or mane_name or "",
+        "aliases": list(record.get("aliases") or []),
+        "designations": list(record.get("designations") or []),
+        "summary": record.get("summary") or "",
+        "source": source,
+    }
 
 
 def annotations_from_mane(genes: pd.DataFrame) -> list[dict]:
     """One `mane` record per row of a tss.tsv table, in its order."""
-    return [mane_annotation(g, s, n) for g, s, n in zip(genes["gene_id"], genes["symbol"], genes["name"])]
+    return [mane_annotation(g, s, n) for g, s, n in zip(genes["gene_id"], genes["symbol"], genes["name"], strict=False)]

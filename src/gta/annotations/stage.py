@@ -22,8 +22,9 @@ from .prompt import _entrez_annotation, _one_line, annotations_from_mane, format
 log = logging.getLogger("gta.annotations")
 
 
-def annotations_from_entrez(genes: pd.DataFrame, cache: AnnotationCache, client: EntrezClient,
-                            batch_size: int = 200) -> list[dict]:
+def annotations_from_entrez(
+    genes: pd.DataFrame, cache: AnnotationCache, client: EntrezClient, batch_size: int = 200
+) -> list[dict]:
     """One record per row of a tss.tsv table from NCBI (through `cache`), MANE where NCBI has none.
 
     A replaced GeneID (NCBI Status 1) takes the text of its CurrentID (fetched too); a GeneID NCBI
@@ -37,13 +38,16 @@ def annotations_from_entrez(genes: pd.DataFrame, cache: AnnotationCache, client:
         if rec and rec["status"] == "replaced" and rec.get("current_id"):
             replaced[g] = int(rec["current_id"])
     if replaced:
-        log.info("%d GeneIDs were replaced by newer NCBI records (%s); using the current records",
-                 len(replaced), ", ".join(f"{a}->{b}" for a, b in list(replaced.items())[:5]))
+        log.info(
+            "%d GeneIDs were replaced by newer NCBI records (%s); using the current records",
+            len(replaced),
+            ", ".join(f"{a}->{b}" for a, b in list(replaced.items())[:5]),
+        )
         fetch_to_cache(sorted(set(replaced.values())), cache, client, batch_size)
 
     out = []
     fallback: dict[str, list[int]] = {"does not know": [], "withdrew": [], "has no live record replacing": []}
-    for g, symbol, name in zip(ids, genes["symbol"], genes["name"]):
+    for g, symbol, name in zip(ids, genes["symbol"], genes["name"], strict=False):
         rec = cache.get(g)
         source = "entrez"
         if rec is not None and g in replaced:
@@ -59,17 +63,26 @@ def annotations_from_entrez(genes: pd.DataFrame, cache: AnnotationCache, client:
         out.append(mane_annotation(g, symbol, name, source="mane-fallback"))
     for what, genes_ in fallback.items():
         if genes_:
-            log.warning("NCBI %s %d GeneIDs (first: %s); using their MANE symbol and name",
-                        what, len(genes_), _preview(genes_))
+            log.warning(
+                "NCBI %s %d GeneIDs (first: %s); using their MANE symbol and name", what, len(genes_), _preview(genes_)
+            )
     counts = pd.Series([r["source"] for r in out]).value_counts().to_dict()
     log.info("annotations by source: %s", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return out
 
 
-def run_fetch(tss: str | os.PathLike, out: str | os.PathLike, source: str = "mane", *,
-              email: str | None = None, api_key_env: str | None = "NCBI_API_KEY",
-              cache: str | os.PathLike = "results/annotations/cache", batch_size: int = 200,
-              max_retries: int = 5, timeout: float = 60.0) -> list[dict]:
+def run_fetch(
+    tss: str | os.PathLike,
+    out: str | os.PathLike,
+    source: str = "mane",
+    *,
+    email: str | None = None,
+    api_key_env: str | None = "NCBI_API_KEY",
+    cache: str | os.PathLike = "results/annotations/cache",
+    batch_size: int = 200,
+    max_retries: int = 5,
+    timeout: float = 60.0,
+) -> list[dict]:
     """CLI body of `gta annotations`: tss.tsv -> annotations.jsonl from `source` ('entrez' or 'mane')."""
     from ..tss import read_tss
 
@@ -80,12 +93,18 @@ def run_fetch(tss: str | os.PathLike, out: str | os.PathLike, source: str = "man
         records = annotations_from_mane(genes)
     elif source == "entrez":
         if not 1 <= int(batch_size) <= 500 or int(max_retries) < 0 or float(timeout) <= 0:
-            raise GTAError(f"annotations.batch_size must be 1..500 (got {batch_size}), annotations.max_retries "
-                           f">= 0 (got {max_retries}) and annotations.timeout > 0 (got {timeout})")
+            raise GTAError(
+                f"annotations.batch_size must be 1..500 (got {batch_size}), annotations.max_retries "
+                f">= 0 (got {max_retries}) and annotations.timeout > 0 (got {timeout})"
+            )
         key = api_key_from_env(api_key_env)
         client = EntrezClient(email, key, max_retries=max_retries, timeout=timeout)
-        log.info("NCBI E-utilities as %s, tool %s, %s", client.email, client.tool,
-                 f"API key from ${api_key_env}" if key else f"no API key (${api_key_env} unset)")
+        log.info(
+            "NCBI E-utilities as %s, tool %s, %s",
+            client.email,
+            client.tool,
+            f"API key from ${api_key_env}" if key else f"no API key (${api_key_env} unset)",
+        )
         records = annotations_from_entrez(genes, AnnotationCache(cache), client, batch_size)
         log.info("%d esummary requests", client.requests)
     else:

@@ -21,25 +21,68 @@ log = logging.getLogger("gta.demo.genome")
 
 # GRCh38 primary-assembly lengths (UCSC hg38 chrom.sizes).
 GRCH38_LENGTHS = {
-    "1": 248956422, "2": 242193529, "3": 198295559, "4": 190214555, "5": 181538259,
-    "6": 170805979, "7": 159345973, "8": 145138636, "9": 138394717, "10": 133797422,
-    "11": 135086622, "12": 133275309, "13": 114364328, "14": 107043718, "15": 101991189,
-    "16": 90338345, "17": 83257441, "18": 80373285, "19": 58617616, "20": 64444167,
-    "21": 46709983, "22": 50818468, "X": 156040895, "Y": 57227415,
+    "1": 248956422,
+    "2": 242193529,
+    "3": 198295559,
+    "4": 190214555,
+    "5": 181538259,
+    "6": 170805979,
+    "7": 159345973,
+    "8": 145138636,
+    "9": 138394717,
+    "10": 133797422,
+    "11": 135086622,
+    "12": 133275309,
+    "13": 114364328,
+    "14": 107043718,
+    "15": 101991189,
+    "16": 90338345,
+    "17": 83257441,
+    "18": 80373285,
+    "19": 58617616,
+    "20": 64444167,
+    "21": 46709983,
+    "22": 50818468,
+    "X": 156040895,
+    "Y": 57227415,
 }
 # Approximate GRCh38 centromere midpoints (Mb); acrocentric chromosomes also have an unplaced p arm.
 _CENTROMERE_MB = {
-    "1": 123.4, "2": 93.9, "3": 90.9, "4": 50.0, "5": 48.8, "6": 59.8, "7": 60.1, "8": 45.2,
-    "9": 43.0, "10": 39.8, "11": 53.4, "12": 35.5, "13": 17.7, "14": 17.2, "15": 19.0, "16": 36.8,
-    "17": 25.1, "18": 18.5, "19": 26.2, "20": 28.1, "21": 12.0, "22": 15.0, "X": 60.6, "Y": 10.4,
+    "1": 123.4,
+    "2": 93.9,
+    "3": 90.9,
+    "4": 50.0,
+    "5": 48.8,
+    "6": 59.8,
+    "7": 60.1,
+    "8": 45.2,
+    "9": 43.0,
+    "10": 39.8,
+    "11": 53.4,
+    "12": 35.5,
+    "13": 17.7,
+    "14": 17.2,
+    "15": 19.0,
+    "16": 36.8,
+    "17": 25.1,
+    "18": 18.5,
+    "19": 26.2,
+    "20": 28.1,
+    "21": 12.0,
+    "22": 15.0,
+    "X": 60.6,
+    "Y": 10.4,
 }
 _ACROCENTRIC = {"13", "14", "15", "21", "22"}
+
 
 def _chrom_key(name: str) -> str:
     key = name[3:] if name.startswith("chr") else name
     if key not in GRCH38_LENGTHS:
-        raise GTAError(f"the synthetic genome knows GRCh38 chromosomes 1-22, X, Y (named '1' or 'chr1'); "
-                       f"got {name!r} in genes.chromosomes")
+        raise GTAError(
+            f"the synthetic genome knows GRCh38 chromosomes 1-22, X, Y (named '1' or 'chr1'); "
+            f"got {name!r} in genes.chromosomes"
+        )
     return key
 
 
@@ -67,7 +110,7 @@ def _isochore_bases(rng: np.random.Generator, length: int) -> np.ndarray:
     codes = np.empty(length, np.uint8)
     step = 1 << 23
     for s in range(0, length, step):
-        codes[s:s + step] = _random_bases(rng, gc[s:s + step])
+        codes[s : s + step] = _random_bases(rng, gc[s : s + step])
     return codes
 
 
@@ -90,7 +133,7 @@ def _add_interspersed_repeats(rng: np.random.Generator, codes: np.ndarray, lower
     pos = rng.integers(0, length, n_copies)
     for f, p in zip(fam, pos, strict=True):
         unit = families[f]
-        frag = unit[rng.integers(0, max(1, len(unit) // 2)):]  # 5'-truncated copies, like real LINEs
+        frag = unit[rng.integers(0, max(1, len(unit) // 2)) :]  # 5'-truncated copies, like real LINEs
         e = min(p + len(frag), length)
         copy = frag[: e - p].copy()
         mut = rng.random(copy.shape[0]) < 0.12  # diverged copies
@@ -128,8 +171,9 @@ def _clear_of_genes(protected: np.ndarray, s: int, e: int, margin: int = 20000) 
     return i >= len(protected) or protected[i] >= e + margin
 
 
-def _add_centromere(rng: np.random.Generator, codes: np.ndarray, lower: np.ndarray, key: str,
-                    protected: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
+def _add_centromere(
+    rng: np.random.Generator, codes: np.ndarray, lower: np.ndarray, key: str, protected: np.ndarray
+) -> tuple[int, list[tuple[int, int]]]:
     """An alpha-satellite-like array (171-bp monomers, masked) at the centromere, unless it would cover a
     TSS; returns the array's start and the gaps flanking it."""
     length = len(codes)
@@ -178,9 +222,13 @@ def _synthesize_chrom(key: str, length: int, tss: np.ndarray, seed: int):
     return codes, lower
 
 
-def write_synthetic_genome(out: str | Path, chromosomes: Sequence[str],
-                           tss_by_chrom: Mapping[str, Iterable[int]], seed: int = 0,
-                           line_width: int = 60) -> None:
+def write_synthetic_genome(
+    out: str | Path,
+    chromosomes: Sequence[str],
+    tss_by_chrom: Mapping[str, Iterable[int]],
+    seed: int = 0,
+    line_width: int = 60,
+) -> None:
     """Write a deterministic synthetic genome (FASTA + .fai) at real GRCh38 chromosome lengths."""
     out = Path(out)
     ascii_upper = np.frombuffer(b"ACGTN", np.uint8)
@@ -206,11 +254,16 @@ def write_synthetic_genome(out: str | Path, chromosomes: Sequence[str],
                 last = length - (n_lines - 1) * line_width
                 tail = (n_lines - 1) * (line_width + 1)
                 fh.write(data[:tail].tobytes())
-                fh.write(data[tail: tail + last].tobytes() + b"\n")
+                fh.write(data[tail : tail + last].tobytes() + b"\n")
                 fai.append(f"{name}\t{length}\t{offset}\t{line_width}\t{line_width + 1}\n")
-                log.info("synthetic %s: %d bp, GC %.3f, %.1f%% masked, %.1f%% N", name, length,
-                         float(np.isin(codes, (1, 2)).mean()), 100 * float(lower.mean()),
-                         100 * float((codes == 4).mean()))
+                log.info(
+                    "synthetic %s: %d bp, GC %.3f, %.1f%% masked, %.1f%% N",
+                    name,
+                    length,
+                    float(np.isin(codes, (1, 2)).mean()),
+                    100 * float(lower.mean()),
+                    100 * float((codes == 4).mean()),
+                )
         # the index must describe the final file: write it next to the temporary FASTA's final name
         with atomic_path(str(out) + ".fai") as tmp_fai:
             Path(tmp_fai).write_text("".join(fai))

@@ -30,17 +30,16 @@ def _calibration_batch(rng: np.random.Generator, n: int, length: int = SEQUENCE_
         s = bases[rng.choice(4, length, p=p)]
         if i % 4 == 1:  # a CpG island
             a = int(rng.integers(0, length - 1200))
-            s[a:a + 1200:10], s[a + 1:a + 1201:10] = ord("C"), ord("G")
+            s[a : a + 1200 : 10], s[a + 1 : a + 1201 : 10] = ord("C"), ord("G")
         if i % 4 == 2:  # a tandem repeat
             a, k = int(rng.integers(0, length - 600)), int(rng.integers(1, 4))
-            s[a:a + 600] = np.tile(bases[rng.integers(0, 4, k)], 600 // k + 1)[:600]
+            s[a : a + 600] = np.tile(bases[rng.integers(0, 4, k)], 600 // k + 1)[:600]
         seqs[i] = s
     return torch.from_numpy(one_hot_codes(seqs))
 
 
 @torch.no_grad()
-def make_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float = 1.5,
-                  n_calibration: int = 64) -> Sei:
+def make_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float = 1.5, n_calibration: int = 64) -> Sei:
     """A Sei network with seeded random weights whose outputs vary between sequences without saturating.
 
     Weights start N(0, 1/fan_in); then, in one forward pass over seeded genome-like sequences, each
@@ -53,7 +52,7 @@ def make_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float 
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
     for m in layers:
         fan_in = m.weight[0].numel()
-        m.weight.copy_(torch.randn(m.weight.shape, generator=gen) / fan_in ** 0.5)
+        m.weight.copy_(torch.randn(m.weight.shape, generator=gen) / fan_in**0.5)
         m.bias.zero_()
     last = model.classifier[2]
 
@@ -86,16 +85,22 @@ def write_demo(checkpoint: str | Path, projection: str | Path, width: float, n_t
     """`gta sei-demo`: write the seeded demo checkpoint (official key prefix) and projection matrix."""
     model = make_demo_sei(width, n_targets, seed)
     save_sei(model, checkpoint)
-    with atomic_path(projection, suffix=".npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, make_demo_projection(n_targets, seed))
+    with atomic_path(projection, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, make_demo_projection(n_targets, seed))
     x = _calibration_batch(np.random.default_rng([seed, 1]), 16)
     with torch.no_grad():
         p = predict(model, x)
-    log.info("demo Sei: width %.4g (channels %s), %d targets, %.2fM parameters; on 16 fresh sequences the "
-             "sigmoid outputs have mean %.3f, across-sequence SD %.3f, %.2f%% outside [0.01, 0.99]",
-             model.width, model.channels, n_targets, sum(p.numel() for p in model.parameters()) / 1e6,
-             float(p.mean()), float(p.std(0).mean()), 100 * float(((p < 0.01) | (p > 0.99)).float().mean()))
+    log.info(
+        "demo Sei: width %.4g (channels %s), %d targets, %.2fM parameters; on 16 fresh sequences the "
+        "sigmoid outputs have mean %.3f, across-sequence SD %.3f, %.2f%% outside [0.01, 0.99]",
+        model.width,
+        model.channels,
+        n_targets,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        float(p.mean()),
+        float(p.std(0).mean()),
+        100 * float(((p < 0.01) | (p > 0.99)).float().mean()),
+    )
     return model
 
 

@@ -51,10 +51,10 @@ GRAMMAR_CLASSES = [PROMOTER, ENHANCER, CTCF, *POLYCOMB]  # order of the z[..., i
 class Grammar:
     """Constants of the planted grammar (module docstring)."""
 
-    clip: float = 4.0               # standardised scores are clipped to +-clip
-    contact_bins: float = 10.0      # enhancer weight 1 / (1 + k / contact_bins)
-    ctcf_strong: float = 2.0        # a bin with z_CTCF above this insulates
-    polycomb_reach: int = 2         # polycomb bins counted: |b - t| <= reach
+    clip: float = 4.0  # standardised scores are clipped to +-clip
+    contact_bins: float = 10.0  # enhancer weight 1 / (1 + k / contact_bins)
+    ctcf_strong: float = 2.0  # a bin with z_CTCF above this insulates
+    polycomb_reach: int = 2  # polycomb bins counted: |b - t| <= reach
     w_promoter: float = 0.6
     w_enhancer: float = 1.5
     w_polycomb: float = 0.6
@@ -80,12 +80,12 @@ def open_to_tss(strong: np.ndarray, tss_bin: int) -> np.ndarray:
     """(genes, bins) True where no bin strictly between the TSS bin and that bin is `strong`."""
     genes, n = strong.shape
     out = np.ones((genes, n), bool)
-    right = strong[:, tss_bin + 1:]
+    right = strong[:, tss_bin + 1 :]
     if right.shape[1] > 1:
-        out[:, tss_bin + 2:] = ~np.maximum.accumulate(right[:, :-1], axis=1)
+        out[:, tss_bin + 2 :] = ~np.maximum.accumulate(right[:, :-1], axis=1)
     left = strong[:, :tss_bin][:, ::-1]  # outward from the TSS
     if left.shape[1] > 1:
-        out[:, :tss_bin - 1] = (~np.maximum.accumulate(left[:, :-1], axis=1))[:, ::-1]
+        out[:, : tss_bin - 1] = (~np.maximum.accumulate(left[:, :-1], axis=1))[:, ::-1]
     return out
 
 
@@ -107,9 +107,11 @@ def grammar_terms(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> 
     open_ = open_to_tss(z[:, :, 2] > grammar.ctcf_strong, tss_bin)
     near = k <= grammar.polycomb_reach
     polycomb = 0.5 * (np.maximum(z[:, near, 3], 0.0) + np.maximum(z[:, near, 4], 0.0))
-    return {"promoter": z[:, tss_bin, 0],
-            "enhancer": (activity * open_ * weight).sum(axis=1),
-            "polycomb": polycomb.mean(axis=1)}
+    return {
+        "promoter": z[:, tss_bin, 0],
+        "enhancer": (activity * open_ * weight).sum(axis=1),
+        "polycomb": polycomb.mean(axis=1),
+    }
 
 
 def _std(v: np.ndarray) -> np.ndarray:
@@ -119,8 +121,11 @@ def _std(v: np.ndarray) -> np.ndarray:
 
 def combine_terms(terms: dict[str, np.ndarray], grammar: Grammar = Grammar()) -> np.ndarray:
     """Unit-variance signal: std(w_P std(P) + w_E std(E) - w_R std(R)) over genes."""
-    s = (grammar.w_promoter * _std(terms["promoter"]) + grammar.w_enhancer * _std(terms["enhancer"])
-         - grammar.w_polycomb * _std(terms["polycomb"]))
+    s = (
+        grammar.w_promoter * _std(terms["promoter"])
+        + grammar.w_enhancer * _std(terms["enhancer"])
+        - grammar.w_polycomb * _std(terms["polycomb"])
+    )
     return _std(s)
 
 
@@ -129,8 +134,15 @@ def gene_noise(gene_ids: Sequence[int], seed: int) -> np.ndarray:
     return np.array([np.random.default_rng([seed, 0x51AB, int(g)]).standard_normal() for g in gene_ids])
 
 
-def simulate(scores: np.ndarray, gene_ids: Sequence[int], tss_bin: int, signal_fraction: float, seed: int,
-             grammar: Grammar = Grammar(), name: str = "demo") -> tuple[np.ndarray, np.ndarray]:
+def simulate(
+    scores: np.ndarray,
+    gene_ids: Sequence[int],
+    tss_bin: int,
+    signal_fraction: float,
+    seed: int,
+    grammar: Grammar = Grammar(),
+    name: str = "demo",
+) -> tuple[np.ndarray, np.ndarray]:
     """(observed, signal) per gene from the grammar classes' scores (genes, bins, classes of GRAMMARS[name]).
 
     name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`.
@@ -139,7 +151,9 @@ def simulate(scores: np.ndarray, gene_ids: Sequence[int], tss_bin: int, signal_f
         raise GTAError(f"expression.signal_fraction must be in [0, 1], got {signal_fraction}")
     grammar_classes(name)
     z = standardise_classes(scores, grammar.clip)
-    unit = combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
+    unit = (
+        combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
+    )
     signal = np.sqrt(signal_fraction) * unit
     observed = signal + np.sqrt(1.0 - signal_fraction) * gene_noise(gene_ids, seed)
     return observed, signal
@@ -190,8 +204,15 @@ def grammar_classes(name: str) -> list[int]:
     return GRAMMARS[name]
 
 
-def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np.ndarray, n_visible: int,
-               grammar: Grammar = Grammar(), name: str = "demo") -> float:
+def oracle_fit(
+    scores: np.ndarray,
+    tss_bin: int,
+    observed: np.ndarray,
+    split: np.ndarray,
+    n_visible: int,
+    grammar: Grammar = Grammar(),
+    name: str = "demo",
+) -> float:
     """Test Spearman of an oracle that knows the grammar but sees only the central `n_visible` bins.
 
     The grammar's three terms are computed from the visible bins alone (scores standardised over
@@ -205,9 +226,12 @@ def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np
         raise GTAError(f"n_visible must be odd and at most the stored {n} bins, got {n_visible}")
     z = standardise_classes(scores, grammar.clip)
     lo = tss_bin - n_visible // 2
-    visible = z[:, lo:lo + n_visible]
-    terms = (grammar_terms(visible, n_visible // 2, grammar) if name == "demo"
-             else alternative_terms(visible, n_visible // 2))
+    visible = z[:, lo : lo + n_visible]
+    terms = (
+        grammar_terms(visible, n_visible // 2, grammar)
+        if name == "demo"
+        else alternative_terms(visible, n_visible // 2)
+    )
     x = np.column_stack([*terms.values(), np.ones(len(observed))])
     train, test = split == "train", split == "test"
     coef = np.linalg.lstsq(x[train], observed[train], rcond=None)[0]
@@ -221,8 +245,13 @@ def oracle_fit(scores: np.ndarray, tss_bin: int, observed: np.ndarray, split: np
 ORACLE_COLUMNS = ["visible_bins", "context_bp", "spearman"]
 
 
-def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str | Path,
-                       visible_bins: Sequence[int] = (), grammar: str = "demo") -> pd.DataFrame:
+def oracle_diagnostics(
+    features_path: str | Path,
+    targets: str | Path,
+    out: str | Path,
+    visible_bins: Sequence[int] = (),
+    grammar: str = "demo",
+) -> pd.DataFrame:
     """CLI body of `gta oracle`: write oracle.tsv, the test Spearman of `oracle_fit` (an oracle that knows
     the simulated grammar, `grammar` as in `expression.grammar`) seeing only the TSS bin, each of
     `visible_bins` and the full stored window.
@@ -230,7 +259,7 @@ def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str 
     Only meaningful for simulated targets: it tells how much of the planted signal a context length
     can reach at best, next to Table 1's rows for that context.
     """
-    from ..evaluate import read_targets
+    from ..formats import read_targets
 
     feat_ids, attrs = read_feature_genes(features_path)
     n_bins, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
@@ -238,8 +267,10 @@ def oracle_diagnostics(features_path: str | Path, targets: str | Path, out: str 
     pos = {int(g): i for i, g in enumerate(feat_ids)}
     missing = [g for g in tgt["gene_id"] if g not in pos]
     if missing:
-        raise GTAError(f"{len(missing)} genes of {targets} are not in the features file {features_path} "
-                       f"(first: {missing[:5]}); rerun make_targets")
+        raise GTAError(
+            f"{len(missing)} genes of {targets} are not in the features file {features_path} "
+            f"(first: {missing[:5]}); rerun make_targets"
+        )
     scores = read_feature_classes(features_path, grammar_classes(grammar))[[pos[g] for g in tgt["gene_id"]]]
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:

@@ -24,8 +24,10 @@ log = logging.getLogger("gta.demo.variants")
 
 SITE_CLASSES = ("promoter", "enhancer", "insulated", "ctcf", "neutral", "other")
 VALIDATION_COLUMNS = ["class", "kind", "n_pairs", "n_variants", "spearman", "mean_abs_true", "mean_abs_predicted"]
-_WEIGHTS = {"demo": {"promoter": Grammar.w_promoter, "enhancer": Grammar.w_enhancer, "polycomb": -Grammar.w_polycomb},
-            "alternative": {"activator": 0.8, "enhancer": 1.3}}
+_WEIGHTS = {
+    "demo": {"promoter": Grammar.w_promoter, "enhancer": Grammar.w_enhancer, "polycomb": -Grammar.w_polycomb},
+    "alternative": {"activator": 0.8, "enhancer": 1.3},
+}
 
 
 class PlantedSignal:
@@ -34,9 +36,9 @@ class PlantedSignal:
     the unit signal `gta.demo.simulation.simulate` drew the targets from; called on ALT features it gives
     the signal the simulation would assign them."""
 
-    def __init__(self, scores: np.ndarray, tss_bin: int, name: str = "demo", grammar: Grammar = Grammar()):
+    def __init__(self, scores: np.ndarray, tss_bin: int, name: str = "demo", grammar: Grammar | None = None):
         grammar_classes(name)
-        self.tss_bin, self.name, self.grammar = tss_bin, name, grammar
+        self.tss_bin, self.name, self.grammar = tss_bin, name, grammar or Grammar()
         flat = np.asarray(scores, np.float64).reshape(-1, scores.shape[-1])
         self.med = np.median(flat, axis=0)
         scale = 1.4826 * np.median(np.abs(flat - self.med), axis=0)
@@ -53,12 +55,15 @@ class PlantedSignal:
 
     def terms(self, scores: np.ndarray) -> dict[str, np.ndarray]:
         z = self.z(scores)
-        return grammar_terms(z, self.tss_bin, self.grammar) if self.name == "demo" else alternative_terms(z, self.tss_bin)
+        return (
+            grammar_terms(z, self.tss_bin, self.grammar) if self.name == "demo" else alternative_terms(z, self.tss_bin)
+        )
 
     def _combine(self, terms: dict[str, np.ndarray]) -> np.ndarray:
         def std(key, v):
             mean, sd = self.term_stats[key]
             return (v - mean) / sd if sd > 0 else np.zeros_like(v)
+
         return sum(w * std(k, terms[k]) for k, w in _WEIGHTS[self.name].items())
 
     def __call__(self, scores: np.ndarray) -> np.ndarray:
@@ -67,11 +72,12 @@ class PlantedSignal:
         return (s - mean) / sd if sd > 0 else np.zeros_like(s)
 
 
-def site_classes(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> np.ndarray:
+def site_classes(z: np.ndarray, tss_bin: int, grammar: Grammar | None = None) -> np.ndarray:
     """(genes, bins) role of each bin in the demo grammar, from z (genes, bins, 5: P, E5, CTCF, PC1, PC3):
     'promoter' (the TSS bin), 'ctcf' (an insulating CTCF bin), 'enhancer' (an active enhancer open to the
     TSS), 'insulated' (an active enhancer behind an insulator), 'neutral' (every grammar class below 0.5
     and at least 3 bins from the TSS) or 'other'."""
+    grammar = grammar or Grammar()
     genes, n = z.shape[:2]
     k = np.abs(np.arange(n) - tss_bin)[None, :].repeat(genes, 0)
     ctcf = z[:, :, 2] > grammar.ctcf_strong
@@ -92,8 +98,9 @@ def _population(features: str | Path, tss: str | Path, classes) -> tuple[pd.Data
     return genes, read_feature_classes(features, classes), attrs
 
 
-def make_demo_vcf(features: str | Path, tss: str | Path, fasta: str | Path, out: str | Path,
-                  per_class: int = 40, seed: int = 0) -> pd.DataFrame:
+def make_demo_vcf(
+    features: str | Path, tss: str | Path, fasta: str | Path, out: str | Path, per_class: int = 40, seed: int = 0
+) -> pd.DataFrame:
     """A VCF of `per_class` sites per role (SITE_CLASSES but 'other'), each with a 1-3 kb deletion inside
     the bin and an SNV; sites are distinct genome bins drawn with `seed`. Returns the sites."""
     genes, scores, attrs = _population(features, tss, GRAMMAR_CLASSES)
@@ -101,8 +108,10 @@ def make_demo_vcf(features: str | Path, tss: str | Path, fasta: str | Path, out:
     roles = site_classes(PlantedSignal(scores, tss_bin).z(scores), tss_bin)
     rng = np.random.default_rng([seed, 0xC0FFEE])
     fa = open_fasta(fasta)
-    starts = (np.asarray(window_start(genes["tss"].to_numpy(np.int64), n, bin_size, str(attrs.get("grid", "tss"))))
-              [:, None] + bin_size * np.arange(n)[None, :])
+    starts = (
+        np.asarray(window_start(genes["tss"].to_numpy(np.int64), n, bin_size, str(attrs.get("grid", "tss"))))[:, None]
+        + bin_size * np.arange(n)[None, :]
+    )
     records, sites, used = [], [], set()
     for role in SITE_CLASSES[:-1]:
         g_idx, b_idx = np.nonzero(roles == role)
@@ -115,16 +124,16 @@ def make_demo_vcf(features: str | Path, tss: str | Path, fasta: str | Path, out:
             chrom, s = genes["chrom"].iat[g], int(starts[g, b])
             if (chrom, s) in used or s < 0 or s + bin_size > len(fa[chrom]):
                 continue
-            seq = str(fa[chrom][s:s + bin_size]).upper()
+            seq = str(fa[chrom][s : s + bin_size]).upper()
             length = int(rng.integers(1000, 3001))
             p = int(rng.integers(1, bin_size - length - 1))  # 0-based anchor base inside the bin
             q = int(rng.integers(0, bin_size))
-            if "N" in seq[p:p + length + 1] or seq[q] == "N":
+            if "N" in seq[p : p + length + 1] or seq[q] == "N":
                 continue
             used.add((chrom, s))
             taken += 1
             tag = f"{role}_{taken}"
-            records.append((chrom, s + p + 1, f"{tag}_del", seq[p:p + length + 1], seq[p]))
+            records.append((chrom, s + p + 1, f"{tag}_del", seq[p : p + length + 1], seq[p]))
             alt = "ACGT"[("ACGT".index(seq[q]) + int(rng.integers(1, 4))) % 4]
             records.append((chrom, s + q + 1, f"{tag}_snv", seq[q], alt))
             sites.append((role, genes["gene_id"].iat[g], chrom, s, b - tss_bin))
@@ -139,13 +148,25 @@ def make_demo_vcf(features: str | Path, tss: str | Path, fasta: str | Path, out:
     lines += [f"{c}\t{pos}\t{vid}\t{ref}\t{alt}\t.\tPASS\t." for c, pos, vid, ref, alt in records]
     with atomic_path(out, suffix=".vcf") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
-    log.info("wrote %s: %d variants at %d sites (%s)", out, len(records), len(sites),
-             ", ".join(f"{r} {sum(s[0] == r for s in sites)}" for r in SITE_CLASSES[:-1]))
+    log.info(
+        "wrote %s: %d variants at %d sites (%s)",
+        out,
+        len(records),
+        len(sites),
+        ", ".join(f"{r} {sum(s[0] == r for s in sites)}" for r in SITE_CLASSES[:-1]),
+    )
     return pd.DataFrame(sites, columns=["class", "gene_id", "chrom", "bin_start", "offset"])
 
 
-def true_deltas(scores_table: pd.DataFrame, features: str | Path, tss: str | Path, fasta: str | Path,
-                sei: dict, grammar: str = "demo", signal_fraction: float = 0.8) -> pd.DataFrame:
+def true_deltas(
+    scores_table: pd.DataFrame,
+    features: str | Path,
+    tss: str | Path,
+    fasta: str | Path,
+    sei: dict,
+    grammar: str = "demo",
+    signal_fraction: float = 0.8,
+) -> pd.DataFrame:
     """The scores table with 'true_delta' (the planted signal on ALT minus on REF, in target units) and
     'class' (the role of the variant's bin in the gene's window, demo grammar) added."""
     from ..predict import SeiScorer
@@ -173,7 +194,7 @@ def true_deltas(scores_table: pd.DataFrame, features: str | Path, tss: str | Pat
         g_rows = [row_of[g] for g in rows["gene_id"]]
         x = scores[g_rows].copy()
         cache: dict[int, np.ndarray] = {}
-        for j, (g, first, last) in enumerate(zip(g_rows, rows["bin_first"], rows["bin_last"])):
+        for j, (g, first, last) in enumerate(zip(g_rows, rows["bin_first"], rows["bin_last"], strict=False)):
             for b in range(int(first), int(last) + 1):
                 s = int(starts[g]) + b * bin_size
                 if s not in cache:
@@ -181,13 +202,13 @@ def true_deltas(scores_table: pd.DataFrame, features: str | Path, tss: str | Pat
                 x[j, b] = cache[s]
             role[(v_idx, genes["gene_id"].iat[g])] = roles[g, int(first)]
         delta = np.sqrt(signal_fraction) * (signal(x) - ref_signal[g_rows])
-        for g, d in zip(rows["gene_id"], delta):
+        for g, d in zip(rows["gene_id"], delta, strict=False):
             truth[(v_idx, g)] = d
     index = {tuple(k): i for i, k in enumerate(keys.itertuples(index=False))}
     v_of = [index[tuple(r)] for r in scores_table[["id", "chrom", "pos", "ref", "alt"]].itertuples(index=False)]
     out = scores_table.copy()
-    out["true_delta"] = [truth.get((v, g), np.nan) for v, g in zip(v_of, out["gene_id"])]
-    out["class"] = [role.get((v, g), "other") for v, g in zip(v_of, out["gene_id"])]
+    out["true_delta"] = [truth.get((v, g), np.nan) for v, g in zip(v_of, out["gene_id"], strict=False)]
+    out["class"] = [role.get((v, g), "other") for v, g in zip(v_of, out["gene_id"], strict=False)]
     out["kind"] = np.where(out["ref"].str.len() == out["alt"].str.len(), "snv", "deletion")
     return out
 
@@ -198,9 +219,17 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def validate_variants(scores: str | Path, features: str | Path, tss: str | Path, fasta: str | Path, sei: dict,
-                      out: str | Path, grammar: str = "demo", signal_fraction: float = 0.8,
-                      out_pairs: str | Path | None = None) -> pd.DataFrame:
+def validate_variants(
+    scores: str | Path,
+    features: str | Path,
+    tss: str | Path,
+    fasta: str | Path,
+    sei: dict,
+    out: str | Path,
+    grammar: str = "demo",
+    signal_fraction: float = 0.8,
+    out_pairs: str | Path | None = None,
+) -> pd.DataFrame:
     """Spearman of predicted and true deltas per bin role and variant kind (VALIDATION_COLUMNS)."""
     from ..scoring import read_table
 
@@ -215,9 +244,17 @@ def validate_variants(scores: str | Path, features: str | Path, tss: str | Path,
             if sel.empty:
                 continue
             t, p = sel["true_delta"].to_numpy(), sel["delta"].to_numpy()
-            rows.append({"class": role, "kind": kind, "n_pairs": len(sel), "n_variants": sel["id"].nunique(),
-                         "spearman": _spearman(p, t), "mean_abs_true": float(np.abs(t).mean()),
-                         "mean_abs_predicted": float(np.abs(p).mean())})
+            rows.append(
+                {
+                    "class": role,
+                    "kind": kind,
+                    "n_pairs": len(sel),
+                    "n_variants": sel["id"].nunique(),
+                    "spearman": _spearman(p, t),
+                    "mean_abs_true": float(np.abs(t).mean()),
+                    "mean_abs_predicted": float(np.abs(p).mean()),
+                }
+            )
     result = pd.DataFrame(rows, columns=VALIDATION_COLUMNS)
     with atomic_path(out) as tmp:
         result.to_csv(tmp, sep="\t", index=False, float_format="%.4g")
@@ -225,6 +262,12 @@ def validate_variants(scores: str | Path, features: str | Path, tss: str | Path,
         with atomic_path(out_pairs) as tmp:
             pairs.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     for r in result[result["kind"] == "all"].itertuples():
-        log.info("%-9s %5d pairs: Spearman %.3f (mean |true delta| %.4f, |predicted| %.4f)", r[1], r.n_pairs,
-                 r.spearman, r.mean_abs_true, r.mean_abs_predicted)
+        log.info(
+            "%-9s %5d pairs: Spearman %.3f (mean |true delta| %.4f, |predicted| %.4f)",
+            r[1],
+            r.n_pairs,
+            r.spearman,
+            r.mean_abs_true,
+            r.mean_abs_predicted,
+        )
     return result

@@ -9,11 +9,18 @@ does not pull in torch.
 from .. import lazy_exports
 
 _EXPORTS = {
-    "GTA": "gta", "count_parameters": "gta",
-    "TokenAlignment": "alignment", "class_token_ids": "alignment",
+    "GTA": "gta",
+    "count_parameters": "gta",
+    "TokenAlignment": "alignment",
+    "class_token_ids": "alignment",
     "SelectorHead": "head",
-    "load_backbone": "backbone", "convert_backbone": "backbone", "encode_prompts": "backbone",
-    "backbone_kind": "spec", "converted_name": "spec", "gguf_file": "spec", "packaged_gguf": "spec",
+    "load_backbone": "backbone",
+    "convert_backbone": "backbone",
+    "encode_prompts": "backbone",
+    "backbone_kind": "spec",
+    "converted_name": "spec",
+    "gguf_file": "spec",
+    "packaged_gguf": "spec",
 }
 __all__ = sorted(_EXPORTS)
 

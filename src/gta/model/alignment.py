@@ -49,12 +49,28 @@ class TokenAlignment(nn.Module):
     attention (B, heads, N, P)).
     """
 
-    def __init__(self, n_features: int, hidden: int, vocab_size: int, n_class_tokens: int,
-                 prototypes_vocab: int = 50, prototypes_classes: int = 50, heads: int = 8, d_k: int = 32):
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int,
+        vocab_size: int,
+        n_class_tokens: int,
+        prototypes_vocab: int = 50,
+        prototypes_classes: int = 50,
+        heads: int = 8,
+        d_k: int = 32,
+    ):
         super().__init__()
-        for name, v in dict(n_features=n_features, hidden=hidden, vocab_size=vocab_size,
-                            n_class_tokens=n_class_tokens, prototypes_vocab=prototypes_vocab,
-                            prototypes_classes=prototypes_classes, heads=heads, d_k=d_k).items():
+        for name, v in dict(
+            n_features=n_features,
+            hidden=hidden,
+            vocab_size=vocab_size,
+            n_class_tokens=n_class_tokens,
+            prototypes_vocab=prototypes_vocab,
+            prototypes_classes=prototypes_classes,
+            heads=heads,
+            d_k=d_k,
+        ).items():
             if v < 1:
                 raise GTAError(f"token alignment: {name} must be >= 1 (got {v})")
         self.heads, self.d_k = heads, d_k
@@ -105,13 +121,18 @@ class TokenAlignment(nn.Module):
         version counters, which are part of the key.
         """
         device_type = embeddings.device.type
-        dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
-                 else embeddings.dtype)
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else embeddings.dtype
         if torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             # (inference-mode results could not be reused outside inference mode)
             return self._prototypes(embeddings, class_ids, dtype)
-        tensors = (self.vocab_map.weight, self.vocab_map.bias, self.class_map.weight, self.class_map.bias,
-                   embeddings, class_ids)
+        tensors = (
+            self.vocab_map.weight,
+            self.vocab_map.bias,
+            self.class_map.weight,
+            self.class_map.bias,
+            embeddings,
+            class_ids,
+        )
         key = (dtype, *((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors))
         cached = getattr(self, "_proto_cache", None)
         if cached is None or cached[0] != key:
@@ -148,11 +169,11 @@ class TokenAlignment(nn.Module):
 
     def forward(self, x: torch.Tensor, embeddings: torch.Tensor, class_ids: torch.Tensor):
         b, n, _ = x.shape
-        protos = self.prototypes(embeddings, class_ids)                     # (P, D)
-        q = self.query(x).view(b, n, self.heads, self.d_k)                  # (B, N, H, E)
-        k = self.key(protos).view(-1, self.heads, self.d_k)                 # (P, H, E)
-        v = self.value(protos).view(-1, self.heads, self.d_k)               # (P, H, E)
+        protos = self.prototypes(embeddings, class_ids)  # (P, D)
+        q = self.query(x).view(b, n, self.heads, self.d_k)  # (B, N, H, E)
+        k = self.key(protos).view(-1, self.heads, self.d_k)  # (P, H, E)
+        v = self.value(protos).view(-1, self.heads, self.d_k)  # (P, H, E)
         scores = torch.einsum("bnhe,phe->bhnp", q, k) / math.sqrt(self.d_k)
-        attention = torch.softmax(scores.float(), dim=-1).to(v.dtype)       # (B, H, N, P)
+        attention = torch.softmax(scores.float(), dim=-1).to(v.dtype)  # (B, H, N, P)
         mixed = torch.einsum("bhnp,phe->bnhe", attention, v).reshape(b, n, self.heads * self.d_k)
         return self.out(mixed), attention

@@ -35,6 +35,7 @@ WEIGHTS_FILE = "model.safetensors"
 
 # ----------------------------------------------------------------------------- conversion
 
+
 def convert_backbone(spec: str, out: str | Path) -> Path:
     """Dequantise a packaged or .gguf backbone once into a folder of fp32 safetensors + config + tokenizer.
 
@@ -67,15 +68,23 @@ def convert_backbone(spec: str, out: str | Path) -> Path:
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(tmp)
     n = sum(v.numel() for v in state.values())
-    log.info("wrote %s: %d tensors, %.1fM parameters, %d blocks in %.1f s", out, len(state), n / 1e6,
-             model.config.num_hidden_layers, time.perf_counter() - t0)
+    log.info(
+        "wrote %s: %d tensors, %.1fM parameters, %d blocks in %.1f s",
+        out,
+        len(state),
+        n / 1e6,
+        model.config.num_hidden_layers,
+        time.perf_counter() - t0,
+    )
     return Path(out)
 
 
 # ----------------------------------------------------------------------------- loading
 
-def load_backbone(spec: str | Path, layers: int = 8, dtype: str = "float32",
-                  device: str | torch.device | None = None) -> tuple[nn.Module, object]:
+
+def load_backbone(
+    spec: str | Path, layers: int = 8, dtype: str = "float32", device: str | torch.device | None = None
+) -> tuple[nn.Module, object]:
     """Load the first `layers` blocks of a backbone (only those are allocated), frozen, with SDPA attention.
 
     Returns (model, tokenizer): the base transformer (embedding table, `layers` decoder blocks, final
@@ -95,14 +104,18 @@ def load_backbone(spec: str | Path, layers: int = 8, dtype: str = "float32",
     try:
         if kind in ("packaged", "gguf"):
             path = gguf_file(spec)
-            log.info("loading %s straight from GGUF (dequantises every block; convert it once with "
-                     "'gta convert-backbone' to load in a second)", path)
+            log.info(
+                "loading %s straight from GGUF (dequantises every block; convert it once with "
+                "'gta convert-backbone' to load in a second)",
+                path,
+            )
             where = dict(pretrained_model_name_or_path=path.parent, gguf_file=path.name)
             config = AutoConfig.from_pretrained(**where)
             _check_layers(config, layers, spec)
             with _quiet_transformers():
                 model, info = AutoModelForCausalLM.from_pretrained(
-                    **where, num_hidden_layers=layers, output_loading_info=True, **kwargs)
+                    **where, num_hidden_layers=layers, output_loading_info=True, **kwargs
+                )
             model = model.get_decoder() if hasattr(model, "get_decoder") else model.model
             tokenizer = AutoTokenizer.from_pretrained(**where)
         else:
@@ -111,7 +124,8 @@ def load_backbone(spec: str | Path, layers: int = 8, dtype: str = "float32",
             _check_layers(config, layers, spec)
             with _quiet_transformers():  # the unused blocks' weights are 'unexpected': expected here
                 model, info = AutoModel.from_pretrained(
-                    source, num_hidden_layers=layers, output_loading_info=True, **kwargs)
+                    source, num_hidden_layers=layers, output_loading_info=True, **kwargs
+                )
             tokenizer = AutoTokenizer.from_pretrained(source)
     except GTAError:
         raise
@@ -120,17 +134,26 @@ def load_backbone(spec: str | Path, layers: int = 8, dtype: str = "float32",
     _check_architecture(model, spec)
     missing = [k for k in info.get("missing_keys", []) if "rotary" not in k]
     if missing:
-        raise GTAError(f"backbone.model: {spec!r} lacks weights for {len(missing)} tensors of the first "
-                       f"{layers} blocks (e.g. {sorted(missing)[0]}); is it a complete checkpoint?")
+        raise GTAError(
+            f"backbone.model: {spec!r} lacks weights for {len(missing)} tensors of the first "
+            f"{layers} blocks (e.g. {sorted(missing)[0]}); is it a complete checkpoint?"
+        )
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
     if device is not None:
         model.to(device)
     n = sum(p.numel() for p in model.parameters())
-    log.info("backbone %s: %d blocks, hidden %d, vocab %d, %.1fM frozen parameters (%s), loaded in %.1f s",
-             spec, len(model.layers), model.config.hidden_size, model.config.vocab_size, n / 1e6, dtype,
-             time.perf_counter() - t0)
+    log.info(
+        "backbone %s: %d blocks, hidden %d, vocab %d, %.1fM frozen parameters (%s), loaded in %.1f s",
+        spec,
+        len(model.layers),
+        model.config.hidden_size,
+        model.config.vocab_size,
+        n / 1e6,
+        dtype,
+        time.perf_counter() - t0,
+    )
     return model, tokenizer
 
 
@@ -159,11 +182,14 @@ def _check_layers(config, layers: int, spec: str) -> None:
 def _check_architecture(model: nn.Module, spec: str) -> None:
     missing = [a for a in ("embed_tokens", "layers", "norm", "rotary_emb") if not hasattr(model, a)]
     if missing:
-        raise GTAError(f"backbone.model: {spec!r} ({type(model).__name__}) lacks {', '.join(missing)}; "
-                       "GTA supports Llama-architecture decoders (Llama 3, SmolLM2, ...)")
+        raise GTAError(
+            f"backbone.model: {spec!r} ({type(model).__name__}) lacks {', '.join(missing)}; "
+            "GTA supports Llama-architecture decoders (Llama 3, SmolLM2, ...)"
+        )
 
 
 # ----------------------------------------------------------------------------- prompt
+
 
 def encode_prompts(tokenizer, prompts: list[str], max_tokens: int) -> list[torch.Tensor]:
     """Tokenise prompt texts and keep at most the first `max_tokens` tokens of each.
@@ -173,8 +199,10 @@ def encode_prompts(tokenizer, prompts: list[str], max_tokens: int) -> list[torch
     first), as Hugging Face's right-side truncation does. Returns one 1-D int64 tensor per prompt.
     """
     if max_tokens < 0:
-        raise GTAError(f"backbone.context is smaller than the number of data tokens (room for the "
-                       f"prompt: {max_tokens} tokens); raise backbone.context or lower the bins N")
+        raise GTAError(
+            f"backbone.context is smaller than the number of data tokens (room for the "
+            f"prompt: {max_tokens} tokens); raise backbone.context or lower the bins N"
+        )
     if isinstance(prompts, str):
         raise TypeError("encode_prompts takes a list of prompt strings")
     if not prompts:

@@ -67,12 +67,20 @@ def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=No
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
-    if (attention_mask is None or attention_mask.dtype != torch.bool or groups <= 1 or dropout
-            or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, is_causal=is_causal, **kwargs)
-    out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
-                                                     scale=scaling, enable_gqa=True)
+    if (
+        attention_mask is None
+        or attention_mask.dtype != torch.bool
+        or groups <= 1
+        or dropout
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+    ):
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    out = nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, scale=scaling, enable_gqa=True
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -83,6 +91,7 @@ def _attention_implementation(backbone: nn.Module) -> str | None:
         return impl
     try:
         from transformers import AttentionInterface
+
         if GQA_SDPA not in AttentionInterface._global_mapping:
             AttentionInterface.register(GQA_SDPA, _sdpa_gqa)
     except (ImportError, AttributeError):  # an older transformers: keep its SDPA
@@ -99,8 +108,13 @@ def _call_layer(layer, hidden, mask, position_embeddings, position_ids, cache, c
     if switch:
         config._attn_implementation = attn_impl
     try:
-        out = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                    position_ids=position_ids, **{cache_kw: cache})
+        out = layer(
+            hidden,
+            attention_mask=mask,
+            position_embeddings=position_embeddings,
+            position_ids=position_ids,
+            **{cache_kw: cache},
+        )
     finally:
         if switch:
             config._attn_implementation = saved
@@ -112,12 +126,19 @@ def _attention_mask(backbone: nn.Module, allowed: torch.Tensor, dtype: torch.dty
     allowed = allowed[:, None]
     if getattr(backbone.config, "_attn_implementation", "sdpa") == "eager":
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
-            ~allowed, torch.finfo(dtype).min)
+            ~allowed, torch.finfo(dtype).min
+        )
     return allowed
 
 
-def run_blocks(backbone: nn.Module, hidden: torch.Tensor, position_ids: torch.Tensor, allowed: torch.Tensor,
-               cache, checkpoint: bool = False) -> torch.Tensor:
+def run_blocks(
+    backbone: nn.Module,
+    hidden: torch.Tensor,
+    position_ids: torch.Tensor,
+    allowed: torch.Tensor,
+    cache,
+    checkpoint: bool = False,
+) -> torch.Tensor:
     """Hidden states after every decoder block (no final norm) for (B, T, D) inputs.
 
     `allowed` is a (B, T, K) bool matrix of which key each query may attend to (K = cached prefix + T);
@@ -132,8 +153,9 @@ def run_blocks(backbone: nn.Module, hidden: torch.Tensor, position_ids: torch.Te
     impl = _attention_implementation(backbone)
     for layer in layers:
         if checkpoint and torch.is_grad_enabled():
-            hidden = _checkpoint(_call_layer, layer, hidden, mask, pe, position_ids, cache, cache_kw, impl,
-                                 use_reentrant=False)
+            hidden = _checkpoint(
+                _call_layer, layer, hidden, mask, pe, position_ids, cache, cache_kw, impl, use_reentrant=False
+            )
         else:
             hidden = _call_layer(layer, hidden, mask, pe, position_ids, cache, cache_kw, impl)
     return hidden
@@ -164,9 +186,15 @@ def prompt_pass(backbone: nn.Module, prompt_ids: list[torch.Tensor], return_stat
     return keys, values, (backbone.norm(hidden) if return_states else None)
 
 
-def data_pass(backbone: nn.Module, data: torch.Tensor, prefix_keys: list[torch.Tensor] | None,
-              prefix_values: list[torch.Tensor] | None, lengths: torch.Tensor, bidirectional: bool = False,
-              checkpoint: bool = False) -> torch.Tensor:
+def data_pass(
+    backbone: nn.Module,
+    data: torch.Tensor,
+    prefix_keys: list[torch.Tensor] | None,
+    prefix_values: list[torch.Tensor] | None,
+    lengths: torch.Tensor,
+    bidirectional: bool = False,
+    checkpoint: bool = False,
+) -> torch.Tensor:
     """Final-normed hidden states (B, N, D) of the data tokens placed after each gene's prompt.
 
     `prefix_keys`/`prefix_values`: per-block (B, kv_heads, L_max, head_dim) prompt keys/values, right
@@ -179,8 +207,7 @@ def data_pass(backbone: nn.Module, data: torch.Tensor, prefix_keys: list[torch.T
     lengths = lengths.to(device)
     ar_n = torch.arange(n, device=device)
     position_ids = lengths[:, None] + ar_n[None, :]
-    own = (torch.ones(n, n, dtype=torch.bool, device=device) if bidirectional
-           else ar_n[None, :] <= ar_n[:, None])
+    own = torch.ones(n, n, dtype=torch.bool, device=device) if bidirectional else ar_n[None, :] <= ar_n[:, None]
     allowed = own[None].expand(b, n, n)
     cache = None
     if width:

@@ -59,13 +59,31 @@ class GTA(nn.Module):
     with 8 of 32 blocks (as the paper's) gets from the backbone.
     """
 
-    def __init__(self, backbone: nn.Module, tokenizer, class_names: list[str] | None = None,
-                 n_features: int = 33, prototypes_vocab: int = 50, prototypes_classes: int = 50,
-                 heads: int = 8, d_k: int = 32, top_k: int = 25, gate: str = "sigmoid",
-                 attention: str = "causal", lora: dict | None = None, gradient_checkpointing: bool = False,
-                 prompt_cache_mb: float = 2048, class_ids: list[int] | None = None, head: str = "flatten",
-                 n_bins: int | None = None, position_embedding: bool = False, dropout: float = 0.0,
-                 blocks: str = "pretrained", control_seed: int = 0, skip: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        tokenizer,
+        class_names: list[str] | None = None,
+        n_features: int = 33,
+        prototypes_vocab: int = 50,
+        prototypes_classes: int = 50,
+        heads: int = 8,
+        d_k: int = 32,
+        top_k: int = 25,
+        gate: str = "sigmoid",
+        attention: str = "causal",
+        lora: dict | None = None,
+        gradient_checkpointing: bool = False,
+        prompt_cache_mb: float = 2048,
+        class_ids: list[int] | None = None,
+        head: str = "flatten",
+        n_bins: int | None = None,
+        position_embedding: bool = False,
+        dropout: float = 0.0,
+        blocks: str = "pretrained",
+        control_seed: int = 0,
+        skip: bool = False,
+    ):
         super().__init__()
         if attention not in ATTENTION:
             raise GTAError(f"backbone.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
@@ -92,24 +110,30 @@ class GTA(nn.Module):
         self.register_buffer("class_ids", torch.tensor(class_ids, dtype=torch.long))
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
-        self.align = TokenAlignment(n_features, hidden, vocab_size, len(class_ids), prototypes_vocab,
-                                    prototypes_classes, heads, d_k)
+        self.align = TokenAlignment(
+            n_features, hidden, vocab_size, len(class_ids), prototypes_vocab, prototypes_classes, heads, d_k
+        )
         self.align.calibrate(emb, self.class_ids)
         # with `skip` the head reads each bin's aligned token beside its backbone state (no skip
         # without blocks: the aligned token is then the state itself)
         self.skip = skip and blocks != "none"
-        self.head = SelectorHead(hidden * (2 if self.skip else 1), top_k, gate, mode=head, n_bins=n_bins,
-                                 dropout=dropout)
+        self.head = SelectorHead(
+            hidden * (2 if self.skip else 1), top_k, gate, mode=head, n_bins=n_bins, dropout=dropout
+        )
         self.position = nn.Parameter(torch.zeros(n_bins, hidden)) if position_embedding else None
-        self.attention_layer = SelfAttentionLayer(hidden, backbone.config.num_attention_heads,
-                                                  causal=attention == "causal") if blocks == "attention" else None
+        self.attention_layer = (
+            SelfAttentionLayer(hidden, backbone.config.num_attention_heads, causal=attention == "causal")
+            if blocks == "attention"
+            else None
+        )
         if lora is not None and not lora.get("enabled", True):
             lora = None  # the config section with enabled: false
         self.lora = dict(lora) if lora else None
         if self.lora:
             self._add_lora(self.lora)
-        self.prompt_cache = (PromptKVCache(int(prompt_cache_mb * 2**20))
-                             if prompt_cache_mb > 0 and not self.lora else None)
+        self.prompt_cache = (
+            PromptKVCache(int(prompt_cache_mb * 2**20)) if prompt_cache_mb > 0 and not self.lora else None
+        )
         self.backbone.eval()
 
     @classmethod
@@ -118,13 +142,29 @@ class GTA(nn.Module):
         `n_bins` data tokens, with the kept Sei classes; `seed` seeds the 'random' blocks control.
         The backbone's tokenizer is the model's `.tokenizer`."""
         backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
-        return cls(backbone, tokenizer, class_names=[CLASS_NAMES[i] for i in KEPT], n_features=len(KEPT),
-                   prototypes_vocab=mcfg.prototypes_vocab, prototypes_classes=mcfg.prototypes_classes,
-                   heads=mcfg.heads, d_k=mcfg.d_k, top_k=mcfg.top_k, gate=mcfg.gate,
-                   attention=mcfg.attention, lora=mcfg.lora, gradient_checkpointing=mcfg.gradient_checkpointing,
-                   prompt_cache_mb=mcfg.prompt_cache_mb, head=mcfg.head, n_bins=n_bins,
-                   position_embedding=mcfg.position_embedding, dropout=mcfg.dropout, blocks=mcfg.blocks,
-                   control_seed=seed, skip=mcfg.skip)
+        return cls(
+            backbone,
+            tokenizer,
+            class_names=[CLASS_NAMES[i] for i in KEPT],
+            n_features=len(KEPT),
+            prototypes_vocab=mcfg.prototypes_vocab,
+            prototypes_classes=mcfg.prototypes_classes,
+            heads=mcfg.heads,
+            d_k=mcfg.d_k,
+            top_k=mcfg.top_k,
+            gate=mcfg.gate,
+            attention=mcfg.attention,
+            lora=mcfg.lora,
+            gradient_checkpointing=mcfg.gradient_checkpointing,
+            prompt_cache_mb=mcfg.prompt_cache_mb,
+            head=mcfg.head,
+            n_bins=n_bins,
+            position_embedding=mcfg.position_embedding,
+            dropout=mcfg.dropout,
+            blocks=mcfg.blocks,
+            control_seed=seed,
+            skip=mcfg.skip,
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -134,9 +174,13 @@ class GTA(nn.Module):
         unknown = set(lora) - {"r", "alpha", "dropout", "enabled"}
         if unknown:
             raise GTAError(f"backbone.lora: unknown keys {sorted(unknown)} (use r, alpha, dropout)")
-        config = LoraConfig(r=int(lora.get("r", 8)), lora_alpha=float(lora.get("alpha", 16)),
-                            lora_dropout=float(lora.get("dropout", 0.0)), target_modules=LORA_TARGETS,
-                            bias="none")
+        config = LoraConfig(
+            r=int(lora.get("r", 8)),
+            lora_alpha=float(lora.get("alpha", 16)),
+            lora_dropout=float(lora.get("dropout", 0.0)),
+            target_modules=LORA_TARGETS,
+            bias="none",
+        )
         inject_adapter_in_model(config, self.backbone)
         n = 0
         for name, p in self.backbone.named_parameters():
@@ -144,8 +188,13 @@ class GTA(nn.Module):
             n += p.numel() if "lora_" in name else 0
         if n == 0:
             raise GTAError("backbone.lora: no attention projections (q_proj, k_proj, v_proj, o_proj) found")
-        log.info("LoRA r=%s alpha=%s on %s: %d trainable backbone parameters", config.r, config.lora_alpha,
-                 ",".join(LORA_TARGETS), n)
+        log.info(
+            "LoRA r=%s alpha=%s on %s: %d trainable backbone parameters",
+            config.r,
+            config.lora_alpha,
+            ",".join(LORA_TARGETS),
+            n,
+        )
 
     def train(self, mode: bool = True):
         """Train mode for the trained parts; the frozen backbone stays in eval mode (LoRA dropout follows)."""
@@ -190,8 +239,10 @@ class GTA(nn.Module):
         expected = set(self.trainable_state_dict())
         missing, unexpected = expected - set(state), set(state) - expected
         if missing or unexpected:
-            raise GTAError(f"trained state does not fit this model: missing {sorted(missing)[:5]}, "
-                           f"unexpected {sorted(unexpected)[:5]} (different gta/backbone.lora settings?)")
+            raise GTAError(
+                f"trained state does not fit this model: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]} (different gta/backbone.lora settings?)"
+            )
         for key in ("class_ids",):
             if state[key].shape != self.class_ids.shape or not torch.equal(state[key].cpu(), self.class_ids.cpu()):
                 raise GTAError("trained state was made with other class-name tokens (a different backbone tokenizer)")
@@ -247,7 +298,7 @@ class GTA(nn.Module):
         for layer in range(len(ref[0])):
             for out, part in ((out_k, 0), (out_v, 1)):
                 rows = []
-                for i, e in enumerate(entries):
+                for e in entries:
                     t = e[part][layer] if e is not None else ref[part][layer][:, :0]
                     rows.append(nn.functional.pad(t, (0, 0, 0, width - t.shape[-2])))
                 out.append(torch.stack(rows))
@@ -273,8 +324,9 @@ class GTA(nn.Module):
         data, attention = self.align(x, emb, self.class_ids)
         if self.position is not None:
             if data.shape[1] != self.position.shape[0]:
-                raise GTAError(f"the position embedding was built for {self.position.shape[0]} bins, "
-                               f"got {data.shape[1]}")
+                raise GTAError(
+                    f"the position embedding was built for {self.position.shape[0]} bins, got {data.shape[1]}"
+                )
             data = data + self.position
         if self.blocks == "none":
             return data.float(), attention
@@ -282,8 +334,15 @@ class GTA(nn.Module):
             h = self.attention_layer(data.float())
         else:
             keys, values, lengths = self._prompt_prefix([p.to(device) for p in prompt_ids], device)
-            h = data_pass(self.backbone, data.to(emb.dtype), keys, values, lengths,
-                          bidirectional=self.bidirectional, checkpoint=self.gradient_checkpointing)
+            h = data_pass(
+                self.backbone,
+                data.to(emb.dtype),
+                keys,
+                values,
+                lengths,
+                bidirectional=self.bidirectional,
+                checkpoint=self.gradient_checkpointing,
+            )
         if self.skip:
             h = torch.cat([h.float(), data.float()], dim=-1)
         return h, attention

@@ -55,8 +55,15 @@ class SelectorHead(nn.Module):
     forward(h (B, N, hidden)) -> (prediction (B,), logits (B, N), indices (B, min(k, N))).
     """
 
-    def __init__(self, hidden: int, top_k: int = 25, gate: str = "sigmoid", mode: str = "flatten",
-                 n_bins: int | None = None, dropout: float = 0.0):
+    def __init__(
+        self,
+        hidden: int,
+        top_k: int = 25,
+        gate: str = "sigmoid",
+        mode: str = "flatten",
+        n_bins: int | None = None,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if top_k < 1:
             raise GTAError(f"gta.top_k must be >= 1 (got {top_k})")
@@ -96,14 +103,18 @@ class SelectorHead(nn.Module):
         # selection and head in fp32 even under autocast: bf16 logits would tie and flip the top k
         with torch.autocast(h.device.type, enabled=False):
             h = h.float()
-            logits = self.selector(h).squeeze(-1)                          # (B, N)
+            logits = self.selector(h).squeeze(-1)  # (B, N)
             k = min(self.top_k, n)
             if k < self.top_k and self.mode == "flatten" and not self._warned:
-                log.warning("only %d data tokens for gta.top_k=%d: all are selected, the other %d head "
-                            "inputs are zero", n, self.top_k, self.top_k - k)
+                log.warning(
+                    "only %d data tokens for gta.top_k=%d: all are selected, the other %d head inputs are zero",
+                    n,
+                    self.top_k,
+                    self.top_k - k,
+                )
                 self._warned = True
             idx = torch.topk(logits, k, dim=1).indices.sort(dim=1).values  # (B, k), position order
-            chosen = torch.gather(h, 1, idx[:, :, None].expand(b, k, d))   # (B, k, D)
+            chosen = torch.gather(h, 1, idx[:, :, None].expand(b, k, d))  # (B, k, D)
             s = torch.gather(logits, 1, idx)
             weight = torch.sigmoid(s) if self.gate == "sigmoid" else torch.softmax(s, dim=1)
             chosen = self.norm(chosen.reshape(b * k, d)).reshape(b, k, d)

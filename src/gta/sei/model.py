@@ -47,6 +47,7 @@ def reverse_complement_onehot(x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- B-spline basis
 
+
 def bspline_basis(n: int = 256, df: int = SPLINE_DF, degree: int = 3) -> np.ndarray:
     """The (n, df) cubic B-spline basis Sei applies to its n positions (intercept kept, not scaled).
 
@@ -106,6 +107,7 @@ class BSplineTransformation(nn.Module):
 
 # ----------------------------------------------------------------------------- the network
 
+
 def sei_channels(width: float) -> tuple[int, int, int]:
     """Channel counts of the three resolutions at a width multiplier (480, 640, 960 at 1.0)."""
     if not width > 0:
@@ -125,8 +127,13 @@ class Sei(nn.Module):
     checkpoint's shapes decide them).
     """
 
-    def __init__(self, width: float = 1.0, n_targets: int = N_TARGETS,
-                 channels: tuple[int, int, int] | None = None, sequence_length: int = SEQUENCE_LENGTH):
+    def __init__(
+        self,
+        width: float = 1.0,
+        n_targets: int = N_TARGETS,
+        channels: tuple[int, int, int] | None = None,
+        sequence_length: int = SEQUENCE_LENGTH,
+    ):
         super().__init__()
         c1, c2, c3 = channels if channels is not None else sei_channels(width)
         if sequence_length % 16:
@@ -137,17 +144,21 @@ class Sei(nn.Module):
         self.lconv1 = nn.Sequential(_conv(4, c1), _conv(c1, c1))
         self.conv1 = nn.Sequential(_conv(c1, c1), nn.ReLU(inplace=True), _conv(c1, c1), nn.ReLU(inplace=True))
         self.lconv2 = nn.Sequential(nn.MaxPool1d(4, 4), nn.Dropout(0.2), _conv(c1, c2), _conv(c2, c2))
-        self.conv2 = nn.Sequential(nn.Dropout(0.2), _conv(c2, c2), nn.ReLU(inplace=True),
-                                   _conv(c2, c2), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(
+            nn.Dropout(0.2), _conv(c2, c2), nn.ReLU(inplace=True), _conv(c2, c2), nn.ReLU(inplace=True)
+        )
         self.lconv3 = nn.Sequential(nn.MaxPool1d(4, 4), nn.Dropout(0.2), _conv(c2, c3), _conv(c3, c3))
-        self.conv3 = nn.Sequential(nn.Dropout(0.2), _conv(c3, c3), nn.ReLU(inplace=True),
-                                   _conv(c3, c3), nn.ReLU(inplace=True))
+        self.conv3 = nn.Sequential(
+            nn.Dropout(0.2), _conv(c3, c3), nn.ReLU(inplace=True), _conv(c3, c3), nn.ReLU(inplace=True)
+        )
         for i, d in enumerate(DILATIONS, start=1):
-            setattr(self, f"dconv{i}", nn.Sequential(nn.Dropout(0.1), _conv(c3, c3, k=5, dilation=d),
-                                                     nn.ReLU(inplace=True)))
+            setattr(
+                self, f"dconv{i}", nn.Sequential(nn.Dropout(0.1), _conv(c3, c3, k=5, dilation=d), nn.ReLU(inplace=True))
+            )
         self.spline_tr = nn.Sequential(nn.Dropout(0.5), BSplineTransformation(SPLINE_DF))
-        self.classifier = nn.Sequential(nn.Linear(c3 * SPLINE_DF, n_targets), nn.ReLU(inplace=True),
-                                        nn.Linear(n_targets, n_targets), nn.Sigmoid())
+        self.classifier = nn.Sequential(
+            nn.Linear(c3 * SPLINE_DF, n_targets), nn.ReLU(inplace=True), nn.Linear(n_targets, n_targets), nn.Sigmoid()
+        )
 
     @property
     def width(self) -> float:
@@ -189,6 +200,7 @@ def predict(model: Sei, x: torch.Tensor, reverse_complement: bool = True) -> tor
 
 # ----------------------------------------------------------------------------- class projection
 
+
 def projection_matrix(projvec: np.ndarray | torch.Tensor, n_classes: int = N_CLASSES) -> np.ndarray:
     """The first `n_classes` rows of a projection matrix scaled to unit length, float64 (n_classes, T)."""
     v = np.asarray(projvec.detach().cpu() if isinstance(projvec, torch.Tensor) else projvec, np.float64)
@@ -206,6 +218,8 @@ def class_scores(predictions: np.ndarray | torch.Tensor, projvec: np.ndarray | t
     p = np.asarray(predictions.detach().float().cpu() if isinstance(predictions, torch.Tensor) else predictions)
     u = projection_matrix(projvec)
     if p.ndim != 2 or p.shape[1] != u.shape[1]:
-        raise GTAError(f"predictions {p.shape} and projection matrix ({u.shape[0]}, {u.shape[1]}) disagree on "
-                       "the number of targets")
+        raise GTAError(
+            f"predictions {p.shape} and projection matrix ({u.shape[0]}, {u.shape[1]}) disagree on "
+            "the number of targets"
+        )
     return (p.astype(np.float64) @ u.T).astype(np.float32)
