@@ -10,14 +10,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import snakemake
+from conftest import run_snakemake
 
-pytestmark = pytest.mark.slow  # the session's tiny run: about 1-2 minutes on 2 cores
+pytestmark = pytest.mark.workflow  # the session's tiny run: about 4 minutes on 2 cores
 
 
 def planned(workdir, config, *args) -> dict[str, int]:
     """Jobs a dry run would execute: {rule: count} (empty when there is nothing to do)."""
-    r = snakemake(workdir, config, "-n", "--quiet", "rules", *args)
+    r = run_snakemake(workdir, "-n", "--quiet", "rules", *args, config=config)
     assert r.returncode == 0, r.stdout[-3000:]
     if "Nothing to be done" in r.stdout:
         return {}
