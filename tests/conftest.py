@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny end-to-end workflow run (built once per test session)."""
+"""Shared test helpers: run_snakemake (the one way tests run Snakemake; it requires the `workflow` mark)
+and the tiny end-to-end workflow run (built once per test session)."""
 
 from __future__ import annotations
 
