@@ -8,7 +8,7 @@ CORES ?= 2
 # Rules call the `gta` console script and snakemake; put the venv first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test bench lint setup clean
+.PHONY: demo test test-fast bench lint setup clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/snakemake --lint
+
+# the unit tests only: no test marked `workflow` (those run Snakemake or load the real backbone)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not workflow" tests
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny end-to-end workflow run (built once per test session)."""
+"""Shared test helpers: run_snakemake (the one way tests run Snakemake; it requires the `workflow` mark)
+and the tiny end-to-end workflow run (built once per test session)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,64 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 BIN = Path(sys.executable).parent
+WORKFLOW = "workflow"  # the marker of tests that run Snakemake or load the real backbone
 
 
-def snakemake(workdir: Path, config: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the workflow's snakemake in `workdir` with `config` (output in .stdout, stderr merged)."""
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config),
-           *args]
-    return subprocess.run(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
+def venv_env() -> dict:
+    """os.environ with this interpreter's bin/ (snakemake, gta) first on PATH."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def run_snakemake(workdir: Path, *args: str, config: Path | dict | None = None, env: dict | None = None,
+                  timeout: float = 900, snakefile: Path | None = SNAKEFILE, directory: bool = True,
+                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The one way the tests run Snakemake: this venv's snakemake, in `workdir` (created if missing).
+
+    The command is `[*prefix] snakemake [-s snakefile] [-d workdir] ARGS [--configfile CONFIG]`:
+    `config` is a file, or a dict written to `workdir/config.yaml`; `snakefile=None` leaves `-s` out
+    (a Snakefile in workdir), `directory=False` leaves `-d` out. `env` replaces the environment as a
+    whole (default: os.environ with the venv first on PATH). stderr is merged into `.stdout`, in the
+    order written; `.stderr` is "". Only tests marked `workflow` may call it.
+    """
+    item = _CURRENT["item"]
+    if item is not None and item.get_closest_marker(WORKFLOW) is None:
+        pytest.fail(f"{item.nodeid} runs Snakemake: mark it @pytest.mark.{WORKFLOW} (make test-fast leaves "
+                    "those out)", pytrace=False)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, dict):
+        path = workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    cmd = [*prefix, str(BIN / "snakemake")]
+    if snakefile is not None:
+        cmd += ["-s", str(snakefile)]
+    if directory:
+        cmd += ["-d", str(workdir)]
+    cmd += [*map(str, args)]
+    if config is not None:
+        cmd += ["--configfile", str(config)]
+    r = subprocess.run(cmd, cwd=workdir, env=venv_env() if env is None else env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    r.stderr = ""
+    return r
+
+
+# the test being set up or run (run_snakemake checks its marker); set before its fixtures
+_CURRENT: dict = {"item": None}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _CURRENT["item"] = item
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    _CURRENT["item"] = None
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +102,6 @@ def tiny_config(tmp_path_factory) -> Path:
 def tiny_run(tiny_config, tmp_path_factory) -> Path:
     """The whole DAG (all targets: tables, figures, windows) of the tiny config, run locally once."""
     d = tmp_path_factory.mktemp("tiny-run")
-    r = snakemake(d, tiny_config, "--cores", "2")
+    r = run_snakemake(d, "--cores", "2", config=tiny_config)
     assert r.returncode == 0, r.stdout[-6000:]
     return d

@@ -12,7 +12,6 @@ import io
 import itertools
 import json
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from gta import GTAError
 from gta import annotations as A
 from gta.cli import main
 from gta.tss import write_tss
+
+from conftest import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "entrez"
@@ -499,15 +500,6 @@ def test_malformed_annotations_file_is_named(tmp_path):
 
 # ----------------------------------------------------------------------------- workflow
 
-def snakemake(workdir: Path, config: dict, *args, env_extra=None):
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    exe = str(Path(sys.executable).parent / "snakemake")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env_extra or {}))
-    return subprocess.run([exe, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--configfile", str(cfg),
-                           *args], capture_output=True, text=True, env=env)
-
-
 def tiny_config(workdir: Path, **annotations) -> dict:
     # the synthetic genome (seconds): a FASTA shorter than the genes' TSSs is now an error
     return {"genes": {"chromosomes": ["chr22"], "max_genes": 5}, "genome": {"fasta": "synthetic"},
@@ -515,10 +507,12 @@ def tiny_config(workdir: Path, **annotations) -> dict:
             "annotations": {"source": "mane", **annotations}}
 
 
+@pytest.mark.workflow
 def test_workflow_entrez_without_email_stops_at_parse_time(tmp_path):
-    r = snakemake(tmp_path, tiny_config(tmp_path, source="entrez"), "-n", "results/annotations/prompts.jsonl")
+    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
+                      config=tiny_config(tmp_path, source="entrez"))
     assert r.returncode != 0
-    assert "annotations.email" in r.stdout + r.stderr and "annotations.source: mane" in r.stdout + r.stderr
+    assert "annotations.email" in r.stdout and "annotations.source: mane" in r.stdout
 
 
 LOCALRULES = """
@@ -534,6 +528,7 @@ with SnakemakeApi(OutputSettings()) as api:
 """
 
 
+@pytest.mark.workflow  # parses the workflow with Snakemake's API
 def test_workflow_fetch_rule_is_local(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, source="entrez", email=EMAIL)))
@@ -544,22 +539,22 @@ def test_workflow_fetch_rule_is_local(tmp_path):
     assert "fetch_annotations" in local and "make_prompts" not in local
 
 
-@pytest.mark.slow  # 12-22 s on 2 shared cores: three small snakemake runs
+@pytest.mark.workflow  # 12-22 s on 2 shared cores: three small snakemake runs
 def test_workflow_mane_runs_and_reruns_exactly_what_a_config_edit_touches(tmp_path):
     cfg = tiny_config(tmp_path)
-    r = snakemake(tmp_path, cfg, "--cores", "1", "results/annotations/prompts.jsonl")
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_snakemake(tmp_path, "--cores", "1", "results/annotations/prompts.jsonl", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:]
     prompts = read_lines(tmp_path / "results/annotations/prompts.jsonl")
     tss = pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")
     assert [p["gene_id"] for p in prompts] == tss["gene_id"].tolist() and len(prompts) == 5
     assert prompts[0]["prompt"].startswith("# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
                                            f"# Official Gene Symbol: {tss['symbol'][0]}\n")
     # with source mane, the e-mail is not used: editing it reruns nothing
-    r = snakemake(tmp_path, {**cfg, "annotations": {**cfg["annotations"], "email": "x@example.org"}}, "-n",
-                  "results/annotations/prompts.jsonl")
-    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, r.stdout[-2000:]
+    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
+                      config={**cfg, "annotations": {**cfg["annotations"], "email": "x@example.org"}})
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout, r.stdout[-2000:]
     # a new cell type reruns make_prompts only
-    r = snakemake(tmp_path, {**cfg, "annotations": {**cfg["annotations"], "cell_type": "K562 cells"}}, "-n",
-                  "results/annotations/prompts.jsonl")
-    out = r.stdout + r.stderr
+    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
+                      config={**cfg, "annotations": {**cfg["annotations"], "cell_type": "K562 cells"}})
+    out = r.stdout
     assert r.returncode == 0 and "make_prompts" in out and "fetch_annotations:" not in out, out[-2000:]

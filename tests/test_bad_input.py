@@ -27,9 +27,10 @@ from gta.demo.sei import make_demo_projection, make_demo_sei
 from gta.sei.features import merge_shards, write_features
 from gta.sei.inference import WindowSpec, partial_path, run_shard
 
+from conftest import run_snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
-BIN = Path(sys.executable).parent
 # a value that runs three commands if a shell ever sees it unquoted
 PAYLOAD = "v$(touch m1)`touch m2`;touch m3 &x"
 MARKERS = ("m1", "m2", "m3")
@@ -190,16 +191,6 @@ def test_backbone_path_that_does_not_exist(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the workflow
 
-def snakemake(cwd: Path, *args: str, config: dict | None = None, env: dict | None = None):
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), *args]
-    if config is not None:
-        (cwd / "user.yaml").write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(cwd / "user.yaml")]
-    env = env or dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
-    return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=600)
-
-
 def tiny(**changes) -> dict:
     cfg = yaml.safe_load(TINY.read_text())
     for key, value in changes.items():
@@ -222,11 +213,12 @@ CONFIG_CASES = {
 }
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_bad_config(case, tmp_path):
     changes, words = CONFIG_CASES[case]
     (tmp_path / "models").mkdir()
-    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=tiny(**changes))
+    r = run_snakemake(tmp_path, "--cores", "1", "results/genes/tss.tsv", config=tiny(**changes), timeout=600)
     assert r.returncode != 0
     for word in words:
         assert word in r.stdout, (word, r.stdout[-3000:])
@@ -253,10 +245,11 @@ def payload_config(tmp: Path) -> dict:
     return cfg
 
 
+@pytest.mark.workflow
 def test_no_config_value_reaches_a_shell_unquoted(tmp_path):
     """Every shell command of the DAG, printed by a dry run, run with `gta` replaced by printf: no
     marker file appears, and the payload arrives as one argument wherever it is used."""
-    r = snakemake(tmp_path, "-d", str(tmp_path), "-n", "-p", "--forceall", config=payload_config(tmp_path))
+    r = run_snakemake(tmp_path, "-n", "-p", "--forceall", config=payload_config(tmp_path), timeout=600)
     assert r.returncode == 0, r.stdout[-3000:]
     commands = [c for c in re.findall(r"^Shell command: (.*)$", r.stdout, re.M) if c != "None"]  # rule all
     assert len(commands) >= 12
@@ -276,25 +269,28 @@ def test_no_config_value_reaches_a_shell_unquoted(tmp_path):
     assert not any((tmp_path / m).exists() for m in MARKERS)
 
 
+@pytest.mark.workflow
 def test_payload_in_a_path_runs_nothing(tmp_path):
     """A real run: a FASTA whose path holds shell code gives a TSS table and runs no code."""
     fasta = index_only_fasta(tmp_path / f"{PAYLOAD}.fa")
     cfg = tiny(genome__fasta=str(fasta), genes__max_genes=3)
-    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=cfg)
+    r = run_snakemake(tmp_path, "--cores", "1", "results/genes/tss.tsv", config=cfg, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:]
     assert len(pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")) == 3
     assert not any((tmp_path / m).exists() for m in MARKERS)
 
 
+@pytest.mark.workflow
 def test_rules_need_no_venv_on_path(tmp_path):
     """`.venv/bin/snakemake` run with a PATH that lacks the venv: rules still find the package."""
     cfg = tiny(genome__fasta=str(index_only_fasta(tmp_path / "g.fa")), genes__max_genes=3)
     env = dict(os.environ, PATH="/usr/bin:/bin")
-    r = snakemake(tmp_path, "-d", str(tmp_path), "--cores", "1", "results/genes/tss.tsv", config=cfg, env=env)
+    r = run_snakemake(tmp_path, "--cores", "1", "results/genes/tss.tsv", config=cfg, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:]
     assert len(pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")) == 3
 
 
+@pytest.mark.workflow
 def test_user_configfile_replaces_the_demo_config():
     """From the repository root (where config/config.yaml is found): a user file holding only
     `train: {epochs: 3}` gets the schema defaults, none of the demo's values."""
@@ -304,7 +300,8 @@ def test_user_configfile_replaces_the_demo_config():
     user.parent.mkdir(exist_ok=True)
     user.write_text("train: {epochs: 3}\n")
     try:
-        r = snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv", "--configfile", str(user))
+        r = run_snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv", "--configfile", str(user),
+                          directory=False, timeout=600)
     finally:
         user.unlink()
     assert r.returncode == 0, r.stdout[-3000:]
@@ -313,7 +310,7 @@ def test_user_configfile_replaces_the_demo_config():
     assert f"--chromosomes {chroms}" in tss_cmd
     assert " ".join(demo["genes"]["chromosomes"]) not in r.stdout
     # without --configfile the demo config is read
-    r = snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv")
+    r = run_snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv", directory=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:]
     assert f"--chromosomes {' '.join(demo['genes']['chromosomes'])}" in r.stdout
 

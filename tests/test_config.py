@@ -1,26 +1,15 @@
 """Config validation: the shipped configs pass; a wrong key or value stops with its name."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import run_snakemake
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-
-
-def dry_run(tmp_path, config: dict | None, *extra):
-    args = [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n"]
-    if config is not None:
-        cfg = tmp_path / "config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        args += ["--configfile", str(cfg)]
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(args + list(extra), capture_output=True, text=True, env=env)
 
 
 def walk(schema, path=""):
@@ -55,6 +44,7 @@ def test_config_readme_documents_every_key():
     assert not missing, f"config/README.md does not document {missing}"
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize("config,key,words", [
     ({"window": {"orient": "sideways"}}, "orient", "is not one of"),
     ({"window": {"n_binz": 11}}, "n_binz", "Additional properties"),
@@ -66,13 +56,14 @@ def test_config_readme_documents_every_key():
     ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
 ])
 def test_bad_config_names_the_key(tmp_path, config, key, words):
-    r = dry_run(tmp_path, config)
+    r = run_snakemake(tmp_path, "-n", config=config)
     assert r.returncode != 0
-    out = r.stdout + r.stderr
+    out = r.stdout
     assert key in out and words in out, out[-2000:]
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.workflow
 def test_paper_config_builds_the_full_dag(tmp_path):
     """config/paper.yaml with placeholder resource files: every shard, every model, both tables."""
     text = (ROOT / "config" / "paper.yaml").read_text()
@@ -83,8 +74,8 @@ def test_paper_config_builds_the_full_dag(tmp_path):
         f.write_text("gene,Xpresso,Enformer,Basenji2,ExPecto\na1bg,0,0,0,0\n" if f.name == "all_models_ref_preds.csv"
                      else "placeholder\n")
     cfg = yaml.safe_load(text.replace("/path/to/", f"{res}/"))
-    r = dry_run(tmp_path, cfg, "--quiet", "rules")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    r = run_snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, re.M))
     layers = set(cfg["evaluate"]["ablation_layers"]) - {cfg["backbone"]["layers"]}
     assert int(jobs["predict_sei"]) == cfg["sei"]["shards"] == 16
@@ -103,12 +94,13 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert "make_demo_sei" not in jobs and "convert_backbone" not in jobs and "synthetic_genome" not in jobs
 
 
+@pytest.mark.workflow
 def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
     """config/config.yaml: Table 3's controls, the oracle (simulated expression) and the sweep, whose
     fraction 1.0 reuses the normal GTA model and baselines."""
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    r = dry_run(tmp_path, cfg, "--quiet", "rules")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    r = run_snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:]
     jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
     e = cfg["evaluate"]
     below_one = [f for f in e["train_fractions"] if f < 1]

@@ -1,11 +1,6 @@
 """Bootstrap Spearman (vs scipy and an independent resampling loop) and Table 1 / Table 2 assembly."""
 
-import os
-import shutil
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -17,7 +12,7 @@ from gta import GTAError
 from gta.sei import CLASS_LABELS
 from gta.evaluate import Row, bootstrap_resamples, bootstrap_spearman, make_table1, make_table2
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_snakemake
 
 
 def loop_bootstrap(x, y, n_boot, seed):
@@ -179,16 +174,12 @@ def write_features(path, gene_ids, symbols, n_bins=11, seed=0):
         f.attrs.update(bin_size=4096, n_bins=n_bins, tss_bin=n_bins // 2, orient="reference", grid="tss")
 
 
-def _snakemake(workdir, config, targets, *options):
-    exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
-    cmd = [exe, *targets, *options, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(config),
-           "--cores", "1", "--allowed-rules", "tss_from_features", "make_targets", "fit_baseline",
-           "import_baseline_predictions", "make_table1", "make_table2"]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+# one core, and only the evaluation rules (train_gta is replaced by stand-in predictions)
+EVALUATION_ONLY = ("--cores", "1", "--allowed-rules", "tss_from_features", "make_targets", "fit_baseline",
+                   "import_baseline_predictions", "make_table1", "make_table2")
 
 
-@pytest.mark.slow
+@pytest.mark.workflow
 def test_evaluation_rules_end_to_end(tmp_path):
     """make_targets, both baselines, imported predictions, Table 1 and 2 from precomputed features and
     stand-in GTA predictions (train_gta left out); a rerun does nothing; n_boot reruns the tables only.
@@ -212,16 +203,16 @@ expression: {{table: simulated, signal_fraction: 0.8}}
 evaluate: {{context_bins: [5, 11], ablation_layers: [1, 2], n_boot: 100, baseline_predictions: {tmp_path / 'huang.csv'}}}
 """)
     work = tmp_path / "work"
-    r = _snakemake(work, config, ["results/expression/targets.tsv"])
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_snakemake(work, "results/expression/targets.tsv", *EVALUATION_ONLY, config=config, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
     tgt = pd.read_csv(work / "results/expression/targets.tsv", sep="\t")
     pred_dir = work / "results/predictions"
     pred_dir.mkdir(parents=True)
     for n, layers in [(5, 2), (11, 2), (11, 1)]:  # stand-ins for train_gta's outputs
         write_pred(pred_dir / f"gta_n{n}_l{layers}.tsv", tgt, tgt["value"] * n + layers)
     tables = ["results/table1.tsv", "results/table2.tsv"]
-    r = _snakemake(work, config, tables)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_snakemake(work, *tables, *EVALUATION_ONLY, config=config, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
     t1 = pd.read_csv(work / "results/table1.tsv", sep="\t", keep_default_na=False)
     assert list(t1["model"]) == ["Xpresso", "Enformer", "TSS ridge", "ExPecto-style", "GTA", "GTA", "noise ceiling"]
     assert list(t1["n_bins"].astype(str)) == ["", "", "1", "11", "5", "11", ""]
@@ -232,12 +223,12 @@ evaluate: {{context_bins: [5, 11], ablation_layers: [1, 2], n_boot: 100, baselin
     t2 = pd.read_csv(work / "results/table2.tsv", sep="\t")
     assert list(t2["layers"]) == [1, 2]
     # nothing to do on a rerun; a new n_boot reruns exactly the two tables
-    r = _snakemake(work, config, tables, "-n")
-    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
+    r = run_snakemake(work, *tables, "-n", *EVALUATION_ONLY, config=config, timeout=600)
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout
     config.write_text(config.read_text().replace("n_boot: 100", "n_boot: 120"))
-    r = _snakemake(work, config, tables, "-n", "--quiet", "rules")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert planned_rules(r.stdout + r.stderr) == {"make_table1", "make_table2"}
+    r = run_snakemake(work, *tables, "-n", "--quiet", "rules", *EVALUATION_ONLY, config=config, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert planned_rules(r.stdout) == {"make_table1", "make_table2"}
 
 
 def planned_rules(output):

@@ -13,7 +13,7 @@ from gta.model import GTA, class_token_ids, convert_backbone, encode_prompts, lo
 from gta.model.spec import packaged_gguf
 from gta.sei import CLASS_NAMES, KEPT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workflow  # the real backbone
 
 PROMPT = """# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.
 # Official Gene Symbol: {symbol}

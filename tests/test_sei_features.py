@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
@@ -17,7 +11,8 @@ from gta.sei import CLASS_LABELS
 from gta.sei.features import check_features, tss_from_features, write_features
 from gta.tss import read_tss
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_snakemake
+
 IDS = [2, 1, 22]  # A2M (chr12, -), A1BG (chr19, -), ABCB7 (chrX, -): deliberately not sorted
 
 
@@ -97,19 +92,16 @@ def test_other_precomputed_errors(features_file, tmp_path):
     assert not (tmp_path / "tss.tsv").exists()
 
 
+@pytest.mark.workflow
 def test_workflow_uses_precomputed_features(features_file, tmp_path):
     """With features.precomputed the gene table comes from the file; genome and Sei rules never run."""
-    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     cfg = tmp_path / "pre.yaml"
     cfg.write_text(f"features:\n  precomputed: {features_file}\nwindow:\n  n_bins: 7\n"
                    "evaluate:\n  context_bins: [3, 7]\n")
     work = tmp_path / "work"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(cfg), "--cores", "1",
-           "results/genes/tss.tsv"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "tss_from_features" in r.stderr and "mane_tss" not in r.stderr and "synthetic_genome" not in r.stderr
+    r = run_snakemake(work, "--cores", "1", "results/genes/tss.tsv", config=cfg, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "tss_from_features" in r.stdout and "mane_tss" not in r.stdout and "synthetic_genome" not in r.stdout
     assert list(read_tss(work / "results/genes/tss.tsv")["gene_id"]) == IDS
 
 

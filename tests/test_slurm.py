@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import run_snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -59,10 +61,10 @@ def _env(slurm_conf: str | None = None) -> dict:
 
 
 def _snakemake(args: list[str], cwd: Path, env: dict, timeout_s: int = RUN_TIMEOUT_S):
-    """snakemake ARGS in cwd, under `timeout -k`; returns (returncode, combined output)."""
-    cmd = ["timeout", "-k", "20", str(timeout_s), str(Path(sys.executable).parent / "snakemake"), *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout_s + 60)
+    """snakemake ARGS (exactly these: no -s, -d, --configfile added) in cwd, under `timeout -k`, so that
+    Slurm jobs are not left behind; returns (returncode, combined output)."""
+    proc = run_snakemake(cwd, *args, env=env, timeout=timeout_s + 60, snakefile=None, directory=False,
+                         prefix=("timeout", "-k", "20", str(timeout_s)))
     return proc.returncode, proc.stdout
 
 
@@ -81,15 +83,15 @@ def _option_names(help_text: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def snakemake_help() -> str:
+def snakemake_help(tmp_path_factory) -> str:
     if not _plugin_installed():
         pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')")
-    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "--help"], env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    return proc.stdout
+    code, out = _snakemake(["--help"], tmp_path_factory.mktemp("help"), _env(), timeout_s=120)
+    assert code == 0, out[-2000:]
+    return out
 
 
+@pytest.mark.workflow
 def test_profile_keys_are_options_of_installed_snakemake(snakemake_help):
     """Every profile key is a command-line option of this snakemake + slurm plugin."""
     options = _option_names(snakemake_help)
@@ -112,6 +114,7 @@ def test_profile_status_settings_work_without_accounting():
         assert prof["set-resources"][rule]["slurm_partition"]
 
 
+@pytest.mark.workflow
 def test_profile_names_workflow_rules(tmp_path):
     """set-resources only names rules the workflow has (a typo would silently do nothing)."""
     code, out = _snakemake(["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(TINY),
@@ -259,7 +262,7 @@ def _check_slurm_records(out: str, env: dict, cdir: Path) -> tuple[list[dict], d
     return jobs, records
 
 
-@pytest.mark.slow  # ~2-3 min: the tiny config's whole DAG as Slurm jobs
+@pytest.mark.workflow  # ~2-3 min: the tiny config's whole DAG as Slurm jobs
 def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, tiny_config, tiny_run):
     """The tiny config through --profile profiles/slurm: the same outputs as the local run."""
     conf, cdir = slurm_cluster
@@ -317,7 +320,7 @@ def _read_env(path: Path) -> dict:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-@pytest.mark.slow  # ~35 s
+@pytest.mark.workflow  # ~35 s
 def test_gpu_rules_get_a_gpu(slurm_cluster, tmp_path):
     """GPU rules (two Sei shards and a training job, declaring gpu=1) get the node's one GPU
     through the profile: its GPU partition and limits, --gpus=1, one job at a time; other

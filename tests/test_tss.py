@@ -131,18 +131,19 @@ def test_cli_missing_inputs_leave_no_output(tmp_path, mane_file):
     assert list(pd.read_csv(out, sep="\t").symbol) == ["PLUS1", "MINUS1"]
 
 
+@pytest.mark.workflow
 def test_workflow_tss_with_a_user_fasta_and_mane(tmp_path, mane_file):
     """snakemake results/genes/tss.tsv on a config naming a user FASTA (Ensembl naming) and MANE file."""
     import yaml
 
-    from conftest import snakemake
+    from conftest import run_snakemake
 
     fasta = write_fasta(tmp_path / "genome.fa", T.PRIMARY)
     cfg = tmp_path / "user.yaml"
     cfg.write_text(yaml.safe_dump({"genes": {"mane_summary": str(mane_file), "chromosomes": ["1", "X"]},
                                    "genome": {"fasta": str(fasta)}, "window": {"n_bins": 11},
                                    "evaluate": {"context_bins": [5, 11]}}))
-    r = snakemake(tmp_path, cfg, "--cores", "1", "results/genes/tss.tsv")
+    r = run_snakemake(tmp_path, "--cores", "1", "results/genes/tss.tsv", config=cfg)
     assert r.returncode == 0, r.stdout[-3000:]
     table = pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t", dtype={"chrom": str})
     assert list(table.symbol) == ["PLUS1", "XGENE", "MINUS1"] and list(table.chrom) == ["1", "X", "1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,14 +11,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import snakemake
+from conftest import run_snakemake
 
-pytestmark = pytest.mark.slow  # the session's tiny run: about 1-2 minutes on 2 cores
+pytestmark = pytest.mark.workflow  # the session's tiny run: about 4 minutes on 2 cores
 
 
 def planned(workdir, config, *args) -> dict[str, int]:
     """Jobs a dry run would execute: {rule: count} (empty when there is nothing to do)."""
-    r = snakemake(workdir, config, "-n", "--quiet", "rules", *args)
+    r = run_snakemake(workdir, "-n", "--quiet", "rules", *args, config=config)
     assert r.returncode == 0, r.stdout[-3000:]
     if "Nothing to be done" in r.stdout:
         return {}
@@ -159,3 +160,20 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
     jobs = planned(tiny_run, tiny_config, "-R", "predict_sei")
     assert {"predict_sei", "merge_features", "make_targets", "fit_baseline", "train_gta"} <= set(jobs)
     assert not {"mane_tss", "synthetic_genome", "make_demo_sei", "convert_backbone", "fetch_annotations"} & set(jobs)
+
+
+def test_same_config_gives_byte_identical_tables(tiny_run, tiny_config, tmp_path):
+    """Table 1 and Table 2 rebuilt from the same inputs, in a copy of the tiny run, are the same bytes.
+    (No golden copy: the numbers differ between CPU kinds.)"""
+    tables = ["results/table1.tsv", "results/table2.tsv"]
+    first = {t: (tiny_run / t).read_bytes() for t in tables}
+    copy = tmp_path / "rerun"
+    shutil.copytree(tiny_run, copy, symlinks=True)  # copy2: mtimes kept, so nothing upstream reruns
+    for t in tables:  # the tables only: their rules rerun, on the first run's inputs
+        (copy / t).unlink()
+    r = run_snakemake(copy, *tables, "--cores", "2", config=tiny_config)
+    assert r.returncode == 0, r.stdout[-3000:]
+    ran = set(re.findall(r"^(?:local)?rule (\w+):$", r.stdout, re.M))
+    assert ran == {"make_table1", "make_table2"}, r.stdout[-3000:]
+    for t in tables:
+        assert (copy / t).read_bytes() == first[t], f"{t} differs when rebuilt from the same config"

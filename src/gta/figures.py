@@ -14,19 +14,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from . import GTAError  # noqa: E402
+from .figure_names import FIGURES  # noqa: E402 (the file names, shared with the workflow)
 from .io import atomic_path, require_file  # noqa: E402
 from .sei import CLASS_LABELS, KEPT  # noqa: E402
 
 log = logging.getLogger("gta.figures")
-
-FIGURES = {
-    5: "fig5_predictions.png",
-    6: "fig6_head_zscores.png",
-    7: "fig7_prototype_attention.png",
-    8: "fig8_head_attention.png",
-    9: "fig9_selection_frequency.png",
-    10: "fig10_all_head_zscores.png",
-}
 
 
 def _save(fig, path: Path) -> None:

@@ -6,6 +6,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
+from gta.figure_names import FIGURE_FILES  # make_figures' outputs (rule all, train.smk)
 from gta.tss import resolve_mane
 
 
@@ -246,11 +247,7 @@ def entrez_args():
     return " ".join(f"{k} {shlex.quote(str(v))}" for k, v in flags.items())
 
 
-# ----- training and figures (train.smk)
-FIGURE_FILES = ["fig5_predictions.png", "fig6_head_zscores.png", "fig7_prototype_attention.png",
-                "fig8_head_attention.png", "fig9_selection_frequency.png", "fig10_all_head_zscores.png"]
-
-
+# ----- training and figures (train.smk; FIGURE_FILES comes from gta.figure_names)
 def _flags(values):
     """--key value flags, shell-quoted; booleans as true/false."""
     def fmt(v):

@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .. import GTAError
 
-# resources/ at the repository root (the package is installed editable from the repository)
-DEFAULT_TABLE = Path(__file__).resolve().parents[3] / "resources" / "sei_classes.tsv"
+if TYPE_CHECKING:  # importlib.resources.abc is Python 3.11+
+    from importlib.resources.abc import Traversable
+
+# package data (pyproject.toml [tool.setuptools.package-data]): found in editable and regular installs
+DEFAULT_TABLE: Traversable = files("gta.sei") / "sei_classes.tsv"
 
 
 @lru_cache(maxsize=4)
-def load_classes(path: str | Path = DEFAULT_TABLE) -> pd.DataFrame:
+def load_classes(path: str | Path | Traversable = DEFAULT_TABLE) -> pd.DataFrame:
     """Class table in the official order: index, label (PC1, L1, ...), name, group."""
-    path = Path(path)
+    if isinstance(path, str):
+        path = Path(path)
     if not path.is_file():
-        raise GTAError(f"Sei class table not found: {path} (it ships in resources/sei_classes.tsv)")
-    table = pd.read_csv(path, sep="\t")
+        raise GTAError(f"Sei class table not found: {path} (the package ships it as gta/sei/sei_classes.tsv)")
+    with path.open("r") as fh:
+        table = pd.read_csv(fh, sep="\t")
     if list(table["index"]) != list(range(40)):
         raise GTAError(f"Sei class table {path} must list the 40 classes in order 0..39")
     return table

@@ -1,0 +1,130 @@
+"""The statistics behind Figures 6, 9 and 10 (top_bins, head_zscores, selection_frequency) against values
+worked out by hand on tiny arrays. The figures themselves are checked in test_workflow.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gta.figure_names import FIGURE_FILES, FIGURES
+from gta.figures import head_zscores, selection_frequency, top_bins
+
+# attention (genes=2, heads=2, bins=4, prototypes=3); each bin's row sums to 1 (softmax over prototypes)
+ATTENTION = np.array([
+    [  # gene 0
+        [[0.2, 0.5, 0.3],  # head 0: prototype totals 1.2, 1.1, 1.7 -> prototype 2,
+         [0.1, 0.1, 0.8],  # whose column 0.3, 0.8, 0.2, 0.4 peaks at bin 1
+         [0.6, 0.2, 0.2],
+         [0.3, 0.3, 0.4]],
+        [[0.9, 0.05, 0.05],  # head 1: the largest single weight (0.9) is bin 0 on prototype 0, but the
+         [0.0, 0.5, 0.5],    # totals are 1.0, 1.65, 1.35 -> prototype 1, whose column 0.05, 0.5, 0.6, 0.5
+         [0.0, 0.6, 0.4],    # peaks at bin 2
+         [0.1, 0.5, 0.4]],
+    ],
+    [  # gene 1 (weights exact in binary, so the ties are exact)
+        [[0.5, 0.5, 0.0],  # head 0: totals 1.5, 1.5, 1.0: prototypes 0 and 1 tie -> the first, 0; its
+         [0.25, 0.25, 0.5],  # column 0.5, 0.25, 0.25, 0.5 ties bins 0 and 3 -> the first, 0
+         [0.25, 0.25, 0.5],
+         [0.5, 0.5, 0.0]],
+        [[0.5, 0.25, 0.25],  # head 1: totals 1.25, 1.0, 1.75 -> prototype 2; its column 0.25, 0.75,
+         [0.0, 0.25, 0.75],  # 0.75, 0.0 ties bins 1 and 2 -> the first, 1
+         [0.25, 0.0, 0.75],
+         [0.5, 0.5, 0.0]],
+    ],
+])
+
+
+def test_attention_fixture_is_a_softmax_over_prototypes():
+    assert ATTENTION.shape == (2, 2, 4, 3)
+    np.testing.assert_allclose(ATTENTION.sum(axis=-1), 1.0)
+
+
+def test_top_bins_by_hand():
+    bins = top_bins(ATTENTION)
+    assert bins.shape == (2, 2)
+    assert bins.tolist() == [[1, 2], [0, 1]]
+
+
+def test_top_bins_goes_through_the_top_prototype_not_the_largest_weight():
+    # gene 0, head 1 alone: the single largest weight would pick bin 0; the top prototype picks bin 2
+    one = ATTENTION[:1, 1:2]
+    assert np.unravel_index(one[0, 0].argmax(), one[0, 0].shape) == (0, 0)
+    assert top_bins(one).tolist() == [[2]]
+
+
+def test_top_bins_ties_go_to_the_lowest_index():
+    # one gene, one head, 2 bins, 2 prototypes with equal totals (1.0 each): prototype 0 is taken, and
+    # its column decides the bin; swapping the prototypes swaps the answer
+    tie = np.array([[[[0.75, 0.25],
+                      [0.25, 0.75]]]])
+    assert top_bins(tie).tolist() == [[0]]
+    assert top_bins(tie[..., ::-1]).tolist() == [[1]]
+    # bins tied on the top prototype: the first. Gene 1, head 0 with its bins reversed: bins 0 and 3
+    # still tie -> bin 0 (was bin 3); gene 1, head 1 reversed: bins 1 and 2 (were 2 and 1) tie -> bin 1
+    assert top_bins(ATTENTION[1:, :1, ::-1]).tolist() == [[0]]
+    assert top_bins(ATTENTION[1:, 1:, ::-1]).tolist() == [[1]]
+
+
+# features (genes=2, bins=4, classes=3). Over all 8 bins of both genes:
+#   class 0: four 1s and four 3s        -> mean 2, std 1:   1 -> -1, 3 -> +1
+#   class 1: six 10s, one 13, one 7     -> mean 10, std sqrt(18/8) = 1.5:  13 -> +2, 7 -> -2, 10 -> 0
+#   class 2: constant 5                 -> std 0: z-score 0 (not NaN)
+FEATURES = np.array([
+    [[1, 10, 5], [3, 13, 5], [1, 10, 5], [3, 10, 5]],
+    [[3, 10, 5], [1, 10, 5], [3, 7, 5], [1, 10, 5]],
+], dtype=float)
+
+
+def test_head_zscores_by_hand():
+    bins = np.array([[1, 1],   # gene 0: both heads chose bin 1 -> z (+1, +2, 0)
+                     [2, 1]])  # gene 1: head 0 bin 2 -> z (+1, -2, 0); head 1 bin 1 -> z (-1, 0, 0)
+    z = head_zscores(FEATURES, bins)
+    assert z.shape == (2, 3)  # (heads, classes)
+    # head 0: mean of (+1, +2, 0) and (+1, -2, 0); head 1: mean of (+1, +2, 0) and (-1, 0, 0)
+    np.testing.assert_allclose(z, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], atol=1e-9)
+    assert np.isfinite(z).all()
+
+
+def test_head_zscores_of_the_attention_fixtures_top_bins():
+    # top_bins(ATTENTION) = [[1, 2], [0, 1]]: head 0 takes gene 0 bin 1 (+1, +2, 0) and gene 1 bin 0
+    # (+1, 0, 0); head 1 takes gene 0 bin 2 (-1, 0, 0) and gene 1 bin 1 (-1, 0, 0)
+    z = head_zscores(FEATURES, top_bins(ATTENTION))
+    np.testing.assert_allclose(z, [[1.0, 1.0, 0.0], [-1.0, 0.0, 0.0]], atol=1e-9)
+
+
+def test_head_zscores_use_the_population_std_over_all_bins_of_all_genes():
+    # one gene, one head, one class: values 0, 0, 0, 4 -> mean 1, population std sqrt(3); bin 3 -> 3/sqrt(3)
+    features = np.array([[[0.0], [0.0], [0.0], [4.0]]])
+    z = head_zscores(features, np.array([[3]]))
+    assert z.shape == (1, 1)
+    assert z[0, 0] == pytest.approx(np.sqrt(3))
+
+
+def test_selection_frequency_counts_a_bin_once_per_gene():
+    # 3 genes, top 3 each, with repeats: bin 2 is chosen by genes 0 and 1 (twice by gene 0), bin 1
+    # three times by gene 2 alone, bin 4 never
+    selected = np.array([[0, 2, 2],
+                         [2, 3, 3],
+                         [1, 1, 1]])
+    freq = selection_frequency(selected, n_bins=5)
+    assert freq.shape == (5,)
+    np.testing.assert_allclose(freq, [1 / 3, 1 / 3, 2 / 3, 1 / 3, 0.0])
+    assert (freq <= 1).all()
+
+
+def test_selection_frequency_every_gene_and_no_gene():
+    assert selection_frequency(np.array([[3, 0], [0, 3]]), n_bins=4).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert selection_frequency(np.zeros((0, 2), dtype=int), n_bins=3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_figure_names_are_light_and_match_the_workflow():
+    """The workflow imports gta.figure_names when it parses: no matplotlib, numpy or torch behind it."""
+    import subprocess
+    import sys
+
+    assert FIGURE_FILES == list(FIGURES.values()) and sorted(FIGURES) == list(range(5, 11))
+    assert all(name.startswith(f"fig{n}_") and name.endswith(".png") for n, name in FIGURES.items())
+    code = ("import sys\nimport gta.figure_names\n"
+            "heavy = {'matplotlib', 'numpy', 'torch'} & set(sys.modules)\nassert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
