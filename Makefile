@@ -36,13 +36,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
-	$(BIN)/snakemake --lint
+	$(MAKE) lint
 
 # the unit tests only: no test marked `workflow` (those run Snakemake or load the real backbone)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not workflow" tests
 
+# ruff (lint and format, settings in pyproject.toml), snakefmt and Snakemake's own linter: all must be silent
 lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 bench: $(STAMP)

@@ -25,9 +25,16 @@ def venv_env() -> dict:
     return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
-def run_snakemake(workdir: Path, *args: str, config: Path | dict | None = None, env: dict | None = None,
-                  timeout: float = 900, snakefile: Path | None = SNAKEFILE, directory: bool = True,
-                  prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    config: Path | dict | None = None,
+    env: dict | None = None,
+    timeout: float = 900,
+    snakefile: Path | None = SNAKEFILE,
+    directory: bool = True,
+    prefix: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     """The one way the tests run Snakemake: this venv's snakemake, in `workdir` (created if missing).
 
     The command is `[*prefix] snakemake [-s snakefile] [-d workdir] ARGS [--configfile CONFIG]`:
@@ -38,8 +45,10 @@ def run_snakemake(workdir: Path, *args: str, config: Path | dict | None = None, 
     """
     item = _CURRENT["item"]
     if item is not None and item.get_closest_marker(WORKFLOW) is None:
-        pytest.fail(f"{item.nodeid} runs Snakemake: mark it @pytest.mark.{WORKFLOW} (make test-fast leaves "
-                    "those out)", pytrace=False)
+        pytest.fail(
+            f"{item.nodeid} runs Snakemake: mark it @pytest.mark.{WORKFLOW} (make test-fast leaves those out)",
+            pytrace=False,
+        )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, dict):
@@ -54,8 +63,15 @@ def run_snakemake(workdir: Path, *args: str, config: Path | dict | None = None, 
     cmd += [*map(str, args)]
     if config is not None:
         cmd += ["--configfile", str(config)]
-    r = subprocess.run(cmd, cwd=workdir, env=venv_env() if env is None else env, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    r = subprocess.run(
+        cmd,
+        cwd=workdir,
+        env=venv_env() if env is None else env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
     r.stderr = ""
     return r
 
@@ -86,8 +102,9 @@ def tiny_config(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     ids = [s.lower() for s in genes["symbol"]]
     ids[1] = genes["ensembl_gene"].iloc[1]  # Huang et al. name a few genes by Ensembl id
-    pd.DataFrame({"gene": ids, **{m: rng.normal(size=len(ids)) for m in ("Xpresso", "Enformer", "Basenji2", "ExPecto")}}
-                 ).to_csv(d / "all_models_ref_preds.csv", index=False)
+    pd.DataFrame(
+        {"gene": ids, **{m: rng.normal(size=len(ids)) for m in ("Xpresso", "Enformer", "Basenji2", "ExPecto")}}
+    ).to_csv(d / "all_models_ref_preds.csv", index=False)
     cfg["evaluate"]["baseline_predictions"] = str(d / "all_models_ref_preds.csv")
     # using the trained model: two genes by symbol, one explained, the demo VCF in two chunks
     cfg["predict"] = {"genes": list(genes["symbol"].iloc[[3, 7]])}

@@ -56,12 +56,13 @@ A1BG = {
     "aliases": ["A1B", "ABG", "GAB", "HYST2477"],
     "designations": ["alpha-1B-glycoprotein", "HEL-S-163pA", "epididymis secretory sperm binding protein Li 163pA"],
     "summary": "The protein encoded by this gene is a plasma glycoprotein of unknown function. The protein shows "
-               "sequence similarity to the variable regions of some immunoglobulin supergene family member "
-               "proteins. [provided by RefSeq, Jul 2008]",
+    "sequence similarity to the variable regions of some immunoglobulin supergene family member "
+    "proteins. [provided by RefSeq, Jul 2008]",
 }
 
 
 # ----------------------------------------------------------------------------- fake NCBI
+
 
 def _library() -> tuple[bytes, dict[int, bytes], bytes]:
     """Header, one DocumentSummary element per UID, and footer of the recorded replies."""
@@ -72,7 +73,7 @@ def _library() -> tuple[bytes, dict[int, bytes], bytes]:
         for m in re.finditer(rb'<DocumentSummary uid="(\d+)">.*?</DocumentSummary>\n', data, re.S):
             docs[int(m.group(1))] = m.group(0)
         header = data[: data.index(b"<DocumentSummary ")]
-        footer = data[data.rindex(b"</DocumentSummary>") + len(b"</DocumentSummary>\n"):]
+        footer = data[data.rindex(b"</DocumentSummary>") + len(b"</DocumentSummary>\n") :]
     return header, docs, footer
 
 
@@ -81,8 +82,12 @@ HEADER, DOCS, FOOTER = _library()
 
 def reply_for(ids) -> bytes:
     """NCBI's reply for `ids`: recorded DocumentSummary elements; an <error> one for unknown UIDs."""
-    parts = [DOCS.get(i, b'<DocumentSummary uid="%d">\n\t<error>cannot get document summary</error>\n'
-                          b"</DocumentSummary>\n" % i) for i in ids]
+    parts = [
+        DOCS.get(
+            i, b'<DocumentSummary uid="%d">\n\t<error>cannot get document summary</error>\n</DocumentSummary>\n' % i
+        )
+        for i in ids
+    ]
     return HEADER + b"\n".join(parts) + FOOTER
 
 
@@ -139,8 +144,13 @@ class FakeNCBI:
             return FakeResponse(body, url)
         if action in ("429", "503", "400"):
             hdrs = email.message.Message()
-            raise urllib.error.HTTPError(url, int(action), {"429": "Too Many Requests", "503": "Service Unavailable",
-                                                            "400": "Bad Request"}[action], hdrs, None)
+            raise urllib.error.HTTPError(
+                url,
+                int(action),
+                {"429": "Too Many Requests", "503": "Service Unavailable", "400": "Bad Request"}[action],
+                hdrs,
+                None,
+            )
         if action.startswith("429-retry-after-"):
             hdrs = email.message.Message()
             hdrs["Retry-After"] = action.rsplit("-", 1)[1]
@@ -168,8 +178,7 @@ def clock(monkeypatch):
     monkeypatch.setattr("gta.annotations.entrez._clock", c.clock)
     # Bio.Entrez's own 3-per-second wait reads the real clock: give it one that never makes it wait
     ticks = itertools.count(step=1000)
-    monkeypatch.setattr(Entrez, "time", types.SimpleNamespace(time=lambda: float(next(ticks)),
-                                                              sleep=lambda s: None))
+    monkeypatch.setattr(Entrez, "time", types.SimpleNamespace(time=lambda: float(next(ticks)), sleep=lambda s: None))
     return c
 
 
@@ -184,6 +193,7 @@ def ncbi(monkeypatch, clock):
 def no_network(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("no request may be made")
+
     monkeypatch.setattr(Entrez, "urlopen", refuse)
 
 
@@ -198,11 +208,17 @@ GENES = [  # gene_id, MANE symbol, MANE name
 
 
 def make_tss(path: Path, genes=GENES) -> Path:
-    df = pd.DataFrame({
-        "gene_id": [g for g, _, _ in genes], "symbol": [s for _, s, _ in genes],
-        "ensembl_gene": [f"ENSG{g:011d}" for g, _, _ in genes], "name": [n for _, _, n in genes],
-        "chrom": "chr19", "tss": [1000 * (i + 1) for i in range(len(genes))], "strand": "+",
-    })
+    df = pd.DataFrame(
+        {
+            "gene_id": [g for g, _, _ in genes],
+            "symbol": [s for _, s, _ in genes],
+            "ensembl_gene": [f"ENSG{g:011d}" for g, _, _ in genes],
+            "name": [n for _, _, n in genes],
+            "chrom": "chr19",
+            "tss": [1000 * (i + 1) for i in range(len(genes))],
+            "strand": "+",
+        }
+    )
     write_tss(df, path)
     return path
 
@@ -212,8 +228,12 @@ def fetch(tmp_path, **kw):
     kw.setdefault("api_key_env", KEY_ENV)
     kw.setdefault("cache", tmp_path / "cache")
     kw.setdefault("batch_size", 4)
-    return A.run_fetch(kw.pop("tss", tmp_path / "tss.tsv"), kw.pop("out", tmp_path / "annotations.jsonl"),
-                       kw.pop("source", "entrez"), **kw)
+    return A.run_fetch(
+        kw.pop("tss", tmp_path / "tss.tsv"),
+        kw.pop("out", tmp_path / "annotations.jsonl"),
+        kw.pop("source", "entrez"),
+        **kw,
+    )
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -222,14 +242,20 @@ def read_lines(path: Path) -> list[dict]:
 
 # ----------------------------------------------------------------------------- prompt
 
+
 def test_format_prompt_is_figure4_byte_for_byte():
     prompt = A.format_prompt(A1BG, "GM12878 lymphoblastoid cells")
     assert prompt.encode("utf-8") == FIGURE4.encode("utf-8")
 
 
 def test_format_prompt_leaves_out_missing_lines_and_keeps_one_line_per_field():
-    rec = {"symbol": "A2MP1", "name": "alpha-2-macroglobulin pseudogene 1", "aliases": [], "designations": [],
-           "summary": ""}
+    rec = {
+        "symbol": "A2MP1",
+        "name": "alpha-2-macroglobulin pseudogene 1",
+        "aliases": [],
+        "designations": [],
+        "summary": "",
+    }
     assert A.format_prompt(rec, "K562 cells").split("\n") == [
         "# Task: Gene Expression Prediction on K562 cells.",
         "# Official Gene Symbol: A2MP1",
@@ -239,11 +265,15 @@ def test_format_prompt_leaves_out_missing_lines_and_keeps_one_line_per_field():
     # absent keys and None count as missing; a summary with a line break stays on its line
     rec = {"name": "some name", "summary": "first line.\nsecond  line.", "aliases": None}
     assert A.format_prompt(rec, "x").split("\n") == [
-        "# Task: Gene Expression Prediction on x.", "# Official Gene Full Name: some name",
-        "# Gene NCBI Summary Description: first line. second line.", "# Data:"]
+        "# Task: Gene Expression Prediction on x.",
+        "# Official Gene Full Name: some name",
+        "# Gene NCBI Summary Description: first line. second line.",
+        "# Data:",
+    ]
 
 
 # ----------------------------------------------------------------------------- parsing
+
 
 def test_parse_recorded_batch_reply():
     recs = A.parse_esummary((DATA / "esummary_batch.xml").read_bytes())
@@ -251,8 +281,11 @@ def test_parse_recorded_batch_reply():
     assert {k: recs[1][k] for k in A1BG} == A1BG
     assert recs[1]["status"] == "live" and recs[1]["current_id"] is None
     assert "Alzheimer's disease" in recs[2]["summary"]  # &apos; decoded
-    assert recs[2]["designations"] == ["alpha-2-macroglobulin",
-                                       "C3 and PZP-like alpha-2-macroglobulin domain-containing protein 5", "alpha-2-M"]
+    assert recs[2]["designations"] == [
+        "alpha-2-macroglobulin",
+        "C3 and PZP-like alpha-2-macroglobulin domain-containing protein 5",
+        "alpha-2-M",
+    ]
     assert (recs[3]["aliases"], recs[3]["designations"], recs[3]["summary"]) == ([], [], "")
     # the Figure 4 prompt, straight from the recorded reply
     assert A.format_prompt(recs[1], "GM12878 lymphoblastoid cells") == FIGURE4
@@ -275,8 +308,10 @@ def test_truncated_reply_is_an_error(cut):
 
 
 def test_reply_without_summaries_is_an_error_with_ncbis_message():
-    data = (HEADER.split(b"<eSummaryResult>")[0] + b"<eSummaryResult>\n<ERROR>Database is not supported</ERROR>\n"
-            b"</eSummaryResult>\n")
+    data = (
+        HEADER.split(b"<eSummaryResult>")[0] + b"<eSummaryResult>\n<ERROR>Database is not supported</ERROR>\n"
+        b"</eSummaryResult>\n"
+    )
     with pytest.raises(A.ReplyError, match="Database is not supported"):
         A.parse_esummary(data)
     with pytest.raises(A.ReplyError):
@@ -284,6 +319,7 @@ def test_reply_without_summaries_is_an_error_with_ncbis_message():
 
 
 # ----------------------------------------------------------------------------- entrez pipeline
+
 
 def test_entrez_annotations_in_tss_order_with_fallbacks(tmp_path, ncbi, monkeypatch, caplog):
     monkeypatch.setenv(KEY_ENV, KEY)
@@ -293,8 +329,14 @@ def test_entrez_annotations_in_tss_order_with_fallbacks(tmp_path, ncbi, monkeypa
     out = read_lines(tmp_path / "annotations.jsonl")
     assert out == records
     assert [r["gene_id"] for r in out] == [g for g, _, _ in GENES]
-    assert [r["source"] for r in out] == ["entrez", "entrez", "entrez", "entrez-current", "mane-fallback",
-                                          "mane-fallback"]
+    assert [r["source"] for r in out] == [
+        "entrez",
+        "entrez",
+        "entrez",
+        "entrez-current",
+        "mane-fallback",
+        "mane-fallback",
+    ]
     assert all(list(r) == A.ANNOTATION_FIELDS for r in out)
     assert {k: out[0][k] for k in A1BG} == A1BG
     assert out[3]["symbol"] == "PSMB10" and out[3]["gene_id"] == 8138  # the current record's text
@@ -305,7 +347,12 @@ def test_entrez_annotations_in_tss_order_with_fallbacks(tmp_path, ncbi, monkeypa
     assert ncbi.methods == ["GET"] * 3
     for req in ncbi.requests:
         assert (req["db"], req["version"], req["email"], req["tool"], req["api_key"]) == (
-            "gene", "2.0", EMAIL, "gta", KEY)
+            "gene",
+            "2.0",
+            EMAIL,
+            "gta",
+            KEY,
+        )
     assert "NCBI does not know 1 GeneIDs (first: 999999999)" in caplog.text
     assert "NCBI withdrew 1 GeneIDs (first: 100996442)" in caplog.text
     assert "8138->5699" in caplog.text
@@ -322,8 +369,7 @@ def test_cache_is_reused_without_a_second_request(tmp_path, ncbi):
     # NCBI's "not found" answer is cached too; an unasked gene is not
     cached = json.loads((tmp_path / "cache" / "999999999.json").read_text())
     assert cached["status"] == "not_found"
-    assert sorted(int(p.stem) for p in (tmp_path / "cache").glob("*.json")) == sorted(
-        [g for g, _, _ in GENES] + [5699])
+    assert sorted(int(p.stem) for p in (tmp_path / "cache").glob("*.json")) == sorted([g for g, _, _ in GENES] + [5699])
 
 
 def test_no_api_key_means_no_key_sent_and_3_requests_per_second(tmp_path, ncbi, monkeypatch):
@@ -352,8 +398,10 @@ def test_large_batches_are_posted_and_chains_of_replacements_fall_back(tmp_path,
         out = fetch(tmp_path, batch_size=250)
     assert ncbi.ids() == [[g for g, _, _ in genes]] and ncbi.methods == ["POST"]  # Bio.Entrez: >= 200 ids
     assert [r["source"] for r in out] == ["entrez"] + ["mane-fallback"] * 249
-    assert "NCBI does not know 249 GeneIDs (first: 10000000, 10000001, 10000002, 10000003, 10000004, ... (+244))" \
+    assert (
+        "NCBI does not know 249 GeneIDs (first: 10000000, 10000001, 10000002, 10000003, 10000004, ... (+244))"
         in caplog.text
+    )
     # a replaced GeneID whose CurrentID NCBI does not know keeps its MANE text
     cache = A.AnnotationCache(tmp_path / "cache")
     cache.put({**cache.get(10_000_000), "status": "replaced", "current_id": 42, "symbol": "X"})
@@ -362,6 +410,7 @@ def test_large_batches_are_posted_and_chains_of_replacements_fall_back(tmp_path,
 
 
 # ----------------------------------------------------------------------------- failures and retries
+
 
 def test_429_then_success(clock, ncbi):
     ncbi.script = ["429"]
@@ -427,9 +476,26 @@ def test_failed_batch_loses_nothing_and_rerun_fetches_only_missing_genes(tmp_pat
 def test_api_key_never_appears_in_output_logs_cache_or_errors(tmp_path, ncbi, monkeypatch, capsys, caplog):
     monkeypatch.setenv(KEY_ENV, KEY)
     make_tss(tmp_path / "tss.tsv")
-    args = ["-v", "annotations", "--tss", str(tmp_path / "tss.tsv"), "--source", "entrez", "--email", EMAIL,
-            "--api-key-env", KEY_ENV, "--cache", str(tmp_path / "cache"), "--batch-size", "4",
-            "--max-retries", "1", "--out", str(tmp_path / "annotations.jsonl")]
+    args = [
+        "-v",
+        "annotations",
+        "--tss",
+        str(tmp_path / "tss.tsv"),
+        "--source",
+        "entrez",
+        "--email",
+        EMAIL,
+        "--api-key-env",
+        KEY_ENV,
+        "--cache",
+        str(tmp_path / "cache"),
+        "--batch-size",
+        "4",
+        "--max-retries",
+        "1",
+        "--out",
+        str(tmp_path / "annotations.jsonl"),
+    ]
     with caplog.at_level(logging.DEBUG):
         ncbi.script = ["ok", "429", "503"]  # batch 2 fails after its retry: the error path
         assert main(args) == 1
@@ -444,10 +510,11 @@ def test_api_key_never_appears_in_output_logs_cache_or_errors(tmp_path, ncbi, mo
     assert "retrying" in caplog.text and "esummary failed" in caplog.text
     leaked = [name for name, text in texts.items() if KEY in text]
     assert not leaked  # ...and never written anywhere
-    assert "EntrezClient(email='tester@example.org', api_key=set)" == repr(A.EntrezClient(EMAIL, KEY))
+    assert repr(A.EntrezClient(EMAIL, KEY)) == "EntrezClient(email='tester@example.org', api_key=set)"
 
 
 # ----------------------------------------------------------------------------- config and offline
+
 
 def test_mane_source_works_offline_without_email(tmp_path, no_network):
     make_tss(tmp_path / "tss.tsv")
@@ -475,18 +542,33 @@ def test_unreadable_cache_file_is_named(tmp_path, ncbi):
 
 # ----------------------------------------------------------------------------- prompts file
 
+
 def test_prompts_file_follows_annotations_order(tmp_path, ncbi):
     make_tss(tmp_path / "tss.tsv")
     records = fetch(tmp_path)
     out = tmp_path / "prompts.jsonl"
-    assert main(["prompts", "--annotations", str(tmp_path / "annotations.jsonl"), "--cell-type",
-                 "GM12878 lymphoblastoid cells", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "prompts",
+                "--annotations",
+                str(tmp_path / "annotations.jsonl"),
+                "--cell-type",
+                "GM12878 lymphoblastoid cells",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     prompts = read_lines(out)
     assert [p["gene_id"] for p in prompts] == [r["gene_id"] for r in records]
     assert prompts[0]["prompt"] == FIGURE4
-    assert prompts[5]["prompt"] == ("# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
-                                    "# Official Gene Symbol: UNKNOWN1\n"
-                                    "# Official Gene Full Name: MANE name of an unknown gene\n# Data:")
+    assert prompts[5]["prompt"] == (
+        "# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
+        "# Official Gene Symbol: UNKNOWN1\n"
+        "# Official Gene Full Name: MANE name of an unknown gene\n# Data:"
+    )
     assert A.read_prompts(out) == {p["gene_id"]: p["prompt"] for p in prompts}
 
 
@@ -500,17 +582,23 @@ def test_malformed_annotations_file_is_named(tmp_path):
 
 # ----------------------------------------------------------------------------- workflow
 
+
 def tiny_config(workdir: Path, **annotations) -> dict:
     # the synthetic genome (seconds): a FASTA shorter than the genes' TSSs is now an error
-    return {"genes": {"chromosomes": ["chr22"], "max_genes": 5}, "genome": {"fasta": "synthetic"},
-            "window": {"n_bins": 11}, "evaluate": {"context_bins": [5, 11]},
-            "annotations": {"source": "mane", **annotations}}
+    return {
+        "genes": {"chromosomes": ["chr22"], "max_genes": 5},
+        "genome": {"fasta": "synthetic"},
+        "window": {"n_bins": 11},
+        "evaluate": {"context_bins": [5, 11]},
+        "annotations": {"source": "mane", **annotations},
+    }
 
 
 @pytest.mark.workflow
 def test_workflow_entrez_without_email_stops_at_parse_time(tmp_path):
-    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
-                      config=tiny_config(tmp_path, source="entrez"))
+    r = run_snakemake(
+        tmp_path, "-n", "results/annotations/prompts.jsonl", config=tiny_config(tmp_path, source="entrez")
+    )
     assert r.returncode != 0
     assert "annotations.email" in r.stdout and "annotations.source: mane" in r.stdout
 
@@ -532,8 +620,11 @@ with SnakemakeApi(OutputSettings()) as api:
 def test_workflow_fetch_rule_is_local(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config(tmp_path, source="entrez", email=EMAIL)))
-    r = subprocess.run([sys.executable, "-c", LOCALRULES, str(ROOT / "Snakefile"), str(cfg), str(tmp_path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", LOCALRULES, str(ROOT / "Snakefile"), str(cfg), str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     local = json.loads(r.stdout.strip().splitlines()[-1])
     assert "fetch_annotations" in local and "make_prompts" not in local
@@ -547,14 +638,24 @@ def test_workflow_mane_runs_and_reruns_exactly_what_a_config_edit_touches(tmp_pa
     prompts = read_lines(tmp_path / "results/annotations/prompts.jsonl")
     tss = pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t")
     assert [p["gene_id"] for p in prompts] == tss["gene_id"].tolist() and len(prompts) == 5
-    assert prompts[0]["prompt"].startswith("# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
-                                           f"# Official Gene Symbol: {tss['symbol'][0]}\n")
+    assert prompts[0]["prompt"].startswith(
+        "# Task: Gene Expression Prediction on GM12878 lymphoblastoid cells.\n"
+        f"# Official Gene Symbol: {tss['symbol'][0]}\n"
+    )
     # with source mane, the e-mail is not used: editing it reruns nothing
-    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
-                      config={**cfg, "annotations": {**cfg["annotations"], "email": "x@example.org"}})
+    r = run_snakemake(
+        tmp_path,
+        "-n",
+        "results/annotations/prompts.jsonl",
+        config={**cfg, "annotations": {**cfg["annotations"], "email": "x@example.org"}},
+    )
     assert r.returncode == 0 and "Nothing to be done" in r.stdout, r.stdout[-2000:]
     # a new cell type reruns make_prompts only
-    r = run_snakemake(tmp_path, "-n", "results/annotations/prompts.jsonl",
-                      config={**cfg, "annotations": {**cfg["annotations"], "cell_type": "K562 cells"}})
+    r = run_snakemake(
+        tmp_path,
+        "-n",
+        "results/annotations/prompts.jsonl",
+        config={**cfg, "annotations": {**cfg["annotations"], "cell_type": "K562 cells"}},
+    )
     out = r.stdout
     assert r.returncode == 0 and "make_prompts" in out and "fetch_annotations:" not in out, out[-2000:]

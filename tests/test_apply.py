@@ -8,6 +8,7 @@ tests check what predict_genes and score_variants compute against independent co
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -37,17 +38,43 @@ LENGTHS = {"chr21": 200_000, "chr22": 160_000}
 ACCESSION = {"chr21": "NC_000021.9", "chr22": "NC_000022.11"}
 # (GeneID, symbol, chromosome, 0-based TSS, strand): overlapping windows, both strands, both chromosome ends
 GENES = [
-    (1001, "GA", "chr21", 30_000, "+"), (1002, "GB", "chr21", 36_500, "-"), (1003, "GC", "chr21", 41_000, "+"),
-    (1004, "GD", "chr21", 70_000, "-"), (1005, "GE", "chr21", 95_000, "+"), (1006, "GF", "chr21", 99_000, "+"),
-    (1007, "GG", "chr21", 130_000, "-"), (1008, "GH", "chr21", 160_000, "+"), (1009, "GQ", "chr21", 165_000, "-"),
-    (1010, "GI", "chr21", 195_000, "-"), (2001, "GJ", "chr22", 5_000, "+"), (2002, "GK", "chr22", 40_000, "-"),
-    (2003, "GL", "chr22", 44_000, "+"), (2004, "GM", "chr22", 80_000, "+"), (2005, "GN", "chr22", 110_000, "-"),
-    (2006, "GR", "chr22", 120_000, "+"), (2007, "GO", "chr22", 140_000, "+"),
+    (1001, "GA", "chr21", 30_000, "+"),
+    (1002, "GB", "chr21", 36_500, "-"),
+    (1003, "GC", "chr21", 41_000, "+"),
+    (1004, "GD", "chr21", 70_000, "-"),
+    (1005, "GE", "chr21", 95_000, "+"),
+    (1006, "GF", "chr21", 99_000, "+"),
+    (1007, "GG", "chr21", 130_000, "-"),
+    (1008, "GH", "chr21", 160_000, "+"),
+    (1009, "GQ", "chr21", 165_000, "-"),
+    (1010, "GI", "chr21", 195_000, "-"),
+    (2001, "GJ", "chr22", 5_000, "+"),
+    (2002, "GK", "chr22", 40_000, "-"),
+    (2003, "GL", "chr22", 44_000, "+"),
+    (2004, "GM", "chr22", 80_000, "+"),
+    (2005, "GN", "chr22", 110_000, "-"),
+    (2006, "GR", "chr22", 120_000, "+"),
+    (2007, "GO", "chr22", 140_000, "+"),
 ]
 # in the MANE summary but not in the features file: half its window's bins are a features-file gene's
 EXTRA = (3001, "GX", "chr21", 50_000, "+")
-WORDS = ["[UNK]", "#", ":", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878", "cells",
-         "Data", "protein", "kinase", "alpha"]
+WORDS = [
+    "[UNK]",
+    "#",
+    ":",
+    ".",
+    "Task",
+    "Gene",
+    "Expression",
+    "Prediction",
+    "on",
+    "GM12878",
+    "cells",
+    "Data",
+    "protein",
+    "kinase",
+    "alpha",
+]
 
 
 def window_start(tss: int) -> int:
@@ -61,6 +88,7 @@ def other(base: str) -> str:
 
 # ----------------------------------------------------------------------------- fixture chain
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Every input and output the tests need, built once: a dict of paths and tables."""
@@ -70,16 +98,30 @@ def world(tmp_path_factory):
     fasta = d / "genome.fa"
     with open(fasta, "w") as fh:
         for c, s in seqs.items():
-            fh.write(f">{c}\n" + "\n".join(s[i:i + 80] for i in range(0, len(s), 80)) + "\n")
+            fh.write(f">{c}\n" + "\n".join(s[i : i + 80] for i in range(0, len(s), 80)) + "\n")
 
     # a MANE summary of the genes (1-based chr_start/chr_end; the TSS is chr_start on +, chr_end on -)
     rows = []
     for gid, sym, chrom, tss, strand in GENES + [EXTRA]:
         start, end = (tss + 1, tss + 3000) if strand == "+" else (tss - 2999, tss + 1)
-        rows.append({"#NCBI_GeneID": f"GeneID:{gid}", "Ensembl_Gene": f"ENSG{gid:011d}.1", "HGNC_ID": f"HGNC:{gid}",
-                     "symbol": sym, "name": f"{sym} protein kinase", "RefSeq_nuc": "NM_1.1", "RefSeq_prot": "NP_1.1",
-                     "Ensembl_nuc": "ENST1.1", "Ensembl_prot": "ENSP1.1", "MANE_status": "MANE Select",
-                     "GRCh38_chr": ACCESSION[chrom], "chr_start": start, "chr_end": end, "chr_strand": strand})
+        rows.append(
+            {
+                "#NCBI_GeneID": f"GeneID:{gid}",
+                "Ensembl_Gene": f"ENSG{gid:011d}.1",
+                "HGNC_ID": f"HGNC:{gid}",
+                "symbol": sym,
+                "name": f"{sym} protein kinase",
+                "RefSeq_nuc": "NM_1.1",
+                "RefSeq_prot": "NP_1.1",
+                "Ensembl_nuc": "ENST1.1",
+                "Ensembl_prot": "ENSP1.1",
+                "MANE_status": "MANE Select",
+                "GRCh38_chr": ACCESSION[chrom],
+                "chr_start": start,
+                "chr_end": end,
+                "chr_strand": strand,
+            }
+        )
     mane = d / "mane.summary.txt"
     pd.DataFrame(rows, columns=MANE_COLUMNS).to_csv(mane, sep="\t", index=False)
     every = build_tss_table(read_mane(mane), list(LENGTHS), list(LENGTHS))
@@ -93,16 +135,31 @@ def world(tmp_path_factory):
     save_sei(make_demo_sei(1 / 64, 64, seed=3), ckpt)
     np.save(proj, make_demo_projection(64, seed=3))
     spec = WindowSpec(N_BINS, BIN, "reference", "genome")
-    shard = inference.run(str(tss), str(fasta), str(ckpt), str(proj), str(d / "sei/1-of-1.h5"), spec,
-                          device="cpu", dtype="float32", batch_size=8)
+    shard = inference.run(
+        str(tss),
+        str(fasta),
+        str(ckpt),
+        str(proj),
+        str(d / "sei/1-of-1.h5"),
+        spec,
+        device="cpu",
+        dtype="float32",
+        batch_size=8,
+    )
     features = merge_shards(tss, [shard], d / "features.h5")
 
     # targets (train/val/test) in another order than the features file, and prompts in the backbone's words
     order = rng.permutation(len(genes))
     split = ["train"] * 11 + ["val"] * 3 + ["test"] * 3
     targets = d / "targets.tsv"
-    pd.DataFrame({"gene_id": genes["gene_id"].to_numpy()[order], "symbol": genes["symbol"].to_numpy()[order],
-                  "value": rng.normal(size=len(genes)), "split": split}).to_csv(targets, sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "gene_id": genes["gene_id"].to_numpy()[order],
+            "symbol": genes["symbol"].to_numpy()[order],
+            "value": rng.normal(size=len(genes)),
+            "split": split,
+        }
+    ).to_csv(targets, sep="\t", index=False)
     prompts = d / "prompts.jsonl"
     with open(prompts, "w") as fh:
         for i, g in enumerate(genes["gene_id"]):
@@ -117,19 +174,48 @@ def world(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(backbone)
     torch.manual_seed(0)
-    LlamaModel(LlamaConfig(vocab_size=len(WORDS) + 3, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
-               ).save_pretrained(backbone)
-    mcfg = ModelConfig(backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4, heads=2, d_k=4,
-                       top_k=3, context=64)
+    LlamaModel(
+        LlamaConfig(
+            vocab_size=len(WORDS) + 3,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(backbone)
+    mcfg = ModelConfig(
+        backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4, heads=2, d_k=4, top_k=3, context=64
+    )
     tcfg = TrainConfig(epochs=2, batch_size=4, lr=3e-3, patience=5, threads=1, autocast="float32", device="cpu")
     model_dir, predictions = d / "model", d / "predictions.tsv"
-    train_gta(str(features), str(targets), str(prompts), str(model_dir), str(predictions), N_BINS, mcfg, tcfg,
-              resume_dir=str(d / "resume"))
-    return {"dir": d, "fasta": fasta, "seqs": seqs, "mane": mane, "genes": genes, "every": every, "tss": tss,
-            "sei": {"checkpoint": str(ckpt), "projection": str(proj), "device": "cpu", "dtype": "float32"},
-            "features": features, "targets": targets, "prompts": prompts, "model": model_dir,
-            "predictions": pd.read_csv(predictions, sep="\t")}
+    train_gta(
+        str(features),
+        str(targets),
+        str(prompts),
+        str(model_dir),
+        str(predictions),
+        N_BINS,
+        mcfg,
+        tcfg,
+        resume_dir=str(d / "resume"),
+    )
+    return {
+        "dir": d,
+        "fasta": fasta,
+        "seqs": seqs,
+        "mane": mane,
+        "genes": genes,
+        "every": every,
+        "tss": tss,
+        "sei": {"checkpoint": str(ckpt), "projection": str(proj), "device": "cpu", "dtype": "float32"},
+        "features": features,
+        "targets": targets,
+        "prompts": prompts,
+        "model": model_dir,
+        "predictions": pd.read_csv(predictions, sep="\t"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +232,11 @@ def gta_model(world):
 def stored(world):
     """{gene_id: (n_bins, 40) float32} of the features file."""
     with h5py.File(world["features"]) as f:
-        return dict(zip(f["gene_id"][()].tolist(), f["features"][()].astype(np.float32)))
+        return dict(zip(f["gene_id"][()].tolist(), f["features"][()].astype(np.float32), strict=False))
 
 
 # ----------------------------------------------------------------------------- 1. Sei on single bins
+
 
 def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
     fa = open_fasta(world["fasta"])
@@ -161,7 +248,7 @@ def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
         for b in range(N_BINS):
             seqs.append(ref_bin(fa, genes.at[g, "chrom"], ws + b * BIN, BIN))
             want.append(stored[g][b])
-    assert seqs[0] == world["seqs"]["chr21"][window_start(30_000):window_start(30_000) + BIN]
+    assert seqs[0] == world["seqs"]["chr21"][window_start(30_000) : window_start(30_000) + BIN]
     assert seqs[N_BINS * 2].startswith("N" * BIN) and "N" not in seqs[-1]  # GJ's bin 0 lies before chr22
     got = scorer.scores(seqs)
     assert got.shape == (len(seqs), 40) and got.dtype == np.float32
@@ -176,10 +263,14 @@ def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
 
 # ----------------------------------------------------------------------------- 2. predict_genes
 
+
 def test_feature_cache_holds_every_distinct_bin(world, stored):
     cache = FeatureCache(world["features"], world["tss"])
-    starts = {(c, window_start(t) + b * BIN) for c, t in zip(world["genes"]["chrom"], world["genes"]["tss"])
-              for b in range(N_BINS)}
+    starts = {
+        (c, window_start(t) + b * BIN)
+        for c, t in zip(world["genes"]["chrom"], world["genes"]["tss"], strict=False)
+        for b in range(N_BINS)
+    }
     assert len(cache.keys) == len(starts) < N_BINS * len(world["genes"])  # grid bins are shared
     chroms = ["chr21", "chr22"]
     ws = window_start(41_000)  # GC: its 5 bins are found, the bin after them (in no window) is not
@@ -198,8 +289,15 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
     common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu")
     pred = world["predictions"]
     symbols = list(pred["symbol"])  # every gene, in the training run's order (same batches as its final pass)
-    cached = predict_genes(world["model"], symbols, world["fasta"], d / "p_cache.tsv", cache_features=world["features"],
-                           cache_tss=world["tss"], **common)
+    cached = predict_genes(
+        world["model"],
+        symbols,
+        world["fasta"],
+        d / "p_cache.tsv",
+        cache_features=world["features"],
+        cache_tss=world["tss"],
+        **common,
+    )
     fresh = predict_genes(world["model"], symbols, world["fasta"], d / "p_sei.tsv", sei=world["sei"], **common)
     assert list(cached["gene_id"]) == list(pred["gene_id"])
     np.testing.assert_array_equal(cached["predicted"].to_numpy(), fresh["predicted"].to_numpy())
@@ -209,25 +307,48 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
     assert [f"{v:.6g}" for v in written["predicted"]] == [f"{v:.6g}" for v in pred["predicted"]]
     # a gene with half its bins in the file: cache plus Sei equals Sei alone
     few = ["GX", "GC", "2005"]  # symbols and a GeneID
-    mixed = predict_genes(world["model"], few, world["fasta"], d / "m1.tsv", cache_features=world["features"],
-                          cache_tss=world["tss"], sei=world["sei"], **common)
+    mixed = predict_genes(
+        world["model"],
+        few,
+        world["fasta"],
+        d / "m1.tsv",
+        cache_features=world["features"],
+        cache_tss=world["tss"],
+        sei=world["sei"],
+        **common,
+    )
     alone = predict_genes(world["model"], few, world["fasta"], d / "m2.tsv", sei=world["sei"], **common)
     assert list(mixed["gene_id"]) == [3001, 1003, 2005]
     np.testing.assert_array_equal(mixed["predicted"].to_numpy(), alone["predicted"].to_numpy())
     with pytest.raises(GTAError, match="in no features file"):  # GX's new bins need Sei
-        predict_genes(world["model"], ["GX"], world["fasta"], d / "m3.tsv", cache_features=world["features"],
-                      cache_tss=world["tss"], **common)
+        predict_genes(
+            world["model"],
+            ["GX"],
+            world["fasta"],
+            d / "m3.tsv",
+            cache_features=world["features"],
+            cache_tss=world["tss"],
+            **common,
+        )
 
 
 def test_predict_genes_from_a_bed_and_unknown_genes(world):
     d = world["dir"]
-    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu", cache_features=world["features"],
-                  cache_tss=world["tss"], sei=world["sei"])
+    common = dict(
+        mane=world["mane"],
+        prompts=world["prompts"],
+        device="cpu",
+        cache_features=world["features"],
+        cache_tss=world["tss"],
+        sei=world["sei"],
+    )
     genes = world["genes"].iloc[[4, 0, 13, 6]]  # both strands, both chromosomes
     by_list = predict_genes(world["model"], list(genes["symbol"]), world["fasta"], d / "l.tsv", **common)
     bed = d / "tss.bed"
-    lines = ["track name=tss"] + [f"{c}\t{t}\t{t + 1}\t{s}\t0\t{st}" for c, t, s, st in
-                                  zip(genes["chrom"], genes["tss"], genes["symbol"], genes["strand"])]
+    lines = ["track name=tss"] + [
+        f"{c}\t{t}\t{t + 1}\t{s}\t0\t{st}"
+        for c, t, s, st in zip(genes["chrom"], genes["tss"], genes["symbol"], genes["strand"], strict=False)
+    ]
     bed.write_text("\n".join(lines) + "\n")
     by_bed = predict_genes(world["model"], str(bed), world["fasta"], d / "b.tsv", **common)
     cols = ["gene_id", "symbol", "chrom", "tss", "strand"]
@@ -253,20 +374,21 @@ def test_predict_genes_from_a_bed_and_unknown_genes(world):
 
 # ----------------------------------------------------------------------------- 3. score_variants
 
+
 @pytest.fixture(scope="module")
 def vcf(world):
     """Records (CHROM, POS, ID, REF, ALT) of every kind score_variants meets; REF from the genome unless noted."""
     s21, s22 = world["seqs"]["chr21"], world["seqs"]["chr22"]
     records = [
-        ("chr21", 34_000, "snv", s21[33_999], other(s21[33_999])),                   # windows of GA, GB, GC
-        ("chr21", 96_000, "ins", s21[95_999], s21[95_999] + "GTA"),                  # GE, GF
-        ("chr21", 98_303, "del", s21[98_302:98_307], s21[98_302]),                   # across a bin boundary
+        ("chr21", 34_000, "snv", s21[33_999], other(s21[33_999])),  # windows of GA, GB, GC
+        ("chr21", 96_000, "ins", s21[95_999], s21[95_999] + "GTA"),  # GE, GF
+        ("chr21", 98_303, "del", s21[98_302:98_307], s21[98_302]),  # across a bin boundary
         ("chr22", 42_000, "multi", s22[41_999], ",".join(b for b in "ACGT" if b != s22[41_999])[:3]),
-        ("chr21", 70_000, "sv", s21[69_999], "<DEL>"),                               # symbolic: skipped
-        ("chr21", 145_000, "far", s21[144_999], other(s21[144_999])),                # in no window
-        ("chr21", 131_000, "bad", other(s21[130_999]), s21[130_999]),                # REF mismatch
-        ("21", 162_000, "alias", s21[161_999], other(s21[161_999])),                 # Ensembl naming
-        ("chr22", 5_500, "same", s22[5_499], s22[5_499]),                            # ALT == REF
+        ("chr21", 70_000, "sv", s21[69_999], "<DEL>"),  # symbolic: skipped
+        ("chr21", 145_000, "far", s21[144_999], other(s21[144_999])),  # in no window
+        ("chr21", 131_000, "bad", other(s21[130_999]), s21[130_999]),  # REF mismatch
+        ("21", 162_000, "alias", s21[161_999], other(s21[161_999])),  # Ensembl naming
+        ("chr22", 5_500, "same", s22[5_499], s22[5_499]),  # ALT == REF
     ]
     path = world["dir"] / "variants.vcf"
     header = ["##fileformat=VCFv4.2"] + [f"##contig=<ID={c},length={n}>" for c, n in LENGTHS.items()]
@@ -294,8 +416,19 @@ def expected_pairs(world, records, skip_mismatch: bool) -> set:
 
 def score(world, vcf_path, out, **kw):
     counts = out.with_name(out.stem + ".counts.tsv")
-    table = score_variants(world["model"], vcf_path, world["features"], world["tss"], world["fasta"], world["sei"],
-                           out, prompts=world["prompts"], device="cpu", counts_out=counts, **kw)
+    table = score_variants(
+        world["model"],
+        vcf_path,
+        world["features"],
+        world["tss"],
+        world["fasta"],
+        world["sei"],
+        out,
+        prompts=world["prompts"],
+        device="cpu",
+        counts_out=counts,
+        **kw,
+    )
     return table, dict(pd.read_csv(counts, sep="\t").values.tolist())
 
 
@@ -306,9 +439,9 @@ def flagged(world, vcf):
 
 def test_score_variants_counts_and_ref_check(world, vcf, flagged):
     table, counts = flagged
-    assert {k: counts[k] for k in ("records", "multiallelic", "symbolic", "ref_mismatch", "outside_windows",
-                                   "variants")} == {"records": 9, "multiallelic": 1, "symbolic": 1, "ref_mismatch": 1,
-                                                    "outside_windows": 1, "variants": 9}
+    assert {
+        k: counts[k] for k in ("records", "multiallelic", "symbolic", "ref_mismatch", "outside_windows", "variants")
+    } == {"records": 9, "multiallelic": 1, "symbolic": 1, "ref_mismatch": 1, "outside_windows": 1, "variants": 9}
     assert counts["chunk_variants"] == 9 and counts["scored_pairs"] == len(table)
     assert table.loc[table["id"] == "bad", "ref_mismatch"].tolist() == [True]
     assert not table.loc[table["id"] != "bad", "ref_mismatch"].any()
@@ -345,11 +478,11 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
     assert (table.loc[table["id"] != "same", "delta"] != 0).any()
     # REF: the model on the features file's features of each gene
     gene_id, _, x = load_features(world["features"], N_BINS)
-    prompts = {int(r["gene_id"]): r["prompt"] for r in map(json.loads, open(world["prompts"]))}
-    ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id])))
+    prompts = {int(r["gene_id"]): r["prompt"] for r in map(json.loads, Path(world["prompts"]).read_text().splitlines())}
+    ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id]), strict=False))
     # equal up to float32 rounding: prompts padded to another batch's longest one move the last bits
     np.testing.assert_allclose(table["ref_prediction"], [ref[g] for g in table["gene_id"]], rtol=1e-6, atol=0)
-    for g, values in table.groupby("gene_id")["ref_prediction"]:
+    for _, values in table.groupby("gene_id")["ref_prediction"]:
         assert values.nunique() == 1  # one REF prediction per gene
     # ALT of the SNV: the touched bin's features replaced by Sei on the ALT haplotype
     fa = open_fasta(world["fasta"])
@@ -358,7 +491,7 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
     row = {g: i for i, g in enumerate(gene_id.tolist())}
     snv = table[table["id"] == "snv"]
     assert list(snv["gene_id"]) == [1001, 1002, 1003]
-    for g, got in zip(snv["gene_id"], snv["alt_prediction"]):
+    for g, got in zip(snv["gene_id"], snv["alt_prediction"], strict=False):
         ws = window_start(int(world["genes"].set_index("gene_id").at[g, "tss"]))
         b = (pos - 1 - ws) // BIN
         seq = alt_bin(fa, chrom, ws + b * BIN, BIN, v)
@@ -375,6 +508,7 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
 
 # ----------------------------------------------------------------------------- 4. chunks
 
+
 def test_chunks_merge_to_the_whole(world, vcf):
     d = world["dir"]
     whole, whole_counts = score(world, vcf[0], d / "whole.tsv", ref_check="flag")
@@ -387,7 +521,7 @@ def test_chunks_merge_to_the_whole(world, vcf):
     assert len(merged) == len(whole) == 15
     assert dict(pd.read_csv(d / "merged.counts.tsv", sep="\t").values.tolist()) == whole_counts
     # the chunks split the variants (ALT alleles, so the multi-allelic record's two fall in different chunks)
-    first, second = ({(i, a) for i, a in zip(t["id"], t["alt"])} for t in map(pd.read_parquet, parts))
+    first, second = ({(i, a) for i, a in zip(t["id"], t["alt"], strict=False)} for t in map(pd.read_parquet, parts))
     assert {i for i, _ in first} == {"snv", "ins", "del", "multi"} and first.isdisjoint(second)
     assert len({a for i, a in first | second if i == "multi"}) == 2
 
@@ -407,4 +541,3 @@ def test_more_chunks_than_variants_count_the_vcf_once(world, vcf):
     assert dict(pd.read_csv(d / "onem.counts.tsv", sep="\t").values.tolist()) == whole
     assert whole["records"] == 1 and whole["scored_pairs"] == 3
     pd.testing.assert_frame_equal(pd.read_csv(d / "onem.tsv", sep="\t"), pd.read_csv(d / "one.tsv", sep="\t"))
-

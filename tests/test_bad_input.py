@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +37,7 @@ MARKERS = ("m1", "m2", "m3")
 
 # ----------------------------------------------------------------------------- small inputs
 
+
 def chr22_genes(n: int = 8) -> pd.DataFrame:
     """The first n MANE Select genes of chr22 as tss.tsv rows ('chr22' naming)."""
     genes = T.mane_select(T.read_mane(T.packaged_mane_path()))
@@ -47,8 +47,11 @@ def chr22_genes(n: int = 8) -> pd.DataFrame:
 
 
 def write_fasta(path: Path, seqs: dict[str, str]) -> Path:
-    path.write_text("".join(f">{name}\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n"
-                            for name, s in seqs.items()))
+    path.write_text(
+        "".join(
+            f">{name}\n" + "\n".join(s[i : i + 60] for i in range(0, len(s), 60)) + "\n" for name, s in seqs.items()
+        )
+    )
     return path
 
 
@@ -68,11 +71,24 @@ def targets_inputs(tmp: Path, values: dict) -> list[str]:
     genes = chr22_genes()
     genes.to_csv(tmp / "tss.tsv", sep="\t", index=False)
     rng = np.random.default_rng(0)
-    write_features(tmp / "features.h5", rng.standard_normal((len(genes), 3, 40)).astype(np.float16),
-                   genes["gene_id"].to_numpy(), list(genes["symbol"]))
+    write_features(
+        tmp / "features.h5",
+        rng.standard_normal((len(genes), 3, 40)).astype(np.float16),
+        genes["gene_id"].to_numpy(),
+        list(genes["symbol"]),
+    )
     (tmp / "expr.tsv").write_text("gene\tvalue\n" + "".join(f"{g}\t{v}\n" for g, v in values.items()))
-    return ["targets", "--tss", str(tmp / "tss.tsv"), "--features", str(tmp / "features.h5"),
-            "--table", str(tmp / "expr.tsv"), "--out", str(tmp / "out.tsv")]
+    return [
+        "targets",
+        "--tss",
+        str(tmp / "tss.tsv"),
+        "--features",
+        str(tmp / "features.h5"),
+        "--table",
+        str(tmp / "expr.tsv"),
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 def gene_symbols(n: int = 8) -> list[str]:
@@ -81,32 +97,69 @@ def gene_symbols(n: int = 8) -> list[str]:
 
 # ----------------------------------------------------------------------------- the cases
 
+
 def short_fasta_tss(tmp):
     write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
-    return ["tss", "--mane", "packaged", "--fasta", str(tmp / "short.fa"), "--chromosomes", "chr22",
-            "--max-genes", "5", "--out", str(tmp / "out.tsv")]
+    return [
+        "tss",
+        "--mane",
+        "packaged",
+        "--fasta",
+        str(tmp / "short.fa"),
+        "--chromosomes",
+        "chr22",
+        "--max-genes",
+        "5",
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 def short_fasta_windows(tmp):
     chr22_genes(3).to_csv(tmp / "tss.tsv", sep="\t", index=False)
     write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
-    return ["windows", "--tss", str(tmp / "tss.tsv"), "--fasta", str(tmp / "short.fa"), "--n-bins", "3",
-            "--out", str(tmp / "out.tsv")]
+    return [
+        "windows",
+        "--tss",
+        str(tmp / "tss.tsv"),
+        "--fasta",
+        str(tmp / "short.fa"),
+        "--n-bins",
+        "3",
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 def gzip_fasta(tmp):
     with gzip.open(tmp / "genome.fa.gz", "wt") as fh:
         fh.write(">chr22\n" + random_seq(1000) + "\n")
-    return ["tss", "--mane", "packaged", "--fasta", str(tmp / "genome.fa.gz"), "--chromosomes", "chr22",
-            "--out", str(tmp / "out.tsv")]
+    return [
+        "tss",
+        "--mane",
+        "packaged",
+        "--fasta",
+        str(tmp / "genome.fa.gz"),
+        "--chromosomes",
+        "chr22",
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 def bad_mane_coordinate(tmp):
     mane = pd.read_csv(T.packaged_mane_path(), sep="\t", dtype=str).head(20)
     mane.loc[3, "chr_start"] = "12x"
     mane.to_csv(tmp / "mane.txt", sep="\t", index=False)
-    return ["tss", "--mane", str(tmp / "mane.txt"), "--fasta", str(index_only_fasta(tmp / "g.fa")),
-            "--out", str(tmp / "out.tsv")]
+    return [
+        "tss",
+        "--mane",
+        str(tmp / "mane.txt"),
+        "--fasta",
+        str(index_only_fasta(tmp / "g.fa")),
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 def constant_expression(tmp):
@@ -123,24 +176,38 @@ def nan_in_features(tmp):
     scores = np.random.default_rng(0).standard_normal((3, 5, 40)).astype(np.float32)
     scores[1, 2, 7] = np.nan
     write_features(tmp / "features.h5", scores, np.array([2, 1, 22]), ["A2M", "A1BG", "ABCB7"])
-    return ["tss-from-features", "--features", str(tmp / "features.h5"), "--mane", "packaged",
-            "--out", str(tmp / "out.tsv")]
+    return [
+        "tss-from-features",
+        "--features",
+        str(tmp / "features.h5"),
+        "--mane",
+        "packaged",
+        "--out",
+        str(tmp / "out.tsv"),
+    ]
 
 
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
-    "fasta shorter than the genes (tss)": (short_fasta_tss, ["{tmp}/short.fa", "beyond the end of chr22",
-                                                             "GeneID", "genome.fasta", "GRCh38"]),
-    "fasta shorter than the genes (windows)": (short_fasta_windows, ["{tmp}/short.fa", "beyond the end of chr22",
-                                                                     "GeneID", "genome.fasta"]),
+    "fasta shorter than the genes (tss)": (
+        short_fasta_tss,
+        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "genome.fasta", "GRCh38"],
+    ),
+    "fasta shorter than the genes (windows)": (
+        short_fasta_windows,
+        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "genome.fasta"],
+    ),
     "gzip, not bgzip, fasta": (gzip_fasta, ["genome.fasta", "{tmp}/genome.fa.gz", "gunzip", "bgzip"]),
-    "non-numeric MANE coordinate": (bad_mane_coordinate, ["{tmp}/mane.txt", "line 5", "'chr_start'", "'12x'",
-                                                          "genes.mane_summary"]),
+    "non-numeric MANE coordinate": (
+        bad_mane_coordinate,
+        ["{tmp}/mane.txt", "line 5", "'chr_start'", "'12x'", "genes.mane_summary"],
+    ),
     "expression without variance": (constant_expression, ["{tmp}/expr.tsv", "expression.table", "same value"]),
-    "every gene a test gene": (every_gene_held_out, ["genes.test_genes", "{tmp}/test_genes.txt",
-                                                     "leaves genes out"]),
-    "NaN in precomputed features": (nan_in_features, ["{tmp}/features.h5", "features.precomputed", "NaN",
-                                                      "dataset 'features'", "recompute"]),
+    "every gene a test gene": (every_gene_held_out, ["genes.test_genes", "{tmp}/test_genes.txt", "leaves genes out"]),
+    "NaN in precomputed features": (
+        nan_in_features,
+        ["{tmp}/features.h5", "features.precomputed", "NaN", "dataset 'features'", "recompute"],
+    ),
 }
 
 
@@ -170,7 +237,7 @@ def test_dropped_expression_rows_are_counted(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="gta"):
         assert cli_main(args + ["--test-fraction", "0.3"]) == 0
     text = "\n".join(r.getMessage() for r in caplog.records)
-    line = next(l for l in text.splitlines() if "kept as targets" in l)
+    line = next(x for x in text.splitlines() if "kept as targets" in x)
     assert "10 rows, 4 kept as targets" in line, line
     for count in ["1 unmatched identifier", "2 duplicate", "2 missing value", "1 infinite value"]:
         assert count in line, (count, line)
@@ -191,6 +258,7 @@ def test_backbone_path_that_does_not_exist(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the workflow
 
+
 def tiny(**changes) -> dict:
     cfg = yaml.safe_load(TINY.read_text())
     for key, value in changes.items():
@@ -205,11 +273,15 @@ CONFIG_CASES = {
     "code in sei.device": ({"sei__device": "cpu$(touch m1)"}, ["device", "does not match", "cuda"]),
     "code in train.device": ({"train__device": "cpu;touch m1"}, ["device", "does not match", "cuda"]),
     "code in sei.sha256": ({"sei__sha256": "`touch m1`"}, ["sha256", "does not match"]),
-    "code in annotations.api_key_env": ({"annotations__api_key_env": "K $(touch m1)"}, ["api_key_env",
-                                                                                         "does not match"]),
+    "code in annotations.api_key_env": (
+        {"annotations__api_key_env": "K $(touch m1)"},
+        ["api_key_env", "does not match"],
+    ),
     "bin size Sei cannot take": ({"window__bin_size": 2048}, ["window.bin_size", "4,096", "set window.bin_size: 4096"]),
-    "backbone folder that does not exist": ({"backbone__model": "models/llama-3"},
-                                            ["backbone.model", "'models/llama-3'", "looks like a local path"]),
+    "backbone folder that does not exist": (
+        {"backbone__model": "models/llama-3"},
+        ["backbone.model", "'models/llama-3'", "looks like a local path"],
+    ),
 }
 
 
@@ -236,12 +308,20 @@ def payload_config(tmp: Path) -> dict:
         (d / f"{PAYLOAD}{name}").write_text("placeholder\n")
     shutil.copy(T.packaged_mane_path(), d / "mane.gz")
     (d / "preds.csv").write_text("gene,Xpresso\na1bg,0\n")
-    cfg = tiny(genes__mane_summary=str(d / "mane.gz"), genes__test_genes=str(d / f"{PAYLOAD}genes.txt"),
-               genome__fasta=str(d / f"{PAYLOAD}genome.fa"), sei__checkpoint=str(d / f"{PAYLOAD}sei.pth"),
-               sei__projection=str(d / f"{PAYLOAD}proj.npy"), annotations__source="entrez",
-               annotations__email=PAYLOAD, annotations__cache=PAYLOAD, annotations__cell_type=PAYLOAD,
-               backbone__model=str(d / "backbone"), expression__table=str(d / f"{PAYLOAD}expr.tsv"),
-               evaluate__baseline_predictions=str(d / "preds.csv"))
+    cfg = tiny(
+        genes__mane_summary=str(d / "mane.gz"),
+        genes__test_genes=str(d / f"{PAYLOAD}genes.txt"),
+        genome__fasta=str(d / f"{PAYLOAD}genome.fa"),
+        sei__checkpoint=str(d / f"{PAYLOAD}sei.pth"),
+        sei__projection=str(d / f"{PAYLOAD}proj.npy"),
+        annotations__source="entrez",
+        annotations__email=PAYLOAD,
+        annotations__cache=PAYLOAD,
+        annotations__cell_type=PAYLOAD,
+        backbone__model=str(d / "backbone"),
+        expression__table=str(d / f"{PAYLOAD}expr.tsv"),
+        evaluate__baseline_predictions=str(d / "preds.csv"),
+    )
     return cfg
 
 
@@ -300,8 +380,9 @@ def test_user_configfile_replaces_the_demo_config():
     user.parent.mkdir(exist_ok=True)
     user.write_text("train: {epochs: 3}\n")
     try:
-        r = run_snakemake(REPO, "-n", "-p", "-f", "results/genes/tss.tsv", "--configfile", str(user),
-                          directory=False, timeout=600)
+        r = run_snakemake(
+            REPO, "-n", "-p", "-f", "results/genes/tss.tsv", "--configfile", str(user), directory=False, timeout=600
+        )
     finally:
         user.unlink()
     assert r.returncode == 0, r.stdout[-3000:]
@@ -327,10 +408,11 @@ def test_schema_defaults_validate_and_hold_together():
     assert cfg["window"]["bin_size"] == 4096 and cfg["window"]["n_bins"] % 2 == 1
     assert max(cfg["evaluate"]["context_bins"]) <= cfg["window"]["n_bins"]
     # the default backbone has 30 blocks: no default Table 2 depth may exceed it
-    assert cfg["backbone"]["model"] == "smollm2-135m" and all(l <= 30 for l in cfg["evaluate"]["ablation_layers"])
+    assert cfg["backbone"]["model"] == "smollm2-135m" and all(n <= 30 for n in cfg["evaluate"]["ablation_layers"])
 
 
 # ----------------------------------------------------------------------------- Sei shards
+
 
 @pytest.fixture(scope="module")
 def sei_model():
@@ -341,8 +423,17 @@ def gapped_genome(tmp: Path) -> tuple[Path, Path]:
     """chrA: 60 kb whose first 40 kb are N; three genes, two of them inside the gap."""
     seq = "N" * 40_000 + random_seq(20_000)
     fasta = write_fasta(tmp / "gapped.fa", {"chrA": seq})
-    genes = pd.DataFrame({"gene_id": [1, 2, 3], "symbol": ["GAP1", "GAP2", "OK3"], "ensembl_gene": "",
-                          "name": "gene", "chrom": "chrA", "tss": [10_000, 20_000, 50_000], "strand": "+"})
+    genes = pd.DataFrame(
+        {
+            "gene_id": [1, 2, 3],
+            "symbol": ["GAP1", "GAP2", "OK3"],
+            "ensembl_gene": "",
+            "name": "gene",
+            "chrom": "chrA",
+            "tss": [10_000, 20_000, 50_000],
+            "strand": "+",
+        }
+    )
     genes.to_csv(tmp / "tss.tsv", sep="\t", index=False)
     return fasta, tmp / "tss.tsv"
 
@@ -356,14 +447,42 @@ def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
     out = tmp_path / "features.h5"
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="gta"):
-        assert cli_main(["sei-merge", "--tss", str(tss), "--shards", str(shard), "--max-mostly-n-fraction", "0.1",
-                         "--out", str(out)]) == 1
+        assert (
+            cli_main(
+                [
+                    "sei-merge",
+                    "--tss",
+                    str(tss),
+                    "--shards",
+                    str(shard),
+                    "--max-mostly-n-fraction",
+                    "0.1",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 1
+        )
     message = caplog.records[-1].getMessage()
     for word in ["2 of 3 genes", str(fasta), "GAP1", "window.max_mostly_n_fraction", "genome.fasta"]:
         assert word in message, (word, message)
     assert not out.exists()
-    assert cli_main(["sei-merge", "--tss", str(tss), "--shards", str(shard), "--max-mostly-n-fraction", "0.7",
-                     "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "sei-merge",
+                "--tss",
+                str(tss),
+                "--shards",
+                str(shard),
+                "--max-mostly-n-fraction",
+                "0.7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
 
 
 def test_merge_removes_shards_of_an_earlier_setting(tmp_path, sei_model):
@@ -383,9 +502,17 @@ def test_second_writer_leaves_the_first_ones_shard_alone(tmp_path, sei_model):
     out = tmp_path / "shards/1-of-1.h5"
     out.parent.mkdir()
     partial_path(out).write_bytes(b"the first job's work")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from gta.sei.inference import shard_lock\n"
-                               f"with shard_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from gta.sei.inference import shard_lock\n"
+            f"with shard_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(GTAError, match="another job is writing") as e:

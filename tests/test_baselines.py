@@ -7,9 +7,16 @@ import pytest
 from scipy import stats
 
 from gta import GTAError
-from gta.baselines import (ALPHAS, EXPECTO_DECAY_BP, expecto_features, fit_baseline, fit_ridge, import_predictions,
-                           read_baseline_columns, ridge_path, upstream_sign)
-from gta.sei import KEPT
+from gta.baselines import (
+    EXPECTO_DECAY_BP,
+    expecto_features,
+    fit_baseline,
+    fit_ridge,
+    import_predictions,
+    read_baseline_columns,
+    ridge_path,
+    upstream_sign,
+)
 
 
 def test_ridge_path_solves_the_normal_equations():
@@ -18,7 +25,7 @@ def test_ridge_path_solves_the_normal_equations():
     y = x @ rng.normal(size=6) + rng.normal(size=80)
     mean, scale, intercept, coefs = ridge_path(x, y, [0.1, 10.0])
     a = (x - mean) / scale
-    for alpha, beta in zip([0.1, 10.0], coefs):
+    for alpha, beta in zip([0.1, 10.0], coefs, strict=False):
         ref = np.linalg.solve(a.T @ a + alpha * np.eye(6), a.T @ (y - y.mean()))
         assert np.allclose(beta, ref)
     assert intercept == pytest.approx(y.mean()) and np.all(coefs[:, 5] == 0)
@@ -50,9 +57,9 @@ def loop_expecto(scores, tss_bin, bin_size, strand, orient):
             for j, length in enumerate(EXPECTO_DECAY_BP):
                 w = np.exp(-abs(d) / length)
                 if d <= 0:
-                    out[g, (2 * j) * c:(2 * j + 1) * c] += w * scores[g, i]
+                    out[g, (2 * j) * c : (2 * j + 1) * c] += w * scores[g, i]
                 if d >= 0:
-                    out[g, (2 * j + 1) * c:(2 * j + 2) * c] += w * scores[g, i]
+                    out[g, (2 * j + 1) * c : (2 * j + 2) * c] += w * scores[g, i]
     return out
 
 
@@ -80,6 +87,7 @@ def test_reference_orientation_minus_strand_upstream_is_to_the_right():
 
 # ----------------------------------------------------------------------------- the stage
 
+
 def make_inputs(tmp_path, n=400, n_bins=21, orient="reference", seed=0):
     rng = np.random.default_rng(seed)
     ids = np.arange(1, n + 1)
@@ -98,12 +106,21 @@ def make_inputs(tmp_path, n=400, n_bins=21, orient="reference", seed=0):
         f["gene_id"] = ids
         f.create_dataset("symbol", data=[f"S{i}" for i in ids], dtype=h5py.string_dtype())
         f.attrs.update(bin_size=4096, n_bins=n_bins, tss_bin=t, orient=orient, grid="tss")
-    pd.DataFrame({"gene_id": ids, "symbol": [f"S{i}" for i in ids], "ensembl_gene": [f"ENSG{i:011d}" for i in ids],
-                  "name": "", "chrom": "1", "tss": ids * 10000, "strand": strand}
-                 ).to_csv(tmp_path / "tss.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "gene_id": ids,
+            "symbol": [f"S{i}" for i in ids],
+            "ensembl_gene": [f"ENSG{i:011d}" for i in ids],
+            "name": "",
+            "chrom": "1",
+            "tss": ids * 10000,
+            "strand": strand,
+        }
+    ).to_csv(tmp_path / "tss.tsv", sep="\t", index=False)
     split = np.array(["train", "train", "val", "test"])[np.arange(n) % 4]
-    pd.DataFrame({"gene_id": ids, "symbol": [f"S{i}" for i in ids], "value": y, "split": split}
-                 ).to_csv(tmp_path / "targets.tsv", sep="\t", index=False)
+    pd.DataFrame({"gene_id": ids, "symbol": [f"S{i}" for i in ids], "value": y, "split": split}).to_csv(
+        tmp_path / "targets.tsv", sep="\t", index=False
+    )
     return y, split
 
 
@@ -113,8 +130,9 @@ def test_baselines_recover_planted_signals(tmp_path, orient):
     test = split == "test"
     res = {}
     for model in ("tss_ridge", "expecto_style"):
-        out = fit_baseline(model, tmp_path / "f.h5", tmp_path / "targets.tsv", tmp_path / "tss.tsv",
-                           tmp_path / f"{model}.tsv")
+        out = fit_baseline(
+            model, tmp_path / "f.h5", tmp_path / "targets.tsv", tmp_path / "tss.tsv", tmp_path / f"{model}.tsv"
+        )
         back = pd.read_csv(tmp_path / f"{model}.tsv", sep="\t")
         assert list(back.columns) == ["gene_id", "symbol", "split", "observed", "predicted"]
         assert len(back) == len(y) and np.allclose(back["observed"], y, atol=1e-5)
@@ -128,8 +146,13 @@ def test_baselines_recover_planted_signals(tmp_path, orient):
 
 def test_import_huang_predictions(tmp_path):
     make_inputs(tmp_path, n=40)
-    csv = pd.DataFrame({"gene": ["s1", "ENSG00000000002.5", "s3", "nothing", "s4"] + [f"s{i}" for i in range(5, 41)],
-                        "Xpresso": np.arange(41.0), "Enformer": [np.nan] + list(np.arange(40.0))})
+    csv = pd.DataFrame(
+        {
+            "gene": ["s1", "ENSG00000000002.5", "s3", "nothing", "s4"] + [f"s{i}" for i in range(5, 41)],
+            "Xpresso": np.arange(41.0),
+            "Enformer": [np.nan] + list(np.arange(40.0)),
+        }
+    )
     csv.to_csv(tmp_path / "huang.csv", index=False)
     assert read_baseline_columns(tmp_path / "huang.csv") == ["Xpresso", "Enformer"]
     files = import_predictions(tmp_path / "huang.csv", tmp_path / "targets.tsv", tmp_path / "tss.tsv", tmp_path / "p")

@@ -45,16 +45,23 @@ def test_config_readme_documents_every_key():
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("config,key,words", [
-    ({"window": {"orient": "sideways"}}, "orient", "is not one of"),
-    ({"window": {"n_binz": 11}}, "n_binz", "Additional properties"),
-    ({"genes": {"max_genes": 0}}, "max_genes", "is not valid under any of the given schemas"),
-    ({"window": {"n_bins": 50}}, "window.n_bins", "must be odd"),
-    ({"window": {"n_bins": 11}, "evaluate": {"context_bins": [5, 21]}}, "evaluate.context_bins", "<= window.n_bins"),
-    ({"evaluate": {"ablation_keep_bins": 4}}, "evaluate.ablation_keep_bins", "must be odd"),
-    ({"evaluate": {"controls": ["no_backbone", "wrong"]}}, "controls", "is not one of"),
-    ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
-])
+@pytest.mark.parametrize(
+    "config,key,words",
+    [
+        ({"window": {"orient": "sideways"}}, "orient", "is not one of"),
+        ({"window": {"n_binz": 11}}, "n_binz", "Additional properties"),
+        ({"genes": {"max_genes": 0}}, "max_genes", "is not valid under any of the given schemas"),
+        ({"window": {"n_bins": 50}}, "window.n_bins", "must be odd"),
+        (
+            {"window": {"n_bins": 11}, "evaluate": {"context_bins": [5, 21]}},
+            "evaluate.context_bins",
+            "<= window.n_bins",
+        ),
+        ({"evaluate": {"ablation_keep_bins": 4}}, "evaluate.ablation_keep_bins", "must be odd"),
+        ({"evaluate": {"controls": ["no_backbone", "wrong"]}}, "controls", "is not one of"),
+        ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
+    ],
+)
 def test_bad_config_names_the_key(tmp_path, config, key, words):
     r = run_snakemake(tmp_path, "-n", config=config)
     assert r.returncode != 0
@@ -71,8 +78,11 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     for path in set(re.findall(r"/path/to/[\w./\-]+", text)):
         f = res / path.removeprefix("/path/to/")
         f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text("gene,Xpresso,Enformer,Basenji2,ExPecto\na1bg,0,0,0,0\n" if f.name == "all_models_ref_preds.csv"
-                     else "placeholder\n")
+        f.write_text(
+            "gene,Xpresso,Enformer,Basenji2,ExPecto\na1bg,0,0,0,0\n"
+            if f.name == "all_models_ref_preds.csv"
+            else "placeholder\n"
+        )
     cfg = yaml.safe_load(text.replace("/path/to/", f"{res}/"))
     r = run_snakemake(tmp_path, "-n", "--quiet", "rules", config=cfg)
     assert r.returncode == 0, r.stdout[-3000:]
@@ -80,8 +90,18 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     layers = set(cfg["evaluate"]["ablation_layers"]) - {cfg["backbone"]["layers"]}
     assert int(jobs["predict_sei"]) == cfg["sei"]["shards"] == 16
     assert int(jobs["train_gta"]) == len(cfg["evaluate"]["context_bins"]) + len(layers) == 9
-    for rule in ["mane_tss", "merge_features", "fetch_annotations", "make_prompts", "make_targets",
-                 "import_baseline_predictions", "make_table1", "make_table2", "make_figures", "extract_windows"]:
+    for rule in [
+        "mane_tss",
+        "merge_features",
+        "fetch_annotations",
+        "make_prompts",
+        "make_targets",
+        "import_baseline_predictions",
+        "make_table1",
+        "make_table2",
+        "make_figures",
+        "extract_windows",
+    ]:
         assert int(jobs[rule]) == 1, rule
     assert int(jobs["fit_baseline"]) == 2
     # Table 3: four trained controls and the context ablation at the largest N and backbone.layers; learning
@@ -106,7 +126,9 @@ def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
     below_one = [f for f in e["train_fractions"] if f < 1]
     assert below_one and len(below_one) < len(e["train_fractions"])  # the demo sweeps, and includes 1.0
     assert jobs["train_gta_subset"] == len(below_one) and jobs["fit_baseline_subset"] == 2 * len(below_one)
-    assert jobs["train_gta"] == len(set(e["context_bins"])) + len(set(e["ablation_layers"]) - {cfg["backbone"]["layers"]})
+    assert jobs["train_gta"] == len(set(e["context_bins"])) + len(
+        set(e["ablation_layers"]) - {cfg["backbone"]["layers"]}
+    )
     assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"})
     for rule in ["ablate_context", "make_table3", "plot_learning_curves", "oracle_diagnostics", "make_train_size"]:
         assert jobs[rule] == 1, rule

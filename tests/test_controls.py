@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from gta import GTAError
 from gta.baselines import fit_baseline, fit_ridge
@@ -21,6 +20,7 @@ from test_train import N_GENES, backbone_dir, data_files, run  # noqa: F401 (fix
 
 
 # ----------------------------------------------------------------------------- training subsets
+
 
 def test_train_subset_is_seeded_nested_and_whole_at_one():
     ids = np.arange(1000, 1400, 3)
@@ -57,8 +57,9 @@ def test_gta_trained_on_a_fraction_standardises_with_that_subset(tmp_path, data_
     config, weights = read_config(model), read_weights(model)
     ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
     train = ds.idx["train"][train_subset(ds.gene_id[ds.idx["train"]], 0.5, 0)]
-    np.testing.assert_allclose(weights["feature_mean"].numpy(),
-                               ds.x[train].reshape(-1, ds.x.shape[-1]).mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        weights["feature_mean"].numpy(), ds.x[train].reshape(-1, ds.x.shape[-1]).mean(0), rtol=1e-5, atol=1e-6
+    )
     assert config["target"]["mean"] == pytest.approx(ds.y[train].mean())
     assert config["train"]["train_fraction"] == 0.5
     assert len(pred) == N_GENES - 1  # all genes predicted
@@ -66,8 +67,15 @@ def test_gta_trained_on_a_fraction_standardises_with_that_subset(tmp_path, data_
 
 def test_baseline_on_a_fraction_fits_the_subset_only(tmp_path):
     y, split = make_inputs(tmp_path, n=200)
-    out = fit_baseline("tss_ridge", tmp_path / "f.h5", tmp_path / "targets.tsv", tmp_path / "tss.tsv",
-                       tmp_path / "p.tsv", train_fraction=0.25, seed=0)
+    out = fit_baseline(
+        "tss_ridge",
+        tmp_path / "f.h5",
+        tmp_path / "targets.tsv",
+        tmp_path / "tss.tsv",
+        tmp_path / "p.tsv",
+        train_fraction=0.25,
+        seed=0,
+    )
     ids = np.arange(1, 201)
     train = np.flatnonzero(split == "train")
     fit_split = split.astype(object)
@@ -80,24 +88,65 @@ def test_baseline_on_a_fraction_fits_the_subset_only(tmp_path):
         x = f["features"][:, f.attrs["tss_bin"]][:, KEPT].astype(np.float64)
     np.testing.assert_allclose(out["predicted"], fit_ridge(x, y, fit_split), rtol=1e-6)
     assert list(out["split"]) == list(split)  # written with the real splits
-    full = fit_baseline("tss_ridge", tmp_path / "f.h5", tmp_path / "targets.tsv", tmp_path / "tss.tsv",
-                        tmp_path / "full.tsv", train_fraction=1.0, seed=0)
+    full = fit_baseline(
+        "tss_ridge",
+        tmp_path / "f.h5",
+        tmp_path / "targets.tsv",
+        tmp_path / "tss.tsv",
+        tmp_path / "full.tsv",
+        train_fraction=1.0,
+        seed=0,
+    )
     np.testing.assert_allclose(full["predicted"], fit_ridge(x, y, split), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- history.tsv
+
 
 def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
     from gta.cli import main
 
     d = data_files[0]
     out = tmp_path / "m"
-    rc = main(["train", "--features", str(d / "features.h5"), "--targets", str(d / "targets.tsv"),
-               "--prompts", str(d / "prompts.jsonl"), "--n-bins", "3", "--backbone", str(backbone_dir),
-               "--layers", "1", "--prototypes-vocab", "4", "--prototypes-classes", "4", "--heads", "2",
-               "--d-k", "4", "--top-k", "2", "--context", "64", "--epochs", "2", "--threads", "1",
-               "--out-model", str(out), "--out-predictions", str(tmp_path / "pred.tsv"),
-               "--out-history", str(out / "history.tsv")])
+    rc = main(
+        [
+            "train",
+            "--features",
+            str(d / "features.h5"),
+            "--targets",
+            str(d / "targets.tsv"),
+            "--prompts",
+            str(d / "prompts.jsonl"),
+            "--n-bins",
+            "3",
+            "--backbone",
+            str(backbone_dir),
+            "--layers",
+            "1",
+            "--prototypes-vocab",
+            "4",
+            "--prototypes-classes",
+            "4",
+            "--heads",
+            "2",
+            "--d-k",
+            "4",
+            "--top-k",
+            "2",
+            "--context",
+            "64",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--out-model",
+            str(out),
+            "--out-predictions",
+            str(tmp_path / "pred.tsv"),
+            "--out-history",
+            str(out / "history.tsv"),
+        ]
+    )
     assert rc == 0
     history = pd.read_csv(out / "history.tsv", sep="\t")
     stored = pd.DataFrame(read_config(out)["history"])
@@ -109,8 +158,10 @@ def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
 
 # ----------------------------------------------------------------------------- context ablation
 
+
 def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean(
-        tmp_path, data_files, backbone_dir, monkeypatch):
+    tmp_path, data_files, backbone_dir, monkeypatch
+):
     d = data_files[0]
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=2, autocast="float32")
     args = (model, d / "features.h5", d / "targets.tsv", d / "prompts.jsonl")
@@ -143,12 +194,14 @@ def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean
 
 # ----------------------------------------------------------------------------- tables
 
+
 def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
     tgt = write_targets(tmp_path / "targets.tsv")
     rng = np.random.default_rng(5)
     rows = []
-    for i, name in enumerate(["GTA", "no_backbone", "random_backbone", "attention_layer", "no_prompt",
-                              "context_ablation"]):
+    for i, name in enumerate(
+        ["GTA", "no_backbone", "random_backbone", "attention_layer", "no_prompt", "context_ablation"]
+    ):
         write_pred(tmp_path / f"{name}.tsv", tgt, tgt["value"] + (0.2 + i) * rng.normal(size=len(tgt)))
         rows.append((name, str(tmp_path / f"{name}.tsv")))
     make_table3(rows, tmp_path / "targets.tsv", tmp_path / "table3.tsv", n_boot=200, seed=3, keep_bins=5)
@@ -158,7 +211,7 @@ def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
     assert back["description"].iloc[-1] == TABLE3_DESCRIPTIONS["context_ablation"].format(keep_bins=5)
     assert "central 5" in back["description"].iloc[-1]
     targets = read_targets(tmp_path / "targets.tsv")
-    for k, (name, path) in enumerate(rows):
+    for k, (_, path) in enumerate(rows):
         rho, ci, n = evaluate_file(path, targets, 200, 3)
         assert back.loc[k, "spearman"] == pytest.approx(rho, abs=5e-5)
         assert back.loc[k, "ci"] == pytest.approx(ci, abs=5e-5)
@@ -171,8 +224,13 @@ def test_train_size_table_counts_the_subset(tmp_path):
     tgt = write_targets(tmp_path / "targets.tsv", n=80)
     write_pred(tmp_path / "a.tsv", tgt, tgt["value"] * 2)
     write_pred(tmp_path / "b.tsv", tgt, -tgt["value"])
-    table = make_train_size([("GTA", 0.25, tmp_path / "a.tsv"), ("GTA", 1.0, tmp_path / "b.tsv")],
-                            tmp_path / "targets.tsv", tmp_path / "ts.tsv", n_boot=50, seed=0)
+    table = make_train_size(
+        [("GTA", 0.25, tmp_path / "a.tsv"), ("GTA", 1.0, tmp_path / "b.tsv")],
+        tmp_path / "targets.tsv",
+        tmp_path / "ts.tsv",
+        n_boot=50,
+        seed=0,
+    )
     back = pd.read_csv(tmp_path / "ts.tsv", sep="\t")
     assert list(back.columns) == ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
     n_train = int((tgt["split"] == "train").sum())
@@ -189,8 +247,13 @@ def test_learning_curves_figure(tmp_path):
     from gta.train import write_history
 
     for name in ("a", "b"):
-        write_history([{"epoch": e, "train_loss": 1.0 / e, "val_spearman": 0.1 * e, "genes_per_s": 5.0,
-                        "seconds": 1.0} for e in (1, 2, 3)], tmp_path / f"{name}.tsv")
+        write_history(
+            [
+                {"epoch": e, "train_loss": 1.0 / e, "val_spearman": 0.1 * e, "genes_per_s": 5.0, "seconds": 1.0}
+                for e in (1, 2, 3)
+            ],
+            tmp_path / f"{name}.tsv",
+        )
     plot_learning_curves([("a", tmp_path / "a.tsv"), ("b", tmp_path / "b.tsv")], tmp_path / "lc.png", "test")
     from PIL import Image
 
@@ -215,8 +278,9 @@ def test_oracle_table_matches_oracle_fit(tmp_path, grammar):
     observed, _ = simulate(scores, ids, 5, 1.0, 0, name=grammar)
     split = np.array(["train", "train", "val", "test"])[np.arange(len(ids)) % 4]
     order = np.random.default_rng(0).permutation(len(ids))  # targets in another order than the features
-    pd.DataFrame({"gene_id": ids[order], "symbol": "x", "value": observed[order], "split": split[order]}
-                 ).to_csv(tmp_path / "t.tsv", sep="\t", index=False)
+    pd.DataFrame({"gene_id": ids[order], "symbol": "x", "value": observed[order], "split": split[order]}).to_csv(
+        tmp_path / "t.tsv", sep="\t", index=False
+    )
     table = oracle_diagnostics(tmp_path / "f.h5", tmp_path / "t.tsv", tmp_path / "oracle.tsv", [5], grammar)
     back = pd.read_csv(tmp_path / "oracle.tsv", sep="\t")
     assert list(back.columns) == ["visible_bins", "context_bp", "spearman"]
@@ -228,4 +292,4 @@ def test_oracle_table_matches_oracle_fit(tmp_path, grammar):
     assert len(table) == 3 and back["spearman"].iloc[-1] > 0.99
     from gta.cli import GRAMMAR_NAMES
 
-    assert GRAMMAR_NAMES == tuple(GRAMMARS)  # the CLI's choices are the package's grammars
+    assert tuple(GRAMMARS) == GRAMMAR_NAMES  # the CLI's choices are the package's grammars

@@ -31,20 +31,20 @@ def test_a_change_outside_every_grammar_term_has_no_true_effect():
     planted = PlantedSignal(scores, TSS_BIN)
     z = planted.z(scores)
     g = int(np.argmax((z[:, :, 1] < 1.0).all(axis=1)))  # a gene without an active enhancer
-    changed = scores[g:g + 1].copy()
+    changed = scores[g : g + 1].copy()
     far = 0  # 5 bins from the TSS: beyond polycomb's reach; enhancer class kept below its threshold
     changed[0, far, 0] += 5.0  # the promoter class, away from the TSS bin, is not read
-    assert planted(changed)[0] == planted(scores[g:g + 1])[0]
+    assert planted(changed)[0] == planted(scores[g : g + 1])[0]
     changed[0, TSS_BIN, 0] += 1.0  # at the TSS bin it is
-    assert planted(changed)[0] > planted(scores[g:g + 1])[0]
+    assert planted(changed)[0] > planted(scores[g : g + 1])[0]
 
 
 def test_site_classes_follow_the_grammar():
     z = np.zeros((1, 11, 5))
-    z[0, 7, 2] = 3.0   # a strong CTCF 2 bins downstream: insulates what lies beyond
-    z[0, 8, 1] = 3.0   # an active enhancer behind it
-    z[0, 3, 1] = 3.0   # an active enhancer upstream, open to the TSS
-    z[0, 1, 3] = 1.0   # polycomb far away: not neutral, not a grammar role
+    z[0, 7, 2] = 3.0  # a strong CTCF 2 bins downstream: insulates what lies beyond
+    z[0, 8, 1] = 3.0  # an active enhancer behind it
+    z[0, 3, 1] = 3.0  # an active enhancer upstream, open to the TSS
+    z[0, 1, 3] = 1.0  # polycomb far away: not neutral, not a grammar role
     roles = site_classes(z, TSS_BIN)[0]
     assert roles[TSS_BIN] == "promoter"
     assert roles[7] == "ctcf" and roles[8] == "insulated" and roles[3] == "enhancer"

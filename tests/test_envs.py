@@ -72,8 +72,16 @@ def test_pins_are_the_tested_versions(name):
 def test_envs_provide_what_the_code_imports():
     dists = packages_distributions()
     src = ROOT / "src" / "gta"
-    torch_modules = ("train.py", "hardware.py", "figures.py", "pretrained.py", "predict.py", "explain.py", "scoring.py",
-                     "sei.py")  # sei.py: gta/demo/sei.py, the demo Sei
+    torch_modules = (
+        "train.py",
+        "hardware.py",
+        "figures.py",
+        "pretrained.py",
+        "predict.py",
+        "explain.py",
+        "scoring.py",
+        "sei.py",
+    )  # sei.py: gta/demo/sei.py, the demo Sei
     light = [p for p in src.rglob("*.py") if p.parent.name not in ("sei", "model") and p.name not in torch_modules]
     needs_light = {d.lower() for m in third_party_imports(light) for d in dists.get(m, [m])}
     needs_all = {d.lower() for m in third_party_imports(src.rglob("*.py")) for d in dists.get(m, [m])}
@@ -92,12 +100,14 @@ def test_light_steps_never_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "import gta.cli, gta.tss, gta.genome, gta.annotations, gta.expression, gta.baselines, gta.evaluate\n"
-            "import gta.identifiers, gta.splits, gta.demo.genome, gta.demo.simulation, gta.demo.variants\n"
-            "import gta.sei.features\n"
-            "gta.cli.build_parser()\n"
-            "from gta.sei import KEPT, CLASS_LABELS\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    code = (
+        "import sys\n"
+        "import gta.cli, gta.tss, gta.genome, gta.annotations, gta.expression, gta.baselines, gta.evaluate\n"
+        "import gta.identifiers, gta.splits, gta.demo.genome, gta.demo.simulation, gta.demo.variants\n"
+        "import gta.sei.features\n"
+        "gta.cli.build_parser()\n"
+        "from gta.sei import KEPT, CLASS_LABELS\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -86,11 +86,18 @@ def test_bootstrap_rejects_bad_input(x, y):
 
 # ----------------------------------------------------------------------------- tables
 
+
 def write_targets(path, n=60, seed=0):
     rng = np.random.default_rng(seed)
     split = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
-    df = pd.DataFrame({"gene_id": np.arange(1, n + 1) * 10, "symbol": [f"G{i}" for i in range(n)],
-                       "value": rng.normal(size=n).round(6), "split": split})
+    df = pd.DataFrame(
+        {
+            "gene_id": np.arange(1, n + 1) * 10,
+            "symbol": [f"G{i}" for i in range(n)],
+            "value": rng.normal(size=n).round(6),
+            "split": split,
+        }
+    )
     df.to_csv(path, sep="\t", index=False)
     return df
 
@@ -116,10 +123,14 @@ def test_table1_rows_use_test_genes_only(tmp_path):
     write_pred(tmp_path / "part.tsv", part, part["value"] * -1.0)
     sim = pd.DataFrame({"gene_id": tgt["gene_id"], "signal": tgt["value"] * 0.5 + 1})
     sim.to_csv(tmp_path / "sim.tsv", sep="\t", index=False)
-    rows = [Row("Xpresso", None, tmp_path / "part.tsv"), Row("TSS ridge", 1, tmp_path / "noisy.tsv"),
-            Row("GTA", 51, tmp_path / "good.tsv")]
-    table = make_table1(rows, tmp_path / "targets.tsv", tmp_path / "table1.tsv", 4096, tmp_path / "sim.tsv",
-                        n_boot=300, seed=0)
+    rows = [
+        Row("Xpresso", None, tmp_path / "part.tsv"),
+        Row("TSS ridge", 1, tmp_path / "noisy.tsv"),
+        Row("GTA", 51, tmp_path / "good.tsv"),
+    ]
+    table = make_table1(
+        rows, tmp_path / "targets.tsv", tmp_path / "table1.tsv", 4096, tmp_path / "sim.tsv", n_boot=300, seed=0
+    )
     back = pd.read_csv(tmp_path / "table1.tsv", sep="\t", keep_default_na=False)
     assert list(back.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
     assert list(back["model"]) == ["Xpresso", "TSS ridge", "GTA", "noise ceiling"]
@@ -142,8 +153,9 @@ def test_table1_rejects_stale_predictions(tmp_path):
     stale = tgt.assign(value=tgt["value"] + 1.0)
     write_pred(tmp_path / "stale.tsv", stale, stale["value"])
     with pytest.raises(GTAError, match="stale"):
-        make_table1([Row("GTA", 11, tmp_path / "stale.tsv")], tmp_path / "targets.tsv", tmp_path / "t.tsv", 4096,
-                    n_boot=50)
+        make_table1(
+            [Row("GTA", 11, tmp_path / "stale.tsv")], tmp_path / "targets.tsv", tmp_path / "t.tsv", 4096, n_boot=50
+        )
     assert not (tmp_path / "t.tsv").exists()
 
 
@@ -152,8 +164,12 @@ def test_table2(tmp_path):
     for layers, scale in [(2, 3.0), (8, 0.1)]:
         rng = np.random.default_rng(layers)
         write_pred(tmp_path / f"l{layers}.tsv", tgt, tgt["value"] + scale * rng.normal(size=len(tgt)))
-    make_table2([(2, tmp_path / "l2.tsv"), (8, tmp_path / "l8.tsv")], tmp_path / "targets.tsv",
-                tmp_path / "table2.tsv", n_boot=100)
+    make_table2(
+        [(2, tmp_path / "l2.tsv"), (8, tmp_path / "l8.tsv")],
+        tmp_path / "targets.tsv",
+        tmp_path / "table2.tsv",
+        n_boot=100,
+    )
     back = pd.read_csv(tmp_path / "table2.tsv", sep="\t")
     assert list(back.columns) == ["layers", "spearman", "ci", "n_genes"]
     assert list(back["layers"]) == [2, 8]
@@ -162,6 +178,7 @@ def test_table2(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the rules
+
 
 def write_features(path, gene_ids, symbols, n_bins=11, seed=0):
     rng = np.random.default_rng(seed)
@@ -175,8 +192,17 @@ def write_features(path, gene_ids, symbols, n_bins=11, seed=0):
 
 
 # one core, and only the evaluation rules (train_gta is replaced by stand-in predictions)
-EVALUATION_ONLY = ("--cores", "1", "--allowed-rules", "tss_from_features", "make_targets", "fit_baseline",
-                   "import_baseline_predictions", "make_table1", "make_table2")
+EVALUATION_ONLY = (
+    "--cores",
+    "1",
+    "--allowed-rules",
+    "tss_from_features",
+    "make_targets",
+    "fit_baseline",
+    "import_baseline_predictions",
+    "make_table1",
+    "make_table2",
+)
 
 
 @pytest.mark.workflow
@@ -189,18 +215,24 @@ def test_evaluation_rules_end_to_end(tmp_path):
     genes = mane_select(read_mane(packaged_mane_path()))
     genes = genes[genes["chrom"] == "22"].head(80)
     write_features(tmp_path / "features.h5", genes["gene_id"], genes["symbol"])
-    huang = pd.DataFrame({"gene": list(genes["symbol"].str.lower()[:40]) + list(genes["ensembl_gene"][40:]),
-                          "Xpresso": np.arange(80.0), "Enformer": np.arange(80.0)[::-1]})
+    huang = pd.DataFrame(
+        {
+            "gene": list(genes["symbol"].str.lower()[:40]) + list(genes["ensembl_gene"][40:]),
+            "Xpresso": np.arange(80.0),
+            "Enformer": np.arange(80.0)[::-1],
+        }
+    )
     huang.to_csv(tmp_path / "huang.csv", index=False)
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 seed: 0
 genes: {{test_fraction: 0.25}}
 window: {{n_bins: 11}}
-features: {{precomputed: {tmp_path / 'features.h5'}}}
+features: {{precomputed: {tmp_path / "features.h5"}}}
 backbone: {{layers: 2}}
 expression: {{table: simulated, signal_fraction: 0.8}}
-evaluate: {{context_bins: [5, 11], ablation_layers: [1, 2], n_boot: 100, baseline_predictions: {tmp_path / 'huang.csv'}}}
+evaluate: {{context_bins: [5, 11], ablation_layers: [1, 2], n_boot: 100,
+           baseline_predictions: {tmp_path / "huang.csv"}}}
 """)
     work = tmp_path / "work"
     r = run_snakemake(work, "results/expression/targets.tsv", *EVALUATION_ONLY, config=config, timeout=600)

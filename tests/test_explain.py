@@ -81,12 +81,14 @@ def test_selector_attention_and_prediction_agree_with_the_model(trained):
         if len(row):  # the training run's predictions file (%.6g), from batches of other genes
             assert_float32_close(v, row.iloc[0], model)
 
+
 def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  # noqa: F811
     folder, pred, model, gene_id, symbol, x, _ = trained
     d = data_files[0]
     genes = [symbol[2], str(gene_id[9]), symbol[2].lower()]  # by symbol, by GeneID, a repeat ignoring case
-    paths = explain(folder, d / "features.h5", d / "prompts.jsonl", genes, tmp_path / "out", device="cpu",
-                    threads=1, label="test")
+    paths = explain(
+        folder, d / "features.h5", d / "prompts.jsonl", genes, tmp_path / "out", device="cpu", threads=1, label="test"
+    )
     expected = [tmp_path / "out" / f"{symbol[i]}.{ext}" for i in (2, 9) for ext in ("tsv", "png")]
     assert paths == expected
     heads = int(model.config["model"]["heads"])
@@ -99,8 +101,14 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
         if len(p):
             assert_float32_close(t["prediction"].iloc[0], p.iloc[0], model)
     with pytest.raises(GTAError, match=r"not in the features file .*features.h5: NOPE1, 999999\. "):
-        explain(folder, d / "features.h5", d / "prompts.jsonl", [symbol[0], "NOPE1", "999999"], tmp_path / "bad",
-                device="cpu")
+        explain(
+            folder,
+            d / "features.h5",
+            d / "prompts.jsonl",
+            [symbol[0], "NOPE1", "999999"],
+            tmp_path / "bad",
+            device="cpu",
+        )
     assert not (tmp_path / "bad").exists()
 
 
@@ -119,12 +127,27 @@ def test_cli_explain(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
     folder, _, model, _, symbol, _, _ = trained
     d = data_files[0]
     (tmp_path / "genes.txt").write_text(f"{symbol[5]}\n{symbol[6]}\n")
-    common = ["explain", "--model", str(folder), "--backbone", str(backbone_dir), "--features",
-              str(d / "features.h5"), "--prompts", str(d / "prompts.jsonl"), "--device", "cpu", "--threads", "1"]
-    assert main([*common, "--genes", str(tmp_path / "genes.txt"), "--out-dir", str(tmp_path / "o"),
-                 "--label", "cli"]) == 0
+    common = [
+        "explain",
+        "--model",
+        str(folder),
+        "--backbone",
+        str(backbone_dir),
+        "--features",
+        str(d / "features.h5"),
+        "--prompts",
+        str(d / "prompts.jsonl"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    assert (
+        main([*common, "--genes", str(tmp_path / "genes.txt"), "--out-dir", str(tmp_path / "o"), "--label", "cli"]) == 0
+    )
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(
-        f"{s}.{e}" for s in (symbol[5], symbol[6]) for e in ("png", "tsv"))
+        f"{s}.{e}" for s in (symbol[5], symbol[6]) for e in ("png", "tsv")
+    )
     t = pd.read_csv(tmp_path / "o" / f"{symbol[5]}.tsv", sep="\t")
-    assert len(t) == N and list(t.columns)[:len(BASE)] == BASE
+    assert len(t) == N and list(t.columns)[: len(BASE)] == BASE
     assert main([*common, "--genes", "NOSUCH", "--out-dir", str(tmp_path / "x")]) == 1

@@ -9,26 +9,44 @@ import pandas as pd
 import pytest
 
 from gta import GTAError
-from gta.demo.simulation import (GRAMMAR_CLASSES, Grammar, combine_terms, gene_noise, grammar_terms, open_to_tss,
-                                 oracle_fit, simulate, standardise_classes)
+from gta.demo.simulation import (
+    GRAMMAR_CLASSES,
+    Grammar,
+    combine_terms,
+    gene_noise,
+    grammar_terms,
+    open_to_tss,
+    oracle_fit,
+    simulate,
+    standardise_classes,
+)
 from gta.expression import make_targets, read_expression_table
 from gta.identifiers import match_identifiers
 from gta.splits import assign_splits
 from gta.sei import CLASS_LABELS
 
-TSS = pd.DataFrame({
-    "gene_id": [1, 2, 9, 10, 12, 100],
-    "symbol": ["A1BG", "A2M", "NAT1", "NAT2", "SERPINA3", "ADA"],
-    "ensembl_gene": ["ENSG00000121410", "ENSG00000175899", "ENSG00000171428", "ENSG00000156006",
-                     "ENSG00000196136", "ENSG00000196839"],
-    "name": ["a", "b", "c", "d", "e", "f"],
-    "chrom": ["19", "12", "8", "8", "14", "20"],
-    "tss": [58353491, 9115918, 18210108, 18391281, 94612390, 44651741],
-    "strand": ["-", "-", "+", "+", "+", "-"],
-})
+TSS = pd.DataFrame(
+    {
+        "gene_id": [1, 2, 9, 10, 12, 100],
+        "symbol": ["A1BG", "A2M", "NAT1", "NAT2", "SERPINA3", "ADA"],
+        "ensembl_gene": [
+            "ENSG00000121410",
+            "ENSG00000175899",
+            "ENSG00000171428",
+            "ENSG00000156006",
+            "ENSG00000196136",
+            "ENSG00000196839",
+        ],
+        "name": ["a", "b", "c", "d", "e", "f"],
+        "chrom": ["19", "12", "8", "8", "14", "20"],
+        "tss": [58353491, 9115918, 18210108, 18391281, 94612390, 44651741],
+        "strand": ["-", "-", "+", "+", "+", "-"],
+    }
+)
 
 
 # ----------------------------------------------------------------------------- tables and matching
+
 
 def test_wide_table_gives_per_gene_medians(tmp_path):
     rng = np.random.default_rng(0)
@@ -70,8 +88,18 @@ def test_centred_table_warns(tmp_path, caplog):
 
 
 def test_identifier_matching(caplog):
-    ids = ["a1bg", "ENSG00000175899.14", "ensg00000171428", "10", "GeneID:12", "NOPE", "ENSG00000000001",
-           "ADA", "100", "999999"]
+    ids = [
+        "a1bg",
+        "ENSG00000175899.14",
+        "ensg00000171428",
+        "10",
+        "GeneID:12",
+        "NOPE",
+        "ENSG00000000001",
+        "ADA",
+        "100",
+        "999999",
+    ]
     with caplog.at_level(logging.INFO, logger="gta.identifiers"):
         got = match_identifiers(ids, TSS, "test table")
     # ADA and 100 name the same gene: both are ambiguous and dropped
@@ -85,6 +113,7 @@ def test_identifier_naming_two_genes_is_ambiguous():
 
 
 # ----------------------------------------------------------------------------- splits
+
 
 def test_splits_are_deterministic_exact_and_order_free():
     ids = np.arange(1000, 1500)
@@ -107,6 +136,7 @@ def test_listed_test_genes_are_the_test_split():
 
 # ----------------------------------------------------------------------------- the planted grammar
 
+
 def z_background(genes=6, bins=21, seed=0):
     """Scores in grammar order (P, E5, CTCF, PC1, PC3): flat background of zeros."""
     return np.zeros((genes, bins, len(GRAMMAR_CLASSES)))
@@ -122,10 +152,10 @@ def test_grammar_classes_are_the_named_ones():
 def test_enhancer_behind_strong_ctcf_adds_nothing():
     z = z_background(4)
     t = 10
-    z[:, t - 4, E] = 3.0                     # every gene: an enhancer 4 bins upstream
-    z[1, t - 2, C] = 3.0                     # gene 1: a strong CTCF between it and the TSS
-    z[2, t - 6, C] = 3.0                     # gene 2: CTCF beyond the enhancer (does not block)
-    z[3, t - 2, C] = 1.5                     # gene 3: a weak CTCF (does not block)
+    z[:, t - 4, E] = 3.0  # every gene: an enhancer 4 bins upstream
+    z[1, t - 2, C] = 3.0  # gene 1: a strong CTCF between it and the TSS
+    z[2, t - 6, C] = 3.0  # gene 2: CTCF beyond the enhancer (does not block)
+    z[3, t - 2, C] = 1.5  # gene 3: a weak CTCF (does not block)
     e = grammar_terms(z, t)["enhancer"]
     assert e[1] == 0.0
     assert e[0] > 0 and e[2] == e[0] and e[3] == e[0]
@@ -154,8 +184,8 @@ def test_nearer_enhancer_adds_more_and_both_sides_count():
 def test_enhancer_activity_is_relative_to_the_window_background():
     z = z_background(2)
     t = 10
-    z[:, :, E] = 2.0                          # gene 0: uniformly high, no peak
-    z[1, t + 3, E] = 5.0                      # gene 1: a peak on the same background
+    z[:, :, E] = 2.0  # gene 0: uniformly high, no peak
+    z[1, t + 3, E] = 5.0  # gene 1: a peak on the same background
     e = grammar_terms(z, t, Grammar(enhancer_threshold=None))["enhancer"]
     assert e[0] == 0.0 and e[1] > 0
     # with the demo's fixed threshold (z > 2) only the peak counts, whatever the background
@@ -169,11 +199,11 @@ def test_alternative_grammar_needs_both_enhancer_classes_and_silences_them():
 
     z = np.zeros((4, 21, 4))
     t = 10
-    z[:, t + 3, 1] = 2.0                     # E7 high in every gene
-    z[1, t + 3, 2] = 2.0                     # gene 1: TF2 too -> an enhancer (decay exp(-3/8))
+    z[:, t + 3, 1] = 2.0  # E7 high in every gene
+    z[1, t + 3, 2] = 2.0  # gene 1: TF2 too -> an enhancer (decay exp(-3/8))
     z[2, t + 3, 2] = 2.0
-    z[2, t - 1:t + 2, 3] = 2.0               # gene 2: the same, with a heterochromatic promoter
-    z[3, t, 0] = 1.5                         # gene 3: the activator at the TSS
+    z[2, t - 1 : t + 2, 3] = 2.0  # gene 2: the same, with a heterochromatic promoter
+    z[3, t, 0] = 1.5  # gene 3: the activator at the TSS
     terms = alternative_terms(z, t)
     e = terms["enhancer"]
     assert e[0] == 0.0 and e[3] == 0.0
@@ -205,7 +235,7 @@ def test_open_to_tss_matches_a_direct_walk():
     for g in range(strong.shape[0]):
         for b in range(strong.shape[1]):
             lo, hi = sorted((b, t))
-            ref[g, b] = not strong[g, lo + 1:hi].any()
+            ref[g, b] = not strong[g, lo + 1 : hi].any()
     assert np.array_equal(open_to_tss(strong, t), ref)
 
 
@@ -267,6 +297,7 @@ def test_oracle_fits_widen_with_the_visible_window():
 
 # ----------------------------------------------------------------------------- the stage
 
+
 def write_features(path, gene_ids, n_bins=11, seed=0):
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as f:
@@ -284,8 +315,15 @@ def test_make_targets_from_a_wide_table_with_test_genes(tmp_path):
     df.insert(0, "id", list("abcde"))
     df.to_csv(tmp_path / "wide.csv", index=False)
     (tmp_path / "test.txt").write_text("# held out\nA2M\nENSG00000156006.3,extra\nunknown\n12\n")
-    out = make_targets(tmp_path / "tss.tsv", tmp_path / "f.h5", str(tmp_path / "wide.csv"), tmp_path / "t.tsv",
-                       test_genes=tmp_path / "test.txt", log_transform=True, val_fraction=0.5)
+    out = make_targets(
+        tmp_path / "tss.tsv",
+        tmp_path / "f.h5",
+        str(tmp_path / "wide.csv"),
+        tmp_path / "t.tsv",
+        test_genes=tmp_path / "test.txt",
+        log_transform=True,
+        val_fraction=0.5,
+    )
     back = pd.read_csv(tmp_path / "t.tsv", sep="\t")
     assert list(back.columns) == ["gene_id", "symbol", "value", "split"]
     assert list(back["gene_id"]) == [1, 2, 9, 10, 12]
@@ -297,12 +335,29 @@ def test_make_targets_from_a_wide_table_with_test_genes(tmp_path):
 
 def test_make_targets_simulated_writes_the_signal(tmp_path):
     ids = np.arange(1, 41)
-    tss = pd.DataFrame({"gene_id": ids, "symbol": [f"S{i}" for i in ids], "ensembl_gene": "", "name": "",
-                        "chrom": "1", "tss": ids * 1000, "strand": "+"})
+    tss = pd.DataFrame(
+        {
+            "gene_id": ids,
+            "symbol": [f"S{i}" for i in ids],
+            "ensembl_gene": "",
+            "name": "",
+            "chrom": "1",
+            "tss": ids * 1000,
+            "strand": "+",
+        }
+    )
     tss.to_csv(tmp_path / "tss.tsv", sep="\t", index=False)
     write_features(tmp_path / "f.h5", ids[::-1])  # features in another order than tss.tsv
-    make_targets(tmp_path / "tss.tsv", tmp_path / "f.h5", "simulated", tmp_path / "t.tsv", tmp_path / "s.tsv",
-                 test_fraction=0.25, signal_fraction=1.0, seed=2)
+    make_targets(
+        tmp_path / "tss.tsv",
+        tmp_path / "f.h5",
+        "simulated",
+        tmp_path / "t.tsv",
+        tmp_path / "s.tsv",
+        test_fraction=0.25,
+        signal_fraction=1.0,
+        seed=2,
+    )
     t = pd.read_csv(tmp_path / "t.tsv", sep="\t")
     s = pd.read_csv(tmp_path / "s.tsv", sep="\t")
     assert list(t["gene_id"]) == list(ids) and list(s["gene_id"]) == list(ids)
@@ -319,6 +374,7 @@ def test_make_targets_rejects_negative_values_for_log(tmp_path):
     write_features(tmp_path / "f.h5", [1, 2, 9, 10, 12])
     (tmp_path / "long.tsv").write_text("gene\tvalue\nA1BG\t-1\nA2M\t2\nNAT1\t3\nNAT2\t4\n")
     with pytest.raises(GTAError, match="log_transform"):
-        make_targets(tmp_path / "tss.tsv", tmp_path / "f.h5", str(tmp_path / "long.tsv"), tmp_path / "t.tsv",
-                     log_transform=True)
+        make_targets(
+            tmp_path / "tss.tsv", tmp_path / "f.h5", str(tmp_path / "long.tsv"), tmp_path / "t.tsv", log_transform=True
+        )
     assert not (tmp_path / "t.tsv").exists()

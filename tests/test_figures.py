@@ -10,28 +10,38 @@ from gta.figure_names import FIGURE_FILES, FIGURES
 from gta.figures import head_zscores, selection_frequency, top_bins
 
 # attention (genes=2, heads=2, bins=4, prototypes=3); each bin's row sums to 1 (softmax over prototypes)
-ATTENTION = np.array([
-    [  # gene 0
-        [[0.2, 0.5, 0.3],  # head 0: prototype totals 1.2, 1.1, 1.7 -> prototype 2,
-         [0.1, 0.1, 0.8],  # whose column 0.3, 0.8, 0.2, 0.4 peaks at bin 1
-         [0.6, 0.2, 0.2],
-         [0.3, 0.3, 0.4]],
-        [[0.9, 0.05, 0.05],  # head 1: the largest single weight (0.9) is bin 0 on prototype 0, but the
-         [0.0, 0.5, 0.5],    # totals are 1.0, 1.65, 1.35 -> prototype 1, whose column 0.05, 0.5, 0.6, 0.5
-         [0.0, 0.6, 0.4],    # peaks at bin 2
-         [0.1, 0.5, 0.4]],
-    ],
-    [  # gene 1 (weights exact in binary, so the ties are exact)
-        [[0.5, 0.5, 0.0],  # head 0: totals 1.5, 1.5, 1.0: prototypes 0 and 1 tie -> the first, 0; its
-         [0.25, 0.25, 0.5],  # column 0.5, 0.25, 0.25, 0.5 ties bins 0 and 3 -> the first, 0
-         [0.25, 0.25, 0.5],
-         [0.5, 0.5, 0.0]],
-        [[0.5, 0.25, 0.25],  # head 1: totals 1.25, 1.0, 1.75 -> prototype 2; its column 0.25, 0.75,
-         [0.0, 0.25, 0.75],  # 0.75, 0.0 ties bins 1 and 2 -> the first, 1
-         [0.25, 0.0, 0.75],
-         [0.5, 0.5, 0.0]],
-    ],
-])
+ATTENTION = np.array(
+    [
+        [  # gene 0
+            [
+                [0.2, 0.5, 0.3],  # head 0: prototype totals 1.2, 1.1, 1.7 -> prototype 2,
+                [0.1, 0.1, 0.8],  # whose column 0.3, 0.8, 0.2, 0.4 peaks at bin 1
+                [0.6, 0.2, 0.2],
+                [0.3, 0.3, 0.4],
+            ],
+            [
+                [0.9, 0.05, 0.05],  # head 1: the largest single weight (0.9) is bin 0 on prototype 0, but the
+                [0.0, 0.5, 0.5],  # totals are 1.0, 1.65, 1.35 -> prototype 1, whose column 0.05, 0.5, 0.6, 0.5
+                [0.0, 0.6, 0.4],  # peaks at bin 2
+                [0.1, 0.5, 0.4],
+            ],
+        ],
+        [  # gene 1 (weights exact in binary, so the ties are exact)
+            [
+                [0.5, 0.5, 0.0],  # head 0: totals 1.5, 1.5, 1.0: prototypes 0 and 1 tie -> the first, 0; its
+                [0.25, 0.25, 0.5],  # column 0.5, 0.25, 0.25, 0.5 ties bins 0 and 3 -> the first, 0
+                [0.25, 0.25, 0.5],
+                [0.5, 0.5, 0.0],
+            ],
+            [
+                [0.5, 0.25, 0.25],  # head 1: totals 1.25, 1.0, 1.75 -> prototype 2; its column 0.25, 0.75,
+                [0.0, 0.25, 0.75],  # 0.75, 0.0 ties bins 1 and 2 -> the first, 1
+                [0.25, 0.0, 0.75],
+                [0.5, 0.5, 0.0],
+            ],
+        ],
+    ]
+)
 
 
 def test_attention_fixture_is_a_softmax_over_prototypes():
@@ -55,8 +65,7 @@ def test_top_bins_goes_through_the_top_prototype_not_the_largest_weight():
 def test_top_bins_ties_go_to_the_lowest_index():
     # one gene, one head, 2 bins, 2 prototypes with equal totals (1.0 each): prototype 0 is taken, and
     # its column decides the bin; swapping the prototypes swaps the answer
-    tie = np.array([[[[0.75, 0.25],
-                      [0.25, 0.75]]]])
+    tie = np.array([[[[0.75, 0.25], [0.25, 0.75]]]])
     assert top_bins(tie).tolist() == [[0]]
     assert top_bins(tie[..., ::-1]).tolist() == [[1]]
     # bins tied on the top prototype: the first. Gene 1, head 0 with its bins reversed: bins 0 and 3
@@ -69,15 +78,22 @@ def test_top_bins_ties_go_to_the_lowest_index():
 #   class 0: four 1s and four 3s        -> mean 2, std 1:   1 -> -1, 3 -> +1
 #   class 1: six 10s, one 13, one 7     -> mean 10, std sqrt(18/8) = 1.5:  13 -> +2, 7 -> -2, 10 -> 0
 #   class 2: constant 5                 -> std 0: z-score 0 (not NaN)
-FEATURES = np.array([
-    [[1, 10, 5], [3, 13, 5], [1, 10, 5], [3, 10, 5]],
-    [[3, 10, 5], [1, 10, 5], [3, 7, 5], [1, 10, 5]],
-], dtype=float)
+FEATURES = np.array(
+    [
+        [[1, 10, 5], [3, 13, 5], [1, 10, 5], [3, 10, 5]],
+        [[3, 10, 5], [1, 10, 5], [3, 7, 5], [1, 10, 5]],
+    ],
+    dtype=float,
+)
 
 
 def test_head_zscores_by_hand():
-    bins = np.array([[1, 1],   # gene 0: both heads chose bin 1 -> z (+1, +2, 0)
-                     [2, 1]])  # gene 1: head 0 bin 2 -> z (+1, -2, 0); head 1 bin 1 -> z (-1, 0, 0)
+    bins = np.array(
+        [
+            [1, 1],  # gene 0: both heads chose bin 1 -> z (+1, +2, 0)
+            [2, 1],
+        ]
+    )  # gene 1: head 0 bin 2 -> z (+1, -2, 0); head 1 bin 1 -> z (-1, 0, 0)
     z = head_zscores(FEATURES, bins)
     assert z.shape == (2, 3)  # (heads, classes)
     # head 0: mean of (+1, +2, 0) and (+1, -2, 0); head 1: mean of (+1, +2, 0) and (-1, 0, 0)
@@ -103,9 +119,7 @@ def test_head_zscores_use_the_population_std_over_all_bins_of_all_genes():
 def test_selection_frequency_counts_a_bin_once_per_gene():
     # 3 genes, top 3 each, with repeats: bin 2 is chosen by genes 0 and 1 (twice by gene 0), bin 1
     # three times by gene 2 alone, bin 4 never
-    selected = np.array([[0, 2, 2],
-                         [2, 3, 3],
-                         [1, 1, 1]])
+    selected = np.array([[0, 2, 2], [2, 3, 3], [1, 1, 1]])
     freq = selection_frequency(selected, n_bins=5)
     assert freq.shape == (5,)
     np.testing.assert_allclose(freq, [1 / 3, 1 / 3, 2 / 3, 1 / 3, 0.0])
@@ -122,9 +136,11 @@ def test_figure_names_are_light_and_match_the_workflow():
     import subprocess
     import sys
 
-    assert FIGURE_FILES == list(FIGURES.values()) and sorted(FIGURES) == list(range(5, 11))
+    assert list(FIGURES.values()) == FIGURE_FILES and sorted(FIGURES) == list(range(5, 11))
     assert all(name.startswith(f"fig{n}_") and name.endswith(".png") for n, name in FIGURES.items())
-    code = ("import sys\nimport gta.figure_names\n"
-            "heavy = {'matplotlib', 'numpy', 'torch'} & set(sys.modules)\nassert not heavy, heavy\n")
+    code = (
+        "import sys\nimport gta.figure_names\n"
+        "heavy = {'matplotlib', 'numpy', 'torch'} & set(sys.modules)\nassert not heavy, heavy\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -18,12 +18,14 @@ from gta.demo import genome as demo_genome
 def fasta(tmp_path_factory):
     """Two chromosomes of known random sequence (mixed case, some N), 70-column lines."""
     rng = random.Random(7)
-    seqs = {"chrA": "".join(rng.choice("ACGTacgtN") for _ in range(50_003)),
-            "chrB": "".join(rng.choice("ACGT") for _ in range(9_001))}
+    seqs = {
+        "chrA": "".join(rng.choice("ACGTacgtN") for _ in range(50_003)),
+        "chrB": "".join(rng.choice("ACGT") for _ in range(9_001)),
+    }
     path = tmp_path_factory.mktemp("fa") / "toy.fa"
     with open(path, "w") as fh:
         for name, s in seqs.items():
-            fh.write(f">{name}\n" + "\n".join(s[i:i + 70] for i in range(0, len(s), 70)) + "\n")
+            fh.write(f">{name}\n" + "\n".join(s[i : i + 70] for i in range(0, len(s), 70)) + "\n")
     return path, seqs
 
 
@@ -32,7 +34,7 @@ def expected_window(seq, tss, n_bins, bin_size):
     start = tss - (n_bins // 2) * bin_size - bin_size // 2
     pad = n_bins * bin_size
     padded = "N" * pad + seq.upper() + "N" * pad
-    return padded[start + pad: start + pad + n_bins * bin_size]
+    return padded[start + pad : start + pad + n_bins * bin_size]
 
 
 @pytest.mark.parametrize("n_bins,bin_size", [(1, 4096), (3, 1000), (5, 4096), (11, 128), (251, 64)])
@@ -53,9 +55,9 @@ def test_window_past_both_ends_is_padded(fasta):
     path, seqs = fasta
     win = G.extract_window(path, "chrB", 4000, 5, 4096)  # 20 kb window on a 9 kb chromosome
     start = 4000 - 2 * 4096 - 2048
-    assert win[: -start] == "N" * -start
-    assert win[-start: -start + 9001] == seqs["chrB"]
-    assert set(win[-start + 9001:]) == {"N"}
+    assert win[:-start] == "N" * -start
+    assert win[-start : -start + 9001] == seqs["chrB"]
+    assert set(win[-start + 9001 :]) == {"N"}
 
 
 def test_reverse_complement_and_transcript_orientation(fasta):
@@ -94,8 +96,15 @@ def test_genome_grid_snaps_windows():
 
 def test_windows_bed12(fasta, tmp_path):
     path, seqs = fasta
-    genes = pd.DataFrame({"gene_id": [1, 2], "symbol": ["NEAR_START", "MID"], "chrom": ["chrA", "chrA"],
-                          "tss": [100, 25_000], "strand": ["+", "-"]})
+    genes = pd.DataFrame(
+        {
+            "gene_id": [1, 2],
+            "symbol": ["NEAR_START", "MID"],
+            "chrom": ["chrA", "chrA"],
+            "tss": [100, 25_000],
+            "strand": ["+", "-"],
+        }
+    )
     out = tmp_path / "w.bed"
     assert G.write_windows_bed(genes, path, out, n_bins=5, bin_size=1000) == 2
     rows = [line.split("\t") for line in out.read_text().splitlines()]
@@ -130,7 +139,7 @@ def test_synthetic_genome_is_deterministic_and_indexed(synthetic):
     assert fai[:2] == ["chr21", "46709983"] and fai[3:] == ["60", "61"]
     # the last bases read back through the index match the file's tail
     tail = (d / "a.fa").read_bytes().rstrip(b"\n").split(b"\n")[-1].decode()
-    assert str(fa["chr21"][-len(tail):]) == tail
+    assert str(fa["chr21"][-len(tail) :]) == tail
 
 
 def test_synthetic_genome_is_heterogeneous(synthetic):
@@ -145,19 +154,21 @@ def test_synthetic_genome_is_heterogeneous(synthetic):
     # GC varies between 100-kb stretches (isochores), well beyond binomial noise
     gcs = []
     for s in range(15_000_000, 45_000_000, 500_000):
-        w = seq[s:s + 100_000].upper()
+        w = seq[s : s + 100_000].upper()
         acgt = sum(w.count(b) for b in "ACGT")
         if acgt > 90_000:
             gcs.append((w.count("G") + w.count("C")) / acgt)
     assert max(gcs) - min(gcs) > 0.08
+
     # CpG islands at the TSSs: CpG observed/expected far above the bulk genome's
     def cpg_oe(w):
         w = w.upper()
         c, g = w.count("C"), w.count("G")
         return w.count("CG") * len(w) / max(c * g, 1)
+
     for t in tss:
-        assert cpg_oe(seq[t - 300:t + 250]) > 0.9
-        assert "N" not in seq[t - 20_000:t + 20_000]  # no assembly gap over a gene
+        assert cpg_oe(seq[t - 300 : t + 250]) > 0.9
+        assert "N" not in seq[t - 20_000 : t + 20_000]  # no assembly gap over a gene
     assert cpg_oe(seq[25_000_000:26_000_000]) < 0.5  # CpG depletion outside islands, as in real DNA
 
 

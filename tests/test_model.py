@@ -17,9 +17,39 @@ N_FEATURES = 33
 # fp32 tolerance for "the same computation in another order / shape" on this tiny model
 ATOL = 1e-5
 
-WORDS = ["[UNK]", "#", ":", "-", "/", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878",
-         "cells", "Official", "Symbol", "Data", "A1BG", "alpha", "1", "B", "glycoprotein", "cell", "like",
-         "CTCF", "Cohesin", "Promoter", "Transcription", "Polycomb", "Heterochromatin", "T", "Brain"]
+WORDS = [
+    "[UNK]",
+    "#",
+    ":",
+    "-",
+    "/",
+    ".",
+    "Task",
+    "Gene",
+    "Expression",
+    "Prediction",
+    "on",
+    "GM12878",
+    "cells",
+    "Official",
+    "Symbol",
+    "Data",
+    "A1BG",
+    "alpha",
+    "1",
+    "B",
+    "glycoprotein",
+    "cell",
+    "like",
+    "CTCF",
+    "Cohesin",
+    "Promoter",
+    "Transcription",
+    "Polycomb",
+    "Heterochromatin",
+    "T",
+    "Brain",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +64,31 @@ def tokenizer():
 
 def tiny_backbone(layers: int = 2, seed: int = 0) -> LlamaModel:
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(WORDS) + 9, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                      attn_implementation="sdpa")
+    cfg = LlamaConfig(
+        vocab_size=len(WORDS) + 9,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        attn_implementation="sdpa",
+    )
     return LlamaModel(cfg).eval()
 
 
 def tiny_gta(tokenizer, seed: int = 0, **kw) -> GTA:
     bb = tiny_backbone(seed=seed)
     torch.manual_seed(seed + 1)
-    args = dict(class_names=["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"],
-                n_features=N_FEATURES, prototypes_vocab=6, prototypes_classes=5, heads=2, d_k=4, top_k=4)
+    args = dict(
+        class_names=["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"],
+        n_features=N_FEATURES,
+        prototypes_vocab=6,
+        prototypes_classes=5,
+        heads=2,
+        d_k=4,
+        top_k=4,
+    )
     args.update(kw)
     # eval mode: the head standardises with running statistics, so genes do not see each other
     # (tests that train call .train() themselves)
@@ -77,12 +121,13 @@ def reference_states(model: GTA, x: torch.Tensor, ids: torch.Tensor, bidirection
 
 # ----------------------------------------------------------------------------- shapes and details
 
+
 def test_output_shapes_and_details(tokenizer):
     model = tiny_gta(tokenizer)
     b, n = 3, 9
     y, d = model(features(b, n), prompts([5, 2, 7]), return_details=True)
     assert y.shape == (b,)
-    assert d["attention"].shape == (b, 2, n, 11)            # heads, bins, P = 6 + 5 prototypes
+    assert d["attention"].shape == (b, 2, n, 11)  # heads, bins, P = 6 + 5 prototypes
     assert torch.allclose(d["attention"].sum(-1), torch.ones(b, 2, n), atol=1e-6)
     assert d["selector_logits"].shape == (b, n)
     sel = d["selected"]
@@ -132,13 +177,14 @@ def test_fewer_bins_than_top_k_selects_all(tokenizer):
         logits = d["selector_logits"]
         norm = model.head.norm
         h = (h - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
-        flat = (h * torch.sigmoid(logits)[:, :, None]).reshape(2, -1)     # all 3 bins, position order
+        flat = (h * torch.sigmoid(logits)[:, :, None]).reshape(2, -1)  # all 3 bins, position order
         manual = flat @ model.head.head.weight[0, : 3 * 32] / math.sqrt(5 * 32) + model.head.head.bias
     assert torch.equal(d["selected"], torch.arange(3).expand(2, 3))
     assert torch.allclose(y, manual, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- training behaviour
+
 
 def test_optimiser_step_changes_only_trainable_parts(tokenizer):
     model = tiny_gta(tokenizer).train()
@@ -153,8 +199,16 @@ def test_optimiser_step_changes_only_trainable_parts(tokenizer):
         assert not p.requires_grad and p.grad is None, name
         assert torch.equal(p, frozen[name]), name
     after = model.trainable_state_dict()
-    for name in ("align.vocab_map.weight", "align.class_map.weight", "align.query.weight", "align.key.weight",
-                 "align.value.weight", "align.out.weight", "head.selector.weight", "head.head.weight"):
+    for name in (
+        "align.vocab_map.weight",
+        "align.class_map.weight",
+        "align.query.weight",
+        "align.key.weight",
+        "align.value.weight",
+        "align.out.weight",
+        "head.selector.weight",
+        "head.head.weight",
+    ):
         assert not torch.equal(after[name], trained[name]), f"{name} did not change"
 
 
@@ -164,8 +218,9 @@ def test_trainable_state_dict_has_no_backbone_and_round_trips(tokenizer):
     sd = model.trainable_state_dict()
     assert not any(k.startswith("backbone.") for k in sd)
     n_trainable, n_total = count_parameters(model)
-    buffers = {"class_ids", "feature_mean", "feature_std"} | {f"head.norm.{b}" for b in
-                                                               ("running_mean", "running_var", "num_batches_tracked")}
+    buffers = {"class_ids", "feature_mean", "feature_std"} | {
+        f"head.norm.{b}" for b in ("running_mean", "running_var", "num_batches_tracked")
+    }
     assert buffers <= set(sd)
     assert sum(v.numel() for k, v in sd.items() if k not in buffers) == n_trainable
     assert n_total == n_trainable + sum(p.numel() for p in model.backbone.parameters())
@@ -193,6 +248,7 @@ def test_feature_stats_standardise_inside_forward(tokenizer):
 
 
 # ----------------------------------------------------------------------------- masks and positions
+
 
 @pytest.mark.parametrize("attention", ["causal", "bidirectional"])
 @pytest.mark.parametrize("cache_mb", [0, 64])
@@ -309,6 +365,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tokenizer):
 
 # ----------------------------------------------------------------------------- LoRA
 
+
 def test_lora_trains_adapters_only(tokenizer):
     model = tiny_gta(tokenizer, lora=dict(r=2, alpha=4, dropout=0.0)).train()
     assert model.prompt_cache is None
@@ -346,6 +403,7 @@ def test_lora_batch_equals_alone(tokenizer):
 
 # ----------------------------------------------------------------------------- prototypes, tokens
 
+
 def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
     names = ["B-cell-like", "CTCF-Cohesin", "Promoter", "Transcription", "Transcription"]
     expected = []
@@ -353,8 +411,9 @@ def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
         for t in tokenizer.encode(name, add_special_tokens=False):
             if t not in expected:
                 expected.append(t)
-    assert expected == [WORDS.index(w) for w in ["B", "-", "cell", "like", "CTCF", "Cohesin", "Promoter",
-                                                   "Transcription"]]
+    assert expected == [
+        WORDS.index(w) for w in ["B", "-", "cell", "like", "CTCF", "Cohesin", "Promoter", "Transcription"]
+    ]
     assert class_token_ids(tokenizer, names) == expected
     model = tiny_gta(tokenizer, class_names=names)
     assert model.class_ids.tolist() == expected
@@ -447,30 +506,44 @@ def test_load_backbone_allocates_only_the_first_blocks_frozen(tokenizer, tmp_pat
     # a checkpoint that lacks a block's weights is an error, not a silently random block
     weights = next((tmp_path / "m").glob("*.safetensors"))
     state = load_file(weights)
-    save_file({k: v for k, v in state.items() if "layers.1.mlp.up_proj" not in k}, weights,
-              metadata={"format": "pt"})
+    save_file({k: v for k, v in state.items() if "layers.1.mlp.up_proj" not in k}, weights, metadata={"format": "pt"})
     with pytest.raises(GTAError, match="lacks weights"):
         load_backbone(tmp_path / "m", layers=2)
 
 
 # ----------------------------------------------------------------------------- paper setting
 
+
 def test_llama3_8b_eight_blocks_parameter_count_on_meta():
     """Paper setting: Llama3-8B, first 8 of 32 blocks, P = 50 + 50, h = 8, d_k = 32, k = 25."""
-    cfg = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=8,
-                      num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=8192,
-                      rope_theta=500000.0, tie_word_embeddings=False, attn_implementation="sdpa")
+    cfg = LlamaConfig(
+        vocab_size=128256,
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=8,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+        attn_implementation="sdpa",
+    )
     n_class_tokens = 70
     with torch.device("meta"):
         backbone = LlamaModel(cfg)
         model = GTA(backbone, None, class_ids=list(range(n_class_tokens)), n_features=33)
     d, v, inner, k = 4096, 128256, 8 * 32, 25
-    trainable = ((v * 50 + 50) + (n_class_tokens * 50 + 50)           # prototype maps
-                 + (33 * inner + inner) + 2 * (d * inner + inner)      # query, key, value
-                 + (inner * d + d)                                     # out to hidden size
-                 + (d + 1) + (k * d + 1))                              # selector, head
-    block = 2 * d * d + 2 * d * 1024 + 3 * d * 14336 + 2 * d           # attention, MLP, 2 norms
-    frozen = v * d + 8 * block + d                                     # embeddings, 8 blocks, final norm
+    trainable = (
+        (v * 50 + 50)
+        + (n_class_tokens * 50 + 50)  # prototype maps
+        + (33 * inner + inner)
+        + 2 * (d * inner + inner)  # query, key, value
+        + (inner * d + d)  # out to hidden size
+        + (d + 1)
+        + (k * d + 1)
+    )  # selector, head
+    block = 2 * d * d + 2 * d * 1024 + 3 * d * 14336 + 2 * d  # attention, MLP, 2 norms
+    frozen = v * d + 8 * block + d  # embeddings, 8 blocks, final norm
     assert count_parameters(model) == (trainable, trainable + frozen)
     assert trainable == 9_678_438 + n_class_tokens * 50
     assert frozen == 2_270_236_672
@@ -478,13 +551,13 @@ def test_llama3_8b_eight_blocks_parameter_count_on_meta():
 
 # ----------------------------------------------------------------------------- head options and controls
 
+
 def test_position_head_equals_paper_head_when_every_bin_is_kept(tokenizer):
     """N <= k: every bin is kept in order, so slot j = bin j and the position head is the paper's."""
     n = 3
     flat = tiny_gta(tokenizer, top_k=5)
     pos = tiny_gta(tokenizer, top_k=5, head="position", n_bins=n)
-    pos.load_state_dict({k: v for k, v in flat.state_dict().items() if not k.startswith("head.head.")},
-                        strict=False)
+    pos.load_state_dict({k: v for k, v in flat.state_dict().items() if not k.startswith("head.head.")}, strict=False)
     with torch.no_grad():
         pos.head.position_weight.copy_(flat.head.head.weight[0, : n * 32].view(n, 32))
         pos.head.bias.copy_(flat.head.head.bias[0])
@@ -510,9 +583,18 @@ def test_position_head_weighs_each_kept_token_by_its_own_bin(tokenizer):
     assert model.head.position_weight.shape == (8, 32)
 
 
-@pytest.mark.parametrize("kw", [dict(head="position", n_bins=9), dict(head="distance", n_bins=9), dict(position_embedding=True, n_bins=9),
-                                dict(blocks="none"), dict(blocks="attention"), dict(blocks="random"),
-                                dict(skip=True, head="distance", n_bins=9)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(head="position", n_bins=9),
+        dict(head="distance", n_bins=9),
+        dict(position_embedding=True, n_bins=9),
+        dict(blocks="none"),
+        dict(blocks="attention"),
+        dict(blocks="random"),
+        dict(skip=True, head="distance", n_bins=9),
+    ],
+)
 def test_options_train_the_selector_and_keep_shapes(tokenizer, kw):
     model = tiny_gta(tokenizer, **kw).train()
     y, d = model(features(4, 9), prompts([3, 9, 1, 6]), return_details=True)
@@ -546,7 +628,9 @@ def test_controls_are_built_as_described(tokenizer):
     assert torch.equal(h, aligned)  # no backbone: the aligned tokens themselves
     # random backbone: same shapes, other weights, reproducible from the seed, nothing trainable in it
     r1, r2 = tiny_gta(tokenizer, blocks="random", control_seed=3), tiny_gta(tokenizer, blocks="random", control_seed=3)
-    for (name, a), b, c in zip(r1.backbone.named_parameters(), r2.backbone.parameters(), gta.backbone.parameters()):
+    for (name, a), b, c in zip(
+        r1.backbone.named_parameters(), r2.backbone.parameters(), gta.backbone.parameters(), strict=False
+    ):
         assert a.shape == c.shape and torch.equal(a, b) and not a.requires_grad, name
         if a.ndim >= 2:
             assert not torch.equal(a, c), name
@@ -578,8 +662,8 @@ def test_distance_head_is_the_position_head_with_weights_tied_to_the_distance(to
     n = 9
     basis = distance_basis(n)
     assert basis.shape == (n, 2 * len(DISTANCE_BINS))
-    assert torch.equal(basis[n // 2], torch.ones(basis.shape[1]))           # the TSS bin is in both sides
-    assert (basis[: n // 2, 1::2] == 0).all() and (basis[n // 2 + 1:, 0::2] == 0).all()
+    assert torch.equal(basis[n // 2], torch.ones(basis.shape[1]))  # the TSS bin is in both sides
+    assert (basis[: n // 2, 1::2] == 0).all() and (basis[n // 2 + 1 :, 0::2] == 0).all()
     assert torch.isclose(basis[0, 0], torch.tensor(math.exp(-4 / DISTANCE_BINS[0])))
     dist = tiny_gta(tokenizer, top_k=3, head="distance", n_bins=n, seed=4)
     pos = tiny_gta(tokenizer, top_k=3, head="position", n_bins=n, seed=4)

@@ -42,10 +42,12 @@ def test_conversion_keeps_the_gguf_weights(converted):
     reader = gguf.GGUFReader(str(gguf_path))
     tensors = {t.name: t for t in reader.tensors}
     with safe_open(str(out / "model.safetensors"), "pt") as f:
-        assert "lm_head.weight" not in f.keys()  # tied to the embeddings
-        for gguf_name, name in (("blk.1.ffn_up.weight", "model.layers.1.mlp.up_proj.weight"),
-                                ("blk.29.ffn_down.weight", "model.layers.29.mlp.down_proj.weight"),
-                                ("token_embd.weight", "model.embed_tokens.weight")):
+        assert "lm_head.weight" not in f  # tied to the embeddings
+        for gguf_name, name in (
+            ("blk.1.ffn_up.weight", "model.layers.1.mlp.up_proj.weight"),
+            ("blk.29.ffn_down.weight", "model.layers.29.mlp.down_proj.weight"),
+            ("token_embd.weight", "model.embed_tokens.weight"),
+        ):
             t = tensors[gguf_name]
             ref = gguf.quants.dequantize(t.data, t.tensor_type)
             w = f.get_tensor(name).numpy()
@@ -71,8 +73,10 @@ def test_smollm2_two_blocks_predicts_for_two_genes(converted):
     model = GTA(backbone, tokenizer, names, n_features=len(KEPT)).eval()
     assert model.class_ids.tolist() == ids
     n_bins = 31
-    prompts = [PROMPT.format(symbol="A1BG", name="alpha-1-B glycoprotein"),
-               PROMPT.format(symbol="CTCF", name="CCCTC-binding factor, a zinc finger protein of many names")]
+    prompts = [
+        PROMPT.format(symbol="A1BG", name="alpha-1-B glycoprotein"),
+        PROMPT.format(symbol="CTCF", name="CCCTC-binding factor, a zinc finger protein of many names"),
+    ]
     prompt_ids = encode_prompts(tokenizer, prompts, max_tokens=2048 - n_bins)
     assert len(prompt_ids[0]) < len(prompt_ids[1])
     assert tokenizer.decode(prompt_ids[0]) == prompts[0]  # no special tokens added by SmolLM2

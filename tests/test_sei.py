@@ -12,8 +12,17 @@ import torch.nn.functional as F
 from gta import GTAError
 from gta.genome import reverse_complement
 from gta.demo.sei import make_demo_projection, make_demo_sei, write_demo
-from gta.sei import (CLASS_LABELS, Sei, bspline_basis, class_scores, load_projection, load_sei, one_hot, predict,
-                     save_sei)
+from gta.sei import (
+    CLASS_LABELS,
+    Sei,
+    bspline_basis,
+    class_scores,
+    load_projection,
+    load_sei,
+    one_hot,
+    predict,
+    save_sei,
+)
 from gta.sei.checkpoint import EXPECTED_KEYS, read_state_dict
 
 TINY = 1 / 60  # channels (8, 11, 16)
@@ -30,6 +39,7 @@ def random_onehot(rng: np.random.Generator, n: int, length: int = 4096) -> torch
 
 
 # ----------------------------------------------------------------------------- architecture
+
 
 def test_full_size_layout_and_parameter_count_on_meta():
     with torch.device("meta"):
@@ -52,6 +62,7 @@ def test_full_size_layout_and_parameter_count_on_meta():
 
 def _reference_forward(state: dict, x: torch.Tensor, basis: np.ndarray) -> torch.Tensor:
     """Sei's forward written out from docs/formats.md (Sei checkpoint) with functional ops (eval mode)."""
+
     def conv(h, name, d=1):
         w = state[f"{name}.weight"]
         return F.conv1d(h, w, state[f"{name}.bias"], padding=d * (w.shape[-1] - 1) // 2, dilation=d)
@@ -63,7 +74,7 @@ def _reference_forward(state: dict, x: torch.Tensor, basis: np.ndarray) -> torch
     lout3 = conv(conv(F.max_pool1d(out2 + lout2, 4, 4), "lconv3.2"), "lconv3.3")
     out3 = F.relu(conv(F.relu(conv(lout3, "conv3.1")), "conv3.3"))
     c = out3 + F.relu(conv(out3 + lout3, "dconv1.1", 2))
-    for i, d in zip(range(2, 6), (4, 8, 16, 25)):
+    for i, d in zip(range(2, 6), (4, 8, 16, 25), strict=False):
         c = c + F.relu(conv(c, f"dconv{i}.1", d))
     s = torch.einsum("bcn,nk->bck", c, torch.from_numpy(basis).float())
     h = s.reshape(len(s), -1)
@@ -82,6 +93,7 @@ def test_forward_matches_reference_wiring(tiny_model):
 
 
 # ----------------------------------------------------------------------------- basis, one-hot, projection
+
 
 def test_bspline_basis_properties():
     from scipy.interpolate import BSpline
@@ -121,7 +133,7 @@ def test_class_scores_match_numpy():
     rng = np.random.default_rng(1)
     preds = rng.random((7, 50))
     projvec = rng.standard_normal((61, 50))
-    want = np.stack([[p @ v / np.sqrt((v ** 2).sum()) for v in projvec[:40]] for p in preds])
+    want = np.stack([[p @ v / np.sqrt((v**2).sum()) for v in projvec[:40]] for p in preds])
     got = class_scores(preds, projvec)
     assert got.shape == (7, 40) and len(CLASS_LABELS) == 40
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -151,7 +163,9 @@ def test_demo_model_varies_without_saturating(tiny_model):
     assert p.std(0).mean() > 0.05  # targets differ between sequences
     # same seed, same weights; another seed, other weights
     again = make_demo_sei(TINY, 24, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(tiny_model.state_dict().values(), again.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(tiny_model.state_dict().values(), again.state_dict().values(), strict=False)
+    )
     other = make_demo_sei(TINY, 24, seed=4)
     assert not torch.equal(tiny_model.classifier[2].weight, other.classifier[2].weight)
     np.testing.assert_array_equal(make_demo_projection(24, 0), make_demo_projection(24, 0))
@@ -159,6 +173,7 @@ def test_demo_model_varies_without_saturating(tiny_model):
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
 
 def test_checkpoint_round_trip_with_official_prefix(tmp_path, tiny_model):
     path = tmp_path / "sei.pth"

@@ -20,8 +20,14 @@ IDS = [2, 1, 22]  # A2M (chr12, -), A1BG (chr19, -), ABCB7 (chrX, -): deliberate
 def features_file(tmp_path):
     path = tmp_path / "features.h5"
     rng = np.random.default_rng(0)
-    write_features(path, rng.standard_normal((3, 7, 40)).astype(np.float16), np.array(IDS),
-                   ["A2M", "A1BG", "ABCB7"], bin_size=4096, orient="transcript")
+    write_features(
+        path,
+        rng.standard_normal((3, 7, 40)).astype(np.float16),
+        np.array(IDS),
+        ["A2M", "A1BG", "ABCB7"],
+        bin_size=4096,
+        orient="transcript",
+    )
     return path
 
 
@@ -53,22 +59,31 @@ def _edit(path, fn):
         fn(f)
 
 
-@pytest.mark.parametrize("edit,match", [
-    (lambda f: f.__delitem__("symbol"), "dataset 'symbol'"),
-    (lambda f: f.__delitem__("class_names"), "dataset 'class_names'"),
-    (lambda f: (f.__delitem__("class_names"), f.create_dataset("class_names", data=CLASS_LABELS[::-1])),
-     "dataset 'class_names'"),
-    (lambda f: (f.__delitem__("features"), f.create_dataset("features", data=np.zeros((3, 7, 33)))),
-     "dataset 'features'"),
-    (lambda f: (f.__delitem__("features"), f.create_dataset("features", data=np.zeros((3, 7, 40)))),
-     "dataset 'features' must be float16 or float32"),
-    (lambda f: (f.__delitem__("gene_id"), f.create_dataset("gene_id", data=[1, 1, 2])), "dataset 'gene_id'"),
-    (lambda f: (f.__delitem__("gene_id"), f.create_dataset("gene_id", data=[1.0, 2.0, 3.0])), "dataset 'gene_id'"),
-    (lambda f: f.attrs.__delitem__("bin_size"), "attribute 'bin_size'"),
-    (lambda f: f.attrs.__setitem__("tss_bin", 2), "attribute 'tss_bin'"),
-    (lambda f: f.attrs.__setitem__("n_bins", 9), "attribute 'n_bins'"),
-    (lambda f: f.attrs.__setitem__("orient", "sideways"), "attribute 'orient'"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda f: f.__delitem__("symbol"), "dataset 'symbol'"),
+        (lambda f: f.__delitem__("class_names"), "dataset 'class_names'"),
+        (
+            lambda f: (f.__delitem__("class_names"), f.create_dataset("class_names", data=CLASS_LABELS[::-1])),
+            "dataset 'class_names'",
+        ),
+        (
+            lambda f: (f.__delitem__("features"), f.create_dataset("features", data=np.zeros((3, 7, 33)))),
+            "dataset 'features'",
+        ),
+        (
+            lambda f: (f.__delitem__("features"), f.create_dataset("features", data=np.zeros((3, 7, 40)))),
+            "dataset 'features' must be float16 or float32",
+        ),
+        (lambda f: (f.__delitem__("gene_id"), f.create_dataset("gene_id", data=[1, 1, 2])), "dataset 'gene_id'"),
+        (lambda f: (f.__delitem__("gene_id"), f.create_dataset("gene_id", data=[1.0, 2.0, 3.0])), "dataset 'gene_id'"),
+        (lambda f: f.attrs.__delitem__("bin_size"), "attribute 'bin_size'"),
+        (lambda f: f.attrs.__setitem__("tss_bin", 2), "attribute 'tss_bin'"),
+        (lambda f: f.attrs.__setitem__("n_bins", 9), "attribute 'n_bins'"),
+        (lambda f: f.attrs.__setitem__("orient", "sideways"), "attribute 'orient'"),
+    ],
+)
 def test_layout_errors_name_what_is_off(features_file, edit, match):
     _edit(features_file, edit)
     with pytest.raises(GTAError, match=match) as e:
@@ -96,8 +111,9 @@ def test_other_precomputed_errors(features_file, tmp_path):
 def test_workflow_uses_precomputed_features(features_file, tmp_path):
     """With features.precomputed the gene table comes from the file; genome and Sei rules never run."""
     cfg = tmp_path / "pre.yaml"
-    cfg.write_text(f"features:\n  precomputed: {features_file}\nwindow:\n  n_bins: 7\n"
-                   "evaluate:\n  context_bins: [3, 7]\n")
+    cfg.write_text(
+        f"features:\n  precomputed: {features_file}\nwindow:\n  n_bins: 7\nevaluate:\n  context_bins: [3, 7]\n"
+    )
     work = tmp_path / "work"
     r = run_snakemake(work, "--cores", "1", "results/genes/tss.tsv", config=cfg, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
@@ -111,6 +127,10 @@ def test_cli_features_check(features_file, tmp_path):
     assert main(["features-check", "--features", str(features_file)]) == 0
     assert main(["features-check", "--features", str(features_file), "--min-bins", "9"]) == 1
     out = tmp_path / "cli_tss.tsv"
-    assert main(["tss-from-features", "--features", str(features_file), "--mane", "packaged", "--fasta=",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["tss-from-features", "--features", str(features_file), "--mane", "packaged", "--fasta=", "--out", str(out)]
+        )
+        == 0
+    )
     assert list(read_tss(out)["gene_id"]) == IDS

@@ -34,16 +34,24 @@ def fasta(tmp_path_factory):
             seq[20_000:26_000] = np.char.lower(seq[20_000:26_000])
             seq[60_000:64_000] = "N"
             s = "".join(seq)
-            fh.write(f">{name}\n" + "\n".join(s[i:i + 60] for i in range(0, length, 60)) + "\n")
+            fh.write(f">{name}\n" + "\n".join(s[i : i + 60] for i in range(0, length, 60)) + "\n")
     return path
 
 
 @pytest.fixture(scope="module")
 def genes():
     """Genes in gene-id order (not genome order); overlapping windows, both strands, chromosome ends."""
-    rows = [(101, "chrB", 40_000, "+"), (102, "chrA", 70_000, "-"), (103, "chrA", 3_000, "+"),
-            (104, "chrA", 74_500, "+"), (105, "chrB", 88_000, "-"), (106, "chrA", 148_000, "-"),
-            (107, "chrA", 30_123, "+"), (108, "chrB", 12_345, "-"), (109, "chrA", 71_000, "+")]
+    rows = [
+        (101, "chrB", 40_000, "+"),
+        (102, "chrA", 70_000, "-"),
+        (103, "chrA", 3_000, "+"),
+        (104, "chrA", 74_500, "+"),
+        (105, "chrB", 88_000, "-"),
+        (106, "chrA", 148_000, "-"),
+        (107, "chrA", 30_123, "+"),
+        (108, "chrB", 12_345, "-"),
+        (109, "chrA", 71_000, "+"),
+    ]
     df = pd.DataFrame(rows, columns=["gene_id", "chrom", "tss", "strand"])
     df["symbol"] = [f"G{i}" for i in df["gene_id"]]
     df["ensembl_gene"] = [f"ENSG{i:011d}" for i in df["gene_id"]]
@@ -73,7 +81,7 @@ def direct(fasta, genes, model, projvec, spec, rc=True):
     out = []
     for g in genes.itertuples():
         seq = extract_window(fasta, g.chrom, g.tss, spec.n_bins, BIN, g.strand, spec.orient, spec.grid)
-        x = torch.from_numpy(np.stack([one_hot(seq[i * BIN:(i + 1) * BIN]) for i in range(spec.n_bins)]))
+        x = torch.from_numpy(np.stack([one_hot(seq[i * BIN : (i + 1) * BIN]) for i in range(spec.n_bins)]))
         with torch.no_grad():
             out.append(class_scores(predict(model, x, rc), projvec))
     return np.stack(out)
@@ -129,8 +137,7 @@ def test_grid_mode_equals_tss_mode_when_tss_on_grid_centre(tmp_path, fasta, mode
     path = tmp_path / "centred.tsv"
     centred.to_csv(path, sep="\t", index=False)
     tss_mode, _ = run_all(tmp_path, path, fasta, model, projvec, WindowSpec(7, BIN, "reference", "tss"), tag="t")
-    grid_mode, _ = run_all(tmp_path, path, fasta, model, projvec, WindowSpec(7, BIN, "reference", "genome"),
-                              tag="g")
+    grid_mode, _ = run_all(tmp_path, path, fasta, model, projvec, WindowSpec(7, BIN, "reference", "genome"), tag="g")
     np.testing.assert_array_equal(grid_mode, tss_mode)
     # overlapping windows share their grid bins: fewer distinct bins than gene-bins
     plan = plan_units(centred, WindowSpec(7, BIN, "reference", "genome"), list(CHROMS))
@@ -147,7 +154,7 @@ def test_shards_cover_genes_in_genome_order(genes):
     rows = np.concatenate(parts)
     assert sorted(rows) == list(range(len(genes)))
     ordered = genes.iloc[rows]
-    key = list(zip(ordered["chrom"].map({"chrA": 0, "chrB": 1}), ordered["tss"]))
+    key = list(zip(ordered["chrom"].map({"chrA": 0, "chrB": 1}), ordered["tss"], strict=False))
     assert key == sorted(key)
     assert all(len(p) > 0 for p in parts)
     with pytest.raises(GTAError, match="not in the FASTA"):
@@ -177,12 +184,14 @@ def test_killed_shard_resumes_and_equals_uninterrupted_run(tmp_path, tss_file, f
         def progress(done, total):
             if done >= k:
                 raise Killed
+
         return progress
 
     out = tmp_path / "resume/1-of-2.h5"
     with pytest.raises(Killed):
-        run_shard(tss_file, fasta, model, projvec, out, spec, 1, 2, batch_size=4, flush_seconds=0,
-                  progress=kill_after(2))
+        run_shard(
+            tss_file, fasta, model, projvec, out, spec, 1, 2, batch_size=4, flush_seconds=0, progress=kill_after(2)
+        )
     assert not out.exists() and partial_path(out).exists()
     with h5py.File(partial_path(out)) as f:
         done = int(f.attrs["done"])
@@ -206,8 +215,17 @@ def test_killed_shard_resumes_and_equals_uninterrupted_run(tmp_path, tss_file, f
 def test_stale_partial_from_other_settings_is_discarded(tmp_path, tss_file, fasta, model, projvec):
     out = tmp_path / "stale/1-of-1.h5"
     with pytest.raises(RuntimeError):
-        run_shard(tss_file, fasta, model, projvec, out, WindowSpec(5, BIN), batch_size=4, flush_seconds=0,
-                  progress=lambda d, t: (_ for _ in ()).throw(RuntimeError("stop")))
+        run_shard(
+            tss_file,
+            fasta,
+            model,
+            projvec,
+            out,
+            WindowSpec(5, BIN),
+            batch_size=4,
+            flush_seconds=0,
+            progress=lambda d, t: (_ for _ in ()).throw(RuntimeError("stop")),
+        )
     assert partial_path(out).exists()
     run_shard(tss_file, fasta, model, projvec, out, WindowSpec(3, BIN), batch_size=4)
     with h5py.File(out) as f:
@@ -230,12 +248,40 @@ def test_cli_sei_bf16_and_sha256(tmp_path, tss_file, fasta, model, projvec, gene
     save_sei(model, ckpt)
     np.save(proj, projvec)
     out = tmp_path / "cli/1-of-1.h5"
-    args = ["sei", "--tss", str(tss_file), "--fasta", str(fasta), "--checkpoint", str(ckpt), "--projection", str(proj),
-            "--n-bins", "3", "--grid", "genome", "--device", "cpu", "--dtype", "bfloat16", "--batch-size", "5",
-            "--threads", "1", "--shard", "1-of-1", "--out", str(out)]
+    args = [
+        "sei",
+        "--tss",
+        str(tss_file),
+        "--fasta",
+        str(fasta),
+        "--checkpoint",
+        str(ckpt),
+        "--projection",
+        str(proj),
+        "--n-bins",
+        "3",
+        "--grid",
+        "genome",
+        "--device",
+        "cpu",
+        "--dtype",
+        "bfloat16",
+        "--batch-size",
+        "5",
+        "--threads",
+        "1",
+        "--shard",
+        "1-of-1",
+        "--out",
+        str(out),
+    ]
     assert cli_main(args) == 0
-    assert cli_main(["sei-merge", "--tss", str(tss_file), "--shards", str(out),
-                     "--out", str(tmp_path / "cli/features.h5")]) == 0
+    assert (
+        cli_main(
+            ["sei-merge", "--tss", str(tss_file), "--shards", str(out), "--out", str(tmp_path / "cli/features.h5")]
+        )
+        == 0
+    )
     with h5py.File(tmp_path / "cli/features.h5") as f:
         got = f["features"][()].astype(np.float32)
         assert f.attrs["precision"] == "bfloat16"
@@ -253,7 +299,8 @@ def test_device_and_dtype_resolution():
     assert hardware.resolve_device("cpu").type == "cpu"
     assert hardware.resolve_dtype("float32", torch.device("cpu")) == torch.float32
     assert hardware.resolve_dtype("auto", torch.device("cpu")) == (
-        torch.bfloat16 if hardware.cpu_supports_bf16() else torch.float32)
+        torch.bfloat16 if hardware.cpu_supports_bf16() else torch.float32
+    )
     if not torch.cuda.is_available():
         with pytest.raises(GTAError, match="sei.device"):
             hardware.resolve_device("cuda", "sei.device")

@@ -63,8 +63,15 @@ def _env(slurm_conf: str | None = None) -> dict:
 def _snakemake(args: list[str], cwd: Path, env: dict, timeout_s: int = RUN_TIMEOUT_S):
     """snakemake ARGS (exactly these: no -s, -d, --configfile added) in cwd, under `timeout -k`, so that
     Slurm jobs are not left behind; returns (returncode, combined output)."""
-    proc = run_snakemake(cwd, *args, env=env, timeout=timeout_s + 60, snakefile=None, directory=False,
-                         prefix=("timeout", "-k", "20", str(timeout_s)))
+    proc = run_snakemake(
+        cwd,
+        *args,
+        env=env,
+        timeout=timeout_s + 60,
+        snakefile=None,
+        directory=False,
+        prefix=("timeout", "-k", "20", str(timeout_s)),
+    )
     return proc.returncode, proc.stdout
 
 
@@ -77,6 +84,7 @@ def _plugin_installed() -> bool:
 
 
 # --- the profile, without a cluster -------------------------------------------------------
+
 
 def _option_names(help_text: str) -> set[str]:
     return set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]*)", help_text))
@@ -106,7 +114,7 @@ def test_profile_status_settings_work_without_accounting():
     assert prof["executor"] == "slurm"
     assert prof["slurm-status-command"] == "squeue"
     init = prof["slurm-init-seconds-before-status-checks"]
-    assert isinstance(init, int) and 1 <= init and 3 * init <= 300
+    assert isinstance(init, int) and init >= 1 and 3 * init <= 300
     defaults = prof["default-resources"]
     assert {"slurm_partition", "runtime", "mem_mb"} <= set(defaults)
     for rule in GPU_RULES:
@@ -117,8 +125,12 @@ def test_profile_status_settings_work_without_accounting():
 @pytest.mark.workflow
 def test_profile_names_workflow_rules(tmp_path):
     """set-resources only names rules the workflow has (a typo would silently do nothing)."""
-    code, out = _snakemake(["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(TINY),
-                            "--list-rules"], tmp_path, _env(), timeout_s=120)
+    code, out = _snakemake(
+        ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(TINY), "--list-rules"],
+        tmp_path,
+        _env(),
+        timeout_s=120,
+    )
     assert code == 0, out[-3000:]
     rules = set(re.findall(r"^(\w+)$", out, flags=re.M))
     assert {"mane_tss", "extract_windows"} <= rules
@@ -127,6 +139,7 @@ def test_profile_names_workflow_rules(tmp_path):
 
 
 # --- the real cluster ----------------------------------------------------------------------
+
 
 def _skip_or_fail(reason: str):
     if REQUIRED:
@@ -138,11 +151,12 @@ def _skip_or_fail(reason: str):
 def slurm_cluster(tmp_path_factory):
     """A running one-node cluster for this module: yields its slurm.conf path and directory."""
     if not _plugin_installed():
-        _skip_or_fail("real-Slurm test skipped: snakemake-executor-plugin-slurm is not installed "
-                      "(pip install -e '.[slurm]')")
+        _skip_or_fail(
+            "real-Slurm test skipped: snakemake-executor-plugin-slurm is not installed (pip install -e '.[slurm]')"
+        )
     if os.geteuid() != 0:
         _skip_or_fail(f"real-Slurm test skipped: the test cluster needs root (uid {os.geteuid()})")
-    lock = open(LOCK_PATH, "w")
+    lock = open(LOCK_PATH, "w")  # noqa: SIM115  (held until the test session ends)
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
@@ -151,21 +165,32 @@ def slurm_cluster(tmp_path_factory):
         except BlockingIOError:
             if time.monotonic() > deadline:
                 lock.close()
-                _skip_or_fail(f"real-Slurm test skipped: another test cluster held {LOCK_PATH} "
-                              f"for over {LOCK_WAIT_S} s")
+                _skip_or_fail(
+                    f"real-Slurm test skipped: another test cluster held {LOCK_PATH} for over {LOCK_WAIT_S} s"
+                )
             time.sleep(2)
     cdir = tmp_path_factory.mktemp("slurm-cluster")
     try:
-        proc = subprocess.run(["bash", str(SCRIPTS / "start_cluster.sh"), str(cdir)], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            ["bash", str(SCRIPTS / "start_cluster.sh"), str(cdir)],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if proc.returncode != 0:
             why = proc.stderr.strip() or f"start_cluster.sh exited {proc.returncode}"
             _skip_or_fail(f"real-Slurm test skipped: {why}")
         conf = re.search(r"^SLURM_CONF=(.+)$", proc.stdout, flags=re.M).group(1)
         yield conf, cdir
     finally:
-        subprocess.run(["bash", str(SCRIPTS / "stop_cluster.sh"), str(cdir)], env=_env(),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            ["bash", str(SCRIPTS / "stop_cluster.sh"), str(cdir)],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
@@ -188,8 +213,9 @@ def _jobs_in_output(out: str) -> list[dict]:
             cur["jobid"] = int(m.group(1))
         elif cur is not None and (m := re.match(r"^\s+resources: (.*)$", line)):
             cur["resources"] = dict(kv.split("=", 1) for kv in m.group(1).split(", ") if "=" in kv)
-    submitted = {int(a): int(b) for a, b in
-                 re.findall(r"^Job (\d+) has been submitted with SLURM jobid (\d+)", out, flags=re.M)}
+    submitted = {
+        int(a): int(b) for a, b in re.findall(r"^Job (\d+) has been submitted with SLURM jobid (\d+)", out, flags=re.M)
+    }
     for job in jobs:
         job["slurm_id"] = submitted.get(job.get("jobid"))
     return jobs
@@ -209,7 +235,7 @@ def _mb(mem: str) -> int:
     """squeue's MinMemory (e.g. 4000M, 32G) in MB."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", mem)
     assert m, f"unexpected memory field {mem!r}"
-    return round(float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 ** 2}[m.group(2)])
+    return round(float(m.group(1)) * {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}[m.group(2)])
 
 
 def _rule_of(comment: str) -> str:
@@ -221,17 +247,30 @@ def _rule_of(comment: str) -> str:
 
 def _slurm_jobs(run_uuid: str, env: dict) -> dict[int, dict]:
     """Slurm's own record of the run's jobs (squeue keeps finished ones for MinJobAge)."""
-    fields = ["JobID", "State", "Partition", "Comment", "TimeLimit", "MinMemory", "tres-per-job",
-              "StartTime", "EndTime"]
-    proc = subprocess.run(["squeue", "--states=all", "--noheader", "--name", run_uuid,
-                           "-O", ",".join(f"{f}:300|" for f in fields)],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    fields = [
+        "JobID",
+        "State",
+        "Partition",
+        "Comment",
+        "TimeLimit",
+        "MinMemory",
+        "tres-per-job",
+        "StartTime",
+        "EndTime",
+    ]
+    proc = subprocess.run(
+        ["squeue", "--states=all", "--noheader", "--name", run_uuid, "-O", ",".join(f"{f}:300|" for f in fields)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     jobs = {}
     for line in proc.stdout.splitlines():
-        vals = [v.strip() for v in line.split("|")][:len(fields)]
+        vals = [v.strip() for v in line.split("|")][: len(fields)]
         if len(vals) == len(fields) and vals[0].isdigit():
-            rec = dict(zip(fields, vals))
+            rec = dict(zip(fields, vals, strict=False))
             jobs[int(rec["JobID"])] = rec
     return jobs
 
@@ -256,8 +295,11 @@ def _check_slurm_records(out: str, env: dict, cdir: Path) -> tuple[list[dict], d
         assert _mb(rec["MinMemory"]) == int(res["mem_mb"])
         # started by the main scheduler or, on a busy machine, by the backfill scheduler
         jid, part = job["slurm_id"], rec["Partition"]
-        assert re.search(rf"sched: Allocate JobId={jid} NodeList=\S+ .*Partition={part}|"
-                         rf"Started JobId={jid} in {part} on \S+", ctld_log), f"slurmctld never allocated job {jid}"
+        assert re.search(
+            rf"sched: Allocate JobId={jid} NodeList=\S+ .*Partition={part}|"
+            rf"Started JobId={jid} in {part} on \S+",
+            ctld_log,
+        ), f"slurmctld never allocated job {jid}"
     assert Counter(j["rule"] for j in remote) == Counter(_rule_of(r["Comment"]) for r in records.values())
     return jobs, records
 
@@ -269,8 +311,21 @@ def test_workflow_runs_through_slurm(slurm_cluster, tmp_path, tiny_config, tiny_
     env = _env(conf)
     run = tmp_path / "slurm"
     run.mkdir()
-    code, out = _snakemake(["-s", str(REPO / "Snakefile"), "-d", str(run), "--configfile", str(tiny_config),
-                            "--profile", str(PROFILE), *TARGETS], run, env)
+    code, out = _snakemake(
+        [
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(run),
+            "--configfile",
+            str(tiny_config),
+            "--profile",
+            str(PROFILE),
+            *TARGETS,
+        ],
+        run,
+        env,
+    )
     (tmp_path / "slurm.out").write_text(out)
     assert code == 0, f"snakemake through Slurm failed ({code}):\n{out[-6000:]}"
     for target in TARGETS:
@@ -352,7 +407,7 @@ def test_gpu_rules_get_a_gpu(slurm_cluster, tmp_path):
         gpu_ids.append(slurm_id)
     # One GPU on the node: Slurm must have run the GPU jobs one after the other.
     spans = sorted((records[i]["StartTime"], records[i]["EndTime"]) for i in gpu_ids)
-    for (_, end_a), (start_b, _) in zip(spans, spans[1:]):
+    for (_, end_a), (start_b, _) in zip(spans, spans[1:], strict=False):
         assert start_b >= end_a, f"GPU jobs overlapped on a one-GPU node: {spans}"
 
     cpu_env = _read_env(tmp_path / "env" / "cpu_step.env")
@@ -372,9 +427,21 @@ def test_cluster_scripts_skip_cleanly_without_root(tmp_path):
     """start_cluster.sh run as a non-root user exits 77 with the reason, and starts nothing."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the script as another user")
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           "bash", str(SCRIPTS / "start_cluster.sh"), str(tmp_path / "c")],
-                          env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            str(SCRIPTS / "start_cluster.sh"),
+            str(tmp_path / "c"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 77
     assert "needs root" in proc.stderr
     assert not (tmp_path / "c").exists()

@@ -19,8 +19,27 @@ from gta.pretrained import GTAModel, read_config, read_weights
 from gta.train import Trainer, centred_slice, load_dataset, train_gta
 
 N_GENES, STORED = 160, 9
-WORDS = ["[UNK]", "#", ":", ".", "Task", "Gene", "Expression", "Prediction", "on", "GM12878", "cells",
-         "Official", "Symbol", "Full", "Name", "Data", "protein", "alpha", "kinase"]
+WORDS = [
+    "[UNK]",
+    "#",
+    ":",
+    ".",
+    "Task",
+    "Gene",
+    "Expression",
+    "Prediction",
+    "on",
+    "GM12878",
+    "cells",
+    "Official",
+    "Symbol",
+    "Full",
+    "Name",
+    "Data",
+    "protein",
+    "alpha",
+    "kinase",
+]
 
 
 def make_backbone(d, words=WORDS, hidden=32, seed=0):
@@ -31,8 +50,15 @@ def make_backbone(d, words=WORDS, hidden=32, seed=0):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(d)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(words) + 5, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = LlamaConfig(
+        vocab_size=len(words) + 5,
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     LlamaModel(cfg).save_pretrained(d)
     return d
 
@@ -62,8 +88,14 @@ def data_files(tmp_path_factory):
     split = np.array(["train"] * 110 + ["val"] * 25 + ["test"] * 25)
     # targets in another order than the features file, one gene without a target
     order = rng.permutation(N_GENES)[:-1]
-    pd.DataFrame({"gene_id": gene_id[order], "symbol": [f"G{g}" for g in gene_id[order]],
-                  "value": value[order], "split": split[order]}).to_csv(d / "targets.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "gene_id": gene_id[order],
+            "symbol": [f"G{g}" for g in gene_id[order]],
+            "value": value[order],
+            "split": split[order],
+        }
+    ).to_csv(d / "targets.tsv", sep="\t", index=False)
     with open(d / "prompts.jsonl", "w") as fh:
         for i, g in enumerate(gene_id):
             words = " ".join(["protein"] * (i % 5) + ["kinase"])
@@ -72,8 +104,16 @@ def data_files(tmp_path_factory):
 
 
 def configs(backbone_dir, **train):
-    mcfg = ModelConfig(backbone=str(backbone_dir), layers=2, prototypes_vocab=4, prototypes_classes=4,
-                       heads=2, d_k=4, top_k=3, context=64)
+    mcfg = ModelConfig(
+        backbone=str(backbone_dir),
+        layers=2,
+        prototypes_vocab=4,
+        prototypes_classes=4,
+        heads=2,
+        d_k=4,
+        top_k=3,
+        context=64,
+    )
     tcfg = TrainConfig(**{"epochs": 3, "batch_size": 8, "lr": 3e-3, "patience": 5, "threads": 1, **train})
     return mcfg, tcfg
 
@@ -82,8 +122,17 @@ def run(tmp, data_files, backbone_dir, n=5, **train):
     d = data_files[0]
     mcfg, tcfg = configs(backbone_dir, **train)
     out_model, out_pred = tmp / "m", tmp / "pred.tsv"
-    train_gta(str(d / "features.h5"), str(d / "targets.tsv"), str(d / "prompts.jsonl"), str(out_model),
-              str(out_pred), n, mcfg, tcfg, resume_dir=str(tmp / "resume"))
+    train_gta(
+        str(d / "features.h5"),
+        str(d / "targets.tsv"),
+        str(d / "prompts.jsonl"),
+        str(out_model),
+        str(out_pred),
+        n,
+        mcfg,
+        tcfg,
+        resume_dir=str(tmp / "resume"),
+    )
     return out_model, pd.read_csv(out_pred, sep="\t")
 
 
@@ -177,8 +226,7 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_d
 def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_files, backbone_dir):
     d = data_files[0]
     folder, pred = run(tmp_path, data_files, backbone_dir, epochs=2)
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "splits.tsv",
-                                                        "weights.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "splits.tsv", "weights.safetensors"]
     config = read_config(folder / "config.json")  # the folder or its config.json
     assert config["backbone"]["hidden_size"] == 32 and len(config["classes"]) == 33
     assert config["backbone"]["weights_sha256"] and config["backbone"]["tokenizer_sha256"]

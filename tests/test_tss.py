@@ -14,8 +14,24 @@ HEADER = "\t".join(T.MANE_COLUMNS)
 
 
 def mane_row(gene_id, symbol, acc, start, end, strand, status="MANE Select", ens="ENSG00000000001.5"):
-    return "\t".join([f"GeneID:{gene_id}", ens, f"HGNC:{gene_id}", symbol, f"{symbol} protein",
-                      "NM_1.1", "NP_1.1", "ENST1.1", "ENSP1.1", status, acc, str(start), str(end), strand])
+    return "\t".join(
+        [
+            f"GeneID:{gene_id}",
+            ens,
+            f"HGNC:{gene_id}",
+            symbol,
+            f"{symbol} protein",
+            "NM_1.1",
+            "NP_1.1",
+            "ENST1.1",
+            "ENSP1.1",
+            status,
+            acc,
+            str(start),
+            str(end),
+            strand,
+        ]
+    )
 
 
 ROWS = [
@@ -55,8 +71,10 @@ def test_accessions_map_to_primary_chromosomes():
 ALL_UCSC = [f"chr{c}" for c in T.PRIMARY]
 
 
-@pytest.mark.parametrize("naming,names", [("ucsc", ALL_UCSC + ["chrM", "chr1_KI270706v1_random"]),
-                                          ("ensembl", T.PRIMARY + ["MT", "KI270706.1"])])
+@pytest.mark.parametrize(
+    "naming,names",
+    [("ucsc", ALL_UCSC + ["chrM", "chr1_KI270706v1_random"]), ("ensembl", T.PRIMARY + ["MT", "KI270706.1"])],
+)
 def test_tss_table_positions_naming_duplicates_and_patches(mane_file, naming, names):
     table = T.build_tss_table(T.read_mane(mane_file), names)
     assert list(table.columns) == T.TSS_COLUMNS
@@ -116,8 +134,9 @@ def test_cli_missing_inputs_leave_no_output(tmp_path, mane_file):
     out = tmp_path / "out" / "tss.tsv"
 
     def gta(*args):
-        return subprocess.run([sys.executable, "-m", "gta.cli", "tss", *args, "--out", str(out)],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "gta.cli", "tss", *args, "--out", str(out)], capture_output=True, text=True
+        )
 
     r = gta("--mane", str(tmp_path / "nope.txt.gz"), "--fasta", str(fasta))
     assert r.returncode == 1 and "MANE summary (genes.mane_summary) not found" in r.stderr
@@ -140,9 +159,16 @@ def test_workflow_tss_with_a_user_fasta_and_mane(tmp_path, mane_file):
 
     fasta = write_fasta(tmp_path / "genome.fa", T.PRIMARY)
     cfg = tmp_path / "user.yaml"
-    cfg.write_text(yaml.safe_dump({"genes": {"mane_summary": str(mane_file), "chromosomes": ["1", "X"]},
-                                   "genome": {"fasta": str(fasta)}, "window": {"n_bins": 11},
-                                   "evaluate": {"context_bins": [5, 11]}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "genes": {"mane_summary": str(mane_file), "chromosomes": ["1", "X"]},
+                "genome": {"fasta": str(fasta)},
+                "window": {"n_bins": 11},
+                "evaluate": {"context_bins": [5, 11]},
+            }
+        )
+    )
     r = run_snakemake(tmp_path, "--cores", "1", "results/genes/tss.tsv", config=cfg)
     assert r.returncode == 0, r.stdout[-3000:]
     table = pd.read_csv(tmp_path / "results/genes/tss.tsv", sep="\t", dtype={"chrom": str})

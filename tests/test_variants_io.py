@@ -27,7 +27,7 @@ def genome(tmp_path_factory):
     path = tmp_path_factory.mktemp("fa") / "toy.fa"
     with open(path, "w") as fh:
         for name, s in seqs.items():
-            fh.write(f">{name}\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n")
+            fh.write(f">{name}\n" + "\n".join(s[i : i + 60] for i in range(0, len(s), 60)) + "\n")
     fa = G.open_fasta(path)
     return fa, {c: s.upper() for c, s in seqs.items()}
 
@@ -35,11 +35,17 @@ def genome(tmp_path_factory):
 @pytest.fixture(scope="module")
 def genes():
     # grid='genome', 5 bins: windows chr1 [0, 20480), chr1 [4096, 24576), chr2 [4096, 24576)
-    return pd.DataFrame({
-        "gene_id": [101, 102, 201], "symbol": ["AAA", "BBB", "CCC"],
-        "ensembl_gene": ["ENSG1", "ENSG2", "ENSG3"], "name": ["a", "b", "c"],
-        "chrom": ["chr1", "chr1", "chr2"], "tss": [10_000, 14_000, 15_000], "strand": ["+", "-", "+"],
-    })
+    return pd.DataFrame(
+        {
+            "gene_id": [101, 102, 201],
+            "symbol": ["AAA", "BBB", "CCC"],
+            "ensembl_gene": ["ENSG1", "ENSG2", "ENSG3"],
+            "name": ["a", "b", "c"],
+            "chrom": ["chr1", "chr1", "chr2"],
+            "tss": [10_000, 14_000, 15_000],
+            "strand": ["+", "-", "+"],
+        }
+    )
 
 
 def other(base: str) -> str:
@@ -49,8 +55,11 @@ def other(base: str) -> str:
 def write_vcf(path, lines):
     header = ["##fileformat=VCFv4.2"]
     header += [f"##contig=<ID={c},length={n}>" for c, n in LENGTHS.items()]
-    header += ["##contig=<ID=1,length=40000>", "##contig=<ID=chr9,length=1000>",
-               "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    header += [
+        "##contig=<ID=1,length=40000>",
+        "##contig=<ID=chr9,length=1000>",
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO",
+    ]
     path.write_text("\n".join(header + ["\t".join(map(str, r)) + "\t.\t.\t." for r in lines]) + "\n")
     return path
 
@@ -61,20 +70,20 @@ def vcf(genome, tmp_path_factory):
     _, seq = genome
     s1 = seq["chr1"]
     lines = [
-        ("chr1", 5001, "rs_snv", s1[5000], other(s1[5000])),                 # SNV
-        ("chr1", 6001, ".", s1[6000], s1[6000] + "TTT"),                      # insertion of 3
-        ("chr1", 7001, ".", s1[7000:7004], s1[7000]),                         # deletion of 3
+        ("chr1", 5001, "rs_snv", s1[5000], other(s1[5000])),  # SNV
+        ("chr1", 6001, ".", s1[6000], s1[6000] + "TTT"),  # insertion of 3
+        ("chr1", 7001, ".", s1[7000:7004], s1[7000]),  # deletion of 3
         ("chr1", 8001, "rs_multi", s1[8000], "A,C" if s1[8000] not in "AC" else "G,T"),  # 2 ALTs
-        ("chr1", 9001, ".", s1[9000], "<DEL>"),                               # symbolic
-        ("chr1", 9501, ".", s1[9500], s1[9500] + "]chr2:1000]"),              # breakend
-        ("chr1", 35001, ".", s1[35000], other(s1[35000])),                    # outside every window
-        ("chr1", 11001, "rs_bad", other(s1[11000]), s1[11000]),               # REF mismatch
-        ("1", 12001, ".", s1[12000].lower(), other(s1[12000]).lower()),       # other naming, lower case
+        ("chr1", 9001, ".", s1[9000], "<DEL>"),  # symbolic
+        ("chr1", 9501, ".", s1[9500], s1[9500] + "]chr2:1000]"),  # breakend
+        ("chr1", 35001, ".", s1[35000], other(s1[35000])),  # outside every window
+        ("chr1", 11001, "rs_bad", other(s1[11000]), s1[11000]),  # REF mismatch
+        ("1", 12001, ".", s1[12000].lower(), other(s1[12000]).lower()),  # other naming, lower case
         ("chr2", 15001, ".", seq["chr2"][15000], other(seq["chr2"][15000])),  # chr2 SNV
-        ("chr1", 13001, ".", s1[13000], f"{other(s1[13000])},*"),             # one ALT + spanning deletion
-        ("chr1", 13501, ".", s1[13500], "."),                                 # no ALT
-        ("chr1", 14001, ".", s1[14000], s1[14000]),                           # ALT == REF, kept
-        ("chr9", 100, ".", "A", "C"),                                         # chromosome not in the FASTA
+        ("chr1", 13001, ".", s1[13000], f"{other(s1[13000])},*"),  # one ALT + spanning deletion
+        ("chr1", 13501, ".", s1[13500], "."),  # no ALT
+        ("chr1", 14001, ".", s1[14000], s1[14000]),  # ALT == REF, kept
+        ("chr9", 100, ".", "A", "C"),  # chromosome not in the FASTA
     ]
     return write_vcf(tmp_path_factory.mktemp("vcf") / "calls.vcf", lines), lines
 
@@ -108,9 +117,18 @@ def test_read_vcf_counts_splits_and_names(genome, vcf):
     fa, seq = genome
     path, lines = vcf
     variants, counts = V.read_vcf(path, list(fa.keys()))  # no fasta: REF not checked
-    assert dict(counts) == {"records": 14, "multiallelic": 2, "variants": 11, "no_alt": 1, "no_ref": 0,
-                            "unknown_chrom": 1, "symbolic": 1, "breakend": 1, "spanning_deletion": 1,
-                            "ref_mismatch": 0}
+    assert dict(counts) == {
+        "records": 14,
+        "multiallelic": 2,
+        "variants": 11,
+        "no_alt": 1,
+        "no_ref": 0,
+        "unknown_chrom": 1,
+        "symbolic": 1,
+        "breakend": 1,
+        "spanning_deletion": 1,
+        "ref_mismatch": 0,
+    }
     assert set(counts) == set(V.COUNTER_KEYS)
     assert len(variants) == 11
     by_pos = {}
@@ -160,11 +178,14 @@ def test_ref_check_modes(genome, vcf):
 
     # check_ref directly: flags follow the kept list, N in the FASTA and past the end mismatch
     variants, _ = V.read_vcf(path, names)
-    extra = [V.Variant("chr2", 20_011, "in_N", "A", "C"), V.Variant("chr2", 20_001, "N_ok", "NN", "A"),
-             V.Variant("chr2", 29_999, "past_end", seq["chr2"][29_998:] + "A", "A")]
+    extra = [
+        V.Variant("chr2", 20_011, "in_N", "A", "C"),
+        V.Variant("chr2", 20_001, "N_ok", "NN", "A"),
+        V.Variant("chr2", 29_999, "past_end", seq["chr2"][29_998:] + "A", "A"),
+    ]
     kept, flags, n = V.check_ref(variants + extra, fa, "flag")
     assert n == 3 and len(kept) == len(flags) == 14
-    assert [v.id for v, f in zip(kept, flags) if f] == ["rs_bad", "in_N", "past_end"]
+    assert [v.id for v, f in zip(kept, flags, strict=False) if f] == ["rs_bad", "in_N", "past_end"]
     kept, flags, n = V.check_ref(variants + extra, fa, "skip")
     assert n == 3 and len(kept) == 11 and not flags.any()
     kept, flags, n = V.check_ref([v for v in variants if v.id != "rs_bad"], fa, "stop")
@@ -204,9 +225,17 @@ def test_place_fixture_variants(genome, genes, vcf):
 
 def test_place_matches_brute_force(genome):
     rng = np.random.default_rng(3)
-    genes = pd.DataFrame({"gene_id": np.arange(30) + 1, "symbol": [f"G{i}" for i in range(30)],
-                          "ensembl_gene": "", "name": "", "chrom": rng.choice(["chr1", "chr2", "chr3"], 30),
-                          "tss": rng.integers(0, 40_000, 30), "strand": "+"})
+    genes = pd.DataFrame(
+        {
+            "gene_id": np.arange(30) + 1,
+            "symbol": [f"G{i}" for i in range(30)],
+            "ensembl_gene": "",
+            "name": "",
+            "chrom": rng.choice(["chr1", "chr2", "chr3"], 30),
+            "tss": rng.integers(0, 40_000, 30),
+            "strand": "+",
+        }
+    )
     variants = []
     for i in range(200):
         chrom = str(rng.choice(["chr1", "chr2", "chr4"], p=[0.5, 0.4, 0.1]))
@@ -220,8 +249,9 @@ def test_place_matches_brute_force(genome):
                 ws = int(G.window_start(int(g.tss), n_bins, bin_size, grid))
                 if g.chrom != v.chrom:
                     continue
-                touched = [b for b in range(n_bins)
-                           if v.start0 < ws + (b + 1) * bin_size and v.end0 > ws + b * bin_size]
+                touched = [
+                    b for b in range(n_bins) if v.start0 < ws + (b + 1) * bin_size and v.end0 > ws + b * bin_size
+                ]
                 if touched:
                     inside.add(vi)
                     expected.append((vi, g.gene_id, g.symbol, touched[0], touched[-1], v.start0 - int(g.tss)))
@@ -238,14 +268,14 @@ def test_alt_bin_properties(genome):
     s = seq["chr1"]
     L, b0 = 16, 1000
     ref = V.ref_bin(fa, "chr1", b0, L)
-    assert ref == s[b0:b0 + L]
+    assert ref == s[b0 : b0 + L]
 
     def var(pos0, r_len, alt):
-        return V.Variant("chr1", pos0 + 1, "t", s[pos0:pos0 + r_len], alt)
+        return V.Variant("chr1", pos0 + 1, "t", s[pos0 : pos0 + r_len], alt)
 
     # ALT == REF: the reference bin, whatever the allele's length or where it sits
     for pos0, r_len in [(b0, 1), (b0 + 5, 3), (b0 + 15, 4), (b0 - 2, 5), (b0 - 1, 1)]:
-        v = var(pos0, r_len, s[pos0:pos0 + r_len])
+        v = var(pos0, r_len, s[pos0 : pos0 + r_len])
         assert V.alt_bin(fa, "chr1", b0, L, v) == ref
     # SNV: exactly one base differs
     v = var(b0 + 7, 1, other(s[b0 + 7]))
@@ -256,11 +286,11 @@ def test_alt_bin_properties(genome):
     k = 3
     v = var(b0 + 4, 1, s[b0 + 4] + "TTT")
     alt = V.alt_bin(fa, "chr1", b0, L, v)
-    assert alt == ref[:5] + "TTT" + ref[5:L - k]
+    assert alt == ref[:5] + "TTT" + ref[5 : L - k]
     # deletion of k: k bases pulled in from after the bin
     v = var(b0 + 4, 1 + k, s[b0 + 4])
     alt = V.alt_bin(fa, "chr1", b0, L, v)
-    assert alt == ref[:5] + ref[5 + k:] + s[b0 + L:b0 + L + k]
+    assert alt == ref[:5] + ref[5 + k :] + s[b0 + L : b0 + L + k]
     # a variant outside the bin leaves it unchanged
     for pos0 in (b0 - 5, b0 + L, b0 + L + 100):
         assert V.alt_bin(fa, "chr1", b0, L, var(pos0, 2, "G")) == ref
@@ -269,17 +299,17 @@ def test_alt_bin_properties(genome):
     assert V.alt_bin(fa, "chr1", b0, L, v) == ref[:3] + "T" * 13
     # a deletion running in from the previous bin: the bin starts at the first base after it
     v = var(b0 - 3, 6, s[b0 - 3])  # deletes b0-2 .. b0+2
-    assert V.alt_bin(fa, "chr1", b0, L, v) == s[b0 + 3:b0 + 3 + L]
+    assert V.alt_bin(fa, "chr1", b0, L, v) == s[b0 + 3 : b0 + 3 + L]
     # an MNV across the bin edge: its bases in this bin change, REF and ALT aligned from the left
     v = var(b0 - 1, 3, "GGG")
     assert V.alt_bin(fa, "chr1", b0, L, v) == "GG" + ref[2:]
-    assert V.alt_bin(fa, "chr1", b0 - L, L, v) == s[b0 - L:b0 - 1] + "G"
+    assert V.alt_bin(fa, "chr1", b0 - L, L, v) == s[b0 - L : b0 - 1] + "G"
     # the bin size is a parameter: 4096-bp bins behave the same, and N pads past the chromosome end
     v = var(b0 + 10, 1 + k, s[b0 + 10])
     big = V.alt_bin(fa, "chr1", b0, 4096, v)
-    assert big == s[b0:b0 + 11] + s[b0 + 11 + k:b0 + 4096 + k] and len(big) == 4096
+    assert big == s[b0 : b0 + 11] + s[b0 + 11 + k : b0 + 4096 + k] and len(big) == 4096
     end = LENGTHS["chr1"]
     v = var(end - 10, 5, s[end - 10])
-    assert V.alt_bin(fa, "chr1", end - L, L, v) == s[end - L:end - 9] + s[end - 5:] + "N" * 4
+    assert V.alt_bin(fa, "chr1", end - L, L, v) == s[end - L : end - 9] + s[end - 5 :] + "N" * 4
     with pytest.raises(GTAError):
         V.alt_bin(fa, "chr2", b0, L, v)

@@ -42,8 +42,17 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
     assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
-    expected = ["Xpresso", "Enformer", "Basenji2", "ExPecto", "TSS ridge", "ExPecto-style", "GTA", "GTA",
-                "noise ceiling"]
+    expected = [
+        "Xpresso",
+        "Enformer",
+        "Basenji2",
+        "ExPecto",
+        "TSS ridge",
+        "ExPecto-style",
+        "GTA",
+        "GTA",
+        "noise ceiling",
+    ]
     assert sorted(t1["model"]) == sorted(expected)
     gta = t1[t1["model"] == "GTA"]
     assert sorted(gta["n_bins"]) == sorted(cfg["evaluate"]["context_bins"])
@@ -115,7 +124,7 @@ def test_using_the_trained_model(tiny_run, tiny_config):
     model = pd.read_csv(tiny_run / "results/predictions/gta_n11_l2.tsv", sep="\t").set_index("symbol")
     pred = pd.read_csv(tiny_run / "results/predict/predictions.tsv", sep="\t")
     assert list(pred["symbol"]) == cfg["predict"]["genes"]  # the genes asked for, in that order
-    for sym, value in zip(pred["symbol"], pred["predicted"]):  # bins reused: the training run's numbers
+    for sym, value in zip(pred["symbol"], pred["predicted"], strict=False):  # bins reused: the training run's numbers
         assert value == pytest.approx(model.loc[sym, "predicted"], rel=1e-4, abs=1e-6)
     (gene,) = cfg["explain"]["genes"]
     table = pd.read_csv(tiny_run / f"results/explain/{gene}.tsv", sep="\t")
@@ -123,8 +132,11 @@ def test_using_the_trained_model(tiny_run, tiny_config):
     assert (tiny_run / f"results/explain/{gene}.png").stat().st_size > 1000
     scores = pd.read_parquet(tiny_run / "results/variants/scores.parquet")
     counts = pd.read_csv(tiny_run / "results/variants/counts.tsv", sep="\t").set_index("what")["n"]
-    vcf = [line.split("\t") for line in (tiny_run / "results/variants/demo.vcf").read_text().splitlines()
-           if not line.startswith("#")]
+    vcf = [
+        line.split("\t")
+        for line in (tiny_run / "results/variants/demo.vcf").read_text().splitlines()
+        if not line.startswith("#")
+    ]
     assert len(vcf) >= 10 and len(vcf) % 2 == 0  # a deletion and an SNV per site, at most 2 sites per role
     assert counts["records"] == counts["variants"] == counts["chunk_variants"] == len(vcf)
     assert counts["scored_pairs"] == len(scores) and scores["id"].nunique() + counts["outside_windows"] == len(vcf)
@@ -142,16 +154,36 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
     assert planned(tiny_run, tiny_config) == {}
     # a train.* key: training and what follows only
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, train__lr=0.002))
-    assert set(jobs) == {"train_gta", "make_table1", "make_table2", "make_figures", "all", "train_control",
-                         "ablate_context", "make_table3", "train_gta_subset", "make_train_size", "plot_learning_curves"}
+    assert set(jobs) == {
+        "train_gta",
+        "make_table1",
+        "make_table2",
+        "make_figures",
+        "all",
+        "train_control",
+        "ablate_context",
+        "make_table3",
+        "train_gta_subset",
+        "make_train_size",
+        "plot_learning_curves",
+    }
     assert jobs["train_gta"] == 3  # N=5 and N=11 at 2 blocks, N=11 at 1 block
     assert jobs["train_control"] == 4 and jobs["train_gta_subset"] == 1  # the baselines' subsets do not rerun
     # one more context length: only the new model (and the tables/figures that list it)
     cfg = yaml.safe_load(tiny_config.read_text())
-    jobs = planned(tiny_run, edited(tmp_path, tiny_config, evaluate__context_bins=cfg["evaluate"]["context_bins"] + [7]))
+    jobs = planned(
+        tiny_run, edited(tmp_path, tiny_config, evaluate__context_bins=cfg["evaluate"]["context_bins"] + [7])
+    )
     assert jobs.get("train_gta") == 1 and "predict_sei" not in jobs
-    assert set(jobs) <= {"train_gta", "make_table1", "make_table2", "make_figures", "all", "plot_learning_curves",
-                         "oracle_diagnostics"}
+    assert set(jobs) <= {
+        "train_gta",
+        "make_table1",
+        "make_table2",
+        "make_figures",
+        "all",
+        "plot_learning_curves",
+        "oracle_diagnostics",
+    }
     # window.n_bins: Sei reruns, and everything downstream of the features
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, window__n_bins=13))
     assert jobs["predict_sei"] == cfg["sei"]["shards"] and "merge_features" in jobs and "train_gta" in jobs

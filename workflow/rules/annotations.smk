@@ -11,15 +11,15 @@ rule fetch_annotations:
         tss="results/genes/tss.tsv",
     output:
         "results/annotations/annotations.jsonl",
-    params:
-        source=config["annotations"]["source"],
-        entrez=entrez_args(),
     log:
         "results/logs/fetch_annotations.log",
     benchmark:
         "results/benchmarks/fetch_annotations.tsv"
     conda:
         "../../envs/bio.yaml"
+    params:
+        source=config["annotations"]["source"],
+        entrez=entrez_args(),
     shell:
         "gta annotations --source {params.source:q} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
 
@@ -29,11 +29,11 @@ rule make_prompts:
         "results/annotations/annotations.jsonl",
     output:
         "results/annotations/prompts.jsonl",
-    params:
-        cell_type=config["annotations"]["cell_type"],
     log:
         "results/logs/make_prompts.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        cell_type=config["annotations"]["cell_type"],
     shell:
         "gta prompts --annotations {input:q} --cell-type {params.cell_type:q} --out {output:q} 2> {log:q}"

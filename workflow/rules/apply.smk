@@ -14,6 +14,13 @@ rule predict_genes:
         backbone=backbone_input(),
     output:
         "results/predict/predictions.tsv",
+    log:
+        "results/logs/predict_genes.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         genes=predict_genes_arg,
@@ -21,13 +28,6 @@ rule predict_genes:
         sei=sei_flags(),
         device=config["train"]["device"],
         cell_type=config["annotations"]["cell_type"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/predict_genes.log",
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta predict --model {input.model:q} --backbone {params.backbone:q} --genes {params.genes}"
         " --fasta {input.fasta:q} --mane {input.mane:q} {params.cache} --prompts {input.prompts:q}"
@@ -43,16 +43,16 @@ rule explain_genes:
         backbone=backbone_input(),
     output:
         directory("results/explain"),
+    log:
+        "results/logs/explain_genes.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
     params:
         backbone=backbone_arg,
         genes=quoted_list(config["explain"]["genes"]),
         device=config["train"]["device"],
         label=figure_label(),
-    threads: config["train"]["threads"]
-    log:
-        "results/logs/explain_genes.log",
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta explain --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
         " --prompts {input.prompts:q} --genes {params.genes} --label {params.label:q} --device {params.device:q}"
@@ -73,23 +73,23 @@ rule score_variants:
     output:
         scores=f"results/variants/chunks/{{chunk}}.{VARIANTS_EXT}",
         counts="results/variants/chunks/{chunk}.counts.tsv",
+    log:
+        "results/logs/score_variants/{chunk}.log",
+    benchmark:
+        "results/benchmarks/score_variants/{chunk}.tsv"
     wildcard_constraints:
         chunk=r"\d+-of-\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         sei=sei_flags(),
         ref_check=config["variants"]["ref_check"],
         device=config["train"]["device"],
         cell_type=config["annotations"]["cell_type"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/score_variants/{chunk}.log",
-    benchmark:
-        "results/benchmarks/score_variants/{chunk}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta score-variants --model {input.model:q} --backbone {params.backbone:q} --vcf {input.vcf:q}"
         " --features {input.features:q} --tss {input.tss:q} --fasta {input.fasta:q} --prompts {input.prompts:q}"
@@ -121,13 +121,13 @@ rule make_demo_vcf:
         tss="results/genes/tss.tsv",
     output:
         "results/variants/demo.vcf",
-    params:
-        per_class=config["variants"]["demo_per_class"],
-        seed=config["seed"],
     log:
         "results/logs/make_demo_vcf.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        per_class=config["variants"]["demo_per_class"],
+        seed=config["seed"],
     shell:
         "gta demo-vcf --features {input.features:q} --tss {input.tss:q} --fasta {input.fasta:q}"
         " --per-class {params.per_class:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
@@ -144,14 +144,14 @@ rule validate_variants:
     output:
         table="results/diagnostics/variant_validation.tsv",
         pairs="results/diagnostics/variant_pairs.tsv",
-    params:
-        sei=sei_flags(),
-        grammar=config["expression"]["grammar"],
-        signal_fraction=config["expression"]["signal_fraction"],
     log:
         "results/logs/validate_variants.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        sei=sei_flags(),
+        grammar=config["expression"]["grammar"],
+        signal_fraction=config["expression"]["signal_fraction"],
     shell:
         "gta validate-variants --scores {input.scores:q} --features {input.features:q} --tss {input.tss:q}"
         " --fasta {input.fasta:q} {params.sei} --grammar {params.grammar:q}"

@@ -8,12 +8,12 @@ rule convert_backbone:
         gguf=backbone_gguf,
     output:
         directory("results/backbone/{name}"),
-    wildcard_constraints:
-        name=r"[^/]+",
     log:
         "results/logs/convert_backbone/{name}.log",
     benchmark:
         "results/benchmarks/convert_backbone/{name}.tsv"
+    wildcard_constraints:
+        name=r"[^/]+",
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -33,8 +33,11 @@ def check_config():
     if "context_ablation" in e["controls"]:
         keep, n_max = e["ablation_keep_bins"], max(e["context_bins"])
         if keep % 2 == 0 or keep > n_max:
-            config_error("evaluate.ablation_keep_bins", f"must be odd and <= the largest evaluate.context_bins "
-                         f"({n_max}) so the TSS bin is the middle kept one (got {keep})")
+            config_error(
+                "evaluate.ablation_keep_bins",
+                f"must be odd and <= the largest evaluate.context_bins "
+                f"({n_max}) so the TSS bin is the middle kept one (got {keep})",
+            )
     n_bins = config["window"]["n_bins"]
     if n_bins % 2 == 0:
         config_error("window.n_bins", f"must be odd so the TSS bin is the middle one (got {n_bins})")
@@ -42,8 +45,11 @@ def check_config():
         return  # the bins come from the file; tss_from_features checks them against context_bins
     bin_size = config["window"]["bin_size"]
     if bin_size != 4096:
-        config_error("window.bin_size", f"Sei takes 4,096-bp inputs, so the bins must be 4096 bp (got {bin_size}); "
-                     "set window.bin_size: 4096 (other sizes only with features.precomputed)")
+        config_error(
+            "window.bin_size",
+            f"Sei takes 4,096-bp inputs, so the bins must be 4096 bp (got {bin_size}); "
+            "set window.bin_size: 4096 (other sizes only with features.precomputed)",
+        )
     for n in config["evaluate"]["context_bins"]:
         if n % 2 == 0 or n > n_bins:
             config_error("evaluate.context_bins", f"each N must be odd and <= window.n_bins={n_bins} (got {n})")
@@ -127,8 +133,11 @@ def backbone_gguf(wildcards):
     """Input function of convert_backbone (the rule): the GGUF file behind results/backbone/{name}."""
     gguf, name = _backbone(lambda spec, model: (str(spec.gguf_file(model)), spec.converted_name(model)))
     if wildcards.name != name:
-        config_error("backbone.model", f"results/backbone/{wildcards.name} is not the configured backbone "
-                     f"(it converts to results/backbone/{name})")
+        config_error(
+            "backbone.model",
+            f"results/backbone/{wildcards.name} is not the configured backbone "
+            f"(it converts to results/backbone/{name})",
+        )
     return gguf
 
 
@@ -187,8 +196,12 @@ def targets_args():
     """`gta targets` flags from only the config keys this configuration uses (others never rerun it)."""
     e, g = config["expression"], config["genes"]
     if expression_simulated():
-        args = ["--table simulated", f"--signal-fraction {e['signal_fraction']}", f"--grammar {e['grammar']}",
-                f"--simulation-out {SIMULATION}"]
+        args = [
+            "--table simulated",
+            f"--signal-fraction {e['signal_fraction']}",
+            f"--grammar {e['grammar']}",
+            f"--simulation-out {SIMULATION}",
+        ]
     else:
         args = [f"--table {shlex.quote(e['table'])}", f"--log-transform {str(e['log_transform']).lower()}"]
     if g["test_genes"]:
@@ -213,8 +226,10 @@ def imported_prediction_files():
 def table1_rows():
     """(model, bins, predictions) per Table 1 row in order; bins '-' = none, 'all' = the stored n_bins."""
     rows = [(c, "-", path) for c, path in imported_prediction_files().items()]
-    rows += [("TSS ridge", "1", "results/predictions/tss_ridge.tsv"),
-             ("ExPecto-style", "all", "results/predictions/expecto_style.tsv")]
+    rows += [
+        ("TSS ridge", "1", "results/predictions/tss_ridge.tsv"),
+        ("ExPecto-style", "all", "results/predictions/expecto_style.tsv"),
+    ]
     return rows + [("GTA", str(n), path) for n, path in gta_table1_files().items()]
 
 
@@ -227,8 +242,11 @@ def rows_arg(rows):
 def check_annotations_config():
     a = config["annotations"]
     if a["source"] == "entrez" and not (a.get("email") or "").strip():
-        config_error("annotations.email", "NCBI asks for your e-mail address with every request when "
-                     "annotations.source is 'entrez'; set it, or use annotations.source: mane (offline)")
+        config_error(
+            "annotations.email",
+            "NCBI asks for your e-mail address with every request when "
+            "annotations.source is 'entrez'; set it, or use annotations.source: mane (offline)",
+        )
 
 
 check_annotations_config()
@@ -242,14 +260,21 @@ def entrez_args():
     a = config["annotations"]
     if a["source"] != "entrez":
         return ""
-    flags = {"--email": a["email"], "--api-key-env": a["api_key_env"], "--cache": a["cache"],
-             "--batch-size": a["batch_size"], "--max-retries": a["max_retries"], "--timeout": a["timeout"]}
+    flags = {
+        "--email": a["email"],
+        "--api-key-env": a["api_key_env"],
+        "--cache": a["cache"],
+        "--batch-size": a["batch_size"],
+        "--max-retries": a["max_retries"],
+        "--timeout": a["timeout"],
+    }
     return " ".join(f"{k} {shlex.quote(str(v))}" for k, v in flags.items())
 
 
 # ----- training and figures (train.smk; FIGURE_FILES comes from gta.figure_names)
 def _flags(values):
     """--key value flags, shell-quoted; booleans as true/false."""
+
     def fmt(v):
         return str(v).lower() if isinstance(v, bool) else shlex.quote(str(v))
 
@@ -265,12 +290,23 @@ def model_args():
     """`gta train` model flags from backbone.* and gta.* (not backbone.model/layers: path and wildcard)."""
     b, g = config["backbone"], config["gta"]
     lora = b["lora"]
-    flags = {"backbone_dtype": b["dtype"], "context": b["context"], "attention": b["attention"],
-             "gradient_checkpointing": b["gradient_checkpointing"], "prompt_cache_mb": b["prompt_cache_mb"],
-             "prototypes_vocab": g["prototypes_vocab"], "prototypes_classes": g["prototypes_classes"],
-             "heads": g["heads"], "d_k": g["d_k"], "top_k": g["top_k"], "gate": g["selector_gate"],
-             "head": g["head"], "position_embedding": g["position_embedding"], "dropout": g["dropout"],
-             "skip": g["skip"]}
+    flags = {
+        "backbone_dtype": b["dtype"],
+        "context": b["context"],
+        "attention": b["attention"],
+        "gradient_checkpointing": b["gradient_checkpointing"],
+        "prompt_cache_mb": b["prompt_cache_mb"],
+        "prototypes_vocab": g["prototypes_vocab"],
+        "prototypes_classes": g["prototypes_classes"],
+        "heads": g["heads"],
+        "d_k": g["d_k"],
+        "top_k": g["top_k"],
+        "gate": g["selector_gate"],
+        "head": g["head"],
+        "position_embedding": g["position_embedding"],
+        "dropout": g["dropout"],
+        "skip": g["skip"],
+    }
     if lora["enabled"]:
         flags.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
     return _flags(flags)
@@ -317,8 +353,12 @@ def figure_label():
 
 
 # ----- Table 3: controls (controls.smk)
-TRAINED_CONTROLS = {"no_backbone": {"blocks": "none"}, "random_backbone": {"blocks": "random"},
-                    "attention_layer": {"blocks": "attention"}, "no_prompt": {"prompt": False}}
+TRAINED_CONTROLS = {
+    "no_backbone": {"blocks": "none"},
+    "random_backbone": {"blocks": "random"},
+    "attention_layer": {"blocks": "attention"},
+    "no_prompt": {"prompt": False},
+}
 
 
 def control_prediction_file(control):
@@ -340,7 +380,8 @@ def control_args(wildcards):
 def table3_rows():
     """(variant, predictions) per Table 3 row: GTA at the largest N and backbone.layers, then each control."""
     return [("GTA", gta_prediction_file(*figure_model_key()))] + [
-        (c, control_prediction_file(c)) for c in config["evaluate"]["controls"]]
+        (c, control_prediction_file(c)) for c in config["evaluate"]["controls"]
+    ]
 
 
 def table3_keep_bins_arg():
@@ -375,11 +416,25 @@ def train_size_rows():
     rows = []
     for f in sorted(config["evaluate"]["train_fractions"]):
         tag, full = fraction_tag(f), float(f) >= 1.0
-        rows.append(("GTA", tag, gta_prediction_file(*figure_model_key()) if full
-                     else f"results/predictions/train_size/{subset_model_name(f)}.tsv"))
+        rows.append(
+            (
+                "GTA",
+                tag,
+                (
+                    gta_prediction_file(*figure_model_key())
+                    if full
+                    else f"results/predictions/train_size/{subset_model_name(f)}.tsv"
+                ),
+            )
+        )
         for stem, name in BASELINE_NAMES.items():
-            rows.append((name, tag, f"results/predictions/{stem}.tsv" if full
-                         else f"results/predictions/train_size/{stem}_f{tag}.tsv"))
+            rows.append(
+                (
+                    name,
+                    tag,
+                    f"results/predictions/{stem}.tsv" if full else f"results/predictions/train_size/{stem}_f{tag}.tsv",
+                )
+            )
     return rows
 
 
@@ -440,10 +495,12 @@ def applied_model(section):
 def sei_flags():
     """The Sei flags of gta predict / score-variants / validate-variants, from sei.*, shell-quoted."""
     s = config["sei"]
-    return (f"--checkpoint {shlex.quote(sei_checkpoint())} --projection {shlex.quote(sei_projection())}"
-            f" --sha256={shlex.quote(s['sha256'] or '')} --reverse-complement {str(s['reverse_complement']).lower()}"
-            f" --sei-device {shlex.quote(str(s['device']))} --sei-dtype {shlex.quote(str(s['dtype']))}"
-            f" --sei-batch-size {int(s['batch_size'])}")
+    return (
+        f"--checkpoint {shlex.quote(sei_checkpoint())} --projection {shlex.quote(sei_projection())}"
+        f" --sha256={shlex.quote(s['sha256'] or '')} --reverse-complement {str(s['reverse_complement']).lower()}"
+        f" --sei-device {shlex.quote(str(s['device']))} --sei-dtype {shlex.quote(str(s['dtype']))}"
+        f" --sei-batch-size {int(s['batch_size'])}"
+    )
 
 
 def _predict_reuses_features():

@@ -13,8 +13,17 @@ rule train_control:
         model=model_outputs(control_model_dir("{control}")),
         history=f"{control_model_dir('{control}')}/history.tsv",
         predictions=control_prediction_file("{control}"),
+    log:
+        "results/logs/train_control/{control}.log",
+    benchmark:
+        "results/benchmarks/train_control/{control}.tsv"
     wildcard_constraints:
         control="|".join(TRAINED_CONTROLS),
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         model_dir=model_folder,
@@ -23,15 +32,6 @@ rule train_control:
         model=model_args(),
         control=control_args,
         train=train_args(),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/train_control/{control}.log",
-    benchmark:
-        "results/benchmarks/train_control/{control}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {params.n_bins:q} --layers {params.layers:q} --backbone {params.backbone:q} {params.model}"
@@ -48,19 +48,19 @@ rule ablate_context:
         backbone=backbone_input(),
     output:
         control_prediction_file("context_ablation"),
-    params:
-        backbone=backbone_arg,
-        keep_bins=config["evaluate"]["ablation_keep_bins"],
-        device=config["train"]["device"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
     log:
         "results/logs/ablate_context.log",
     benchmark:
         "results/benchmarks/ablate_context.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
+    params:
+        backbone=backbone_arg,
+        keep_bins=config["evaluate"]["ablation_keep_bins"],
+        device=config["train"]["device"],
     shell:
         "gta ablate-context --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
         " --targets {input.targets:q} --prompts {input.prompts:q} --keep-bins {params.keep_bins:q}"
@@ -73,15 +73,15 @@ rule make_table3:
         predictions=[path for _, path in table3_rows()],
     output:
         report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
+    log:
+        "results/logs/make_table3.log",
+    conda:
+        "../../envs/gta.yaml"
     params:
         rows=rows_arg(table3_rows()),
         keep_bins=table3_keep_bins_arg(),
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    log:
-        "results/logs/make_table3.log",
-    conda:
-        "../../envs/gta.yaml"
     shell:
         "gta table3 --targets {input.targets:q} {params.rows} {params.keep_bins}"
         " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"

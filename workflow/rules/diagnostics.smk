@@ -8,13 +8,13 @@ rule plot_learning_curves:
         list(learning_curve_histories().values()),
     output:
         report("results/figures/learning_curves.png", caption="../report/diagnostics.rst", category="Diagnostics"),
-    params:
-        histories=histories_arg(),
-        label=figure_label(),
     log:
         "results/logs/plot_learning_curves.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        histories=histories_arg(),
+        label=figure_label(),
     shell:
         "gta learning-curves {params.histories} --label {params.label:q} --out {output:q} 2> {log:q}"
 
@@ -27,13 +27,13 @@ if expression_simulated():
             targets=TARGETS,
         output:
             report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
-        params:
-            visible=" ".join(str(int(n)) for n in sorted(config["evaluate"]["context_bins"])),
-            grammar=config["expression"]["grammar"],
         log:
             "results/logs/oracle_diagnostics.log",
         conda:
             "../../envs/gta.yaml"
+        params:
+            visible=" ".join(str(int(n)) for n in sorted(config["evaluate"]["context_bins"])),
+            grammar=config["expression"]["grammar"],
         shell:
             "gta oracle --features {input.features:q} --targets {input.targets:q} --visible-bins {params.visible}"
             " --grammar {params.grammar:q} --out {output:q} 2> {log:q}"
@@ -49,24 +49,24 @@ rule train_gta_subset:
         model=model_outputs("results/models/gta_n{n}_l{layers}_f{fraction}"),
         history="results/models/gta_n{n}_l{layers}_f{fraction}/history.tsv",
         predictions="results/predictions/train_size/gta_n{n}_l{layers}_f{fraction}.tsv",
+    log:
+        "results/logs/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.log",
+    benchmark:
+        "results/benchmarks/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.tsv"
     wildcard_constraints:
         n=r"\d+",
         layers=r"\d+",
         fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         model_dir=model_folder,
         model=model_args(),
         train=train_args(),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.log",
-    benchmark:
-        "results/benchmarks/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
@@ -81,17 +81,17 @@ rule fit_baseline_subset:
         tss="results/genes/tss.tsv",
     output:
         "results/predictions/train_size/{baseline}_f{fraction}.tsv",
-    wildcard_constraints:
-        baseline="tss_ridge|expecto_style",
-        fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
-    params:
-        seed=config["seed"],
     log:
         "results/logs/fit_baseline_subset/{baseline}_f{fraction}.log",
     benchmark:
         "results/benchmarks/fit_baseline_subset/{baseline}_f{fraction}.tsv"
+    wildcard_constraints:
+        baseline="tss_ridge|expecto_style",
+        fraction=r"0?\.\d+|\d(\.\d+)?e-\d+",
     conda:
         "../../envs/gta.yaml"
+    params:
+        seed=config["seed"],
     shell:
         "gta baseline --model {wildcards.baseline} --features {input.features:q} --targets {input.targets:q}"
         " --tss {input.tss:q} --train-fraction {wildcards.fraction} --seed {params.seed:q} --out {output:q}"
@@ -103,19 +103,17 @@ rule make_train_size:
         targets=TARGETS,
         predictions=[path for _, _, path in train_size_rows()],
     output:
-        table=report("results/diagnostics/train_size.tsv", caption="../report/diagnostics.rst",
-                     category="Diagnostics"),
-        figure=report("results/figures/train_size.png", caption="../report/diagnostics.rst",
-                      category="Diagnostics"),
+        table=report("results/diagnostics/train_size.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
+        figure=report("results/figures/train_size.png", caption="../report/diagnostics.rst", category="Diagnostics"),
+    log:
+        "results/logs/make_train_size.log",
+    conda:
+        "../../envs/gta.yaml"
     params:
         rows=rows_arg(train_size_rows()),
         label=figure_label(),
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    log:
-        "results/logs/make_train_size.log",
-    conda:
-        "../../envs/gta.yaml"
     shell:
         "gta train-size --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
         " --label {params.label:q} --out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"

@@ -9,12 +9,12 @@ rule fit_baseline:
         tss="results/genes/tss.tsv",
     output:
         "results/predictions/{baseline}.tsv",
-    wildcard_constraints:
-        baseline="tss_ridge|expecto_style",
     log:
         "results/logs/fit_baseline/{baseline}.log",
     benchmark:
         "results/benchmarks/fit_baseline/{baseline}.tsv"
+    wildcard_constraints:
+        baseline="tss_ridge|expecto_style",
     conda:
         "../../envs/gta.yaml"
     shell:
@@ -48,15 +48,15 @@ rule make_table1:
         simulation=[SIMULATION] if expression_simulated() else [],
     output:
         report("results/table1.tsv", caption="../report/table1.rst", category="Tables"),
+    log:
+        "results/logs/make_table1.log",
+    conda:
+        "../../envs/gta.yaml"
     params:
         rows=rows_arg(table1_rows()),
         simulation=f"--simulation {SIMULATION}" if expression_simulated() else "",
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    log:
-        "results/logs/make_table1.log",
-    conda:
-        "../../envs/gta.yaml"
     shell:
         "gta table1 --targets {input.targets:q} --features {input.features:q} {params.rows} {params.simulation}"
         " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
@@ -68,14 +68,14 @@ rule make_table2:
         predictions=list(gta_table2_files().values()),
     output:
         report("results/table2.tsv", caption="../report/table2.rst", category="Tables"),
-    params:
-        rows=rows_arg(gta_table2_files().items()),
-        n_boot=config["evaluate"]["n_boot"],
-        seed=config["seed"],
     log:
         "results/logs/make_table2.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        rows=rows_arg(gta_table2_files().items()),
+        n_boot=config["evaluate"]["n_boot"],
+        seed=config["seed"],
     shell:
         "gta table2 --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
         " --out {output:q} 2> {log:q}"

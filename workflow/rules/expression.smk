@@ -7,13 +7,13 @@ rule make_targets:
         **targets_inputs(),
     output:
         **targets_outputs(),
-    params:
-        args=targets_args(),
-        seed=config["seed"],
     log:
         "results/logs/make_targets.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        args=targets_args(),
+        seed=config["seed"],
     shell:
         "gta targets --tss {input.tss:q} --features {input.features:q} {params.args} --seed {params.seed:q}"
         " --out {output.targets:q} 2> {log:q}"

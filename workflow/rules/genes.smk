@@ -10,13 +10,13 @@ if not config["features"]["precomputed"]:
             mane=mane_input(),
         output:
             "results/genes/tss.tsv",
-        params:
-            chromosomes=chromosomes_arg(),
-            max_genes=config["genes"]["max_genes"],
         log:
             "results/logs/mane_tss.log",
         conda:
             "../../envs/bio.yaml"
+        params:
+            chromosomes=chromosomes_arg(),
+            max_genes=config["genes"]["max_genes"],
         shell:
             "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
             " --max-genes {params.max_genes:q} --out {output:q} 2> {log:q}"

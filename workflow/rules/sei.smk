@@ -6,14 +6,14 @@ rule make_demo_sei:
     output:
         checkpoint="results/sei/demo_sei.pth",
         projection="results/sei/demo_projvec.npy",
-    params:
-        width=config["sei"]["width"],
-        n_targets=config["sei"]["n_targets"],
-        seed=config["seed"],
     log:
         "results/logs/make_demo_sei.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        width=config["sei"]["width"],
+        n_targets=config["sei"]["n_targets"],
+        seed=config["seed"],
     shell:
         "gta sei-demo --width {params.width:q} --n-targets {params.n_targets:q} --seed {params.seed:q}"
         " --checkpoint {output.checkpoint:q} --projection {output.projection:q} 2> {log:q}"
@@ -27,8 +27,17 @@ rule predict_sei:
         projection=sei_projection(),
     output:
         "results/features/shards/{shard}.h5",
+    log:
+        "results/logs/predict_sei/{shard}.log",
+    benchmark:
+        "results/benchmarks/predict_sei/{shard}.tsv"
     wildcard_constraints:
         shard=r"\d+-of-\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["sei"]["threads"]
+    resources:
+        gpu=sei_on_gpu(),
     params:
         n_bins=config["window"]["n_bins"],
         bin_size=config["window"]["bin_size"],
@@ -39,15 +48,6 @@ rule predict_sei:
         device=config["sei"]["device"],
         dtype=config["sei"]["dtype"],
         batch_size=config["sei"]["batch_size"],
-    threads: config["sei"]["threads"]
-    resources:
-        gpu=sei_on_gpu(),
-    log:
-        "results/logs/predict_sei/{shard}.log",
-    benchmark:
-        "results/benchmarks/predict_sei/{shard}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta sei --tss {input.tss:q} --fasta {input.fasta:q} --checkpoint {input.checkpoint:q}"
         " --projection {input.projection:q} --sha256={params.sha256:q} --n-bins {params.n_bins:q}"
@@ -63,12 +63,12 @@ rule merge_features:
         shards=expand("results/features/shards/{shard}.h5", shard=sei_shards()),
     output:
         "results/features/features.h5",
-    params:
-        max_mostly_n=config["window"]["max_mostly_n_fraction"],
     log:
         "results/logs/merge_features.log",
     conda:
         "../../envs/gta.yaml"
+    params:
+        max_mostly_n=config["window"]["max_mostly_n_fraction"],
     shell:
         "gta sei-merge --tss {input.tss:q} --shards {input.shards:q} --max-mostly-n-fraction {params.max_mostly_n:q}"
         " --out {output:q} 2> {log:q}"
@@ -82,13 +82,13 @@ if config["features"]["precomputed"]:
             mane=mane_input(),
         output:
             "results/genes/tss.tsv",
-        params:
-            fasta="" if config["genome"]["fasta"] == "synthetic" else config["genome"]["fasta"],
-            min_bins=max(config["evaluate"]["context_bins"]),
         log:
             "results/logs/tss_from_features.log",
         conda:
             "../../envs/gta.yaml"
+        params:
+            fasta="" if config["genome"]["fasta"] == "synthetic" else config["genome"]["fasta"],
+            min_bins=max(config["evaluate"]["context_bins"]),
         shell:
             "gta tss-from-features --features {input.features:q} --mane {input.mane:q} --fasta={params.fasta:q}"
             " --min-bins {params.min_bins:q} --out {output:q} 2> {log:q}"

@@ -12,23 +12,23 @@ rule train_gta:
         model=model_outputs("results/models/gta_n{n}_l{layers}"),
         predictions="results/predictions/gta_n{n}_l{layers}.tsv",
         history="results/models/gta_n{n}_l{layers}/history.tsv",
+    log:
+        "results/logs/train_gta/gta_n{n}_l{layers}.log",
+    benchmark:
+        "results/benchmarks/train_gta/gta_n{n}_l{layers}.tsv"
     wildcard_constraints:
         n=r"\d+",
         layers=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         model_dir=model_folder,
         model=model_args(),
         train=train_args(),
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/train_gta/gta_n{n}_l{layers}.log",
-    benchmark:
-        "results/benchmarks/train_gta/gta_n{n}_l{layers}.tsv"
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
         " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
@@ -44,21 +44,23 @@ rule make_figures:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        [report(f"results/figures/{name}", caption="../report/figures.rst", category="Figures")
-         for name in FIGURE_FILES],
+        [
+            report(f"results/figures/{name}", caption="../report/figures.rst", category="Figures")
+            for name in FIGURE_FILES
+        ],
+    log:
+        "results/logs/make_figures.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
         label=figure_label(),
         device=config["train"]["device"],
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    threads: config["train"]["threads"]
-    resources:
-        gpu=train_on_gpu(),
-    log:
-        "results/logs/make_figures.log",
-    conda:
-        "../../envs/torch.yaml"
     shell:
         "gta figures --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
         " --predictions {input.predictions:q} --prompts {input.prompts:q} --label {params.label:q}"
