@@ -44,8 +44,8 @@ test-fast: $(STAMP)
 
 # ruff (lint and format, settings in pyproject.toml), snakefmt and Snakemake's own linter: all must be silent
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks workflow/scripts
+	$(BIN)/ruff format --check src tests benchmarks workflow/scripts
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 

@@ -22,9 +22,9 @@ def _int_or_all(value: str):
 # ----------------------------------------------------------------------------- foundation
 
 
-def _add_tss(sub):
+def _add_mane_tss(sub):
     p = sub.add_parser(
-        "tss",
+        "mane-tss",
         help="MANE summary + FASTA -> tss.tsv (MANE Select TSS per gene)",
         description="Write the per-gene TSS table (docs/formats.md, tss.tsv) from a MANE summary.",
     )
@@ -37,10 +37,9 @@ def _add_tss(sub):
     p.add_argument("--out", required=True, help="output tss.tsv")
 
     def run(a):
-        from . import tss
+        from .tss import mane_tss
 
-        chroms = "all" if a.chromosomes == ["all"] else a.chromosomes
-        tss.run(a.mane, a.fasta, a.out, chroms, a.max_genes)
+        mane_tss(a.mane, a.fasta, a.out, "all" if a.chromosomes == ["all"] else a.chromosomes, a.max_genes)
 
     p.set_defaults(func=run)
 
@@ -58,23 +57,15 @@ def _add_synthetic_genome(sub):
     p.add_argument("--out", required=True, help="output FASTA (index written beside it)")
 
     def run(a):
-        from . import tss
-        from .demo import genome
+        from .demo.genome import synthetic_genome
 
-        chroms = a.chromosomes
-        if chroms == ["all"]:
-            chroms = [f"chr{c}" for c in tss.PRIMARY]
-        ucsc = chroms[0].startswith("chr")
-        sel = tss.mane_select(tss.read_mane(tss.resolve_mane(a.mane)))
-        names = [tss.chrom_name(c, "ucsc" if ucsc else "ensembl") for c in sel["chrom"]]
-        by_chrom = {c: sel["tss"].to_numpy()[[n == c for n in names]] for c in chroms}
-        genome.write_synthetic_genome(a.out, chroms, by_chrom, seed=a.seed)
+        synthetic_genome(a.mane, a.chromosomes, a.out, a.seed)
 
     p.set_defaults(func=run)
 
 
-def _add_windows(sub):
-    p = sub.add_parser("windows", help="tss.tsv -> windows.bed (BED12: each gene's window, one block per bin)")
+def _add_extract_windows(sub):
+    p = sub.add_parser("extract-windows", help="tss.tsv -> windows.bed (BED12: each gene's window, one block per bin)")
     p.add_argument("--tss", required=True)
     p.add_argument("--fasta", required=True)
     p.add_argument("--n-bins", type=int, required=True)
@@ -83,10 +74,9 @@ def _add_windows(sub):
     p.add_argument("--out", required=True)
 
     def run(a):
-        from . import genome, tss
+        from .genome import extract_windows
 
-        n = genome.write_windows_bed(tss.read_tss(a.tss), a.fasta, a.out, a.n_bins, a.bin_size, a.grid)
-        log.info("wrote %d gene windows of %d bins to %s", n, a.n_bins, a.out)
+        extract_windows(a.tss, a.fasta, a.out, a.n_bins, a.bin_size, a.grid)
 
     p.set_defaults(func=run)
 
@@ -528,7 +518,7 @@ def _add_train_size(sub):
     p.set_defaults(func=run)
 
 
-COMMANDS = [_add_tss, _add_synthetic_genome, _add_windows]
+COMMANDS = [_add_mane_tss, _add_synthetic_genome, _add_extract_windows]
 COMMANDS += [_add_annotations, _add_prompts]
 COMMANDS += [_add_sei_demo, _add_sei, _add_sei_merge, _add_features_check, _add_tss_from_features]
 COMMANDS += [_add_convert_backbone]

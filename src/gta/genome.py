@@ -173,3 +173,14 @@ def write_windows_bed(
     finally:
         pybedtools.cleanup()
     return len(lines)
+
+
+def extract_windows(tss: str | Path, fasta: str | Path, out: str | Path, n_bins: int, bin_size: int = 4096,
+                    grid: str = "tss") -> int:
+    """Stage extract_windows (rule, `gta extract-windows`): tss.tsv -> windows.bed (BED12: each gene's
+    window, one block per bin)."""
+    from .tss import read_tss
+
+    n = write_windows_bed(read_tss(tss), fasta, out, n_bins, bin_size, grid)
+    log.info("wrote %d gene windows of %d bins to %s", n, n_bins, out)
+    return n

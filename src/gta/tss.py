@@ -206,10 +206,10 @@ def fasta_names(fasta: str | Path) -> list[str]:
     return list(fasta_lengths(fasta))
 
 
-def run(
+def mane_tss(
     mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all", max_genes: int | str = "all"
 ) -> pd.DataFrame:
-    """CLI body of `gta tss`: MANE summary + FASTA -> tss.tsv."""
+    """Stage mane_tss (rule, `gta mane-tss`): MANE summary + FASTA -> tss.tsv, the MANE Select TSS per gene."""
     mane_path = resolve_mane(mane)
     fasta = require_file(
         fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'"

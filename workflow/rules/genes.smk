@@ -15,8 +15,7 @@ if not config["features"]["precomputed"]:
         conda:
             "../../envs/bio.yaml"
         params:
-            chromosomes=chromosomes_arg(),
+            chromosomes=config["genes"]["chromosomes"],
             max_genes=config["genes"]["max_genes"],
-        shell:
-            "gta tss --mane {input.mane:q} --fasta {input.fasta:q} --chromosomes {params.chromosomes}"
-            " --max-genes {params.max_genes:q} --out {output:q} 2> {log:q}"
+        script:
+            "../scripts/mane_tss.py"

@@ -14,11 +14,10 @@ rule synthetic_genome:
     conda:
         "../../envs/bio.yaml"
     params:
-        chromosomes=chromosomes_arg(),
+        chromosomes=config["genes"]["chromosomes"],
         seed=config["genome"]["synthetic_seed"],
-    shell:
-        "gta synthetic-genome --mane {input.mane:q} --chromosomes {params.chromosomes}"
-        " --seed {params.seed:q} --out {output.fasta:q} 2> {log:q}"
+    script:
+        "../scripts/synthetic_genome.py"
 
 
 rule extract_windows:
@@ -35,6 +34,5 @@ rule extract_windows:
         n_bins=config["window"]["n_bins"],
         bin_size=config["window"]["bin_size"],
         grid=config["window"]["grid"],
-    shell:
-        "gta windows --tss {input.tss:q} --fasta {input.fasta:q} --n-bins {params.n_bins:q}"
-        " --bin-size {params.bin_size:q} --grid {params.grid:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/extract_windows.py"

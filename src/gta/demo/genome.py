@@ -267,3 +267,17 @@ def write_synthetic_genome(
         # the index must describe the final file: write it next to the temporary FASTA's final name
         with atomic_path(str(out) + ".fai") as tmp_fai:
             Path(tmp_fai).write_text("".join(fai))
+
+
+def synthetic_genome(mane: str, chromosomes: Sequence[str] | str, out: str | Path, seed: int = 0) -> None:
+    """Stage synthetic_genome (rule, `gta synthetic-genome`): the demo genome FASTA + .fai, with CpG islands
+    at the MANE Select TSSs of `chromosomes` (names as the FASTA will have them, 'chr21' or '21' style, or
+    'all')."""
+    from .. import tss
+
+    chroms = [f"chr{c}" for c in tss.PRIMARY] if chromosomes in ("all", ["all"]) else list(chromosomes)
+    naming = "ucsc" if chroms[0].startswith("chr") else "ensembl"
+    sel = tss.mane_select(tss.read_mane(tss.resolve_mane(mane)))
+    names = [tss.chrom_name(c, naming) for c in sel["chrom"]]
+    by_chrom = {c: sel["tss"].to_numpy()[[n == c for n in names]] for c in chroms}
+    write_synthetic_genome(out, chroms, by_chrom, seed=seed)

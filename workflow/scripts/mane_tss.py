@@ -1,0 +1,14 @@
+"""Rule mane_tss: MANE Select TSS per gene (gta.tss.mane_tss)."""
+
+from gta.rule import run
+from gta.tss import mane_tss
+
+run(
+    snakemake,
+    mane_tss,
+    mane=snakemake.input.mane,
+    fasta=snakemake.input.fasta,
+    out=snakemake.output[0],
+    chromosomes=snakemake.params.chromosomes,
+    max_genes=snakemake.params.max_genes,
+)
