@@ -175,8 +175,9 @@ def write_windows_bed(
     return len(lines)
 
 
-def extract_windows(tss: str | Path, fasta: str | Path, out: str | Path, n_bins: int, bin_size: int = 4096,
-                    grid: str = "tss") -> int:
+def extract_windows(
+    tss: str | Path, fasta: str | Path, out: str | Path, n_bins: int, bin_size: int = 4096, grid: str = "tss"
+) -> int:
     """Stage extract_windows (rule, `gta extract-windows`): tss.tsv -> windows.bed (BED12: each gene's
     window, one block per bin)."""
     from .tss import read_tss
