@@ -166,6 +166,12 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
         "train_gta_subset",
         "make_train_size",
         "plot_learning_curves",
+        # the trained model's uses (tiny_config turns them on)
+        "predict_genes",
+        "explain_genes",
+        "score_variants",
+        "merge_variant_scores",
+        "validate_variants",
     }
     assert jobs["train_gta"] == 3  # N=5 and N=11 at 2 blocks, N=11 at 1 block
     assert jobs["train_control"] == 4 and jobs["train_gta_subset"] == 1  # the baselines' subsets do not rerun
@@ -183,6 +189,12 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
         "all",
         "plot_learning_curves",
         "oracle_diagnostics",
+        # the largest-context model is the new one: its uses follow it
+        "predict_genes",
+        "explain_genes",
+        "score_variants",
+        "merge_variant_scores",
+        "validate_variants",
     }
     # window.n_bins: Sei reruns, and everything downstream of the features
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, window__n_bins=13))
