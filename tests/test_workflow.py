@@ -189,12 +189,6 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
         "all",
         "plot_learning_curves",
         "oracle_diagnostics",
-        # the largest-context model is the new one: its uses follow it
-        "predict_genes",
-        "explain_genes",
-        "score_variants",
-        "merge_variant_scores",
-        "validate_variants",
     }
     # window.n_bins: Sei reruns, and everything downstream of the features
     jobs = planned(tiny_run, edited(tmp_path, tiny_config, window__n_bins=13))
