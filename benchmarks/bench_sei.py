@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from gta.demo.genome import write_synthetic_genome
-from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import predict
 from gta.hardware import cpu_supports_bf16, tune_malloc
 from gta.sei.inference import WindowSpec, run_shard
@@ -100,7 +100,7 @@ def main() -> None:
     )
     a, _ = ap.parse_known_args()  # benchmarks/run_all.py leaves its own arguments in sys.argv
 
-    tune_malloc()  # as `gta sei` does on CPU
+    tune_malloc()  # as `gta predict-sei` does on CPU
     logging.getLogger("gta").setLevel(logging.WARNING)
     print(
         f"batch {a.batch_size} windows (x2 strands: reverse-complement averaging), n_targets {a.n_targets}, "
@@ -111,7 +111,7 @@ def main() -> None:
         fasta = tmp / "chr21.fa"
         write_synthetic_genome(fasta, ["chr21"], {"chr21": []}, seed=0)
         for width in a.width:
-            model = make_demo_sei(width, a.n_targets, seed=0)
+            model = build_demo_sei(width, a.n_targets, seed=0)
             projvec = make_demo_projection(a.n_targets, seed=0)
             rng = np.random.default_rng(0)
             x = torch.from_numpy(np.eye(4, dtype=np.float32)[rng.integers(0, 4, (a.batch_size, BIN))])

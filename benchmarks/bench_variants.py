@@ -11,7 +11,7 @@ Expected: the Sei part is about N / (bins touched per pair) times cheaper.
 
 Setup (in a temporary folder): a synthetic chr21, `--genes` TSSs from 14 Mb on, `--spacing` bp apart
 (jittered, mixed strands) so that windows overlap, genome-grid windows of N bins, features from the
-Sei stage (run_shard + merge_shards, float16 storage) with the demo Sei at `--width`, an untrained GTA
+Sei stage (run_shard + merge_features, float16 storage) with the demo Sei at `--width`, an untrained GTA
 model on a tiny random Llama backbone (its cost is small; the ratio of interest is the Sei one), and
 a VCF of `--variants` SNVs and small indels inside the genes' windows, REF from the FASTA.
 
@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from gta.demo.genome import write_synthetic_genome
-from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.genome import open_fasta, read_padded, window_start
 from gta.hardware import tune_malloc
 from gta.model import GTA
@@ -49,7 +49,7 @@ from gta.pretrained import GTAModel, save_model
 from gta.scoring import score_variants
 from gta.sei import KEPT
 from gta.sei.checkpoint import save_sei
-from gta.sei.features import merge_shards
+from gta.sei.features import merge_features
 from gta.sei.inference import WindowSpec, run_shard
 from gta.train import feature_window, load_features
 from gta.tss import read_tss
@@ -277,7 +277,7 @@ def main() -> None:
         write_genes(tss, a.genes, a.spacing, rng)
         genes = read_tss(tss)
 
-        sei_model = make_demo_sei(a.width, a.n_targets, seed=0)
+        sei_model = build_demo_sei(a.width, a.n_targets, seed=0)
         projvec = make_demo_projection(a.n_targets, seed=0)
         checkpoint, projection = tmp / "sei.pth", tmp / "projvec.npy"
         save_sei(sei_model, checkpoint)
@@ -305,7 +305,7 @@ def main() -> None:
             batch_size=a.batch_size,
         )
         features = tmp / "features.h5"
-        merge_shards(tss, [shard], features)
+        merge_features(tss, [shard], features)
         t_features = time.perf_counter() - t0
 
         model_dir = tmp / "model"
@@ -372,7 +372,7 @@ def main() -> None:
         f"demo Sei width {a.width:g} (channels {sei_model.channels}), {a.n_targets} targets, fp32, "
         f"{a.threads} torch thread(s), device {a.device}, Sei batch {a.batch_size}"
     )
-    print(f"features: {len(genes)} windows via run_shard + merge_shards in {t_features:.1f} s")
+    print(f"features: {len(genes)} windows via run_shard + merge_features in {t_features:.1f} s")
     print(
         f"VCF: {n_var} variants ({kinds['snv']} SNVs, {kinds['deletion']} deletions, "
         f"{kinds['insertion']} insertions, 1-20 bp), {outside} in no window; {n_pairs} (variant, gene) pairs "

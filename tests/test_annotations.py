@@ -228,7 +228,7 @@ def fetch(tmp_path, **kw):
     kw.setdefault("api_key_env", KEY_ENV)
     kw.setdefault("cache", tmp_path / "cache")
     kw.setdefault("batch_size", 4)
-    return A.run_fetch(
+    return A.fetch_annotations(
         kw.pop("tss", tmp_path / "tss.tsv"),
         kw.pop("out", tmp_path / "annotations.jsonl"),
         kw.pop("source", "entrez"),
@@ -478,7 +478,7 @@ def test_api_key_never_appears_in_output_logs_cache_or_errors(tmp_path, ncbi, mo
     make_tss(tmp_path / "tss.tsv")
     args = [
         "-v",
-        "annotations",
+        "fetch-annotations",
         "--tss",
         str(tmp_path / "tss.tsv"),
         "--source",
@@ -550,7 +550,7 @@ def test_prompts_file_follows_annotations_order(tmp_path, ncbi):
     assert (
         main(
             [
-                "prompts",
+                "make-prompts",
                 "--annotations",
                 str(tmp_path / "annotations.jsonl"),
                 "--cell-type",
@@ -576,7 +576,7 @@ def test_malformed_annotations_file_is_named(tmp_path):
     path = tmp_path / "annotations.jsonl"
     path.write_text('{"gene_id": 1, "symbol": "A"}\n')
     with pytest.raises(GTAError, match=r"annotations file .* line 1 lacks"):
-        A.run_prompts(path, tmp_path / "prompts.jsonl", "cells")
+        A.make_prompts(path, tmp_path / "prompts.jsonl", "cells")
     assert not (tmp_path / "prompts.jsonl").exists()
 
 

@@ -23,11 +23,10 @@ from gta.options import ModelConfig, TrainConfig
 from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
 from gta.pretrained import GTAModel
 from gta.scoring import chunk_range, merge_scores, score_variants
-from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import KEPT, save_sei
 from gta.sei import inference
-from gta.sei.features import merge_shards
-from gta.sei.inference import WindowSpec
+from gta.sei.features import merge_features
 from gta.tss import MANE_COLUMNS, build_tss_table, read_mane, write_tss
 from gta.train import load_features, train_gta
 from gta.variants import Variant, alt_bin, ref_bin
@@ -132,21 +131,23 @@ def world(tmp_path_factory):
 
     # Sei: a demo checkpoint and projection, and the Sei stage on the genes
     ckpt, proj = d / "sei.pth", d / "projvec.npy"
-    save_sei(make_demo_sei(1 / 64, 64, seed=3), ckpt)
+    save_sei(build_demo_sei(1 / 64, 64, seed=3), ckpt)
     np.save(proj, make_demo_projection(64, seed=3))
-    spec = WindowSpec(N_BINS, BIN, "reference", "genome")
-    shard = inference.run(
+    shard = inference.predict_sei(
         str(tss),
         str(fasta),
         str(ckpt),
         str(proj),
         str(d / "sei/1-of-1.h5"),
-        spec,
+        N_BINS,
+        BIN,
+        "reference",
+        "genome",
         device="cpu",
         dtype="float32",
         batch_size=8,
     )
-    features = merge_shards(tss, [shard], d / "features.h5")
+    features = merge_features(tss, [shard], d / "features.h5")
 
     # targets (train/val/test) in another order than the features file, and prompts in the backbone's words
     order = rng.permutation(len(genes))

@@ -21,8 +21,8 @@ import yaml
 
 from gta import GTAError, tss as T
 from gta.cli import main as cli_main
-from gta.demo.sei import make_demo_projection, make_demo_sei
-from gta.sei.features import merge_shards, write_features
+from gta.demo.sei import build_demo_sei, make_demo_projection
+from gta.sei.features import merge_features, write_features
 from gta.sei.inference import WindowSpec, partial_path, run_shard
 
 from conftest import run_snakemake
@@ -404,7 +404,7 @@ def test_schema_defaults_validate_and_hold_together():
 
 @pytest.fixture(scope="module")
 def sei_model():
-    return make_demo_sei(1 / 60, 20, seed=1), make_demo_projection(20, seed=1)
+    return build_demo_sei(1 / 60, 20, seed=1), make_demo_projection(20, seed=1)
 
 
 def gapped_genome(tmp: Path) -> tuple[Path, Path]:
@@ -438,7 +438,7 @@ def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
         assert (
             cli_main(
                 [
-                    "sei-merge",
+                    "merge-features",
                     "--tss",
                     str(tss),
                     "--shards",
@@ -458,7 +458,7 @@ def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
     assert (
         cli_main(
             [
-                "sei-merge",
+                "merge-features",
                 "--tss",
                 str(tss),
                 "--shards",
@@ -481,7 +481,7 @@ def test_merge_removes_shards_of_an_earlier_setting(tmp_path, sei_model):
         (d / name).write_text("old")
     (d / "notes.txt").write_text("not a shard")
     run_shard(tss, fasta, *sei_model, d / "1-of-1.h5", WindowSpec(3))
-    merge_shards(tss, [d / "1-of-1.h5"], tmp_path / "features.h5")
+    merge_features(tss, [d / "1-of-1.h5"], tmp_path / "features.h5")
     assert sorted(p.name for p in d.iterdir()) == ["1-of-1.h5", "notes.txt"]
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from gta import GTAError
 from gta.genome import reverse_complement
-from gta.demo.sei import make_demo_projection, make_demo_sei, write_demo
+from gta.demo.sei import make_demo_projection, build_demo_sei, make_demo_sei
 from gta.sei import (
     CLASS_LABELS,
     Sei,
@@ -30,7 +30,7 @@ TINY = 1 / 60  # channels (8, 11, 16)
 
 @pytest.fixture(scope="module")
 def tiny_model() -> Sei:
-    return make_demo_sei(TINY, 24, seed=3)
+    return build_demo_sei(TINY, 24, seed=3)
 
 
 def random_onehot(rng: np.random.Generator, n: int, length: int = 4096) -> torch.Tensor:
@@ -162,11 +162,11 @@ def test_demo_model_varies_without_saturating(tiny_model):
     assert ((p < 0.01) | (p > 0.99)).float().mean() < 0.02
     assert p.std(0).mean() > 0.05  # targets differ between sequences
     # same seed, same weights; another seed, other weights
-    again = make_demo_sei(TINY, 24, seed=3)
+    again = build_demo_sei(TINY, 24, seed=3)
     assert all(
         torch.equal(a, b) for a, b in zip(tiny_model.state_dict().values(), again.state_dict().values(), strict=False)
     )
-    other = make_demo_sei(TINY, 24, seed=4)
+    other = build_demo_sei(TINY, 24, seed=4)
     assert not torch.equal(tiny_model.classifier[2].weight, other.classifier[2].weight)
     np.testing.assert_array_equal(make_demo_projection(24, 0), make_demo_projection(24, 0))
     assert make_demo_projection(24, 0).shape == (61, 24)
@@ -195,7 +195,7 @@ def test_checkpoint_round_trip_with_official_prefix(tmp_path, tiny_model):
 
 
 def test_demo_files(tmp_path):
-    write_demo(tmp_path / "d.pth", tmp_path / "p.npy", width=TINY, n_targets=16, seed=0)
+    make_demo_sei(tmp_path / "d.pth", tmp_path / "p.npy", width=TINY, n_targets=16, seed=0)
     model = load_sei(tmp_path / "d.pth")
     v = load_projection(tmp_path / "p.npy", model.n_targets)
     assert v.shape == (61, 16) and model.n_targets == 16

@@ -11,11 +11,11 @@ import torch
 from gta import GTAError
 from gta.cli import main as cli_main
 from gta.genome import extract_window
-from gta.demo.sei import make_demo_projection, make_demo_sei
+from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import CLASS_LABELS, class_scores, one_hot, predict, save_sei
 from gta import hardware
 from gta.sei import inference
-from gta.sei.features import merge_shards
+from gta.sei.features import merge_features
 from gta.sei.inference import WindowSpec, partial_path, plan_units, run_shard, shard_rows
 
 BIN = 4096
@@ -68,7 +68,7 @@ def tss_file(genes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    return make_demo_sei(1 / 60, 20, seed=1)
+    return build_demo_sei(1 / 60, 20, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def run_all(tmp_path, tss_file, fasta, model, projvec, spec, shards=1, tag="run"
         run_shard(tss_file, fasta, model, projvec, out, spec, i, shards, batch_size=kw.pop("batch_size", 8), **kw)
         paths.append(out)
     merged = tmp_path / f"{tag}/features.h5"
-    merge_shards(tss_file, paths, merged)
+    merge_features(tss_file, paths, merged)
     with h5py.File(merged) as f:
         return f["features"][()].astype(np.float32), dict(f.attrs)
 
@@ -207,7 +207,7 @@ def test_killed_shard_resumes_and_equals_uninterrupted_run(tmp_path, tss_file, f
     out2 = tmp_path / "resume/2-of-2.h5"
     partial_path(out2).write_bytes(b"\x89HDF\r\n garbage")
     run_shard(tss_file, fasta, model, projvec, out2, spec, 2, 2, batch_size=4)
-    merge_shards(tss_file, [out, out2], tmp_path / "resume/features.h5")
+    merge_features(tss_file, [out, out2], tmp_path / "resume/features.h5")
     with h5py.File(tmp_path / "resume/features.h5") as f:
         np.testing.assert_array_equal(f["features"][()].astype(np.float32), full)
 
@@ -237,10 +237,10 @@ def test_merge_rejects_missing_or_foreign_shards(tmp_path, tss_file, fasta, mode
     a = tmp_path / "m/1-of-2.h5"
     run_shard(tss_file, fasta, model, projvec, a, spec, 1, 2, batch_size=8)
     with pytest.raises(GTAError, match="cover"):
-        merge_shards(tss_file, [a], tmp_path / "m/features.h5")
+        merge_features(tss_file, [a], tmp_path / "m/features.h5")
     assert not (tmp_path / "m/features.h5").exists()
     with pytest.raises(GTAError, match="already filled"):
-        merge_shards(tss_file, [a, a], tmp_path / "m/features.h5")
+        merge_features(tss_file, [a, a], tmp_path / "m/features.h5")
 
 
 def test_cli_sei_bf16_and_sha256(tmp_path, tss_file, fasta, model, projvec, genes):
@@ -249,7 +249,7 @@ def test_cli_sei_bf16_and_sha256(tmp_path, tss_file, fasta, model, projvec, gene
     np.save(proj, projvec)
     out = tmp_path / "cli/1-of-1.h5"
     args = [
-        "sei",
+        "predict-sei",
         "--tss",
         str(tss_file),
         "--fasta",
@@ -278,7 +278,7 @@ def test_cli_sei_bf16_and_sha256(tmp_path, tss_file, fasta, model, projvec, gene
     assert cli_main(args) == 0
     assert (
         cli_main(
-            ["sei-merge", "--tss", str(tss_file), "--shards", str(out), "--out", str(tmp_path / "cli/features.h5")]
+            ["merge-features", "--tss", str(tss_file), "--shards", str(out), "--out", str(tmp_path / "cli/features.h5")]
         )
         == 0
     )

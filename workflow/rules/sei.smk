@@ -14,9 +14,8 @@ rule make_demo_sei:
         width=config["sei"]["width"],
         n_targets=config["sei"]["n_targets"],
         seed=config["seed"],
-    shell:
-        "gta sei-demo --width {params.width:q} --n-targets {params.n_targets:q} --seed {params.seed:q}"
-        " --checkpoint {output.checkpoint:q} --projection {output.projection:q} 2> {log:q}"
+    script:
+        "../scripts/make_demo_sei.py"
 
 
 rule predict_sei:
@@ -43,18 +42,13 @@ rule predict_sei:
         bin_size=config["window"]["bin_size"],
         orient=config["window"]["orient"],
         grid=config["window"]["grid"],
-        sha256=config["sei"]["sha256"] or "",
-        reverse_complement=str(config["sei"]["reverse_complement"]).lower(),
+        sha256=config["sei"]["sha256"],
+        reverse_complement=config["sei"]["reverse_complement"],
         device=config["sei"]["device"],
         dtype=config["sei"]["dtype"],
         batch_size=config["sei"]["batch_size"],
-    shell:
-        "gta sei --tss {input.tss:q} --fasta {input.fasta:q} --checkpoint {input.checkpoint:q}"
-        " --projection {input.projection:q} --sha256={params.sha256:q} --n-bins {params.n_bins:q}"
-        " --bin-size {params.bin_size:q} --orient {params.orient:q} --grid {params.grid:q}"
-        " --reverse-complement {params.reverse_complement:q} --device {params.device:q} --dtype {params.dtype:q}"
-        " --batch-size {params.batch_size:q} --threads {threads} --shard {wildcards.shard}"
-        " --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/predict_sei.py"
 
 
 rule merge_features:
@@ -69,9 +63,8 @@ rule merge_features:
         "../../envs/gta.yaml"
     params:
         max_mostly_n=config["window"]["max_mostly_n_fraction"],
-    shell:
-        "gta sei-merge --tss {input.tss:q} --shards {input.shards:q} --max-mostly-n-fraction {params.max_mostly_n:q}"
-        " --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/merge_features.py"
 
 
 if config["features"]["precomputed"]:
@@ -87,8 +80,7 @@ if config["features"]["precomputed"]:
         conda:
             "../../envs/gta.yaml"
         params:
-            fasta="" if config["genome"]["fasta"] == "synthetic" else config["genome"]["fasta"],
+            fasta=None if config["genome"]["fasta"] == "synthetic" else config["genome"]["fasta"],
             min_bins=max(config["evaluate"]["context_bins"]),
-        shell:
-            "gta tss-from-features --features {input.features:q} --mane {input.mane:q} --fasta={params.fasta:q}"
-            " --min-bins {params.min_bins:q} --out {output:q} 2> {log:q}"
+        script:
+            "../scripts/tss_from_features.py"

@@ -27,8 +27,8 @@ Modules (every name below is also importable from `gta.annotations` itself):
   and the client's default `_sleep` / `_clock` (patch them in `gta.annotations.entrez`);
 - `cache`: `AnnotationCache` (one JSON file per GeneID) and `fetch_to_cache` (batched fetch);
 - `jsonl`: `write_jsonl`, `read_jsonl`, `read_annotations`, `read_prompts`;
-- `stage`: the stage entry points `run_fetch` (`gta annotations`), `run_prompts` (`gta prompts`)
-  and `annotations_from_entrez`.
+- `stage`: the stage entry points `fetch_annotations` (`gta fetch-annotations`), `make_prompts`
+  (`gta make-prompts`) and `annotations_from_entrez`.
 
 Nothing here imports torch; Bio.Entrez is imported only when NCBI is asked or a reply is parsed.
 """
@@ -52,7 +52,7 @@ from .entrez import (
 )
 from .jsonl import read_annotations, read_jsonl, read_prompts, write_jsonl
 from .prompt import ANNOTATION_FIELDS, SOURCES, annotations_from_mane, format_prompt, mane_annotation
-from .stage import annotations_from_entrez, run_fetch, run_prompts
+from .stage import annotations_from_entrez, fetch_annotations, make_prompts
 
 __all__ = [
     "ANNOTATION_FIELDS",
@@ -79,6 +79,6 @@ __all__ = [
     "read_annotations",
     "read_prompts",
     "annotations_from_entrez",
-    "run_fetch",
-    "run_prompts",
+    "fetch_annotations",
+    "make_prompts",
 ]

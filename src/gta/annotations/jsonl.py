@@ -2,7 +2,7 @@
 
 `write_jsonl` writes one JSON object per line, atomically; `read_jsonl` reads them back, checking
 each for the fields its readers need. `read_annotations` and `read_prompts` read the two files the
-`gta annotations` and `gta prompts` stages write.
+`gta fetch-annotations` and `gta make-prompts` stages write.
 """
 
 from __future__ import annotations

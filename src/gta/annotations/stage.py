@@ -1,7 +1,7 @@
-"""The annotation stages: `gta annotations` (`run_fetch`) and `gta prompts` (`run_prompts`).
+"""The annotation stages: `fetch_annotations` (`gta fetch-annotations`) and `make_prompts` (`gta make-prompts`).
 
-`run_fetch` turns tss.tsv into annotations.jsonl from MANE (`annotations_from_mane`) or from NCBI
-(`annotations_from_entrez`: through the cache, with MANE fallbacks); `run_prompts` turns
+`fetch_annotations` turns tss.tsv into annotations.jsonl from MANE (`annotations_from_mane`) or from NCBI
+(`annotations_from_entrez`: through the cache, with MANE fallbacks); `make_prompts` turns
 annotations.jsonl into prompts.jsonl.
 """
 
@@ -71,7 +71,7 @@ def annotations_from_entrez(
     return out
 
 
-def run_fetch(
+def fetch_annotations(
     tss: str | os.PathLike,
     out: str | os.PathLike,
     source: str = "mane",
@@ -83,7 +83,8 @@ def run_fetch(
     max_retries: int = 5,
     timeout: float = 60.0,
 ) -> list[dict]:
-    """CLI body of `gta annotations`: tss.tsv -> annotations.jsonl from `source` ('entrez' or 'mane')."""
+    """Stage fetch_annotations (rule, `gta fetch-annotations`): tss.tsv -> annotations.jsonl from `source`
+    ('entrez' or 'mane')."""
     from ..tss import read_tss
 
     genes = read_tss(require_file(tss, "TSS table", "run the mane_tss rule first"))
@@ -114,8 +115,9 @@ def run_fetch(
     return records
 
 
-def run_prompts(annotations: str | os.PathLike, out: str | os.PathLike, cell_type: str) -> int:
-    """CLI body of `gta prompts`: annotations.jsonl -> prompts.jsonl (gene_id, prompt), same order."""
+def make_prompts(annotations: str | os.PathLike, out: str | os.PathLike, cell_type: str) -> int:
+    """Stage make_prompts (rule, `gta make-prompts`): annotations.jsonl -> prompts.jsonl (gene_id, prompt), same
+    order."""
     if not _one_line(cell_type):
         raise GTAError("annotations.cell_type is empty; name the cell type of the expression data")
     records = read_annotations(annotations)

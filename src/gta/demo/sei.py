@@ -39,7 +39,7 @@ def _calibration_batch(rng: np.random.Generator, n: int, length: int = SEQUENCE_
 
 
 @torch.no_grad()
-def make_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float = 1.5, n_calibration: int = 64) -> Sei:
+def build_demo_sei(width: float, n_targets: int, seed: int = 0, logit_std: float = 1.5, n_calibration: int = 64) -> Sei:
     """A Sei network with seeded random weights whose outputs vary between sequences without saturating.
 
     Weights start N(0, 1/fan_in); then, in one forward pass over seeded genome-like sequences, each
@@ -81,9 +81,10 @@ def make_demo_projection(n_targets: int, seed: int = 0, n_rows: int = 61) -> np.
     return rng.standard_normal((n_rows, n_targets)).astype(np.float32)
 
 
-def write_demo(checkpoint: str | Path, projection: str | Path, width: float, n_targets: int, seed: int = 0) -> Sei:
-    """`gta sei-demo`: write the seeded demo checkpoint (official key prefix) and projection matrix."""
-    model = make_demo_sei(width, n_targets, seed)
+def make_demo_sei(checkpoint: str | Path, projection: str | Path, width: float, n_targets: int, seed: int = 0) -> Sei:
+    """Stage make_demo_sei (rule, `gta make-demo-sei`): write the seeded demo checkpoint (official key prefix)
+    and projection matrix."""
+    model = build_demo_sei(width, n_targets, seed)
     save_sei(model, checkpoint)
     with atomic_path(projection, suffix=".npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, make_demo_projection(n_targets, seed))
@@ -104,4 +105,4 @@ def write_demo(checkpoint: str | Path, projection: str | Path, width: float, n_t
     return model
 
 
-__all__ = ["make_demo_sei", "make_demo_projection", "write_demo"]
+__all__ = ["build_demo_sei", "make_demo_projection", "make_demo_sei"]

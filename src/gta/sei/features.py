@@ -1,4 +1,4 @@
-"""features.h5 from the Sei shards (merge_shards), and the gene table of a precomputed features file.
+"""features.h5 from the Sei shards (merge_features), and the gene table of a precomputed features file.
 
 The features file's layout, writer and validator live in gta.formats (docs/formats.md, features.h5);
 `write_features` and `check_features` are imported from there and stay importable from here.
@@ -37,10 +37,11 @@ log = logging.getLogger("gta.sei.features")
 SHARD_SETTINGS = ("n_bins", "bin_size", "orient", "grid", "shards", "precision", "reverse_complement")
 
 
-def merge_shards(
+def merge_features(
     tss: str | Path, shards: Sequence[str | Path], out: str | Path, max_mostly_n_fraction: float | None = None
 ) -> Path:
-    """Write features.h5 (docs/formats.md, features.h5) in tss.tsv order from complete shard files, atomically.
+    """Stage merge_features (rule, `gta merge-features`): write features.h5 (docs/formats.md, features.h5) in
+    tss.tsv order from complete shard files, atomically.
 
     More than `max_mostly_n_fraction` of the genes with a mostly-N window (window.max_mostly_n_fraction)
     is an error. Afterwards, shard files beside the given ones that are not in the set (left by an
@@ -198,7 +199,8 @@ def remove_stale_shards(shards: Sequence[str | Path]) -> list[Path]:
 def tss_from_features(
     features: str | Path, mane: str, out: str | Path, fasta: str | Path | None = None, min_bins: int | None = None
 ) -> pd.DataFrame:
-    """tss.tsv for a precomputed features file: its genes in its order, MANE supplying the other columns.
+    """Stage tss_from_features (rule, `gta tss-from-features`): tss.tsv for a precomputed features file: its
+    genes in its order, MANE supplying the other columns.
 
     Chromosomes are named like `fasta` when given, else 'chr1'-style. A gene id absent from MANE Select is
     an error.

@@ -703,13 +703,16 @@ def _complete(f: h5py.File, done: int, n_genes: int) -> int:
     return int((f["n_fraction"][()] > MOSTLY_N).sum())
 
 
-def run(
+def predict_sei(
     tss: str,
     fasta: str,
     checkpoint: str,
     projection: str,
     out: str,
-    spec: WindowSpec,
+    n_bins: int,
+    bin_size: int = SEI_INPUT,
+    orient: str = "reference",
+    grid: str = "tss",
     shard: str = "1-of-1",
     sha256: str | None = None,
     reverse_complement: bool = True,
@@ -718,7 +721,11 @@ def run(
     batch_size: int = 32,
     threads: int | None = None,
 ) -> Path:
-    """CLI body of `gta sei`: one shard of tss.tsv through Sei into an HDF5 shard file."""
+    """Stage predict_sei (rule, `gta predict-sei`): one shard of tss.tsv through Sei into an HDF5 shard file.
+
+    Each gene's window is `n_bins` bins of `bin_size` bp (window.*); `sha256` None or '' = no check.
+    """
+    spec = WindowSpec(n_bins, bin_size, orient, grid)
     i, n = parse_shard(shard)
     if spec.bin_size != SEI_INPUT:
         raise GTAError(
@@ -731,7 +738,7 @@ def run(
     if dev.type == "cpu":
         tune_malloc()
     dt = resolve_dtype(dtype, dev, "sei.dtype")
-    model = load_sei(checkpoint, sha256=sha256, device=dev)
+    model = load_sei(checkpoint, sha256=sha256 or None, device=dev)
     projvec = load_projection(projection, model.n_targets)
     return run_shard(
         tss,

@@ -1,0 +1,13 @@
+"""Rule fetch_annotations: tss.tsv -> annotations.jsonl, NCBI or MANE (gta.annotations.fetch_annotations)."""
+
+from gta.annotations import fetch_annotations
+from gta.rule import run
+
+run(
+    snakemake,
+    fetch_annotations,
+    tss=snakemake.input.tss,
+    out=snakemake.output[0],
+    source=snakemake.params.source,
+    **snakemake.params.entrez,
+)

@@ -1,0 +1,14 @@
+"""Rule make_demo_sei: the demo's seeded random Sei checkpoint and projection matrix (gta.demo.sei.make_demo_sei)."""
+
+from gta.demo.sei import make_demo_sei
+from gta.rule import run
+
+run(
+    snakemake,
+    make_demo_sei,
+    checkpoint=snakemake.output.checkpoint,
+    projection=snakemake.output.projection,
+    width=snakemake.params.width,
+    n_targets=snakemake.params.n_targets,
+    seed=snakemake.params.seed,
+)
