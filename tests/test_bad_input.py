@@ -79,7 +79,7 @@ def targets_inputs(tmp: Path, values: dict) -> list[str]:
     )
     (tmp / "expr.tsv").write_text("gene\tvalue\n" + "".join(f"{g}\t{v}\n" for g, v in values.items()))
     return [
-        "targets",
+        "make-targets",
         "--tss",
         str(tmp / "tss.tsv"),
         "--features",

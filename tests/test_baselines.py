@@ -12,7 +12,7 @@ from gta.baselines import (
     expecto_features,
     fit_baseline,
     fit_ridge,
-    import_predictions,
+    import_baseline_predictions,
     read_baseline_columns,
     ridge_path,
     upstream_sign,
@@ -155,7 +155,9 @@ def test_import_huang_predictions(tmp_path):
     )
     csv.to_csv(tmp_path / "huang.csv", index=False)
     assert read_baseline_columns(tmp_path / "huang.csv") == ["Xpresso", "Enformer"]
-    files = import_predictions(tmp_path / "huang.csv", tmp_path / "targets.tsv", tmp_path / "tss.tsv", tmp_path / "p")
+    files = import_baseline_predictions(
+        tmp_path / "huang.csv", tmp_path / "targets.tsv", tmp_path / "tss.tsv", tmp_path / "p"
+    )
     x = pd.read_csv(files["Xpresso"], sep="\t")
     e = pd.read_csv(files["Enformer"], sep="\t")
     assert files["Xpresso"].name == "huang_Xpresso.tsv"

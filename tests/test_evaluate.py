@@ -10,7 +10,7 @@ from scipy import stats
 
 from gta import GTAError
 from gta.sei import CLASS_LABELS
-from gta.evaluate import Row, bootstrap_resamples, bootstrap_spearman, make_table1, make_table2
+from gta.evaluate import bootstrap_resamples, bootstrap_spearman, make_table1, make_table2
 
 from conftest import run_snakemake
 
@@ -110,6 +110,7 @@ def write_pred(path, targets, predicted):
 def write_features_attrs(path, n_bins, bin_size):
     with h5py.File(path, "w") as f:
         f.attrs.update(n_bins=n_bins, bin_size=bin_size, tss_bin=n_bins // 2)
+    return path
 
 
 def test_table1_rows_use_test_genes_only(tmp_path):
@@ -123,13 +124,20 @@ def test_table1_rows_use_test_genes_only(tmp_path):
     write_pred(tmp_path / "part.tsv", part, part["value"] * -1.0)
     sim = pd.DataFrame({"gene_id": tgt["gene_id"], "signal": tgt["value"] * 0.5 + 1})
     sim.to_csv(tmp_path / "sim.tsv", sep="\t", index=False)
+    write_features_attrs(tmp_path / "features.h5", 51, 4096)
     rows = [
-        Row("Xpresso", None, tmp_path / "part.tsv"),
-        Row("TSS ridge", 1, tmp_path / "noisy.tsv"),
-        Row("GTA", 51, tmp_path / "good.tsv"),
+        ["Xpresso", None, tmp_path / "part.tsv"],
+        ["TSS ridge", 1, tmp_path / "noisy.tsv"],
+        ["GTA", "all", tmp_path / "good.tsv"],
     ]
     table = make_table1(
-        rows, tmp_path / "targets.tsv", tmp_path / "table1.tsv", 4096, tmp_path / "sim.tsv", n_boot=300, seed=0
+        rows,
+        tmp_path / "targets.tsv",
+        tmp_path / "features.h5",
+        tmp_path / "table1.tsv",
+        tmp_path / "sim.tsv",
+        n_boot=300,
+        seed=0,
     )
     back = pd.read_csv(tmp_path / "table1.tsv", sep="\t", keep_default_na=False)
     assert list(back.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
@@ -154,9 +162,21 @@ def test_table1_rejects_stale_predictions(tmp_path):
     write_pred(tmp_path / "stale.tsv", stale, stale["value"])
     with pytest.raises(GTAError, match="stale"):
         make_table1(
-            [Row("GTA", 11, tmp_path / "stale.tsv")], tmp_path / "targets.tsv", tmp_path / "t.tsv", 4096, n_boot=50
+            [["GTA", 11, tmp_path / "stale.tsv"]],
+            tmp_path / "targets.tsv",
+            write_features_attrs(tmp_path / "features.h5", 51, 4096),
+            tmp_path / "t.tsv",
+            n_boot=50,
         )
     assert not (tmp_path / "t.tsv").exists()
+    with pytest.raises(GTAError, match="Table 1 row 'GTA' has bins 'some'"):
+        make_table1(
+            [["GTA", "some", tmp_path / "stale.tsv"]],
+            tmp_path / "targets.tsv",
+            tmp_path / "features.h5",
+            tmp_path / "t.tsv",
+            n_boot=50,
+        )
 
 
 def test_table2(tmp_path):

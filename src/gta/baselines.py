@@ -147,7 +147,8 @@ def fit_baseline(
     train_fraction: float = 1.0,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """CLI body of `gta baseline`: fit one baseline and write its predictions for every target gene.
+    """Stage fit_baseline (rule, `gta fit-baseline`): fit one baseline and write its predictions for every
+    target gene.
 
     With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
     (gta.splits.train_subset, the same genes `gta train --train-fraction` uses).
@@ -232,8 +233,11 @@ def read_baseline_columns(path: str | Path) -> list[str]:
     return cols
 
 
-def import_predictions(csv: str | Path, targets: str | Path, tss: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """CLI body of `gta import-predictions`: one predictions file per model column of a Huang CSV."""
+def import_baseline_predictions(
+    csv: str | Path, targets: str | Path, tss: str | Path, out_dir: str | Path
+) -> dict[str, Path]:
+    """Stage import_baseline_predictions (rule, `gta import-baseline-predictions`): one predictions file
+    per model column of a Huang CSV."""
     from .tss import read_tss
 
     cols = read_baseline_columns(csv)

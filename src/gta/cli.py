@@ -303,9 +303,9 @@ def _add_convert_backbone(sub):
 # ----------------------------------------------------------------------------- targets, baselines, evaluation
 
 
-def _add_targets(sub):
+def _add_make_targets(sub):
     p = sub.add_parser(
-        "targets",
+        "make-targets",
         help="expression table or simulation -> targets.tsv (value and split per gene)",
         description="Targets for the genes that have features: an observed table (long gene/value "
         "or wide samples x genes, per-gene median) or the planted-grammar simulation.",
@@ -328,9 +328,9 @@ def _add_targets(sub):
     p.add_argument("--simulation-out", default=None, help="simulation: output of the noiseless signal")
 
     def run(a):
-        from . import expression
+        from .expression import make_targets
 
-        expression.make_targets(
+        make_targets(
             a.tss,
             a.features,
             a.table,
@@ -348,9 +348,9 @@ def _add_targets(sub):
     p.set_defaults(func=run)
 
 
-def _add_baseline(sub):
+def _add_fit_baseline(sub):
     p = sub.add_parser(
-        "baseline",
+        "fit-baseline",
         help="fit a baseline (TSS ridge, ExPecto-style) -> predictions",
         description="Fit a baseline on the training genes (penalty chosen on validation genes) and predict every gene.",
     )
@@ -368,16 +368,16 @@ def _add_baseline(sub):
     p.add_argument("--out", required=True, help="output predictions TSV")
 
     def run(a):
-        from . import baselines
+        from .baselines import fit_baseline
 
-        baselines.fit_baseline(a.model, a.features, a.targets, a.tss, a.out, a.train_fraction, a.seed)
+        fit_baseline(a.model, a.features, a.targets, a.tss, a.out, a.train_fraction, a.seed)
 
     p.set_defaults(func=run)
 
 
-def _add_import_predictions(sub):
+def _add_import_baseline_predictions(sub):
     p = sub.add_parser(
-        "import-predictions",
+        "import-baseline-predictions",
         help="Huang et al. predictions CSV -> one predictions file per model",
         description="Match the CSV's genes (lower-case symbols or Ensembl ids) and write "
         "<out-dir>/huang_<column>.tsv per model column.",
@@ -388,16 +388,21 @@ def _add_import_predictions(sub):
     p.add_argument("--out-dir", required=True)
 
     def run(a):
-        from . import baselines
+        from .baselines import import_baseline_predictions
 
-        baselines.import_predictions(a.csv, a.targets, a.tss, a.out_dir)
+        import_baseline_predictions(a.csv, a.targets, a.tss, a.out_dir)
 
     p.set_defaults(func=run)
 
 
-def _add_tables(sub):
+def _table1_bins(value: str):
+    """A --row BINS value: '-' = none, digits = a number, anything else as given ('all'; make_table1 checks)."""
+    return None if value == "-" else int(value) if value.isdigit() else value
+
+
+def _add_make_table1(sub):
     p = sub.add_parser(
-        "table1",
+        "make-table1",
         help="predictions -> table1.tsv (bootstrap Spearman on the test genes)",
         description="One row per --row, in order, then the noise ceiling when --simulation is given.",
     )
@@ -416,37 +421,34 @@ def _add_tables(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
-    def run1(a):
-        from . import evaluate
-        from .formats import features_bins
+    def run(a):
+        from .evaluate import make_table1
 
-        n_stored, bin_size = features_bins(a.features)
-        rows = []
-        for model, bins, path in a.row:
-            n = None if bins == "-" else n_stored if bins == "all" else int(bins)
-            rows.append(evaluate.Row(model, n, path))
-        evaluate.make_table1(rows, a.targets, a.out, bin_size, a.simulation, a.n_boot, a.seed)
+        rows = [(model, _table1_bins(bins), path) for model, bins, path in a.row]
+        make_table1(rows, a.targets, a.features, a.out, a.simulation, a.n_boot, a.seed)
 
-    p.set_defaults(func=run1)
+    p.set_defaults(func=run)
 
-    p = sub.add_parser("table2", help="GTA predictions per backbone depth -> table2.tsv")
+
+def _add_make_table2(sub):
+    p = sub.add_parser("make-table2", help="GTA predictions per backbone depth -> table2.tsv")
     p.add_argument("--targets", required=True)
     p.add_argument("--row", nargs=2, action="append", default=[], metavar=("LAYERS", "PREDICTIONS"))
     p.add_argument("--n-boot", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
 
-    def run2(a):
-        from . import evaluate
+    def run(a):
+        from .evaluate import make_table2
 
-        evaluate.make_table2([(int(layers), path) for layers, path in a.row], a.targets, a.out, a.n_boot, a.seed)
+        make_table2([(int(layers), path) for layers, path in a.row], a.targets, a.out, a.n_boot, a.seed)
 
-    p.set_defaults(func=run2)
+    p.set_defaults(func=run)
 
 
-def _add_table3(sub):
+def _add_make_table3(sub):
     p = sub.add_parser(
-        "table3",
+        "make-table3",
         help="GTA and its controls -> table3.tsv (bootstrap Spearman on the test genes)",
         description="One row per --row, in order: 'GTA' and the evaluate.controls variants "
         "(no_backbone, random_backbone, attention_layer, no_prompt, context_ablation).",
@@ -459,16 +461,16 @@ def _add_table3(sub):
     p.add_argument("--out", required=True)
 
     def run(a):
-        from . import evaluate
+        from .evaluate import make_table3
 
-        evaluate.make_table3([tuple(r) for r in a.row], a.targets, a.out, a.n_boot, a.seed, a.keep_bins)
+        make_table3([tuple(r) for r in a.row], a.targets, a.out, a.n_boot, a.seed, a.keep_bins)
 
     p.set_defaults(func=run)
 
 
-def _add_oracle(sub):
+def _add_oracle_diagnostics(sub):
     p = sub.add_parser(
-        "oracle",
+        "oracle-diagnostics",
         help="simulated targets -> oracle.tsv (best test Spearman per visible context)",
         description="Test Spearman of an oracle that knows the simulation's planted grammar and "
         "sees only the central bins: the TSS bin, each --visible-bins and the whole "
@@ -486,19 +488,19 @@ def _add_oracle(sub):
     p.add_argument("--out", required=True)
 
     def run(a):
-        from .demo import simulation
+        from .demo.simulation import oracle_diagnostics
 
-        simulation.oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins, a.grammar)
+        oracle_diagnostics(a.features, a.targets, a.out, a.visible_bins, a.grammar)
 
     p.set_defaults(func=run)
 
 
-def _add_train_size(sub):
+def _add_make_train_size(sub):
     p = sub.add_parser(
-        "train-size",
+        "make-train-size",
         help="predictions per training fraction -> train_size.tsv and its figure",
         description="Test Spearman of each model trained on a seeded fraction of the training "
-        "genes (gta train / gta baseline --train-fraction), with n_train.",
+        "genes (gta train / gta fit-baseline --train-fraction), with n_train.",
     )
     p.add_argument("--targets", required=True)
     p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "FRACTION", "PREDICTIONS"))
@@ -509,13 +511,17 @@ def _add_train_size(sub):
     p.add_argument("--out-figure", required=True)
 
     def run(a):
-        from . import evaluate
-        from .figures import plot_train_size
+        from .evaluate import make_train_size
 
-        table = evaluate.make_train_size(
-            [(m, float(f), path) for m, f, path in a.row], a.targets, a.out_table, a.n_boot, a.seed
+        make_train_size(
+            [(m, float(f), path) for m, f, path in a.row],
+            a.targets,
+            a.out_table,
+            a.n_boot,
+            a.seed,
+            out_figure=a.out_figure,
+            label=a.label,
         )
-        plot_train_size(table, a.out_figure, a.label)
 
     p.set_defaults(func=run)
 
@@ -525,13 +531,14 @@ COMMANDS += [_add_fetch_annotations, _add_make_prompts]
 COMMANDS += [_add_make_demo_sei, _add_predict_sei, _add_merge_features, _add_features_check, _add_tss_from_features]
 COMMANDS += [_add_convert_backbone]
 COMMANDS += [
-    _add_targets,
-    _add_baseline,
-    _add_import_predictions,
-    _add_tables,
-    _add_table3,
-    _add_oracle,
-    _add_train_size,
+    _add_make_targets,
+    _add_fit_baseline,
+    _add_import_baseline_predictions,
+    _add_make_table1,
+    _add_make_table2,
+    _add_make_table3,
+    _add_oracle_diagnostics,
+    _add_make_train_size,
 ]
 
 
@@ -682,7 +689,7 @@ def _add_ablate_context(sub):
 
 def _add_learning_curves(sub):
     p = sub.add_parser(
-        "learning-curves",
+        "plot-learning-curves",
         help="training histories -> learning_curves.png",
         description="Training MSE and validation Spearman per epoch, one line per trained model.",
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ from .formats import (
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
     TRAIN_SIZE_COLUMNS,
+    features_bins,
     read_predictions,
     read_simulation,
     read_targets,
@@ -191,15 +191,6 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
 # ----------------------------------------------------------------------------- tables
 
 
-@dataclass
-class Row:
-    """One Table 1 row to compute: a model name, its bins (None = no bins) and its predictions."""
-
-    model: str
-    n_bins: int | None
-    path: str
-
-
 def _fmt(value: float) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.4f}"
 
@@ -235,25 +226,43 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
     return rho, ci, len(test)
 
 
+def _table1_bins(model: str, bins: int | str | None, n_stored: int) -> int | None:
+    """A Table 1 row's context bins: None (no bins), 'all' (the features file's n_bins) or a number."""
+    if bins is None:
+        return None
+    if bins == "all":
+        return n_stored
+    if isinstance(bins, int) and not isinstance(bins, bool) and bins > 0:
+        return bins
+    raise GTAError(f"Table 1 row {model!r} has bins {bins!r}; use a positive number, 'all' or none")
+
+
 def make_table1(
-    rows: Sequence[Row],
+    rows: Sequence[Sequence],
     targets: str | Path,
+    features: str | Path,
     out: str | Path,
-    bin_size: int,
     simulation: str | Path | None = None,
     n_boot: int = 5000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Write Table 1 (table1.tsv): one row per model (+ the noise ceiling when `simulation` is given)."""
+    """Stage make_table1 (rule, `gta make-table1`): write Table 1 (table1.tsv), one row per model in order
+    (+ the noise ceiling when `simulation` is given).
+
+    `rows` are (model, bins, predictions path): bins is a number, 'all' (the n_bins stored in the
+    features file, whose bin_size gives context_bp) or None (a model without bins).
+    """
+    n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
     records = []
-    for row in rows:
-        rho, ci, n = evaluate_file(row.path, tgt, n_boot, seed, row.model)
+    for model, bins, path in rows:
+        n_bins = _table1_bins(model, bins, n_stored)
+        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
         records.append(
             {
-                "model": row.model,
-                "n_bins": "" if row.n_bins is None else str(row.n_bins),
-                "context_bp": "" if row.n_bins is None else str(row.n_bins * bin_size),
+                "model": model,
+                "n_bins": "" if n_bins is None else str(n_bins),
+                "context_bp": "" if n_bins is None else str(n_bins * bin_size),
                 "spearman": _fmt(rho),
                 "ci": _fmt(ci),
                 "n_genes": str(n),
@@ -277,7 +286,8 @@ def make_table1(
 def make_table2(
     rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path, n_boot: int = 5000, seed: int = 0
 ) -> pd.DataFrame:
-    """Write Table 2 (table2.tsv): GTA by backbone layer count, from (layers, predictions path) pairs."""
+    """Stage make_table2 (rule, `gta make-table2`): write Table 2 (table2.tsv), GTA by backbone layer
+    count, from (layers, predictions path) pairs."""
     tgt = read_targets(targets)
     records = []
     for layers, path in rows:
@@ -294,7 +304,8 @@ def make_table3(
     seed: int = 0,
     keep_bins: int | None = None,
 ) -> pd.DataFrame:
-    """Write Table 3 (table3.tsv): GTA and its controls, from (variant, predictions path) pairs.
+    """Stage make_table3 (rule, `gta make-table3`): write Table 3 (table3.tsv), GTA and its controls, from
+    (variant, predictions path) pairs.
 
     Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
     the context ablation's description.
@@ -318,26 +329,40 @@ def make_table3(
 
 
 def make_train_size(
-    rows: Sequence[tuple[str, float, str]], targets: str | Path, out: str | Path, n_boot: int = 5000, seed: int = 0
+    rows: Sequence[tuple[str, float, str]],
+    targets: str | Path,
+    out: str | Path,
+    n_boot: int = 5000,
+    seed: int = 0,
+    out_figure: str | Path | None = None,
+    label: str = "",
 ) -> pd.DataFrame:
-    """Write train_size.tsv from (model, train fraction, predictions path) triples: test Spearman by
-    training-set size; n_train is the size of the seeded subset (gta.splits.train_subset)."""
+    """Stage make_train_size (rule, `gta make-train-size`): write train_size.tsv from (model, train
+    fraction, predictions path) triples, test Spearman by training-set size (n_train is the size of the
+    seeded subset, gta.splits.train_subset), and with `out_figure` its figure (gta.figures.plot_train_size,
+    `label` its provenance line)."""
     from .splits import train_subset
 
     tgt = read_targets(targets)
     train_ids = tgt.loc[tgt["split"] == "train", "gene_id"].to_numpy(np.int64)
     records = []
     for model, fraction, path in rows:
-        n_train = int(train_subset(train_ids, float(fraction), seed).sum())
+        fraction = float(fraction)
+        n_train = int(train_subset(train_ids, fraction, seed).sum())
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
         records.append(
             {
                 "model": model,
-                "train_fraction": f"{float(fraction):g}",
+                "train_fraction": f"{fraction:g}",
                 "n_train": str(n_train),
                 "spearman": _fmt(rho),
                 "ci": _fmt(ci),
                 "n_genes": str(n),
             }
         )
-    return write_table(records, TRAIN_SIZE_COLUMNS, out)
+    table = write_table(records, TRAIN_SIZE_COLUMNS, out)
+    if out_figure is not None:
+        from .figures import plot_train_size
+
+        plot_train_size(table, out_figure, label)
+    return table

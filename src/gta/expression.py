@@ -1,4 +1,4 @@
-"""Expression targets: observed tables and the `gta targets` stage (targets.tsv with the splits).
+"""Expression targets: observed tables and the `gta make-targets` stage (targets.tsv with the splits).
 
 Observed tables (`expression.table`) are a long TSV (columns `gene`, `value`) or a wide CSV/TSV
 (rows = individuals, first column = sample id, one column per gene; the target is the per-gene
@@ -310,7 +310,8 @@ def make_targets(
     signal_fraction: float = 0.7,
     grammar: str = "demo",
 ) -> pd.DataFrame:
-    """CLI body of `gta targets`: write targets.tsv (gene_id, symbol, value, split) for genes with features.
+    """Stage make_targets (rule, `gta make-targets`): write targets.tsv (gene_id, symbol, value, split) for
+    the genes with features.
 
     `table` is a table path or 'simulated' (then `simulation_out` gets gene_id, signal).
     """

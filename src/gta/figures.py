@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -190,9 +190,13 @@ def run(
 # ----------------------------------------------------------------------------- diagnostics
 
 
-def plot_learning_curves(histories: Sequence[tuple[str, str | Path]], out: str | Path, label: str = "") -> Path:
-    """Training MSE (standardised targets) and validation Spearman per epoch, one line per trained
-    model, from (model name, history.tsv) pairs."""
+def plot_learning_curves(
+    histories: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]], out: str | Path, label: str = ""
+) -> Path:
+    """Stage plot_learning_curves (rule, `gta plot-learning-curves`): training MSE (standardised targets)
+    and validation Spearman per epoch, one line per trained model, from {model name: history.tsv} or
+    (model name, history.tsv) pairs."""
+    histories = list(histories.items()) if isinstance(histories, Mapping) else list(histories)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
     for i, (name, path) in enumerate(histories):

@@ -192,23 +192,17 @@ def targets_outputs():
     return {"targets": TARGETS, **({"simulation": SIMULATION} if expression_simulated() else {})}
 
 
-def targets_args():
-    """`gta targets` flags from only the config keys this configuration uses (others never rerun it)."""
+def targets_settings():
+    """make_targets' keyword arguments from only the config keys this configuration uses (others never
+    rerun it); the test gene list and the simulation output come from the rule's input and output."""
     e, g = config["expression"], config["genes"]
     if expression_simulated():
-        args = [
-            "--table simulated",
-            f"--signal-fraction {e['signal_fraction']}",
-            f"--grammar {e['grammar']}",
-            f"--simulation-out {SIMULATION}",
-        ]
+        settings = {"table": "simulated", "signal_fraction": e["signal_fraction"], "grammar": e["grammar"]}
     else:
-        args = [f"--table {shlex.quote(e['table'])}", f"--log-transform {str(e['log_transform']).lower()}"]
-    if g["test_genes"]:
-        args.append(f"--test-genes {shlex.quote(g['test_genes'])}")
-    else:
-        args.append(f"--test-fraction {g['test_fraction']}")
-    return " ".join(args + [f"--val-fraction {g['val_fraction']}"])
+        settings = {"table": e["table"], "log_transform": e["log_transform"]}
+    if not g["test_genes"]:
+        settings["test_fraction"] = g["test_fraction"]
+    return settings | {"val_fraction": g["val_fraction"]}
 
 
 def imported_prediction_files():
@@ -224,18 +218,28 @@ def imported_prediction_files():
 
 
 def table1_rows():
-    """(model, bins, predictions) per Table 1 row in order; bins '-' = none, 'all' = the stored n_bins."""
-    rows = [(c, "-", path) for c, path in imported_prediction_files().items()]
+    """[model, bins, predictions] per Table 1 row in order; bins None = none, 'all' = the stored n_bins."""
+    rows = [[c, None, path] for c, path in imported_prediction_files().items()]
     rows += [
-        ("TSS ridge", "1", "results/predictions/tss_ridge.tsv"),
-        ("ExPecto-style", "all", "results/predictions/expecto_style.tsv"),
+        ["TSS ridge", 1, "results/predictions/tss_ridge.tsv"],
+        ["ExPecto-style", "all", "results/predictions/expecto_style.tsv"],
     ]
-    return rows + [("GTA", str(n), path) for n, path in gta_table1_files().items()]
+    return rows + [["GTA", n, path] for n, path in gta_table1_files().items()]
 
 
-def rows_arg(rows):
-    """`--row A B ...` flags, shell-quoted."""
-    return " ".join("--row " + " ".join(shlex.quote(str(x)) for x in row) for row in rows)
+def simulation_input(wildcards, input):
+    """The simulation file among the rule's inputs (Table 1's noise ceiling), or None for observed expression."""
+    return input.simulation[0] if input.simulation else None
+
+
+def predictions_dir(wildcards, output):
+    """The folder of the rule's predictions files (import_baseline_predictions writes one per model)."""
+    return os.path.dirname(output[0])
+
+
+def table2_rows():
+    """[layers, predictions] per Table 2 row in order."""
+    return [[layers, path] for layers, path in gta_table2_files().items()]
 
 
 # ----- annotations (annotations.smk)
@@ -378,10 +382,10 @@ def table3_rows():
     ]
 
 
-def table3_keep_bins_arg():
-    """--keep-bins for the context ablation's description; empty without that control (never reruns it)."""
+def table3_keep_bins():
+    """Bins the context ablation kept (its description in Table 3); None without that control (never reruns it)."""
     e = config["evaluate"]
-    return f"--keep-bins {int(e['ablation_keep_bins'])}" if "context_ablation" in e["controls"] else ""
+    return int(e["ablation_keep_bins"]) if "context_ablation" in e["controls"] else None
 
 
 # ----- diagnostics (diagnostics.smk)
@@ -405,29 +409,29 @@ def subset_fractions():
 
 
 def train_size_rows():
-    """(model, fraction, predictions) per evaluate.train_fractions: GTA at the figure model's N and L and
+    """[model, fraction, predictions] per evaluate.train_fractions: GTA at the figure model's N and L and
     both baselines; fraction 1 reuses the normal predictions, the others come from the *_subset rules."""
     rows = []
     for f in sorted(config["evaluate"]["train_fractions"]):
-        tag, full = fraction_tag(f), float(f) >= 1.0
+        fraction, tag, full = float(f), fraction_tag(f), float(f) >= 1.0
         rows.append(
-            (
+            [
                 "GTA",
-                tag,
+                fraction,
                 (
                     gta_prediction_file(*figure_model_key())
                     if full
                     else f"results/predictions/train_size/{subset_model_name(f)}.tsv"
                 ),
-            )
+            ]
         )
         for stem, name in BASELINE_NAMES.items():
             rows.append(
-                (
+                [
                     name,
-                    tag,
+                    fraction,
                     f"results/predictions/{stem}.tsv" if full else f"results/predictions/train_size/{stem}_f{tag}.tsv",
-                )
+                ]
             )
     return rows
 
@@ -445,13 +449,6 @@ def learning_curve_histories():
     for f in subset_fractions():
         out[subset_model_name(f)] = f"results/models/{subset_model_name(f)}/history.tsv"
     return out
-
-
-def histories_arg():
-    """`--history NAME PATH` flags, shell-quoted."""
-    import shlex
-
-    return " ".join(f"--history {shlex.quote(k)} {shlex.quote(v)}" for k, v in learning_curve_histories().items())
 
 
 def all_targets():

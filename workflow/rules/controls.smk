@@ -78,10 +78,9 @@ rule make_table3:
     conda:
         "../../envs/gta.yaml"
     params:
-        rows=rows_arg(table3_rows()),
-        keep_bins=table3_keep_bins_arg(),
+        rows=table3_rows(),
+        keep_bins=table3_keep_bins(),
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    shell:
-        "gta table3 --targets {input.targets:q} {params.rows} {params.keep_bins}"
-        " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/make_table3.py"

@@ -13,10 +13,10 @@ rule plot_learning_curves:
     conda:
         "../../envs/gta.yaml"
     params:
-        histories=histories_arg(),
+        histories=learning_curve_histories(),
         label=figure_label(),
-    shell:
-        "gta learning-curves {params.histories} --label {params.label:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/plot_learning_curves.py"
 
 
 if expression_simulated():
@@ -32,11 +32,10 @@ if expression_simulated():
         conda:
             "../../envs/gta.yaml"
         params:
-            visible=" ".join(str(int(n)) for n in sorted(config["evaluate"]["context_bins"])),
+            visible=sorted(int(n) for n in config["evaluate"]["context_bins"]),
             grammar=config["expression"]["grammar"],
-        shell:
-            "gta oracle --features {input.features:q} --targets {input.targets:q} --visible-bins {params.visible}"
-            " --grammar {params.grammar:q} --out {output:q} 2> {log:q}"
+        script:
+            "../scripts/oracle_diagnostics.py"
 
 
 rule train_gta_subset:
@@ -91,11 +90,10 @@ rule fit_baseline_subset:
     conda:
         "../../envs/gta.yaml"
     params:
+        train_fraction=lambda wildcards: float(wildcards.fraction),
         seed=config["seed"],
-    shell:
-        "gta baseline --model {wildcards.baseline} --features {input.features:q} --targets {input.targets:q}"
-        " --tss {input.tss:q} --train-fraction {wildcards.fraction} --seed {params.seed:q} --out {output:q}"
-        " 2> {log:q}"
+    script:
+        "../scripts/fit_baseline_subset.py"
 
 
 rule make_train_size:
@@ -110,10 +108,9 @@ rule make_train_size:
     conda:
         "../../envs/gta.yaml"
     params:
-        rows=rows_arg(train_size_rows()),
+        rows=train_size_rows(),
         label=figure_label(),
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    shell:
-        "gta train-size --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
-        " --label {params.label:q} --out-table {output.table:q} --out-figure {output.figure:q} 2> {log:q}"
+    script:
+        "../scripts/make_train_size.py"

@@ -17,9 +17,8 @@ rule fit_baseline:
         baseline="tss_ridge|expecto_style",
     conda:
         "../../envs/gta.yaml"
-    shell:
-        "gta baseline --model {wildcards.baseline} --features {input.features:q} --targets {input.targets:q}"
-        " --tss {input.tss:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/fit_baseline.py"
 
 
 if config["evaluate"]["baseline_predictions"]:
@@ -35,9 +34,10 @@ if config["evaluate"]["baseline_predictions"]:
             "results/logs/import_baseline_predictions.log",
         conda:
             "../../envs/gta.yaml"
-        shell:
-            "gta import-predictions --csv {input.csv:q} --targets {input.targets:q} --tss {input.tss:q}"
-            " --out-dir results/predictions 2> {log:q}"
+        params:
+            out_dir=predictions_dir,
+        script:
+            "../scripts/import_baseline_predictions.py"
 
 
 rule make_table1:
@@ -53,13 +53,12 @@ rule make_table1:
     conda:
         "../../envs/gta.yaml"
     params:
-        rows=rows_arg(table1_rows()),
-        simulation=f"--simulation {SIMULATION}" if expression_simulated() else "",
+        rows=table1_rows(),
+        simulation=simulation_input,
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    shell:
-        "gta table1 --targets {input.targets:q} --features {input.features:q} {params.rows} {params.simulation}"
-        " --n-boot {params.n_boot:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/make_table1.py"
 
 
 rule make_table2:
@@ -73,9 +72,8 @@ rule make_table2:
     conda:
         "../../envs/gta.yaml"
     params:
-        rows=rows_arg(gta_table2_files().items()),
+        rows=table2_rows(),
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    shell:
-        "gta table2 --targets {input.targets:q} {params.rows} --n-boot {params.n_boot:q} --seed {params.seed:q}"
-        " --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/make_table2.py"

@@ -1,5 +1,5 @@
 # Expression targets: an observed table or the planted-grammar simulation -> targets.tsv with splits.
-# Input functions (targets_inputs, targets_outputs, targets_args) are in common.smk.
+# Input functions (targets_inputs, targets_outputs, targets_settings) are in common.smk.
 
 
 rule make_targets:
@@ -12,8 +12,7 @@ rule make_targets:
     conda:
         "../../envs/gta.yaml"
     params:
-        args=targets_args(),
+        settings=targets_settings(),
         seed=config["seed"],
-    shell:
-        "gta targets --tss {input.tss:q} --features {input.features:q} {params.args} --seed {params.seed:q}"
-        " --out {output.targets:q} 2> {log:q}"
+    script:
+        "../scripts/make_targets.py"

@@ -252,9 +252,9 @@ def oracle_diagnostics(
     visible_bins: Sequence[int] = (),
     grammar: str = "demo",
 ) -> pd.DataFrame:
-    """CLI body of `gta oracle`: write oracle.tsv, the test Spearman of `oracle_fit` (an oracle that knows
-    the simulated grammar, `grammar` as in `expression.grammar`) seeing only the TSS bin, each of
-    `visible_bins` and the full stored window.
+    """Stage oracle_diagnostics (rule, `gta oracle-diagnostics`): write oracle.tsv, the test Spearman of
+    `oracle_fit` (an oracle that knows the simulated grammar, `grammar` as in `expression.grammar`)
+    seeing only the TSS bin, each of `visible_bins` and the full stored window.
 
     Only meaningful for simulated targets: it tells how much of the planted signal a context length
     can reach at best, next to Table 1's rows for that context.

@@ -1,0 +1,14 @@
+"""Rule import_baseline_predictions: a Huang et al. CSV -> one predictions file per model
+(gta.baselines.import_baseline_predictions)."""
+
+from gta.baselines import import_baseline_predictions
+from gta.rule import run
+
+run(
+    snakemake,
+    import_baseline_predictions,
+    csv=snakemake.input.csv,
+    targets=snakemake.input.targets,
+    tss=snakemake.input.tss,
+    out_dir=snakemake.params.out_dir,
+)

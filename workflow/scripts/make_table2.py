@@ -1,0 +1,14 @@
+"""Rule make_table2: Table 2, GTA by backbone depth (gta.evaluate.make_table2)."""
+
+from gta.evaluate import make_table2
+from gta.rule import run
+
+run(
+    snakemake,
+    make_table2,
+    rows=snakemake.params.rows,
+    targets=snakemake.input.targets,
+    out=snakemake.output[0],
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+)

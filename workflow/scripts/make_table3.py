@@ -1,0 +1,15 @@
+"""Rule make_table3: Table 3, GTA and its controls (gta.evaluate.make_table3)."""
+
+from gta.evaluate import make_table3
+from gta.rule import run
+
+run(
+    snakemake,
+    make_table3,
+    rows=snakemake.params.rows,
+    targets=snakemake.input.targets,
+    out=snakemake.output[0],
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+    keep_bins=snakemake.params.keep_bins,
+)

@@ -1,0 +1,16 @@
+"""Rule make_targets: expression targets with their splits, observed or simulated (gta.expression.make_targets)."""
+
+from gta.expression import make_targets
+from gta.rule import run
+
+run(
+    snakemake,
+    make_targets,
+    tss_path=snakemake.input.tss,
+    features_path=snakemake.input.features,
+    out=snakemake.output.targets,
+    simulation_out=snakemake.output.get("simulation"),
+    test_genes=snakemake.input.get("test_genes"),
+    seed=snakemake.params.seed,
+    **snakemake.params.settings,
+)

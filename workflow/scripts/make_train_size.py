@@ -1,0 +1,16 @@
+"""Rule make_train_size: test Spearman by training-set size, table and figure (gta.evaluate.make_train_size)."""
+
+from gta.evaluate import make_train_size
+from gta.rule import run
+
+run(
+    snakemake,
+    make_train_size,
+    rows=snakemake.params.rows,
+    targets=snakemake.input.targets,
+    out=snakemake.output.table,
+    out_figure=snakemake.output.figure,
+    label=snakemake.params.label,
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+)
