@@ -101,7 +101,7 @@ def gene_symbols(n: int = 8) -> list[str]:
 def short_fasta_tss(tmp):
     write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
     return [
-        "tss",
+        "mane-tss",
         "--mane",
         "packaged",
         "--fasta",
@@ -119,7 +119,7 @@ def short_fasta_windows(tmp):
     chr22_genes(3).to_csv(tmp / "tss.tsv", sep="\t", index=False)
     write_fasta(tmp / "short.fa", {"chr22": random_seq(10_000)})
     return [
-        "windows",
+        "extract-windows",
         "--tss",
         str(tmp / "tss.tsv"),
         "--fasta",
@@ -135,7 +135,7 @@ def gzip_fasta(tmp):
     with gzip.open(tmp / "genome.fa.gz", "wt") as fh:
         fh.write(">chr22\n" + random_seq(1000) + "\n")
     return [
-        "tss",
+        "mane-tss",
         "--mane",
         "packaged",
         "--fasta",
@@ -152,7 +152,7 @@ def bad_mane_coordinate(tmp):
     mane.loc[3, "chr_start"] = "12x"
     mane.to_csv(tmp / "mane.txt", sep="\t", index=False)
     return [
-        "tss",
+        "mane-tss",
         "--mane",
         str(tmp / "mane.txt"),
         "--fasta",
