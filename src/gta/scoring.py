@@ -188,21 +188,29 @@ def _alt_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple,
         per_pair.setdefault(row, []).append((col, unit_of.setdefault(key, len(unit_of))))
     keys = list(unit_of)
     alt_scores = np.empty((len(keys), len(KEPT)), np.float32)
-    t0 = last = time.perf_counter()
+    progress = Progress("Sei on ALT bins: %d/%d, %.1f bins/s", len(keys))
     step = 4 * scorer.batch_size
     for s in range(0, len(keys), step):
         part = keys[s : s + step]
         seqs = [alt_bin(fa, variants[v].chrom, start, bin_size, variants[v]) for v, start in part]
         alt_scores[s : s + len(part)] = scorer.scores(seqs)[:, KEPT]
-        if time.perf_counter() - last > 30 or s + step >= len(keys):
-            log.info(
-                "Sei on ALT bins: %d/%d, %.1f bins/s",
-                s + len(part),
-                len(keys),
-                (s + len(part)) / (time.perf_counter() - t0),
-            )
-            last = time.perf_counter()
+        progress(s + len(part))
     return per_pair, alt_scores
+
+
+class Progress:
+    """Logs `message % (done, total, rate)` every 30 s and at the end; the rate counts from `start`."""
+
+    def __init__(self, message: str, total: int, start: float | None = None):
+        self.message, self.total = message, total
+        self.start = time.perf_counter() if start is None else start
+        self.last = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last > 30 or done >= self.total:
+            log.info(self.message, done, self.total, done / max(now - self.start, 1e-9))
+            self.last = now
 
 
 def _predict_pairs(
@@ -231,7 +239,7 @@ def _predict_pairs(
     )
     alt_pred = np.empty(len(pairs))
     gene_of = pairs["gene_id"].to_numpy()
-    last = time.perf_counter()
+    progress = Progress("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", len(pairs), t0)
     for s in range(0, len(pairs), batch_size):
         g = gene_of[s : s + batch_size]
         base = np.stack([x_ref[i] for i in g])
@@ -243,14 +251,7 @@ def _predict_pairs(
         alt_pred[s : s + len(g)] = [ref_pred[i] for i in g]
         if changed.any():
             alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
-        if time.perf_counter() - last > 30 or s + batch_size >= len(pairs):
-            log.info(
-                "GTA: %d/%d pairs, %.1f variant-gene pairs/s overall",
-                s + len(g),
-                len(pairs),
-                (s + len(g)) / (time.perf_counter() - t0),
-            )
-            last = time.perf_counter()
+        progress(s + len(g))
     return ref_pred, alt_pred
 
 

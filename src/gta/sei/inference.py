@@ -479,8 +479,13 @@ def _run_shard(
     n_genes = len(genes)
     fp = _shard_fingerprint(genes, spec, fasta, model, checkpoint_path, projection_path, reverse_complement, dtype)
     part = partial_path(out)
+    meta = _shard_meta(model, fasta, reverse_complement, dtype)
     f, done = _open_or_start(
-        part, fp, rows, genes, spec, shard, shards, len(genes_all), _shard_meta(model, fasta, reverse_complement, dtype)
+        part,
+        fp,
+        len(genes),
+        spec.n_bins,
+        lambda: _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta),
     )
     model = model.to(device).eval()
     first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
@@ -593,22 +598,14 @@ def _shard_meta(model: Sei, fasta, reverse_complement: bool, dtype: torch.dtype)
 
 
 def _open_or_start(
-    part: Path,
-    fp: str,
-    rows: np.ndarray,
-    genes: pd.DataFrame,
-    spec: WindowSpec,
-    shard: int,
-    shards: int,
-    n_total: int,
-    meta: dict,
+    part: Path, fp: str, n_genes: int, n_bins: int, new_file: Callable[[], h5py.File]
 ) -> tuple[h5py.File, int]:
-    """(the partial shard file, genes already done in it): a matching partial file reopened, else a new one."""
-    f = _open_partial(part, fp, len(genes), spec.n_bins)
+    """(the partial shard file, genes already done in it): a matching partial file reopened, else `new_file()`."""
+    f = _open_partial(part, fp, n_genes, n_bins)
     if f is None:
-        return _new_partial(part, fp, rows, genes, spec, shard, shards, n_total, meta), 0
+        return new_file(), 0
     done = int(f.attrs["done"])
-    log.info("resuming %s: %d of %d genes already done", part, done, len(genes))
+    log.info("resuming %s: %d of %d genes already done", part, done, n_genes)
     return f, done
 
 
