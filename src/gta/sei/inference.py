@@ -432,115 +432,78 @@ def run_shard(
     `progress(done_genes, n_genes)` is called after every flush (tests use it to interrupt a run).
     A second job on the same shard stops with a GTAError and leaves the first one's partial file alone.
     """
+    out = Path(out)
     with shard_lock(out):
-        return _run_shard(
-            tss,
-            fasta,
-            model,
-            projvec,
-            Path(out),
-            spec,
+        genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
+        device = torch.device(device)
+        unit = _class_projection(projvec, model, device)
+        rows, genes, plan = _shard_plan(genes_all, fasta, spec, shard, shards, reverse_complement)
+        n_genes = len(genes)
+        fp = _shard_fingerprint(genes, spec, fasta, model, checkpoint_path, projection_path, reverse_complement, dtype)
+        part = partial_path(out)
+        meta = _shard_meta(model, fasta, reverse_complement, dtype)
+        f, done = _open_or_start(
+            part,
+            fp,
+            len(genes),
+            spec.n_bins,
+            lambda: _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta),
+        )
+        model = model.to(device).eval()
+        first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
+        log.info(
+            "shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; "
+            "%d bins to compute",
             shard,
             shards,
-            reverse_complement=reverse_complement,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            flush_seconds=flush_seconds,
-            checkpoint_path=checkpoint_path,
-            projection_path=projection_path,
-            progress=progress,
+            n_genes,
+            spec.n_bins,
+            plan.n_units,
+            plan.n_units / max(1, n_genes * spec.n_bins),
+            device,
+            str(dtype).replace("torch.", ""),
+            ", reverse-complement averaged" if reverse_complement else "",
+            plan.n_units - first,
         )
-
-
-def _run_shard(
-    tss,
-    fasta,
-    model: Sei,
-    projvec: np.ndarray,
-    out: Path,
-    spec: WindowSpec,
-    shard: int,
-    shards: int,
-    *,
-    reverse_complement: bool,
-    device,
-    dtype: torch.dtype,
-    batch_size: int,
-    flush_seconds: float,
-    checkpoint_path,
-    projection_path,
-    progress,
-) -> Path:
-    genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
-    device = torch.device(device)
-    unit = _class_projection(projvec, model, device)
-    rows, genes, plan = _shard_plan(genes_all, fasta, spec, shard, shards, reverse_complement)
-    n_genes = len(genes)
-    fp = _shard_fingerprint(genes, spec, fasta, model, checkpoint_path, projection_path, reverse_complement, dtype)
-    part = partial_path(out)
-    meta = _shard_meta(model, fasta, reverse_complement, dtype)
-    f, done = _open_or_start(
-        part,
-        fp,
-        len(genes),
-        spec.n_bins,
-        lambda: _new_partial(part, fp, rows, genes, spec, shard, shards, len(genes_all), meta),
-    )
-    model = model.to(device).eval()
-    first = (plan.first_unit(done) // batch_size) * batch_size  # batch-aligned: same batches as a fresh run
-    log.info(
-        "shard %d of %d: %d genes, %d bins each, %d distinct bins (%.2f per gene-bin) on %s, %s%s; %d bins to compute",
-        shard,
-        shards,
-        n_genes,
-        spec.n_bins,
-        plan.n_units,
-        plan.n_units / max(1, n_genes * spec.n_bins),
-        device,
-        str(dtype).replace("torch.", ""),
-        ", reverse-complement averaged" if reverse_complement else "",
-        plan.n_units - first,
-    )
-    try:
-        done, computed, t0 = _compute(
-            f,
-            done,
+        try:
+            done, computed, t0 = _compute(
+                f,
+                done,
+                fasta,
+                plan,
+                model,
+                unit,
+                first,
+                batch_size,
+                spec.bin_size,
+                reverse_complement=reverse_complement,
+                device=device,
+                dtype=dtype,
+                flush_seconds=flush_seconds,
+                progress=progress,
+            )
+            mostly_n = _complete(f, done, n_genes)
+        finally:
+            f.close()
+        log.info(
+            "%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
+            "an assembly gap of %s)",
+            mostly_n,
+            n_genes,
+            round(100 * MOSTLY_N),
             fasta,
-            plan,
-            model,
-            unit,
-            first,
-            batch_size,
-            spec.bin_size,
-            reverse_complement=reverse_complement,
-            device=device,
-            dtype=dtype,
-            flush_seconds=flush_seconds,
-            progress=progress,
         )
-        mostly_n = _complete(f, done, n_genes)
-    finally:
-        f.close()
-    log.info(
-        "%d of %d genes have a mostly-N window (more than %d%% N bases, e.g. past a chromosome end or in "
-        "an assembly gap of %s)",
-        mostly_n,
-        n_genes,
-        round(100 * MOSTLY_N),
-        fasta,
-    )
-    os.replace(part, out)
-    el = time.perf_counter() - t0
-    log.info(
-        "wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)",
-        out,
-        n_genes,
-        computed,
-        el,
-        computed / max(el, 1e-9),
-    )
-    return out
+        os.replace(part, out)
+        el = time.perf_counter() - t0
+        log.info(
+            "wrote %s: %d genes, %d windows in %.1f s (%.1f windows/s)",
+            out,
+            n_genes,
+            computed,
+            el,
+            computed / max(el, 1e-9),
+        )
+        return out
 
 
 def _class_projection(projvec: np.ndarray, model: Sei, device: torch.device) -> torch.Tensor:
