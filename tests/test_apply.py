@@ -22,7 +22,7 @@ from gta.genome import open_fasta
 from gta.options import ModelConfig, TrainConfig
 from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
 from gta.pretrained import GTAModel
-from gta.scoring import chunk_range, merge_scores, score_variants
+from gta.scoring import chunk_range, merge_variant_scores, score_variants
 from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import KEPT, save_sei
 from gta.sei import inference
@@ -516,7 +516,9 @@ def test_chunks_merge_to_the_whole(world, vcf):
     parts = [d / f"part{i}.parquet" for i in (1, 2)]
     for i, p in enumerate(parts, 1):
         score(world, vcf[0], p, ref_check="flag", chunk=f"{i}-of-2")
-    merge_scores(parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "merged.tsv", d / "merged.counts.tsv")
+    merge_variant_scores(
+        parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "merged.tsv", d / "merged.counts.tsv"
+    )
     merged, written = pd.read_csv(d / "merged.tsv", sep="\t"), pd.read_csv(d / "whole.tsv", sep="\t")
     pd.testing.assert_frame_equal(merged, written)
     assert len(merged) == len(whole) == 15
@@ -538,7 +540,9 @@ def test_more_chunks_than_variants_count_the_vcf_once(world, vcf):
     parts = [d / f"one{i}.tsv" for i in (1, 2)]
     for i, p in enumerate(parts, 1):
         score(world, path, p, chunk=f"{i}-of-2")
-    merge_scores(parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "onem.tsv", d / "onem.counts.tsv")
+    merge_variant_scores(
+        parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "onem.tsv", d / "onem.counts.tsv"
+    )
     assert dict(pd.read_csv(d / "onem.counts.tsv", sep="\t").values.tolist()) == whole
     assert whole["records"] == 1 and whole["scored_pairs"] == 3
     pd.testing.assert_frame_equal(pd.read_csv(d / "onem.tsv", sep="\t"), pd.read_csv(d / "one.tsv", sep="\t"))

@@ -110,7 +110,7 @@ def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
     out = tmp_path / "m"
     rc = main(
         [
-            "train",
+            "train-gta",
             "--features",
             str(d / "features.h5"),
             "--targets",

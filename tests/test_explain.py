@@ -9,7 +9,7 @@ import pytest
 from gta import GTAError
 from gta.annotations import read_prompts
 from gta.cli import main
-from gta.explain import explain, explain_gene, find_genes, read_gene_list
+from gta.explain import explain_gene, explain_genes, find_genes, read_gene_list
 from gta.pretrained import GTAModel
 from gta.train import load_features
 from test_train import backbone_dir, data_files, run  # noqa: F401 (fixtures)
@@ -86,7 +86,7 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
     folder, pred, model, gene_id, symbol, x, _ = trained
     d = data_files[0]
     genes = [symbol[2], str(gene_id[9]), symbol[2].lower()]  # by symbol, by GeneID, a repeat ignoring case
-    paths = explain(
+    paths = explain_genes(
         folder, d / "features.h5", d / "prompts.jsonl", genes, tmp_path / "out", device="cpu", threads=1, label="test"
     )
     expected = [tmp_path / "out" / f"{symbol[i]}.{ext}" for i in (2, 9) for ext in ("tsv", "png")]
@@ -101,7 +101,7 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
         if len(p):
             assert_float32_close(t["prediction"].iloc[0], p.iloc[0], model)
     with pytest.raises(GTAError, match=r"not in the features file .*features.h5: NOPE1, 999999\. "):
-        explain(
+        explain_genes(
             folder,
             d / "features.h5",
             d / "prompts.jsonl",
@@ -128,7 +128,7 @@ def test_cli_explain(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
     d = data_files[0]
     (tmp_path / "genes.txt").write_text(f"{symbol[5]}\n{symbol[6]}\n")
     common = [
-        "explain",
+        "explain-genes",
         "--model",
         str(folder),
         "--backbone",

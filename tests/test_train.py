@@ -264,7 +264,7 @@ def test_a_crafted_model_or_resume_file_cannot_run_code(tmp_path, data_files, ba
     torch.save({"trainable": RunsCode(marker), "n_bins": 5}, evil)
     (model_dir / "weights.safetensors").write_bytes(evil.read_bytes())  # a pickle in place of the weights
     with pytest.raises(GTAError, match=r"weights.safetensors is not a safetensors file"):
-        GTAModel.from_pretrained(model_dir, backbone=str(backbone_dir), device="cpu")  # what `gta figures` does
+        GTAModel.from_pretrained(model_dir, backbone=str(backbone_dir), device="cpu")  # what `gta make-figures` does
     assert not marker.exists()
     rerun = kill_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):

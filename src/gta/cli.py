@@ -571,11 +571,11 @@ def _dataclass_from(args, cls, skip=()):
     return cls(**values)
 
 
-def _add_train(sub):
+def _add_train_gta(sub):
     from .options import ModelConfig, TrainConfig
 
     p = sub.add_parser(
-        "train",
+        "train-gta",
         help="train one GTA model (N bins, L backbone blocks) and predict every gene",
         description="Adam on the MSE of standardised targets, early stopping on validation "
         "Spearman, best epoch kept; a killed run resumes from its last epoch. "
@@ -600,12 +600,12 @@ def _add_train(sub):
     p.add_argument("--out-history", default=None, help="output: the per-epoch training history as a TSV")
 
     def run(a):
-        from .train import train_gta, write_history
+        from .train import train_gta
 
         mcfg = _dataclass_from(a, ModelConfig, skip=("lora",))
         if a.lora_r > 0:
             mcfg.lora = {"r": a.lora_r, "alpha": a.lora_alpha, "dropout": a.lora_dropout}
-        result = train_gta(
+        train_gta(
             a.features,
             a.targets,
             a.prompts,
@@ -614,17 +614,16 @@ def _add_train(sub):
             a.n_bins,
             mcfg,
             _dataclass_from(a, TrainConfig),
+            out_history=a.out_history,
         )
-        if a.out_history:
-            write_history(result["history"], a.out_history)
 
     p.set_defaults(func=run)
 
 
-def _add_figures(sub):
-    p = sub.add_parser("figures", help="figures 5-10 of the paper from a trained GTA model (test genes)")
-    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
-    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+def _add_make_figures(sub):
+    p = sub.add_parser("make-figures", help="figures 5-10 of the paper from a trained GTA model (test genes)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train-gta --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train-gta)")
     p.add_argument("--features", required=True)
     p.add_argument("--predictions", required=True, help="that model's predictions.tsv")
     p.add_argument("--prompts", required=True)
@@ -636,9 +635,9 @@ def _add_figures(sub):
     p.add_argument("--out-dir", required=True)
 
     def run(a):
-        from .figures import run as figures
+        from .figures import make_figures
 
-        figures(
+        make_figures(
             a.model,
             a.backbone,
             a.features,
@@ -663,8 +662,8 @@ def _add_ablate_context(sub):
         "--keep-bins hold the training-set feature mean (zero after the model's "
         "standardisation): how much the model uses distal bins.",
     )
-    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
-    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train-gta --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train-gta)")
     p.add_argument("--features", required=True)
     p.add_argument("--targets", required=True)
     p.add_argument("--prompts", required=True)
@@ -674,15 +673,9 @@ def _add_ablate_context(sub):
     p.add_argument("--out", required=True, help="output predictions TSV")
 
     def run(a):
-        from .formats import write_predictions
-        from .train import predict_with_context
+        from .train import ablate_context
 
-        write_predictions(
-            predict_with_context(
-                a.model, a.features, a.targets, a.prompts, a.keep_bins, a.backbone, a.device, a.threads
-            ),
-            a.out,
-        )
+        ablate_context(a.model, a.features, a.targets, a.prompts, a.keep_bins, a.out, a.backbone, a.device, a.threads)
 
     p.set_defaults(func=run)
 
@@ -712,17 +705,17 @@ def _add_learning_curves(sub):
     p.set_defaults(func=run)
 
 
-def _add_explain(sub):
+def _add_explain_genes(sub):
     p = sub.add_parser(
-        "explain",
+        "explain-genes",
         help="trained GTA model -> per-bin explanation of chosen genes (TSV + PNG each)",
         description="Explain chosen genes' predictions: each bin's effect (the prediction minus "
         "the prediction with that bin set to the training-set feature mean), the "
         "selector's logits and kept bins, and the alignment attention. Writes "
         "<SYMBOL>.tsv and <SYMBOL>.png per gene into --out-dir.",
     )
-    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
-    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train-gta --out-model)")
+    p.add_argument("--backbone", required=True, help="backbone folder or hub id (as given to gta train-gta)")
     p.add_argument("--features", required=True, help="features.h5; the genes are looked up in it")
     p.add_argument("--prompts", required=True, help="prompts.jsonl with a prompt for each gene")
     p.add_argument(
@@ -737,16 +730,14 @@ def _add_explain(sub):
     p.add_argument("--label", default="", help="provenance line on every figure (e.g. 'simulated expression')")
 
     def run(a):
-        from .explain import explain, read_gene_list
+        from .explain import explain_genes
 
-        explain(
-            a.model, a.features, a.prompts, read_gene_list(a.genes), a.out_dir, a.backbone, a.device, a.threads, a.label
-        )
+        explain_genes(a.model, a.features, a.prompts, a.genes, a.out_dir, a.backbone, a.device, a.threads, a.label)
 
     p.set_defaults(func=run)
 
 
-COMMANDS += [_add_train, _add_figures, _add_ablate_context, _add_learning_curves, _add_explain]
+COMMANDS += [_add_train_gta, _add_make_figures, _add_ablate_context, _add_learning_curves, _add_explain_genes]
 
 
 # ----------------------------------------------------------------------------- using a trained model
@@ -783,15 +774,15 @@ def _sei_settings(a) -> dict | None:
 
 
 def _model_flags(p):
-    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train --out-model)")
+    p.add_argument("--model", required=True, help="trained model folder or its config.json (gta train-gta --out-model)")
     p.add_argument("--backbone", default=None, help="backbone folder or hub id (default: the one the model records)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch)")
 
 
-def _add_predict(sub):
+def _add_predict_genes(sub):
     p = sub.add_parser(
-        "predict",
+        "predict-genes",
         help="trained model + genes (list, BED or MANE) on any FASTA -> predictions",
         description="Predict the expression of the genes asked for. Bins found in --features "
         "(computed on the same FASTA and Sei) are reused; the others go through Sei.",
@@ -815,16 +806,13 @@ def _add_predict(sub):
 
     def run(a):
         from .predict import predict_genes
-        from .tss import resolve_mane
 
-        if bool(a.features) != bool(a.tss):
-            raise GTAError("--features and --tss go together (a features file and the gene table it was made for)")
         predict_genes(
             a.model,
             a.genes,
             a.fasta,
             a.out,
-            mane=resolve_mane(a.mane),
+            mane=a.mane,
             sei=_sei_settings(a),
             cache_features=a.features,
             cache_tss=a.tss,
@@ -898,16 +886,16 @@ def _add_merge_variant_scores(sub):
     p.add_argument("--out-counts", required=True, help="output counts TSV")
 
     def run(a):
-        from .scoring import merge_scores
+        from .scoring import merge_variant_scores
 
-        merge_scores(a.scores, a.counts, a.out, a.out_counts)
+        merge_variant_scores(a.scores, a.counts, a.out, a.out_counts)
 
     p.set_defaults(func=run)
 
 
-def _add_demo_vcf(sub):
+def _add_make_demo_vcf(sub):
     p = sub.add_parser(
-        "demo-vcf",
+        "make-demo-vcf",
         help="demo: a VCF of deletions and SNVs in bins of known planted-grammar roles",
         description="Sites chosen from the features by their role in the demo's planted grammar "
         "(enhancer open to the TSS, enhancer behind a CTCF insulator, CTCF bin, "
@@ -956,7 +944,13 @@ def _add_validate_variants(sub):
     p.set_defaults(func=run)
 
 
-COMMANDS += [_add_predict, _add_score_variants, _add_merge_variant_scores, _add_demo_vcf, _add_validate_variants]
+COMMANDS += [
+    _add_predict_genes,
+    _add_score_variants,
+    _add_merge_variant_scores,
+    _add_make_demo_vcf,
+    _add_validate_variants,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ model's own standardisation), all in one batch: a bin's `effect` is the predicti
 prediction without it. Beside it, per bin, the selector's logit, whether the selector keeps the bin,
 and for each alignment head the prototype the bin attends to most and that attention weight.
 
-`plot_explanation` draws one gene's table and alignment attention; `explain` writes <SYMBOL>.tsv and
-<SYMBOL>.png per gene (`gta explain`).
+`plot_explanation` draws one gene's table and alignment attention; `explain_genes` writes <SYMBOL>.tsv and
+<SYMBOL>.png per gene (`explain_genes`, `gta explain-genes`).
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def write_explanation(table: pd.DataFrame, out: str | Path) -> Path:
     return Path(out)
 
 
-def explain(
+def explain_genes(
     model_dir: str | Path,
     features_path: str | Path,
     prompts_path: str | Path,
@@ -252,13 +252,15 @@ def explain(
 ) -> list[Path]:
     """Explain each gene's prediction with a trained model: <out_dir>/<SYMBOL>.tsv (`explain_gene`'s
     table) and <out_dir>/<SYMBOL>.png (`plot_explanation`) per gene. `genes` are symbols or NCBI GeneIDs
-    of genes in the features file. Returns the paths written (TSV, PNG per gene)."""
+    of genes in the features file, or one file of them (`read_gene_list`). Returns the paths written
+    (TSV, PNG per gene)."""
     import torch
 
     from .annotations import read_prompts
     from .pretrained import GTAModel
     from .train import load_features
 
+    genes = read_gene_list(genes)
     if not genes:
         raise GTAError("no genes to explain; name them by symbol or NCBI GeneID (--genes)")
     if threads:

@@ -70,7 +70,7 @@ def _zscore_heatmap(z: np.ndarray, heads: list[int], title: str):
     return fig
 
 
-def make_figures(
+def draw_figures(
     out_dir: str | Path,
     predictions: pd.DataFrame,
     features: np.ndarray,
@@ -146,7 +146,7 @@ def make_figures(
     return list(paths.values())
 
 
-def run(
+def make_figures(
     model_file: str,
     backbone: str,
     features: str,
@@ -184,7 +184,7 @@ def run(
     best, worst = int(resid.argmin()), int(resid.argmax())
     _, d = model.predict_details(x, [text[g] for g in test["gene_id"]], batch_size)
     att = d["attention"]
-    return make_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
+    return draw_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
 
 
 # ----------------------------------------------------------------------------- diagnostics

@@ -14,7 +14,7 @@ so every light step may import it. Sections, in workflow order:
 Owned elsewhere and only pointed at here: the Sei shard files (gta.sei.inference writes them,
 gta.sei.features.merge_features reads them), annotations.jsonl and prompts.jsonl (gta.annotations), the
 trained model folder (gta.pretrained: `save_model` / `load_model`, docs/model-folder.md), the variant
-scores (gta.scoring.SCORE_COLUMNS) and `gta predict`'s table (gta.predict.PREDICT_COLUMNS).
+scores (gta.scoring.SCORE_COLUMNS) and `gta predict-genes`' table (gta.predict.PREDICT_COLUMNS).
 
 h5py is imported inside the functions that need it, so importing this module (and gta.tss) stays cheap.
 """
@@ -257,7 +257,7 @@ def feature_window(path: str | Path) -> dict:
 
 
 def read_feature_cache(path: str | Path, what: str = "features file to reuse bins from") -> dict:
-    """Everything `gta predict` reuses bins from: window attrs (n_bins, bin_size, orient, grid),
+    """Everything `gta predict-genes` reuses bins from: window attrs (n_bins, bin_size, orient, grid),
     reverse_complement (default True), gene_id and the whole 'features' array as stored."""
     with FeaturesFile(path, what, hint="") as ff:
         ff.require(attrs=("n_bins", "bin_size", "orient", "grid"))

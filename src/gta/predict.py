@@ -1,4 +1,4 @@
-"""Apply a trained model to genes of one's choice, on any FASTA: `gta predict` and rule predict_genes.
+"""Apply a trained model to genes of one's choice, on any FASTA: `gta predict-genes` and rule predict_genes.
 
 Genes come as identifiers (a gene list: symbols, GeneIDs or Ensembl ids, matched against MANE), a BED
 of TSSs, or a MANE summary. Their windows' bins are looked up in a features file already computed on
@@ -25,7 +25,7 @@ from .formats import read_feature_cache, read_sei_settings
 from .genome import open_fasta, read_padded
 from .io import atomic_path, require_file
 from .sei.inference import WindowSpec, plan_units
-from .tss import TSS_COLUMNS, build_tss_table, read_mane, read_tss
+from .tss import TSS_COLUMNS, build_tss_table, read_mane, read_tss, resolve_mane
 
 log = logging.getLogger("gta.predict")
 
@@ -340,12 +340,16 @@ def predict_genes(
 ) -> pd.DataFrame:
     """Predict the expression of `genes` with a model folder; writes `out` (TSV: PREDICT_COLUMNS).
 
-    `sei` holds SeiScorer.load's arguments (checkpoint, projection, ...) for bins not in
-    `cache_features` (a features file with its gene table `cache_tss`, computed on `fasta`).
+    `mane` is a MANE summary file or 'packaged' (gta.tss.resolve_mane). `sei` holds SeiScorer.load's
+    arguments (checkpoint, projection, ...) for bins not in `cache_features` (a features file with its
+    gene table `cache_tss`, computed on `fasta`).
     """
     from .pretrained import GTAModel
     from .sei import KEPT
 
+    if bool(cache_features) != bool(cache_tss):
+        raise GTAError("--features and --tss go together (a features file and the gene table it was made for)")
+    mane = resolve_mane(str(mane))
     if threads:
         torch.set_num_threads(threads)
     model = GTAModel.from_pretrained(model_dir, backbone, device)

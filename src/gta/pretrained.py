@@ -169,7 +169,7 @@ def model_folder(path: str | Path) -> Path:
     if path.is_file():
         raise GTAError(
             f"{path} is a file; a trained GTA model is a folder (the one holding {CONFIG}, "
-            "written by gta train --out-model)"
+            "written by gta train-gta --out-model)"
         )
     return path
 
@@ -177,7 +177,9 @@ def model_folder(path: str | Path) -> Path:
 def read_config(folder: str | Path) -> dict:
     """config.json of a model folder, checked."""
     folder = model_folder(folder)
-    path = require_file(folder / CONFIG, "trained GTA model's config", "is this a model folder written by gta train?")
+    path = require_file(
+        folder / CONFIG, "trained GTA model's config", "is this a model folder written by gta train-gta?"
+    )
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -286,7 +286,9 @@ def write_counts(counts: Counter, out: str | Path) -> None:
         pd.DataFrame({"what": list(counts), "n": [int(c) for c in counts.values()]}).to_csv(tmp, sep="\t", index=False)
 
 
-def merge_scores(parts: list[str | Path], counts: list[str | Path], out: str | Path, counts_out: str | Path) -> None:
+def merge_variant_scores(
+    parts: list[str | Path], counts: list[str | Path], out: str | Path, counts_out: str | Path
+) -> None:
     """Concatenate the chunks' tables (in chunk order) and sum their counts."""
     tables = [read_table(p) for p in parts]
     tables = [t for t in tables if len(t)] or tables[:1]

@@ -357,8 +357,10 @@ def train_gta(
     mcfg: ModelConfig,
     tcfg: TrainConfig,
     resume_dir: str | None = None,
+    out_history: str | None = None,
 ) -> dict:
-    """Train one GTA model, keep the best epoch by validation Spearman, predict every gene.
+    """Train one GTA model, keep the best epoch by validation Spearman, predict every gene; with
+    `out_history`, write the per-epoch history there as a TSV (write_history).
 
     A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success;
     see ResumeState).
@@ -373,6 +375,8 @@ def train_gta(
     train_epochs(trainer, state)
     write_outputs(trainer, state, features, out_model, out_predictions)
     state.discard()
+    if out_history:
+        write_history(state.history, out_history)
     return {"best_val_spearman": state.best, "history": state.history}
 
 
@@ -436,7 +440,7 @@ def predict_with_context(
     the bins outside are set to the training-set feature mean (model.feature_mean), which is zero
     after the model's standardisation. keep_bins = N gives the model's own predictions.
 
-    Batches and autocast are those of `gta train`'s final prediction, so the numbers are comparable.
+    Batches and autocast are those of `train_gta`'s final prediction, so the numbers are comparable.
     """
     from .pretrained import GTAModel
 
@@ -462,3 +466,21 @@ def predict_with_context(
     return pd.DataFrame(
         {"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split, "observed": data.y, "predicted": pred}
     )
+
+
+def ablate_context(
+    model: str | Path,
+    features: str | Path,
+    targets: str | Path,
+    prompts: str | Path,
+    keep_bins: int,
+    out: str | Path,
+    backbone: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """The context ablation control: `predict_with_context` with only the central `keep_bins` bins,
+    written to `out` as a predictions TSV."""
+    table = predict_with_context(model, features, targets, prompts, keep_bins, backbone, device, threads)
+    write_predictions(table, out)
+    return table

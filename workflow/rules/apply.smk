@@ -23,16 +23,12 @@ rule predict_genes:
         gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
-        genes=predict_genes_arg,
-        cache=predict_cache_arg,
-        sei=sei_flags(),
+        genes=predict_genes_param,
+        sei=applied_sei(),
         device=config["train"]["device"],
         cell_type=config["annotations"]["cell_type"],
-    shell:
-        "gta predict --model {input.model:q} --backbone {params.backbone:q} --genes {params.genes}"
-        " --fasta {input.fasta:q} --mane {input.mane:q} {params.cache} --prompts {input.prompts:q}"
-        " --cell-type {params.cell_type:q} {params.sei} --device {params.device:q} --threads {threads}"
-        " --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/predict_genes.py"
 
 
 rule explain_genes:
@@ -50,13 +46,11 @@ rule explain_genes:
     threads: config["train"]["threads"]
     params:
         backbone=backbone_arg,
-        genes=quoted_list(config["explain"]["genes"]),
+        genes=config["explain"]["genes"],
         device=config["train"]["device"],
         label=figure_label(),
-    shell:
-        "gta explain --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
-        " --prompts {input.prompts:q} --genes {params.genes} --label {params.label:q} --device {params.device:q}"
-        " --threads {threads} --out-dir {output:q} 2> {log:q}"
+    script:
+        "../scripts/explain_genes.py"
 
 
 rule score_variants:
@@ -86,16 +80,12 @@ rule score_variants:
         gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
-        sei=sei_flags(),
+        sei=applied_sei(),
         ref_check=config["variants"]["ref_check"],
         device=config["train"]["device"],
         cell_type=config["annotations"]["cell_type"],
-    shell:
-        "gta score-variants --model {input.model:q} --backbone {params.backbone:q} --vcf {input.vcf:q}"
-        " --features {input.features:q} --tss {input.tss:q} --fasta {input.fasta:q} --prompts {input.prompts:q}"
-        " --cell-type {params.cell_type:q} --ref-check {params.ref_check:q} --chunk {wildcards.chunk} {params.sei}"
-        " --device {params.device:q} --threads {threads} --out {output.scores:q} --out-counts {output.counts:q}"
-        " 2> {log:q}"
+    script:
+        "../scripts/score_variants.py"
 
 
 rule merge_variant_scores:
@@ -109,9 +99,8 @@ rule merge_variant_scores:
         "results/logs/merge_variant_scores.log",
     conda:
         "../../envs/gta.yaml"
-    shell:
-        "gta merge-variant-scores --scores {input.scores:q} --counts {input.counts:q} --out {output.scores:q}"
-        " --out-counts {output.counts:q} 2> {log:q}"
+    script:
+        "../scripts/merge_variant_scores.py"
 
 
 rule make_demo_vcf:
@@ -128,9 +117,8 @@ rule make_demo_vcf:
     params:
         per_class=config["variants"]["demo_per_class"],
         seed=config["seed"],
-    shell:
-        "gta demo-vcf --features {input.features:q} --tss {input.tss:q} --fasta {input.fasta:q}"
-        " --per-class {params.per_class:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/make_demo_vcf.py"
 
 
 rule validate_variants:
@@ -149,11 +137,8 @@ rule validate_variants:
     conda:
         "../../envs/torch.yaml"
     params:
-        sei=sei_flags(),
+        sei=applied_sei(),
         grammar=config["expression"]["grammar"],
         signal_fraction=config["expression"]["signal_fraction"],
-    shell:
-        "gta validate-variants --scores {input.scores:q} --features {input.features:q} --tss {input.tss:q}"
-        " --fasta {input.fasta:q} {params.sei} --grammar {params.grammar:q}"
-        " --signal-fraction {params.signal_fraction:q} --out {output.table:q} --out-pairs {output.pairs:q}"
-        " 2> {log:q}"
+    script:
+        "../scripts/validate_variants.py"

@@ -270,25 +270,33 @@ def entrez_settings():
 
 
 # ----- training and figures (train.smk; FIGURE_FILES comes from gta.figure_names)
-def _flags(values):
-    """--key value flags, shell-quoted; booleans as true/false."""
+def _typed_fields(cls, values):
+    """`values` as the types of the gta.options dataclass `cls`'s fields (a YAML 2048 for a float field
+    becomes 2048.0), as the model folder's config.json records them."""
+    import dataclasses
 
-    def fmt(v):
-        return str(v).lower() if isinstance(v, bool) else shlex.quote(str(v))
-
-    return " ".join(f"--{k.replace('_', '-')} {fmt(v)}" for k, v in values.items())
+    types = {f.name: type(f.default) for f in dataclasses.fields(cls)}
+    return {k: v if types[k] in (bool, type(None)) else types[k](v) for k, v in values.items()}
 
 
 def backbone_arg(wildcards, input):
-    """--backbone of gta train/figures: the backbone input folder, or the hub id when there is none."""
+    """The backbone of train_gta/make_figures/...: the backbone input folder, or the hub id when there is none."""
     return getattr(input, "backbone", None) or config["backbone"]["model"]
 
 
-def model_args():
-    """`gta train` model flags from backbone.* and gta.* (not backbone.model/layers: path and wildcard)."""
+def int_wildcard(name):
+    """A params function: the wildcard `name` as an int."""
+    return lambda wildcards: int(wildcards[name])
+
+
+def model_config():
+    """gta.options.ModelConfig fields from backbone.* and gta.* (not backbone.model/layers: path and
+    wildcard); lora a dict {r, alpha, dropout} when backbone.lora.enabled, else None."""
+    from gta.options import ModelConfig
+
     b, g = config["backbone"], config["gta"]
     lora = b["lora"]
-    flags = {
+    fields = {
         "backbone_dtype": b["dtype"],
         "context": b["context"],
         "attention": b["attention"],
@@ -305,16 +313,24 @@ def model_args():
         "dropout": g["dropout"],
         "skip": g["skip"],
     }
+    lora_fields = None
     if lora["enabled"]:
-        flags.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
-    return _flags(flags)
+        lora_fields = {"r": int(lora["r"]), "alpha": float(lora["alpha"]), "dropout": float(lora["dropout"])}
+    return {**_typed_fields(ModelConfig, fields), "lora": lora_fields}
 
 
-def train_args():
-    """`gta train` training flags from train.* (threads go through the rule's threads) and seed."""
+def train_config():
+    """gta.options.TrainConfig fields from train.* (threads go through the rule's threads) and seed."""
+    from gta.options import TrainConfig
+
     t = config["train"]
     keys = ["epochs", "batch_size", "lr", "weight_decay", "patience", "autocast", "device"]
-    return _flags({**{k: t[k] for k in keys}, "seed": config["seed"]})
+    return _typed_fields(TrainConfig, {**{k: t[k] for k in keys}, "seed": config["seed"]})
+
+
+def subset_train_config(wildcards):
+    """train_config() fitting on the share of the training genes in the `fraction` wildcard (train_gta_subset)."""
+    return {**train_config(), "train_fraction": float(wildcards.fraction)}
 
 
 def train_on_gpu():
@@ -344,6 +360,11 @@ def model_folder(wildcards, output):
     return os.path.dirname(output.model[0])
 
 
+def figures_folder(wildcards, output):
+    """The folder of make_figures' outputs."""
+    return os.path.dirname(output[0])
+
+
 def figure_label():
     if expression_simulated():
         return "demo: expression simulated from the features (planted grammar), not measured"
@@ -370,9 +391,9 @@ def control_model_dir(control):
     return f"results/models/control_{control}_n{n}_l{layers}"
 
 
-def control_args(wildcards):
-    """`gta train` flags that turn the GTA model into the control named by the wildcard."""
-    return _flags(TRAINED_CONTROLS[wildcards.control])
+def control_config(wildcards):
+    """The gta.options.ModelConfig fields that turn the GTA model into the control named by the wildcard."""
+    return TRAINED_CONTROLS[wildcards.control]
 
 
 def table3_rows():
@@ -474,24 +495,23 @@ def all_targets():
 VARIANTS_EXT = config["variants"]["format"]
 
 
-def quoted_list(values):
-    return " ".join(shlex.quote(str(v)) for v in values)
-
-
 def applied_model(section):
     """The model folder `<section>.model`, or the workflow's largest-context model (its config.json)."""
     return config[section]["model"] or figure_model()
 
 
-def sei_flags():
-    """The Sei flags of gta predict / score-variants / validate-variants, from sei.*, shell-quoted."""
+def applied_sei():
+    """The Sei of predict_genes / score_variants / validate_variants, from sei.*: SeiScorer.load's arguments."""
     s = config["sei"]
-    return (
-        f"--checkpoint {shlex.quote(sei_checkpoint())} --projection {shlex.quote(sei_projection())}"
-        f" --sha256={shlex.quote(s['sha256'] or '')} --reverse-complement {str(s['reverse_complement']).lower()}"
-        f" --sei-device {shlex.quote(str(s['device']))} --sei-dtype {shlex.quote(str(s['dtype']))}"
-        f" --sei-batch-size {int(s['batch_size'])}"
-    )
+    return {
+        "checkpoint": sei_checkpoint(),
+        "projection": sei_projection(),
+        "sha256": s["sha256"] or None,
+        "reverse_complement": bool(s["reverse_complement"]),
+        "device": str(s["device"]),
+        "dtype": str(s["dtype"]),
+        "batch_size": int(s["batch_size"]),
+    }
 
 
 def _predict_reuses_features():
@@ -509,15 +529,10 @@ def predict_inputs(wildcards):
     return out
 
 
-def predict_genes_arg(wildcards, input):
+def predict_genes_param(wildcards, input):
+    """predict.genes: the gene file (as the rule's input) or the list of identifiers."""
     genes = config["predict"]["genes"]
-    return shlex.quote(input.genes) if isinstance(genes, str) else quoted_list(genes)
-
-
-def predict_cache_arg(wildcards, input):
-    if not _predict_reuses_features():
-        return ""
-    return f"--features {shlex.quote(input.features)} --tss {shlex.quote(input.tss)}"
+    return input.genes if isinstance(genes, str) else [str(g) for g in genes]
 
 
 def variants_vcf():

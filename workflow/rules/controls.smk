@@ -1,6 +1,6 @@
 # Table 3: GTA next to the controls a reviewer asks for, on Table 1's test genes and bootstrap. Each
 # control is trained (or, for the context ablation, predicted) with the GTA model's settings at the
-# largest N and backbone.layers blocks. Input functions (table3_rows, control_args, ...) are in common.smk.
+# largest N and backbone.layers blocks. Input functions (table3_rows, control_config, ...) are in common.smk.
 
 
 rule train_control:
@@ -29,14 +29,11 @@ rule train_control:
         model_dir=model_folder,
         n_bins=figure_model_key()[0],
         layers=figure_model_key()[1],
-        model=model_args(),
-        control=control_args,
-        train=train_args(),
-    shell:
-        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
-        " --n-bins {params.n_bins:q} --layers {params.layers:q} --backbone {params.backbone:q} {params.model}"
-        " {params.control} {params.train} --threads {threads} --out-model {params.model_dir:q}"
-        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
+        model=model_config(),
+        control=control_config,
+        train=train_config(),
+    script:
+        "../scripts/train_control.py"
 
 
 rule ablate_context:
@@ -61,10 +58,8 @@ rule ablate_context:
         backbone=backbone_arg,
         keep_bins=config["evaluate"]["ablation_keep_bins"],
         device=config["train"]["device"],
-    shell:
-        "gta ablate-context --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
-        " --targets {input.targets:q} --prompts {input.prompts:q} --keep-bins {params.keep_bins:q}"
-        " --device {params.device:q} --threads {threads} --out {output:q} 2> {log:q}"
+    script:
+        "../scripts/ablate_context.py"
 
 
 rule make_table3:

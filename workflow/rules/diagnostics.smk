@@ -64,13 +64,12 @@ rule train_gta_subset:
     params:
         backbone=backbone_arg,
         model_dir=model_folder,
-        model=model_args(),
-        train=train_args(),
-    shell:
-        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
-        " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
-        " {params.train} --train-fraction {wildcards.fraction} --threads {threads} --out-model {params.model_dir:q}"
-        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
+        n_bins=int_wildcard("n"),
+        layers=int_wildcard("layers"),
+        model=model_config(),
+        train=subset_train_config,
+    script:
+        "../scripts/train_gta_subset.py"
 
 
 rule fit_baseline_subset:

@@ -27,13 +27,12 @@ rule train_gta:
     params:
         backbone=backbone_arg,
         model_dir=model_folder,
-        model=model_args(),
-        train=train_args(),
-    shell:
-        "gta train --features {input.features:q} --targets {input.targets:q} --prompts {input.prompts:q}"
-        " --n-bins {wildcards.n} --layers {wildcards.layers} --backbone {params.backbone:q} {params.model}"
-        " {params.train} --threads {threads} --out-model {params.model_dir:q}"
-        " --out-predictions {output.predictions:q} --out-history {output.history:q} 2> {log:q}"
+        n_bins=int_wildcard("n"),
+        layers=int_wildcard("layers"),
+        model=model_config(),
+        train=train_config(),
+    script:
+        "../scripts/train_gta.py"
 
 
 rule make_figures:
@@ -61,8 +60,6 @@ rule make_figures:
         device=config["train"]["device"],
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
-    shell:
-        "gta figures --model {input.model:q} --backbone {params.backbone:q} --features {input.features:q}"
-        " --predictions {input.predictions:q} --prompts {input.prompts:q} --label {params.label:q}"
-        " --device {params.device:q} --threads {threads} --n-boot {params.n_boot:q} --seed {params.seed:q}"
-        " --out-dir results/figures 2> {log:q}"
+        out_dir=figures_folder,
+    script:
+        "../scripts/make_figures.py"

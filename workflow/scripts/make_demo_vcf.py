@@ -1,0 +1,15 @@
+"""Rule make_demo_vcf: the demo's VCF of variants in bins of known grammar roles (gta.demo.variants.make_demo_vcf)."""
+
+from gta.demo.variants import make_demo_vcf
+from gta.rule import run
+
+run(
+    snakemake,
+    make_demo_vcf,
+    features=snakemake.input.features,
+    tss=snakemake.input.tss,
+    fasta=snakemake.input.fasta,
+    out=snakemake.output[0],
+    per_class=snakemake.params.per_class,
+    seed=snakemake.params.seed,
+)

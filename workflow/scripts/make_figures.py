@@ -1,0 +1,20 @@
+"""Rule make_figures: figures 5-10 of the paper from the largest-context model (gta.figures.make_figures)."""
+
+from gta.figures import make_figures
+from gta.rule import run
+
+run(
+    snakemake,
+    make_figures,
+    model_file=snakemake.input.model,
+    backbone=snakemake.params.backbone,
+    features=snakemake.input.features,
+    predictions=snakemake.input.predictions,
+    prompts=snakemake.input.prompts,
+    out_dir=snakemake.params.out_dir,
+    label=snakemake.params.label,
+    device=snakemake.params.device,
+    threads=snakemake.threads,
+    n_boot=snakemake.params.n_boot,
+    seed=snakemake.params.seed,
+)

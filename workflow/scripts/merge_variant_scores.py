@@ -1,0 +1,13 @@
+"""Rule merge_variant_scores: the chunks' scores in one table, counts summed (gta.scoring.merge_variant_scores)."""
+
+from gta.rule import run
+from gta.scoring import merge_variant_scores
+
+run(
+    snakemake,
+    merge_variant_scores,
+    parts=snakemake.input.scores,
+    counts=snakemake.input.counts,
+    out=snakemake.output.scores,
+    counts_out=snakemake.output.counts,
+)

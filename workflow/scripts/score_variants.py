@@ -1,0 +1,24 @@
+"""Rule score_variants: one chunk of the VCF's variants scored against the genes (gta.scoring.score_variants)."""
+
+from gta.rule import run
+from gta.scoring import score_variants
+
+run(
+    snakemake,
+    score_variants,
+    model_dir=snakemake.input.model,
+    vcf=snakemake.input.vcf,
+    features=snakemake.input.features,
+    tss=snakemake.input.tss,
+    fasta=snakemake.input.fasta,
+    sei=snakemake.params.sei,
+    out=snakemake.output.scores,
+    prompts=snakemake.input.prompts,
+    cell_type=snakemake.params.cell_type,
+    chunk=snakemake.wildcards.chunk,
+    ref_check=snakemake.params.ref_check,
+    backbone=snakemake.params.backbone,
+    device=snakemake.params.device,
+    threads=snakemake.threads,
+    counts_out=snakemake.output.counts,
+)
