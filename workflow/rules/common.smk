@@ -1,26 +1,13 @@
-# Input functions and config checks shared by all rules.
+# Input functions, typed params and config checks shared by all rules. Every rule runs its stage through
+# workflow/scripts/<rule>.py (gta.rule.run): no rule has a shell command.
 import os
-import shlex
-import sys
+
 
 from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
 from gta.figure_names import FIGURE_FILES  # make_figures' outputs (rule all, train.smk)
 from gta.tss import resolve_mane
-
-
-def _uses_conda():
-    settings = getattr(workflow, "deployment_settings", None)
-    return any(m.name == "CONDA" for m in getattr(settings, "deployment_method", None) or ())
-
-
-# `gta` in every rule's shell command is the package's own command line, through the interpreter that
-# runs Snakemake (never whatever `gta` is first on PATH), or under --use-conda through the python of the
-# rule's environment (envs/*.yaml install gta). A shell function, so that the commands, and with them
-# Snakemake's record of each rule's code, do not change with the interpreter's path.
-GTA = "python -m gta" if _uses_conda() else f"{shlex.quote(sys.executable)} -m gta"
-shell.prefix(f'set -euo pipefail; gta() {{{{ {GTA.replace("{", "{{").replace("}", "}}")} "$@"; }}}}; ')
 
 
 def config_error(key, message):
@@ -139,12 +126,6 @@ def backbone_gguf(wildcards):
             f"(it converts to results/backbone/{name})",
         )
     return gguf
-
-
-def chromosomes_arg():
-    """--chromosomes values, shell-quoted."""
-    chroms = config["genes"]["chromosomes"]
-    return "all" if chroms == "all" else " ".join(shlex.quote(c) for c in chroms)
 
 
 def gta_prediction_file(n_bins, layers):
