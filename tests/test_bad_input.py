@@ -60,7 +60,7 @@ def random_seq(n: int, seed: int = 0) -> str:
 
 
 def index_only_fasta(path: Path) -> Path:
-    """A FASTA whose .fai claims the GRCh38 chr22 length: enough for `gta tss`, which reads only the index."""
+    """A FASTA whose .fai claims the GRCh38 chr22 length: enough for `gta mane-tss`, which reads only the index."""
     path.write_text(">chr22\nACGT\n")
     Path(f"{path}.fai").write_text("chr22\t50818468\t7\t4\t5\n")
     return path

@@ -1,4 +1,4 @@
-"""`python -m gta`: the same command line as the `gta` script (the rules call it this way)."""
+"""`python -m gta`: the same command line as the `gta` script."""
 
 import sys
 

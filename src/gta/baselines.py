@@ -151,7 +151,7 @@ def fit_baseline(
     target gene.
 
     With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
-    (gta.splits.train_subset, the same genes `gta train --train-fraction` uses).
+    (gta.splits.train_subset, the same genes `gta train-gta --train-fraction` uses).
     """
     from .tss import read_tss
 

@@ -500,7 +500,7 @@ def _add_make_train_size(sub):
         "make-train-size",
         help="predictions per training fraction -> train_size.tsv and its figure",
         description="Test Spearman of each model trained on a seeded fraction of the training "
-        "genes (gta train / gta fit-baseline --train-fraction), with n_train.",
+        "genes (gta train-gta / gta fit-baseline --train-fraction), with n_train.",
     )
     p.add_argument("--targets", required=True)
     p.add_argument("--row", nargs=3, action="append", default=[], metavar=("MODEL", "FRACTION", "PREDICTIONS"))
@@ -692,7 +692,7 @@ def _add_learning_curves(sub):
         action="append",
         default=[],
         metavar=("MODEL", "HISTORY"),
-        help="a model name and its history.tsv (gta train --out-history)",
+        help="a model name and its history.tsv (gta train-gta --out-history)",
     )
     p.add_argument("--label", default="", help="provenance line on the figure")
     p.add_argument("--out", required=True, help="output PNG")

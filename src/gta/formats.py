@@ -3,7 +3,7 @@
 docs/formats.md is the written contract; this module is its code. Torch-free (numpy, pandas, h5py),
 so every light step may import it. Sections, in workflow order:
 
-- tss.tsv (`TSS_COLUMNS`, `read_tss`, `write_tss`, `check_tss`), written by `gta tss` / `gta tss-from-features`;
+- tss.tsv (`TSS_COLUMNS`, `read_tss`, `write_tss`, `check_tss`), written by `gta mane-tss` / `gta tss-from-features`;
 - features.h5 (`write_features`, `check_features`, `FeaturesFile` and the stage readers `read_feature_genes`,
   `read_feature_classes`, `load_features`, `read_kept_scores`, `features_bins`, `feature_window`,
   `read_feature_cache`), written by `gta merge-features` (gta.sei.features.merge_features);

@@ -142,7 +142,7 @@ def make_demo_vcf(
     order = {c: i for i, c in enumerate(fa.keys())}
     records.sort(key=lambda r: (order[r[0]], r[1]))
     contigs = sorted({r[0] for r in records}, key=order.get)
-    lines = ["##fileformat=VCFv4.2", "##source=gta demo-vcf (sites chosen by their role in the planted grammar)"]
+    lines = ["##fileformat=VCFv4.2", "##source=gta make-demo-vcf (sites chosen by their role in the planted grammar)"]
     lines += [f"##contig=<ID={c},length={len(fa[c])}>" for c in contigs]
     lines.append("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO")
     lines += [f"{c}\t{pos}\t{vid}\t{ref}\t{alt}\t.\tPASS\t." for c, pos, vid, ref, alt in records]
