@@ -99,7 +99,7 @@ def _add_fetch_annotations(sub):
         default="NCBI_API_KEY",
         help="NAME of the environment variable holding an NCBI API key (the key itself is never logged)",
     )
-    p.add_argument("--cache", default="results/annotations/cache", help="folder of per-gene JSON records")
+    p.add_argument("--cache", default=None, help="folder of per-gene JSON records (needed with --source entrez)")
     p.add_argument("--batch-size", type=int, default=200, help="GeneIDs per esummary request")
     p.add_argument("--max-retries", type=int, default=5, help="retries per request (exponential backoff)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds before a request counts as timed out")

@@ -78,7 +78,7 @@ def fetch_annotations(
     *,
     email: str | None = None,
     api_key_env: str | None = "NCBI_API_KEY",
-    cache: str | os.PathLike = "results/annotations/cache",
+    cache: str | os.PathLike | None = None,
     batch_size: int = 200,
     max_retries: int = 5,
     timeout: float = 60.0,
@@ -98,6 +98,8 @@ def fetch_annotations(
                 f"annotations.batch_size must be 1..500 (got {batch_size}), annotations.max_retries "
                 f">= 0 (got {max_retries}) and annotations.timeout > 0 (got {timeout})"
             )
+        if not cache:
+            raise GTAError("the Entrez source needs a folder to cache NCBI's answers in (annotations.cache)")
         key = api_key_from_env(api_key_env)
         client = EntrezClient(email, key, max_retries=max_retries, timeout=timeout)
         log.info(
