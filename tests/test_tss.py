@@ -135,7 +135,7 @@ def test_cli_missing_inputs_leave_no_output(tmp_path, mane_file):
 
     def gta(*args):
         return subprocess.run(
-            [sys.executable, "-m", "gta.cli", "tss", *args, "--out", str(out)], capture_output=True, text=True
+            [sys.executable, "-m", "gta.cli", "mane-tss", *args, "--out", str(out)], capture_output=True, text=True
         )
 
     r = gta("--mane", str(tmp_path / "nope.txt.gz"), "--fasta", str(fasta))
