@@ -39,6 +39,19 @@ def class_token_ids(tokenizer, class_names: list[str]) -> list[int]:
     return ids
 
 
+# the size arguments of TokenAlignment, each at least 1
+SIZES = (
+    "n_features",
+    "hidden",
+    "vocab_size",
+    "n_class_tokens",
+    "prototypes_vocab",
+    "prototypes_classes",
+    "heads",
+    "d_k",
+)
+
+
 class TokenAlignment(nn.Module):
     """Multi-head cross-attention from N feature bins (queries) to P text prototypes (keys, values).
 
@@ -61,18 +74,10 @@ class TokenAlignment(nn.Module):
         d_k: int = 32,
     ):
         super().__init__()
-        for name, v in dict(
-            n_features=n_features,
-            hidden=hidden,
-            vocab_size=vocab_size,
-            n_class_tokens=n_class_tokens,
-            prototypes_vocab=prototypes_vocab,
-            prototypes_classes=prototypes_classes,
-            heads=heads,
-            d_k=d_k,
-        ).items():
-            if v < 1:
-                raise GTAError(f"token alignment: {name} must be >= 1 (got {v})")
+        sizes = locals()  # the arguments, by name
+        for name in SIZES:
+            if sizes[name] < 1:
+                raise GTAError(f"token alignment: {name} must be >= 1 (got {sizes[name]})")
         self.heads, self.d_k = heads, d_k
         self.vocab_map = nn.Linear(vocab_size, prototypes_vocab)
         self.class_map = nn.Linear(n_class_tokens, prototypes_classes)

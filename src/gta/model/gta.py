@@ -22,6 +22,13 @@ BLOCKS = ("pretrained", "random", "none", "attention")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+# the ModelConfig fields that are GTA arguments of the same name
+MODEL_CONFIG_ARGS = (
+    "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k", "gate", "attention", "lora",
+    "gradient_checkpointing", "prompt_cache_mb", "head", "position_embedding", "dropout", "blocks", "skip",
+)  # fmt: skip
+
+
 class GTA(nn.Module):
     """Genetic sequence Token Alignment on a frozen decoder backbone.
 
@@ -142,29 +149,9 @@ class GTA(nn.Module):
         `n_bins` data tokens, with the kept Sei classes; `seed` seeds the 'random' blocks control.
         The backbone's tokenizer is the model's `.tokenizer`."""
         backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
-        return cls(
-            backbone,
-            tokenizer,
-            class_names=[CLASS_NAMES[i] for i in KEPT],
-            n_features=len(KEPT),
-            prototypes_vocab=mcfg.prototypes_vocab,
-            prototypes_classes=mcfg.prototypes_classes,
-            heads=mcfg.heads,
-            d_k=mcfg.d_k,
-            top_k=mcfg.top_k,
-            gate=mcfg.gate,
-            attention=mcfg.attention,
-            lora=mcfg.lora,
-            gradient_checkpointing=mcfg.gradient_checkpointing,
-            prompt_cache_mb=mcfg.prompt_cache_mb,
-            head=mcfg.head,
-            n_bins=n_bins,
-            position_embedding=mcfg.position_embedding,
-            dropout=mcfg.dropout,
-            blocks=mcfg.blocks,
-            control_seed=seed,
-            skip=mcfg.skip,
-        )
+        same = {name: getattr(mcfg, name) for name in MODEL_CONFIG_ARGS}  # ModelConfig fields GTA takes as is
+        names = [CLASS_NAMES[i] for i in KEPT]
+        return cls(backbone, tokenizer, names, len(KEPT), n_bins=n_bins, control_seed=seed, **same)
 
     # ------------------------------------------------------------------ set-up
 
