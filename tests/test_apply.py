@@ -295,8 +295,8 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
         symbols,
         world["fasta"],
         d / "p_cache.tsv",
-        cache_features=world["features"],
-        cache_tss=world["tss"],
+        features=world["features"],
+        tss=world["tss"],
         **common,
     )
     fresh = predict_genes(world["model"], symbols, world["fasta"], d / "p_sei.tsv", sei=world["sei"], **common)
@@ -313,8 +313,8 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
         few,
         world["fasta"],
         d / "m1.tsv",
-        cache_features=world["features"],
-        cache_tss=world["tss"],
+        features=world["features"],
+        tss=world["tss"],
         sei=world["sei"],
         **common,
     )
@@ -327,8 +327,8 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
             ["GX"],
             world["fasta"],
             d / "m3.tsv",
-            cache_features=world["features"],
-            cache_tss=world["tss"],
+            features=world["features"],
+            tss=world["tss"],
             **common,
         )
 
@@ -339,8 +339,8 @@ def test_predict_genes_from_a_bed_and_unknown_genes(world):
         mane=world["mane"],
         prompts=world["prompts"],
         device="cpu",
-        cache_features=world["features"],
-        cache_tss=world["tss"],
+        features=world["features"],
+        tss=world["tss"],
         sei=world["sei"],
     )
     genes = world["genes"].iloc[[4, 0, 13, 6]]  # both strands, both chromosomes
@@ -427,7 +427,7 @@ def score(world, vcf_path, out, **kw):
         out,
         prompts=world["prompts"],
         device="cpu",
-        counts_out=counts,
+        out_counts=counts,
         **kw,
     )
     return table, dict(pd.read_csv(counts, sep="\t").values.tolist())

@@ -15,6 +15,8 @@ Models are fitted on training genes only; validation genes only choose the penal
 
 from __future__ import annotations
 
+from typing import Literal
+
 import logging
 import re
 from pathlib import Path
@@ -139,7 +141,7 @@ def _load_features(path: str | Path, tss_bin_only: bool = False):
 
 
 def fit_baseline(
-    model: str,
+    model: Literal["tss_ridge", "expecto_style"],
     features: str | Path,
     targets: str | Path,
     tss: str | Path,
@@ -152,6 +154,12 @@ def fit_baseline(
 
     With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
     (gta.splits.train_subset, the same genes `gta train-gta --train-fraction` uses).
+
+    Args:
+        tss: tss.tsv (strands, for the upstream/downstream split)
+        out: output predictions TSV
+        train_fraction: fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)
+        seed: seed of the --train-fraction subset
     """
     from .tss import read_tss
 
@@ -237,7 +245,11 @@ def import_baseline_predictions(
     csv: str | Path, targets: str | Path, tss: str | Path, out_dir: str | Path
 ) -> dict[str, Path]:
     """Stage import_baseline_predictions (rule, `gta import-baseline-predictions`): one predictions file
-    per model column of a Huang CSV."""
+    per model column of a Huang CSV.
+
+    Args:
+        csv: CSV with header gene,<model>,<model>,...
+    """
     from .tss import read_tss
 
     cols = read_baseline_columns(csv)

@@ -227,8 +227,10 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
 
 
 def _table1_bins(model: str, bins: int | str | None, n_stored: int) -> int | None:
-    """A Table 1 row's context bins: None (no bins), 'all' (the features file's n_bins) or a number."""
-    if bins is None:
+    """A Table 1 row's context bins: None or '-' (no bins), 'all' (the features file's n_bins) or a number."""
+    if isinstance(bins, str) and bins.isdigit():
+        bins = int(bins)
+    if bins is None or bins == "-":
         return None
     if bins == "all":
         return n_stored
@@ -251,6 +253,11 @@ def make_table1(
 
     `rows` are (model, bins, predictions path): bins is a number, 'all' (the n_bins stored in the
     features file, whose bin_size gives context_bp) or None (a model without bins).
+
+    Args:
+        rows: MODEL BINS PREDICTIONS, once per row; BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)
+        features: features.h5 (its bin_size and n_bins)
+        simulation: simulation.tsv: adds the noise-ceiling row
     """
     n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
@@ -287,7 +294,11 @@ def make_table2(
     rows: Sequence[tuple[int, str]], targets: str | Path, out: str | Path, n_boot: int = 5000, seed: int = 0
 ) -> pd.DataFrame:
     """Stage make_table2 (rule, `gta make-table2`): write Table 2 (table2.tsv), GTA by backbone layer
-    count, from (layers, predictions path) pairs."""
+    count, from (layers, predictions path) pairs.
+
+    Args:
+        rows: LAYERS PREDICTIONS, once per row
+    """
     tgt = read_targets(targets)
     records = []
     for layers, path in rows:
@@ -309,6 +320,10 @@ def make_table3(
 
     Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
     the context ablation's description.
+
+    Args:
+        rows: VARIANT PREDICTIONS, once per row
+        keep_bins: bins the context ablation kept (its description)
     """
     tgt = read_targets(targets)
     records = []
@@ -331,7 +346,7 @@ def make_table3(
 def make_train_size(
     rows: Sequence[tuple[str, float, str]],
     targets: str | Path,
-    out: str | Path,
+    out_table: str | Path,
     n_boot: int = 5000,
     seed: int = 0,
     out_figure: str | Path | None = None,
@@ -340,7 +355,14 @@ def make_train_size(
     """Stage make_train_size (rule, `gta make-train-size`): write train_size.tsv from (model, train
     fraction, predictions path) triples, test Spearman by training-set size (n_train is the size of the
     seeded subset, gta.splits.train_subset), and with `out_figure` its figure (gta.figures.plot_train_size,
-    `label` its provenance line)."""
+    `label` its provenance line).
+
+    Args:
+        rows: MODEL FRACTION PREDICTIONS, once per row
+        seed: bootstrap seed and the seed of the training subsets
+        label: provenance line on the figure
+    """
+    out = out_table  # the names of the flags (gta.cli) are the parameters'
     from .splits import train_subset
 
     tgt = read_targets(targets)

@@ -240,9 +240,9 @@ def write_explanation(table: pd.DataFrame, out: str | Path) -> Path:
 
 
 def explain_genes(
-    model_dir: str | Path,
-    features_path: str | Path,
-    prompts_path: str | Path,
+    model: str | Path,
+    features: str | Path,
+    prompts: str | Path,
     genes: Sequence[str],
     out_dir: str | Path,
     backbone: str | None = None,
@@ -253,7 +253,24 @@ def explain_genes(
     """Explain each gene's prediction with a trained model: <out_dir>/<SYMBOL>.tsv (`explain_gene`'s
     table) and <out_dir>/<SYMBOL>.png (`plot_explanation`) per gene. `genes` are symbols or NCBI GeneIDs
     of genes in the features file, or one file of them (`read_gene_list`). Returns the paths written
-    (TSV, PNG per gene)."""
+    (TSV, PNG per gene).
+
+    Args:
+        model: trained model folder or its config.json (gta train-gta --out-model)
+        features: features.h5; the genes are looked up in it
+        prompts: prompts.jsonl with a prompt for each gene
+        genes: gene symbols or NCBI GeneIDs, or one file of them (one per line, '#' comments)
+        out_dir: output folder for <SYMBOL>.tsv and <SYMBOL>.png
+        backbone: backbone folder or hub id (as given to gta train-gta)
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        threads: CPU threads (torch)
+        label: provenance line on every figure (e.g. 'simulated expression')
+    """
+    model_dir, features_path, prompts_path = (
+        model,
+        features,
+        prompts,
+    )  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .annotations import read_prompts

@@ -10,6 +10,7 @@ simulated` the targets are the demo's planted grammar instead (`gta.demo.simulat
 
 from __future__ import annotations
 
+
 import contextlib
 import logging
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import GTAError
+from .options import GrammarName
 from .formats import TARGET_COLUMNS, read_feature_classes, read_feature_genes
 from .identifiers import GeneIndex, match_identifiers, read_gene_list
 from .io import atomic_path, require_file
@@ -297,8 +299,8 @@ def _write_targets(
 
 
 def make_targets(
-    tss_path: str | Path,
-    features_path: str | Path,
+    tss: str | Path,
+    features: str | Path,
     table: str,
     out: str | Path,
     simulation_out: str | Path | None = None,
@@ -308,13 +310,25 @@ def make_targets(
     seed: int = 0,
     log_transform: bool = False,
     signal_fraction: float = 0.7,
-    grammar: str = "demo",
+    grammar: GrammarName = "demo",
 ) -> pd.DataFrame:
     """Stage make_targets (rule, `gta make-targets`): write targets.tsv (gene_id, symbol, value, split) for
     the genes with features.
 
     `table` is a table path or 'simulated' (then `simulation_out` gets gene_id, signal).
+
+    Args:
+        tss: tss.tsv (identifiers are matched against it)
+        features: features.h5 (its genes are the candidates)
+        table: expression table path, or 'simulated'
+        out: output targets.tsv
+        simulation_out: simulation: output of the noiseless signal
+        test_genes: file of test genes (one identifier per line); empty = seeded fraction
+        log_transform: log1p the observed values
+        signal_fraction: simulation: variance share of the signal
+        grammar: simulation: the planted grammar (gta.demo.simulation)
     """
+    tss_path, features_path = tss, features  # the names of the flags (gta.cli) are the parameters'
     from .tss import read_tss
 
     tss = read_tss(require_file(tss_path, "TSS table", "rerun mane_tss"))

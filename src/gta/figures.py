@@ -147,7 +147,7 @@ def draw_figures(
 
 
 def make_figures(
-    model_file: str,
+    model: str,
     backbone: str,
     features: str,
     predictions: str,
@@ -160,7 +160,18 @@ def make_figures(
     seed: int = 0,
     batch_size: int = 16,
 ) -> list[Path]:
-    """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need."""
+    """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need.
+
+    Args:
+        model: trained model folder or its config.json (gta train-gta --out-model)
+        backbone: backbone folder or hub id (as given to gta train-gta)
+        predictions: that model's predictions.tsv
+        label: provenance line on every figure (e.g. 'simulated expression')
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        threads: CPU threads (torch)
+        n_boot: bootstrap resamples for Figure 5's error bar
+    """
+    model_file = model  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .annotations import read_prompts
@@ -191,12 +202,18 @@ def make_figures(
 
 
 def plot_learning_curves(
-    histories: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]], out: str | Path, label: str = ""
+    history: Mapping[str, str | Path] | Sequence[tuple[str, str | Path]], out: str | Path, label: str = ""
 ) -> Path:
     """Stage plot_learning_curves (rule, `gta plot-learning-curves`): training MSE (standardised targets)
     and validation Spearman per epoch, one line per trained model, from {model name: history.tsv} or
-    (model name, history.tsv) pairs."""
-    histories = list(histories.items()) if isinstance(histories, Mapping) else list(histories)
+    (model name, history.tsv) pairs.
+
+    Args:
+        history: a model name and its history.tsv (gta train-gta --out-history)
+        out: output PNG
+        label: provenance line on the figure
+    """
+    histories = list(history.items()) if isinstance(history, Mapping) else list(history)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
     for i, (name, path) in enumerate(histories):

@@ -322,6 +322,26 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
     }
 
 
+def features_check(features: str, min_bins: int | None = None) -> dict:
+    """Stage features-check (`gta features-check`): check a features.h5 against docs/formats.md (features.h5)
+    and log its layout.
+
+    Args:
+        features: the features.h5 to check
+        min_bins: fail if the file has fewer bins
+    """
+    info = check_features(features, min_bins)
+    log.info(
+        "%s: %d genes x %d bins of %d bp, orient %s: layout OK",
+        features,
+        info["n_genes"],
+        info["n_bins"],
+        info["bin_size"],
+        info["orient"],
+    )
+    return info
+
+
 def _check_datasets(f, where: str) -> None:
     """Every dataset of FEATURES_DATASETS is there and is a dataset."""
     import h5py

@@ -5,6 +5,8 @@ The synthetic demo genome is in `gta.demo.genome`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import logging
 from pathlib import Path
 from collections.abc import Mapping
@@ -176,7 +178,12 @@ def write_windows_bed(
 
 
 def extract_windows(
-    tss: str | Path, fasta: str | Path, out: str | Path, n_bins: int, bin_size: int = 4096, grid: str = "tss"
+    tss: str | Path,
+    fasta: str | Path,
+    out: str | Path,
+    n_bins: int,
+    bin_size: int = 4096,
+    grid: Literal["tss", "genome"] = "tss",
 ) -> int:
     """Stage extract_windows (rule, `gta extract-windows`): tss.tsv -> windows.bed (BED12: each gene's
     window, one block per bin)."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+GrammarName = Literal["demo", "alternative"]  # the planted grammars, gta.demo.simulation.GRAMMARS
 
 
 @dataclass
@@ -23,7 +26,12 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
-    """`backbone.*` and `gta.*`: what the GTA module is built from."""
+    """`backbone.*` and `gta.*`: what the GTA module is built from.
+
+    Args:
+        backbone: a gta.model.spec: packaged name, .gguf, folder or hub id
+        lora: LoRA of the backbone, as r=RANK alpha=ALPHA dropout=P (none = no LoRA, the paper)
+    """
 
     backbone: str = "smollm2-135m"  # a gta.model.spec: packaged name, .gguf, folder or hub id
     layers: int = 8

@@ -323,15 +323,15 @@ def gene_prompts(genes: pd.DataFrame, cell_type: str, prompts: str | Path | None
 
 
 def predict_genes(
-    model_dir: str | Path,
+    model: str | Path,
     genes: str | Sequence[str],
     fasta: str | Path,
     out: str | Path,
     *,
-    mane: str | Path,
+    mane: str | Path = "packaged",
     sei: dict | None = None,
-    cache_features: str | Path | None = None,
-    cache_tss: str | Path | None = None,
+    features: str | Path | None = None,
+    tss: str | Path | None = None,
     prompts: str | Path | None = None,
     cell_type: str = "GM12878 lymphoblastoid cells",
     backbone: str | None = None,
@@ -341,9 +341,25 @@ def predict_genes(
     """Predict the expression of `genes` with a model folder; writes `out` (TSV: PREDICT_COLUMNS).
 
     `mane` is a MANE summary file or 'packaged' (gta.tss.resolve_mane). `sei` holds SeiScorer.load's
-    arguments (checkpoint, projection, ...) for bins not in `cache_features` (a features file with its
-    gene table `cache_tss`, computed on `fasta`).
+    arguments (checkpoint, projection, ...) for bins not in `features` (a features file with its
+    gene table `tss`, computed on `fasta`).
+
+    Args:
+        model: trained model folder or its config.json (gta train-gta --out-model)
+        genes: gene symbols / GeneIDs / Ensembl ids, or one file: a gene list (one per line), a BED of TSSs (.bed:
+            chrom, start, end, name, score, strand) or a MANE summary
+        fasta: genome FASTA the genes' windows are read from
+        out: output predictions TSV
+        mane: MANE summary for gene look-up ('packaged' = v1.5)
+        features: features file whose bins to reuse (same FASTA and Sei)
+        tss: the gene table of --features (tss.tsv)
+        prompts: prompts.jsonl to take prompts from (else MANE names)
+        cell_type: the prompt's cell type
+        backbone: backbone folder or hub id (default: the one the model records)
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        threads: CPU threads (torch)
     """
+    model_dir, cache_features, cache_tss = model, features, tss  # the names of the flags (gta.cli) are the parameters'
     from .pretrained import GTAModel
     from .sei import KEPT
 

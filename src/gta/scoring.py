@@ -8,6 +8,8 @@ bin keeps its REF features. A bin is computed once per variant however many gene
 
 from __future__ import annotations
 
+from typing import Literal
+
 import logging
 import time
 from collections import Counter
@@ -82,7 +84,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def score_variants(
-    model_dir: str | Path,
+    model: str | Path,
     vcf: str | Path,
     features: str | Path,
     tss: str | Path,
@@ -93,18 +95,35 @@ def score_variants(
     prompts: str | Path | None = None,
     cell_type: str = "GM12878 lymphoblastoid cells",
     chunk: str = "1-of-1",
-    ref_check: str = "stop",
+    ref_check: Literal["stop", "flag", "skip"] = "stop",
     backbone: str | None = None,
     device: str = "auto",
     threads: int | None = None,
     batch_size: int = 64,
-    counts_out: str | Path | None = None,
+    out_counts: str | Path | None = None,
 ) -> pd.DataFrame:
     """Score chunk `chunk` of the VCF's variants against every gene of `tss` whose window they touch.
 
     Writes `out` (one row per variant and gene, SCORE_COLUMNS; Parquet or TSV by suffix) and, with
-    `counts_out`, a TSV of counts (what the VCF held, what was skipped and why, what was scored).
+    `out_counts`, a TSV of counts (what the VCF held, what was skipped and why, what was scored).
+
+    Args:
+        model: trained model folder or its config.json (gta train-gta --out-model)
+        vcf: VCF, VCF.gz or BCF (multi-allelic records are split)
+        features: features.h5: the REF features
+        tss: tss.tsv of the features file: the genes scored
+        fasta: the genome the features were computed on
+        out: output table (.parquet or .tsv)
+        prompts: prompts.jsonl (else MANE names)
+        chunk: which chunk of the VCF's variants, 'I-of-N'
+        ref_check: a REF allele that differs from the FASTA: stop, flag the row, or skip the variant
+        backbone: backbone folder or hub id (default: the one the model records)
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        threads: CPU threads (torch)
+        batch_size: variant-gene pairs per GTA batch
+        out_counts: output TSV of counts (skipped, outside windows, scored)
     """
+    model_dir, counts_out = model, out_counts  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .predict import SeiScorer, gene_prompts
@@ -287,9 +306,17 @@ def write_counts(counts: Counter, out: str | Path) -> None:
 
 
 def merge_variant_scores(
-    parts: list[str | Path], counts: list[str | Path], out: str | Path, counts_out: str | Path
+    scores: list[str | Path], counts: list[str | Path], out: str | Path, out_counts: str | Path
 ) -> None:
-    """Concatenate the chunks' tables (in chunk order) and sum their counts."""
+    """Concatenate the chunks' tables (in chunk order) and sum their counts.
+
+    Args:
+        scores: the chunks' tables, in chunk order
+        counts: the chunks' counts TSVs
+        out: output table (.parquet or .tsv)
+        out_counts: output counts TSV
+    """
+    parts, counts_out = scores, out_counts  # the names of the flags (gta.cli) are the parameters'
     tables = [read_table(p) for p in parts]
     tables = [t for t in tables if len(t)] or tables[:1]
     write_table(pd.concat(tables, ignore_index=True), out)

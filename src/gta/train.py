@@ -364,6 +364,16 @@ def train_gta(
 
     A killed run restarts from its last finished epoch (state in `resume_dir`, removed on success;
     see ResumeState).
+
+    Args:
+        features: features.h5
+        targets: targets.tsv (with splits)
+        prompts: prompts.jsonl
+        out_model: output: the model folder (config.json, weights.safetensors, splits.tsv, README.md; docs/model-
+            folder.md)
+        out_predictions: output: predictions.tsv for every gene
+        n_bins: context bins N (centred slice of the stored bins)
+        out_history: output: the per-epoch training history as a TSV
     """
     data = load_dataset(features, targets, prompts, n_bins)
     restrict_training(data, tcfg.train_fraction, tcfg.seed)
@@ -480,7 +490,16 @@ def ablate_context(
     threads: int | None = None,
 ) -> pd.DataFrame:
     """The context ablation control: `predict_with_context` with only the central `keep_bins` bins,
-    written to `out` as a predictions TSV."""
+    written to `out` as a predictions TSV.
+
+    Args:
+        model: trained model folder or its config.json (gta train-gta --out-model)
+        keep_bins: central bins kept (odd, at most the model's N)
+        out: output predictions TSV
+        backbone: backbone folder or hub id (as given to gta train-gta)
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        threads: CPU threads (torch)
+    """
     table = predict_with_context(model, features, targets, prompts, keep_bins, backbone, device, threads)
     write_predictions(table, out)
     return table

@@ -156,7 +156,7 @@ def build_tss_table(
     """
     naming = detect_naming(fasta_names)
     present = set(fasta_names)
-    wanted = [chrom_name(c, naming) for c in PRIMARY] if chromosomes == "all" else list(chromosomes)
+    wanted = [chrom_name(c, naming) for c in PRIMARY] if chromosomes in ("all", ["all"]) else list(chromosomes)
     missing = [c for c in wanted if c not in present]
     if missing:
         hint = (
@@ -209,7 +209,15 @@ def fasta_names(fasta: str | Path) -> list[str]:
 def mane_tss(
     mane: str, fasta: str, out: str, chromosomes: str | Sequence[str] = "all", max_genes: int | str = "all"
 ) -> pd.DataFrame:
-    """Stage mane_tss (rule, `gta mane-tss`): MANE summary + FASTA -> tss.tsv, the MANE Select TSS per gene."""
+    """Stage mane_tss (rule, `gta mane-tss`): MANE summary + FASTA -> tss.tsv, the MANE Select TSS per gene.
+
+    Args:
+        mane: MANE summary file (gzip or plain) or 'packaged'
+        fasta: genome FASTA; its index decides chr1 vs 1 naming
+        out: output tss.tsv
+        chromosomes: chromosome names as in the FASTA, or 'all' (1-22, X, Y)
+        max_genes: first genes by GeneID, or 'all'
+    """
     mane_path = resolve_mane(mane)
     fasta = require_file(
         fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'"

@@ -6,6 +6,6 @@ from gta.rule import run
 run(
     snakemake,
     convert_backbone,
-    spec=snakemake.input.gguf,
+    model=snakemake.input.gguf,
     out=snakemake.output[0],
 )

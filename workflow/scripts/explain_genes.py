@@ -6,9 +6,9 @@ from gta.rule import run
 run(
     snakemake,
     explain_genes,
-    model_dir=snakemake.input.model,
-    features_path=snakemake.input.features,
-    prompts_path=snakemake.input.prompts,
+    model=snakemake.input.model,
+    features=snakemake.input.features,
+    prompts=snakemake.input.prompts,
     genes=snakemake.params.genes,
     out_dir=snakemake.output[0],
     backbone=snakemake.params.backbone,

@@ -6,7 +6,7 @@ from gta.rule import run
 run(
     snakemake,
     make_figures,
-    model_file=snakemake.input.model,
+    model=snakemake.input.model,
     backbone=snakemake.params.backbone,
     features=snakemake.input.features,
     predictions=snakemake.input.predictions,

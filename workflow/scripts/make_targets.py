@@ -6,8 +6,8 @@ from gta.rule import run
 run(
     snakemake,
     make_targets,
-    tss_path=snakemake.input.tss,
-    features_path=snakemake.input.features,
+    tss=snakemake.input.tss,
+    features=snakemake.input.features,
     out=snakemake.output.targets,
     simulation_out=snakemake.output.get("simulation"),
     test_genes=snakemake.input.get("test_genes"),

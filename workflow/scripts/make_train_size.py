@@ -8,7 +8,7 @@ run(
     make_train_size,
     rows=snakemake.params.rows,
     targets=snakemake.input.targets,
-    out=snakemake.output.table,
+    out_table=snakemake.output.table,
     out_figure=snakemake.output.figure,
     label=snakemake.params.label,
     n_boot=snakemake.params.n_boot,

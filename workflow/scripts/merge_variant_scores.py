@@ -6,8 +6,8 @@ from gta.scoring import merge_variant_scores
 run(
     snakemake,
     merge_variant_scores,
-    parts=snakemake.input.scores,
+    scores=snakemake.input.scores,
     counts=snakemake.input.counts,
     out=snakemake.output.scores,
-    counts_out=snakemake.output.counts,
+    out_counts=snakemake.output.counts,
 )

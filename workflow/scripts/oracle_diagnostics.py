@@ -6,7 +6,7 @@ from gta.rule import run
 run(
     snakemake,
     oracle_diagnostics,
-    features_path=snakemake.input.features,
+    features=snakemake.input.features,
     targets=snakemake.input.targets,
     out=snakemake.output[0],
     visible_bins=snakemake.params.visible,

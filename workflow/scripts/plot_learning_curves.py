@@ -7,7 +7,7 @@ from gta.rule import run
 run(
     snakemake,
     plot_learning_curves,
-    histories=snakemake.params.histories,
+    history=snakemake.params.histories,
     out=snakemake.output[0],
     label=snakemake.params.label,
 )

@@ -6,7 +6,7 @@ from gta.scoring import score_variants
 run(
     snakemake,
     score_variants,
-    model_dir=snakemake.input.model,
+    model=snakemake.input.model,
     vcf=snakemake.input.vcf,
     features=snakemake.input.features,
     tss=snakemake.input.tss,
@@ -20,5 +20,5 @@ run(
     backbone=snakemake.params.backbone,
     device=snakemake.params.device,
     threads=snakemake.threads,
-    counts_out=snakemake.output.counts,
+    out_counts=snakemake.output.counts,
 )

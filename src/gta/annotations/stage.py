@@ -7,6 +7,8 @@ annotations.jsonl into prompts.jsonl.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import logging
 import os
 
@@ -74,7 +76,7 @@ def annotations_from_entrez(
 def fetch_annotations(
     tss: str | os.PathLike,
     out: str | os.PathLike,
-    source: str = "mane",
+    source: Literal["entrez", "mane"] = "mane",
     *,
     email: str | None = None,
     api_key_env: str | None = "NCBI_API_KEY",
@@ -84,7 +86,18 @@ def fetch_annotations(
     timeout: float = 60.0,
 ) -> list[dict]:
     """Stage fetch_annotations (rule, `gta fetch-annotations`): tss.tsv -> annotations.jsonl from `source`
-    ('entrez' or 'mane')."""
+    ('entrez' or 'mane').
+
+    Args:
+        tss: tss.tsv (gene order of the output)
+        out: output annotations.jsonl
+        email: your e-mail address, sent to NCBI (required for entrez)
+        api_key_env: NAME of the environment variable holding an NCBI API key (the key itself is never logged)
+        cache: folder of per-gene JSON records (needed with --source entrez)
+        batch_size: GeneIDs per esummary request
+        max_retries: retries per request (exponential backoff)
+        timeout: seconds before a request counts as timed out
+    """
     from ..tss import read_tss
 
     genes = read_tss(require_file(tss, "TSS table", "run the mane_tss rule first"))
@@ -119,7 +132,13 @@ def fetch_annotations(
 
 def make_prompts(annotations: str | os.PathLike, out: str | os.PathLike, cell_type: str) -> int:
     """Stage make_prompts (rule, `gta make-prompts`): annotations.jsonl -> prompts.jsonl (gene_id, prompt), same
-    order."""
+    order.
+
+    Args:
+        annotations: annotations.jsonl
+        out: output prompts.jsonl
+        cell_type: cell type named in the task line
+    """
     if not _one_line(cell_type):
         raise GTAError("annotations.cell_type is empty; name the cell type of the expression data")
     records = read_annotations(annotations)

@@ -272,7 +272,13 @@ def write_synthetic_genome(
 def synthetic_genome(mane: str, chromosomes: Sequence[str] | str, out: str | Path, seed: int = 0) -> None:
     """Stage synthetic_genome (rule, `gta synthetic-genome`): the demo genome FASTA + .fai, with CpG islands
     at the MANE Select TSSs of `chromosomes` (names as the FASTA will have them, 'chr21' or '21' style, or
-    'all')."""
+    'all').
+
+    Args:
+        mane: MANE summary file or 'packaged' (TSSs for CpG islands)
+        chromosomes: names to write ('chr21' or '21' style), or 'all'
+        out: output FASTA (index written beside it)
+    """
     from .. import tss
 
     chroms = [f"chr{c}" for c in tss.PRIMARY] if chromosomes in ("all", ["all"]) else list(chromosomes)

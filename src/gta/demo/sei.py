@@ -83,7 +83,14 @@ def make_demo_projection(n_targets: int, seed: int = 0, n_rows: int = 61) -> np.
 
 def make_demo_sei(checkpoint: str | Path, projection: str | Path, width: float, n_targets: int, seed: int = 0) -> Sei:
     """Stage make_demo_sei (rule, `gta make-demo-sei`): write the seeded demo checkpoint (official key prefix)
-    and projection matrix."""
+    and projection matrix.
+
+    Args:
+        checkpoint: output .pth
+        projection: output .npy
+        width: channel-width multiplier (1.0 = published Sei)
+        n_targets: output targets (21907 = published Sei)
+    """
     model = build_demo_sei(width, n_targets, seed)
     save_sei(model, checkpoint)
     with atomic_path(projection, suffix=".npy") as tmp, open(tmp, "wb") as fh:

@@ -25,6 +25,7 @@ Every target the demo trains and evaluates on is drawn here; the oracle (`oracle
 
 from __future__ import annotations
 
+
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .. import GTAError
+from ..options import GrammarName
 from ..formats import read_feature_classes, read_feature_genes
 from ..io import atomic_path
 from ..sei import CLASS_LABELS
@@ -246,11 +248,11 @@ ORACLE_COLUMNS = ["visible_bins", "context_bp", "spearman"]
 
 
 def oracle_diagnostics(
-    features_path: str | Path,
+    features: str | Path,
     targets: str | Path,
     out: str | Path,
     visible_bins: Sequence[int] = (),
-    grammar: str = "demo",
+    grammar: GrammarName = "demo",
 ) -> pd.DataFrame:
     """Stage oracle_diagnostics (rule, `gta oracle-diagnostics`): write oracle.tsv, the test Spearman of
     `oracle_fit` (an oracle that knows the simulated grammar, `grammar` as in `expression.grammar`)
@@ -258,7 +260,13 @@ def oracle_diagnostics(
 
     Only meaningful for simulated targets: it tells how much of the planted signal a context length
     can reach at best, next to Table 1's rows for that context.
+
+    Args:
+        targets: targets.tsv of the simulation
+        visible_bins: more odd bin counts to report
+        grammar: the planted grammar the targets were simulated with (expression.grammar)
     """
+    features_path = features  # the names of the flags (gta.cli) are the parameters'
     from ..formats import read_targets
 
     feat_ids, attrs = read_feature_genes(features_path)

@@ -6,6 +6,7 @@ features. `make_demo_vcf` writes variants in bins of known roles in the planted 
 
 from __future__ import annotations
 
+
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .. import GTAError
+from ..options import GrammarName
 from .simulation import GRAMMAR_CLASSES, Grammar, alternative_terms, grammar_classes, grammar_terms, open_to_tss
 from ..formats import read_feature_classes, read_feature_genes
 from ..genome import open_fasta, window_start
@@ -102,7 +104,12 @@ def make_demo_vcf(
     features: str | Path, tss: str | Path, fasta: str | Path, out: str | Path, per_class: int = 40, seed: int = 0
 ) -> pd.DataFrame:
     """A VCF of `per_class` sites per role (SITE_CLASSES but 'other'), each with a 1-3 kb deletion inside
-    the bin and an SNV; sites are distinct genome bins drawn with `seed`. Returns the sites."""
+    the bin and an SNV; sites are distinct genome bins drawn with `seed`. Returns the sites.
+
+    Args:
+        out: output VCF (.vcf or .vcf.gz)
+        per_class: sites per class
+    """
     genes, scores, attrs = _population(features, tss, GRAMMAR_CLASSES)
     n, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
     roles = site_classes(PlantedSignal(scores, tss_bin).z(scores), tss_bin)
@@ -226,11 +233,19 @@ def validate_variants(
     fasta: str | Path,
     sei: dict,
     out: str | Path,
-    grammar: str = "demo",
+    grammar: GrammarName = "demo",
     signal_fraction: float = 0.8,
     out_pairs: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Spearman of predicted and true deltas per bin role and variant kind (VALIDATION_COLUMNS)."""
+    """Spearman of predicted and true deltas per bin role and variant kind (VALIDATION_COLUMNS).
+
+    Args:
+        scores: gta score-variants output
+        out: output TSV: class, n_pairs, n_variants, spearman
+        grammar: expression.grammar
+        signal_fraction: expression.signal_fraction
+        out_pairs: output TSV: every pair with its class and true delta
+    """
     from ..scoring import read_table
 
     table = read_table(scores)

@@ -36,12 +36,17 @@ WEIGHTS_FILE = "model.safetensors"
 # ----------------------------------------------------------------------------- conversion
 
 
-def convert_backbone(spec: str, out: str | Path) -> Path:
+def convert_backbone(model: str, out: str | Path) -> Path:
     """Dequantise a packaged or .gguf backbone once into a folder of fp32 safetensors + config + tokenizer.
 
     The folder holds every block of the model (later loads allocate only the requested ones) and is
     written atomically: a failed conversion leaves nothing under `out`.
+
+    Args:
+        model: 'smollm2-135m' or a .gguf file (backbone.model)
+        out: output folder, e.g. results/backbone/smollm2-135m
     """
+    spec = model  # the names of the flags (gta.cli) are the parameters'
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -46,6 +46,13 @@ def merge_features(
     More than `max_mostly_n_fraction` of the genes with a mostly-N window (window.max_mostly_n_fraction)
     is an error. Afterwards, shard files beside the given ones that are not in the set (left by an
     earlier sei.shards setting) are removed.
+
+    Args:
+        tss: tss.tsv (gene order of the output)
+        shards: complete shard files
+        out: output features.h5
+        max_mostly_n_fraction: largest share of genes whose window is more than half N
+            (window.max_mostly_n_fraction)
     """
     genes = read_tss(tss)
     if not shards:
@@ -204,6 +211,13 @@ def tss_from_features(
 
     Chromosomes are named like `fasta` when given, else 'chr1'-style. A gene id absent from MANE Select is
     an error.
+
+    Args:
+        features: precomputed features.h5 (checked first)
+        mane: MANE summary file or 'packaged'
+        out: output tss.tsv
+        fasta: FASTA whose naming (chr1 vs 1) to use; none or '' = 'chr1'-style
+        min_bins: fail if the file has fewer bins
     """
     info = check_features(features, min_bins)
     sel = mane_select(read_mane(resolve_mane(mane))).set_index("gene_id")

@@ -10,6 +10,8 @@ from the last flushed gene.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import contextlib
 import dataclasses
 import errno
@@ -671,19 +673,32 @@ def predict_sei(
     out: str,
     n_bins: int,
     bin_size: int = SEI_INPUT,
-    orient: str = "reference",
-    grid: str = "tss",
+    orient: Literal["reference", "transcript"] = "reference",
+    grid: Literal["tss", "genome"] = "tss",
     shard: str = "1-of-1",
     sha256: str | None = None,
     reverse_complement: bool = True,
     device: str = "auto",
-    dtype: str = "auto",
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto",
     batch_size: int = 32,
     threads: int | None = None,
 ) -> Path:
     """Stage predict_sei (rule, `gta predict-sei`): one shard of tss.tsv through Sei into an HDF5 shard file.
 
     Each gene's window is `n_bins` bins of `bin_size` bp (window.*); `sha256` None or '' = no check.
+
+    Args:
+        tss: tss.tsv
+        fasta: genome FASTA
+        checkpoint: sei.pth (official or demo)
+        projection: projvec_targets.npy (official or demo)
+        out: output shard .h5
+        bin_size: must be 4096, Sei's input length
+        shard: which shard, 'I-of-N' (1-based)
+        sha256: expected sha256 of the checkpoint ('' = no check)
+        reverse_complement: average each bin's outputs over both strands (Sei's own practice)
+        device: 'auto', 'cpu', 'cuda' or 'cuda:N'
+        threads: CPU threads (torch)
     """
     spec = WindowSpec(n_bins, bin_size, orient, grid)
     i, n = parse_shard(shard)
