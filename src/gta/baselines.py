@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from . import GTAError
-from .formats import read_kept_scores, read_targets, write_predictions
+from .formats import read_kept_scores, read_targets, write_imported_index, write_predictions
 from .identifiers import match_identifiers
 from .io import require_file
 
@@ -245,7 +245,8 @@ def import_baseline_predictions(
     csv: str | Path, targets: str | Path, tss: str | Path, out_dir: str | Path
 ) -> dict[str, Path]:
     """Stage import_baseline_predictions (rule, `gta import-baseline-predictions`): one predictions file
-    per model column of a Huang CSV.
+    per model column of a Huang CSV in `out_dir`, and their index (models.tsv, in column order), which
+    make_table1 reads.
 
     Args:
         csv: CSV with header gene,<model>,<model>,...
@@ -292,4 +293,5 @@ def import_baseline_predictions(
         path = Path(out_dir) / f"{prediction_file_stem(col)}.tsv"
         write_predictions(df, path)
         written[col] = path
+    write_imported_index(out_dir, written)
     return written

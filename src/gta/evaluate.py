@@ -26,6 +26,7 @@ from .formats import (
     TABLE3_COLUMNS,
     TRAIN_SIZE_COLUMNS,
     features_bins,
+    read_imported_index,
     read_predictions,
     read_simulation,
     read_targets,
@@ -247,9 +248,10 @@ def make_table1(
     simulation: str | Path | None = None,
     n_boot: int = 5000,
     seed: int = 0,
+    imported: str | Path | None = None,
 ) -> pd.DataFrame:
     """Stage make_table1 (rule, `gta make-table1`): write Table 1 (table1.tsv), one row per model in order
-    (+ the noise ceiling when `simulation` is given).
+    (+ the noise ceiling when `simulation` is given); the models of `imported` come first.
 
     `rows` are (model, bins, predictions path): bins is a number, 'all' (the n_bins stored in the
     features file, whose bin_size gives context_bp) or None (a model without bins).
@@ -258,7 +260,10 @@ def make_table1(
         rows: MODEL BINS PREDICTIONS, once per row; BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)
         features: features.h5 (its bin_size and n_bins)
         simulation: simulation.tsv: adds the noise-ceiling row
+        imported: folder of imported predictions (gta import-baseline-predictions): one row per model, first
     """
+    if imported:
+        rows = [[model, None, path] for model, path in read_imported_index(imported)] + list(rows)
     n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
     records = []

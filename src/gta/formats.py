@@ -494,6 +494,25 @@ def read_simulation(path: str | Path) -> pd.DataFrame:
 PREDICTION_COLUMNS = ["gene_id", "symbol", "split", "observed", "predicted"]
 
 
+IMPORTED_INDEX = "models.tsv"  # in the folder of imported predictions: model, predictions (file name), in order
+
+
+def write_imported_index(folder: str | Path, files: dict[str, Path]) -> None:
+    """The index of a folder of imported predictions: one row per model, in the source's column order."""
+    rows = pd.DataFrame({"model": list(files), "predictions": [Path(p).name for p in files.values()]})
+    with atomic_path(Path(folder) / IMPORTED_INDEX) as tmp:
+        rows.to_csv(tmp, sep="\t", index=False)
+
+
+def read_imported_index(folder: str | Path) -> list[tuple[str, Path]]:
+    """(model, predictions file) of a folder of imported predictions, in order."""
+    path = require_file(
+        Path(folder) / IMPORTED_INDEX, "index of imported predictions", "rerun import_baseline_predictions"
+    )
+    rows = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return [(m, Path(folder) / f) for m, f in zip(rows["model"], rows["predictions"], strict=True)]
+
+
 def read_predictions(path: str | Path) -> pd.DataFrame:
     """Read a predictions file (one model's predictions of every gene) and check its columns.
 

@@ -186,22 +186,15 @@ def targets_settings():
     return settings | {"val_fraction": g["val_fraction"]}
 
 
-def imported_prediction_files():
-    """{model column: predictions file} of evaluate.baseline_predictions (Huang et al. CSV), or {}."""
-    from gta.baselines import prediction_file_stem, read_baseline_columns
-
-    path = config["evaluate"]["baseline_predictions"]
-    try:
-        columns = read_baseline_columns(path) if path else []
-    except GTAError as e:
-        config_error("evaluate.baseline_predictions", str(e))
-    return {c: f"results/predictions/{prediction_file_stem(c)}.tsv" for c in columns}
+# import_baseline_predictions' folder: one predictions file per model of evaluate.baseline_predictions and
+# their index, read by make_table1 when it runs (the CSV is not read while the workflow is parsed)
+IMPORTED = "results/predictions/huang"
 
 
 def table1_rows():
-    """[model, bins, predictions] per Table 1 row in order; bins None = none, 'all' = the stored n_bins."""
-    rows = [[c, None, path] for c, path in imported_prediction_files().items()]
-    rows += [
+    """[model, bins, predictions] per Table 1 row in order (after the imported models' rows); bins 'all' =
+    the stored n_bins."""
+    rows = [
         ["TSS ridge", 1, "results/predictions/tss_ridge.tsv"],
         ["ExPecto-style", "all", "results/predictions/expecto_style.tsv"],
     ]
@@ -213,9 +206,9 @@ def simulation_input(wildcards, input):
     return input.simulation[0] if input.simulation else None
 
 
-def predictions_dir(wildcards, output):
-    """The folder of the rule's predictions files (import_baseline_predictions writes one per model)."""
-    return os.path.dirname(output[0])
+def imported_input(wildcards, input):
+    """The folder of imported predictions among the rule's inputs (Table 1's first rows), or None."""
+    return input.imported[0] if input.imported else None
 
 
 def table2_rows():

@@ -29,13 +29,11 @@ if config["evaluate"]["baseline_predictions"]:
             targets=TARGETS,
             tss="results/genes/tss.tsv",
         output:
-            list(imported_prediction_files().values()),
+            directory(IMPORTED),
         log:
             "results/logs/import_baseline_predictions.log",
         conda:
             "../../envs/gta.yaml"
-        params:
-            out_dir=predictions_dir,
         script:
             "../scripts/import_baseline_predictions.py"
 
@@ -46,6 +44,7 @@ rule make_table1:
         features=features_path(),
         predictions=[path for _, _, path in table1_rows()],
         simulation=[SIMULATION] if expression_simulated() else [],
+        imported=[IMPORTED] if config["evaluate"]["baseline_predictions"] else [],
     output:
         report("results/table1.tsv", caption="../report/table1.rst", category="Tables"),
     log:
@@ -55,6 +54,7 @@ rule make_table1:
     params:
         rows=table1_rows(),
         simulation=simulation_input,
+        imported=imported_input,
         n_boot=config["evaluate"]["n_boot"],
         seed=config["seed"],
     script:

@@ -1,4 +1,4 @@
-"""Rule import_baseline_predictions: a Huang et al. CSV -> one predictions file per model
+"""Rule import_baseline_predictions: a Huang et al. CSV -> one predictions file per model and their index
 (gta.baselines.import_baseline_predictions)."""
 
 from gta.baselines import import_baseline_predictions
@@ -10,5 +10,5 @@ run(
     csv=snakemake.input.csv,
     targets=snakemake.input.targets,
     tss=snakemake.input.tss,
-    out_dir=snakemake.params.out_dir,
+    out_dir=snakemake.output[0],
 )

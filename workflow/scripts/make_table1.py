@@ -13,4 +13,5 @@ run(
     simulation=snakemake.params.simulation,
     n_boot=snakemake.params.n_boot,
     seed=snakemake.params.seed,
+    imported=snakemake.params.imported,
 )
