@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from gta import GTAError
+from gta.formats import read_imported_index
 from gta.baselines import (
     EXPECTO_DECAY_BP,
     expecto_features,
@@ -161,6 +162,7 @@ def test_import_huang_predictions(tmp_path):
     x = pd.read_csv(files["Xpresso"], sep="\t")
     e = pd.read_csv(files["Enformer"], sep="\t")
     assert files["Xpresso"].name == "huang_Xpresso.tsv"
+    assert read_imported_index(tmp_path / "p") == [("Xpresso", files["Xpresso"]), ("Enformer", files["Enformer"])]
     assert list(x["gene_id"]) == list(range(1, 41))
     assert list(x["predicted"][:4]) == [0.0, 1.0, 2.0, 4.0]  # 'nothing' (row 3) is unmatched
     assert list(e["gene_id"][:2]) == [2, 3]  # a missing prediction leaves the gene out
