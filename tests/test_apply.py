@@ -14,8 +14,6 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
 from gta import GTAError
 from gta.genome import open_fasta
@@ -30,6 +28,7 @@ from gta.sei.features import merge_features
 from gta.tss import MANE_COLUMNS, build_tss_table, read_mane, write_tss
 from gta.train import load_features, train_gta
 from gta.variants import Variant, alt_bin, ref_bin
+from test_train import make_backbone
 
 N_BINS, BIN = 5, 4096
 SPAN = N_BINS * BIN
@@ -168,24 +167,15 @@ def world(tmp_path_factory):
             fh.write(json.dumps({"gene_id": int(g), "prompt": f"# Task : Gene Expression {words} # Data :"}) + "\n")
 
     # a tiny random Llama backbone with a word-level tokenizer, and two epochs of training
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    backbone = d / "backbone"
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(backbone)
-    torch.manual_seed(0)
-    LlamaModel(
-        LlamaConfig(
-            vocab_size=len(WORDS) + 3,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=128,
-        )
-    ).save_pretrained(backbone)
+    backbone = make_backbone(
+        d / "backbone",
+        WORDS,
+        hidden=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     mcfg = ModelConfig(
         backbone=str(backbone), layers=1, prototypes_vocab=4, prototypes_classes=4, heads=2, d_k=4, top_k=3, context=64
     )

@@ -433,44 +433,19 @@ def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
         run_shard(tss, fasta, *sei_model, shard, WindowSpec(3))
     assert any("2 of 3 genes have a mostly-N window" in r.getMessage() for r in caplog.records)
     out = tmp_path / "features.h5"
+
+    def merge(fraction):
+        args = ["--tss", str(tss), "--shards", str(shard), "--max-mostly-n-fraction", str(fraction), "--out", str(out)]
+        return cli_main(["merge-features", *args])
+
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="gta"):
-        assert (
-            cli_main(
-                [
-                    "merge-features",
-                    "--tss",
-                    str(tss),
-                    "--shards",
-                    str(shard),
-                    "--max-mostly-n-fraction",
-                    "0.1",
-                    "--out",
-                    str(out),
-                ]
-            )
-            == 1
-        )
+        assert merge(0.1) == 1
     message = caplog.records[-1].getMessage()
     for word in ["2 of 3 genes", str(fasta), "GAP1", "window.max_mostly_n_fraction", "genome.fasta"]:
         assert word in message, (word, message)
     assert not out.exists()
-    assert (
-        cli_main(
-            [
-                "merge-features",
-                "--tss",
-                str(tss),
-                "--shards",
-                str(shard),
-                "--max-mostly-n-fraction",
-                "0.7",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert merge(0.7) == 0
 
 
 def test_merge_removes_shards_of_an_earlier_setting(tmp_path, sei_model):

@@ -42,23 +42,17 @@ WORDS = [
 ]
 
 
-def make_backbone(d, words=WORDS, hidden=32, seed=0):
-    """A tiny random Llama with a word-level tokenizer over `words`, saved as a backbone folder."""
+def make_backbone(d, words=WORDS, hidden=32, seed=0, **config):
+    """A tiny random Llama with a word-level tokenizer over `words`, saved as a backbone folder;
+    `config` overrides LlamaConfig settings."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(d)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(words) + 5,
-        hidden_size=hidden,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
+    sizes = dict(intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    cfg = LlamaConfig(vocab_size=len(words) + 5, hidden_size=hidden, max_position_embeddings=256, **sizes | config)
     LlamaModel(cfg).save_pretrained(d)
     return d
 

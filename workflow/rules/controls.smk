@@ -33,7 +33,7 @@ rule train_control:
         control=control_config,
         train=train_config(),
     script:
-        "../scripts/train_control.py"
+        "../scripts/train_gta.py"
 
 
 rule ablate_context:

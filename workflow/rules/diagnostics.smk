@@ -69,7 +69,7 @@ rule train_gta_subset:
         model=model_config(),
         train=subset_train_config,
     script:
-        "../scripts/train_gta_subset.py"
+        "../scripts/train_gta.py"
 
 
 rule fit_baseline_subset:
@@ -92,7 +92,7 @@ rule fit_baseline_subset:
         train_fraction=lambda wildcards: float(wildcards.fraction),
         seed=config["seed"],
     script:
-        "../scripts/fit_baseline_subset.py"
+        "../scripts/fit_baseline.py"
 
 
 rule make_train_size:

@@ -1,4 +1,5 @@
-"""Rule fit_baseline: a baseline fitted on the training genes -> predictions (gta.baselines.fit_baseline)."""
+"""Rules fit_baseline and fit_baseline_subset: a baseline fitted on (a seeded share of) the training genes
+-> predictions (gta.baselines.fit_baseline); fit_baseline_subset passes its train_fraction and seed."""
 
 from gta.baselines import fit_baseline
 from gta.rule import run
@@ -11,4 +12,6 @@ run(
     targets=snakemake.input.targets,
     tss=snakemake.input.tss,
     out=snakemake.output[0],
+    train_fraction=snakemake.params.get("train_fraction", 1.0),
+    seed=snakemake.params.get("seed", 0),
 )

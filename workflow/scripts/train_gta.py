@@ -1,19 +1,26 @@
-"""Rule train_gta: one GTA model (N bins, L backbone blocks), its predictions and history (gta.train.train_gta)."""
+"""Rules train_gta, train_control and train_gta_subset: one GTA model, its predictions and history
+(gta.train.train_gta).
+
+The three rules are the training stage with different settings: train_control adds its control's
+ModelConfig fields (`control`: common.smk, TRAINED_CONTROLS), train_gta_subset a TrainConfig
+train_fraction below 1.
+"""
 
 from gta.options import ModelConfig, TrainConfig
 from gta.rule import run
 from gta.train import train_gta
 
+params = snakemake.params
 run(
     snakemake,
     train_gta,
     features=snakemake.input.features,
     targets=snakemake.input.targets,
     prompts=snakemake.input.prompts,
-    out_model=snakemake.params.model_dir,
+    out_model=params.model_dir,
     out_predictions=snakemake.output.predictions,
     out_history=snakemake.output.history,
-    n_bins=snakemake.params.n_bins,
-    mcfg=ModelConfig(**snakemake.params.model, backbone=snakemake.params.backbone, layers=snakemake.params.layers),
-    tcfg=TrainConfig(**snakemake.params.train, threads=snakemake.threads),
+    n_bins=params.n_bins,
+    mcfg=ModelConfig(**params.model, **params.get("control", {}), backbone=params.backbone, layers=params.layers),
+    tcfg=TrainConfig(**params.train, threads=snakemake.threads),
 )
