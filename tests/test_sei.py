@@ -199,28 +199,29 @@ def test_demo_files(tmp_path):
     model = load_sei(tmp_path / "d.pth")
     v = load_projection(tmp_path / "p.npy", model.n_targets)
     assert v.shape == (61, 16) and model.n_targets == 16
-    with pytest.raises(GTAError, match="sei.projection"):
+    with pytest.raises(GTAError, match="has 16 columns but the checkpoint predicts 17") as e:
         load_projection(tmp_path / "p.npy", 17)
+    assert e.value.inputs == ("projection", "checkpoint")
 
 
 def test_bad_checkpoints_give_clear_errors(tmp_path, tiny_model):
-    with pytest.raises(GTAError, match=r"not found.*sei\.checkpoint"):
+    with pytest.raises(GTAError, match=r"Sei checkpoint not found.*official sei\.pth"):
         load_sei(tmp_path / "missing.pth")
     good = tmp_path / "good.pth"
     save_sei(tiny_model, good)
-    with pytest.raises(GTAError, match=r"good\.pth.*sha256.*sei\.sha256"):
+    with pytest.raises(GTAError, match=r"good\.pth has sha256 .* but the expected sha256 is 0+:"):
         load_sei(good, sha256="0" * 64)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(GTAError, match=r"truncated\.pth.*sei\.checkpoint.*corrupt"):
+    with pytest.raises(GTAError, match=r"truncated\.pth.*corrupt"):
         load_sei(truncated)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a checkpoint" * 100)
-    with pytest.raises(GTAError, match=r"garbage\.pth.*sei\.checkpoint"):
+    with pytest.raises(GTAError, match=r"garbage\.pth"):
         load_sei(garbage)
     wrong = tmp_path / "wrong.pth"
     torch.save({"module.model.encoder.weight": torch.zeros(3)}, wrong)
-    with pytest.raises(GTAError, match=r"wrong\.pth.*sei\.checkpoint.*layout"):
+    with pytest.raises(GTAError, match=r"wrong\.pth does not have the Sei layout"):
         load_sei(wrong)
     state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     state["conv1.0.weight"] = torch.zeros(8, 9, 9)  # a layer of another width
@@ -230,5 +231,6 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, tiny_model):
         load_sei(mixed)
     pickled = tmp_path / "pickled.pth"
     torch.save({"model": object}, pickled)  # not loadable with weights_only=True
-    with pytest.raises(GTAError, match=r"pickled\.pth"):
+    with pytest.raises(GTAError, match=r"pickled\.pth") as e:
         read_state_dict(pickled)
+    assert e.value.input == "checkpoint"  # the rule adds sei.checkpoint, the command line --checkpoint

@@ -2,7 +2,8 @@
 
 Each command runs one package function, named as its Snakemake rule (`mane-tss` runs `gta.tss.mane_tss`).
 Its flags are the function's parameters (`--max-genes` for `max_genes`), typed by their annotations,
-required when they have no default, and explained by the docstring's `Args:` section. The functions are
+required when they have no default, and explained by the docstring's `Args:` section. An error about an
+input (GTAError.input) ends with that input's flag. The functions are
 imported only when their command runs or shows its help, so `gta --help` needs neither numpy nor torch.
 """
 
@@ -243,23 +244,27 @@ def add_sei_flags(p, required: bool) -> Callable:
     return settings
 
 
-def add_function_flags(p, fn) -> dict[str, Callable]:
-    """One flag per parameter of `fn` (dataclasses: one per field); returns {parameter: namespace -> value}."""
+def add_function_flags(p, fn) -> tuple[dict[str, Callable], dict[str, str]]:
+    """One flag per parameter of `fn` (dataclasses: one per field); returns {parameter: namespace -> value}
+    and {input: flag}, the flag of each input a GTAError can name (a parameter, a field, `sei.<key>`)."""
     hints = _type_hints(fn)
     _, helps = split_docstring(fn)
-    values = {}
+    values, flags = {}, {}
     for name, param in inspect.signature(fn).parameters.items():
         tp, optional = _unwrap(hints.get(name, str))
         if name == "sei":
             values[name] = add_sei_flags(p, required=not optional)
+            flags |= {f"sei.{key}": option for option, key, _ in SEI_FLAGS}
         elif dataclasses.is_dataclass(tp):
             values[name] = add_dataclass_flags(p, tp, {**split_docstring(tp)[1], **helps})
+            flags |= {f.name: flag(f.name) for f in dataclasses.fields(tp) if f.init}
         else:
             p.add_argument(
                 flag(name), dest=name, **argument_options(hints.get(name, str), param.default, helps.get(name))
             )
             values[name] = lambda ns, name=name: getattr(ns, name)
-    return values
+            flags[name] = flag(name)
+    return values, flags
 
 
 def add_command(sub, command: str, full: bool) -> None:
@@ -271,8 +276,8 @@ def add_command(sub, command: str, full: bool) -> None:
     fn = stage_function(command)
     description, _ = split_docstring(fn)
     p = sub.add_parser(command, help=summary, description=description or summary)
-    values = add_function_flags(p, fn)
-    p.set_defaults(func=lambda ns: fn(**{name: value(ns) for name, value in values.items()}))
+    values, flags = add_function_flags(p, fn)
+    p.set_defaults(func=lambda ns: fn(**{name: value(ns) for name, value in values.items()}), flags=flags)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -296,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except GTAError as e:
-        log.error("gta %s: %s", args.command, e)
+        named = e.named(args.flags)  # the flags of the inputs the error names
+        log.error("gta %s: %s", args.command, f"{e} ({', '.join(named)})" if named else e)
         return 1
     return 0
 

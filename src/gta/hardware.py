@@ -25,38 +25,42 @@ def cpu_supports_bf16() -> bool:
     return False
 
 
-def resolve_device(device: str, key: str = "device") -> torch.device:
+def resolve_device(device: str, input: str = "device") -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cpu', 'cuda', 'cuda:N' checked against the hardware.
 
-    `key` is the config key named in errors (sei.device, train.device).
+    `input` is the input errors name (GTAError.input): where the caller got `device` from.
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise GTAError(f"{key} {device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+        raise GTAError(
+            f"{input} {device!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'", input=input
+        ) from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise GTAError(f"{key} is {device!r} but torch sees no CUDA GPU here; use 'auto' or 'cpu'")
+            raise GTAError(f"{input} is {device!r} but torch sees no CUDA GPU here; use 'auto' or 'cpu'", input=input)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise GTAError(f"{key} is {device!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+            raise GTAError(
+                f"{input} is {device!r} but only {torch.cuda.device_count()} GPU(s) are visible", input=input
+            )
     elif dev.type != "cpu":
-        raise GTAError(f"{key} {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        raise GTAError(f"{input} {device!r} is not supported; use 'auto', 'cpu', 'cuda' or 'cuda:N'", input=input)
     return dev
 
 
-def resolve_dtype(dtype: str, device: torch.device, key: str = "dtype") -> torch.dtype:
+def resolve_dtype(dtype: str, device: torch.device, input: str = "dtype") -> torch.dtype:
     """Compute precision: 'auto' -> bf16 autocast on CUDA GPUs with bf16 and on CPUs with
     AMX/AVX512-BF16, else fp32; 'float32' / 'bfloat16' as asked."""
     if dtype == "float32":
         return torch.float32
     if dtype == "bfloat16":
         if device.type == "cpu" and not cpu_supports_bf16():
-            log.warning("%s is bfloat16 but this CPU has no native bf16: expect it to be slow", key)
+            log.warning("%s is bfloat16 but this CPU has no native bf16: expect it to be slow", input)
         return torch.bfloat16
     if dtype != "auto":
-        raise GTAError(f"{key} must be 'auto', 'float32' or 'bfloat16' (got {dtype!r})")
+        raise GTAError(f"{input} must be 'auto', 'float32' or 'bfloat16' (got {dtype!r})", input=input)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_supports_bf16() else torch.float32

@@ -66,12 +66,12 @@ def file_id(path: str | os.PathLike) -> list:
     return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
 
 
-def require_file(path: str | os.PathLike, what: str, fix: str = "") -> Path:
-    """Return `path` as a Path if it is a readable file, else raise GTAError naming it."""
+def require_file(path: str | os.PathLike, what: str, fix: str = "", input: str | None = None) -> Path:
+    """Return `path` as a Path if it is a readable file, else raise GTAError naming it (`input`: GTAError.input)."""
     p = Path(path)
     if not p.is_file():
         msg = f"{what} not found: {p}"
-        raise GTAError(msg + (f" ({fix})" if fix else ""))
+        raise GTAError(msg + (f" ({fix})" if fix else ""), input=input)
     return p
 
 

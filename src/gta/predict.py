@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import GTAError
+from . import GTAError, inputs_of
 from .formats import read_feature_cache, read_sei_settings
 from .genome import open_fasta, read_padded
 from .io import atomic_path, require_file
@@ -61,11 +61,13 @@ class SeiScorer:
         from .sei.checkpoint import load_projection, load_sei
         from .sei.model import projection_matrix
 
-        dev = resolve_device(device, "sei.device")
-        model = load_sei(checkpoint, sha256=sha256, device=dev).eval()
-        projvec = load_projection(projection, model.n_targets)
+        with inputs_of("sei"):  # the arguments are the `sei` settings of predict_genes and score_variants
+            dev = resolve_device(device)
+            model = load_sei(checkpoint, sha256=sha256, device=dev).eval()
+            projvec = load_projection(projection, model.n_targets)
+            amp = resolve_dtype(dtype, dev)
         unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
-        return cls(model, unit, reverse_complement, dev, resolve_dtype(dtype, dev, "sei.dtype"), batch_size)
+        return cls(model, unit, reverse_complement, dev, amp, batch_size)
 
     def check_features(self, path: str | Path) -> None:
         """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and

@@ -257,7 +257,7 @@ class GTAModel:
         tokenizer = module.tokenizer
         _check_backbone(module, tokenizer, config["backbone"], mcfg.backbone)
         module.load_trainable_state_dict(state)
-        module.to(resolve_device(device, "device")).eval()
+        module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, config, Path(folder))
 
     @property
@@ -291,7 +291,7 @@ class GTAModel:
     def _autocast(self):
         from .hardware import autocast, resolve_dtype
 
-        return autocast(self.device, resolve_dtype(self.config["train"]["autocast"], self.device, "train.autocast"))
+        return autocast(self.device, resolve_dtype(self.config["train"]["autocast"], self.device, "autocast"))
 
     def predict(
         self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None

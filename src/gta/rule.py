@@ -5,6 +5,10 @@ Snakemake holds them) straight to the package function of the same name; no comm
 rendered and parsed back. The rule's log file gets everything the stage writes to stderr (its log
 lines, library warnings), as `2> {log}` did; a GTAError becomes one error line there and exit
 status 1, so Snakemake reports the rule as failed and removes its outputs.
+
+Package errors name the stage's input (GTAError.input: `n_bins`, `features`); the rule's
+`config_keys` param (common.smk, `from_config`) maps inputs to the config keys they come from, and
+the error line ends with those keys, e.g. `(config key window.n_bins)`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ def _log_to(path: str) -> None:
     sys.stderr = fh
 
 
+def with_config_keys(error: GTAError, config_keys: dict[str, str]) -> str:
+    """The error's message, ending with the config keys its inputs come from (`config_keys`: input -> key)."""
+    keys = error.named(config_keys)
+    return f"{error} (config key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else str(error)
+
+
 def run(snakemake, stage: Callable, /, **arguments) -> None:
     """Call `stage(**arguments)` for the rule `snakemake` (the object Snakemake gives a script)."""
     if snakemake.log:
@@ -35,6 +45,6 @@ def run(snakemake, stage: Callable, /, **arguments) -> None:
     try:
         stage(**arguments)
     except GTAError as e:
-        log.error("rule %s: %s", snakemake.rule, e)
+        log.error("rule %s: %s", snakemake.rule, with_config_keys(e, snakemake.params.get("config_keys") or {}))
         sys.stderr.flush()
         sys.exit(1)

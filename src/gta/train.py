@@ -86,8 +86,8 @@ class Trainer:
         torch.manual_seed(tcfg.seed)
         torch.set_num_threads(tcfg.threads)
         self.data, self.mcfg, self.tcfg, self.n_bins = data, mcfg, tcfg, n_bins
-        self.device = resolve_device(tcfg.device, "train.device")
-        self.amp = resolve_dtype(tcfg.autocast, self.device, "train.autocast")
+        self.device = resolve_device(tcfg.device)
+        self.amp = resolve_dtype(tcfg.autocast, self.device, "autocast")
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(
                 f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "

@@ -35,7 +35,7 @@ CONV_KEYS = [
 ] + [f"dconv{i}.1" for i in range(1, 6)]
 LAYER_KEYS = CONV_KEYS + ["classifier.0", "classifier.2"]
 EXPECTED_KEYS = [f"{k}.{p}" for k in LAYER_KEYS for p in ("weight", "bias")]
-_FIX = "point sei.checkpoint at the official sei.pth (Zenodo 4906997, model/sei.pth) or use 'random'"
+_FIX = "use the official sei.pth (Zenodo 4906997, model/sei.pth) or the demo's random checkpoint"
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -59,34 +59,37 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
     """The bare-key Sei state dict of a checkpoint file, checked against `sha256` when given."""
     path = Path(path)
     if not path.is_file():
-        raise GTAError(f"Sei checkpoint not found: {path} (config key sei.checkpoint; {_FIX})")
+        raise GTAError(f"Sei checkpoint not found: {path} ({_FIX})", input="checkpoint")
     if sha256:
         got = sha256sum(path)
         if got.lower() != sha256.strip().lower():
             raise GTAError(
-                f"Sei checkpoint {path} has sha256 {got}, but sei.sha256 expects {sha256}: the file is "
-                "corrupt, incomplete or a different model; download it again or fix sei.sha256"
+                f"Sei checkpoint {path} has sha256 {got}, but the expected sha256 is {sha256}: the file is "
+                "corrupt, incomplete or a different model; download it again or fix the expected sha256",
+                input=("checkpoint", "sha256"),
             )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, not a torch file at all
         raise GTAError(
-            f"cannot read Sei checkpoint {path} (config key sei.checkpoint): "
+            f"cannot read Sei checkpoint {path}: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file is corrupt or not a "
-            f"torch state dict ({_FIX})"
+            f"torch state dict ({_FIX})",
+            input="checkpoint",
         ) from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) is not a state dict of tensors ({_FIX})")
+        raise GTAError(f"Sei checkpoint {path} is not a state dict of tensors ({_FIX})", input="checkpoint")
     state = strip_prefix(obj)
     missing = [k for k in EXPECTED_KEYS if k not in state]
     extra = [k for k in state if k not in EXPECTED_KEYS]
     if missing or extra:
         raise GTAError(
-            f"Sei checkpoint {path} (config key sei.checkpoint) does not have the Sei layout: "
+            f"Sei checkpoint {path} does not have the Sei layout: "
             f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
-            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''} ({_FIX})"
+            f"unexpected {extra[:4]}{'...' if len(extra) > 4 else ''} ({_FIX})",
+            input="checkpoint",
         )
     return state
 
@@ -99,7 +102,7 @@ def infer_shapes(state: dict[str, torch.Tensor], path: str | Path = "") -> tuple
         c3 = state["lconv3.2.weight"].shape[0]
         n_targets = state["classifier.2.weight"].shape[0]
     except (KeyError, IndexError) as e:
-        raise GTAError(f"Sei checkpoint {path} (config key sei.checkpoint) lacks a layer: {e}") from e
+        raise GTAError(f"Sei checkpoint {path} lacks a layer: {e}", input="checkpoint") from e
     return (int(c1), int(c2), int(c3)), int(n_targets)
 
 
@@ -117,8 +120,9 @@ def load_sei(path: str | Path, sha256: str | None = None, device: str | torch.de
     except RuntimeError as e:
         first = [line.strip() for line in str(e).splitlines() if "size mismatch" in line][:2]
         raise GTAError(
-            f"Sei checkpoint {path} (config key sei.checkpoint) has tensor shapes that do not fit one "
-            f"Sei network: {' '.join(first) or str(e)[:300]} ({_FIX})"
+            f"Sei checkpoint {path} has tensor shapes that do not fit one "
+            f"Sei network: {' '.join(first) or str(e)[:300]} ({_FIX})",
+            input="checkpoint",
         ) from e
     log.info(
         "loaded Sei from %s: channels %s, %d targets, %.1fM parameters",
@@ -142,22 +146,25 @@ def load_projection(path: str | Path, n_targets: int | None = None) -> np.ndarra
     path = Path(path)
     if not path.is_file():
         raise GTAError(
-            f"Sei projection matrix not found: {path} (config key sei.projection; the official "
-            "projvec_targets.npy ships in sei_model.tar.gz, or use 'random')"
+            f"Sei projection matrix not found: {path} (the official projvec_targets.npy ships in "
+            "sei_model.tar.gz; the demo makes a random one)",
+            input="projection",
         )
     try:
         v = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise GTAError(f"cannot read the Sei projection matrix {path} (config key sei.projection): {e}") from e
+        raise GTAError(f"cannot read the Sei projection matrix {path}: {e}", input="projection") from e
     if v.ndim != 2 or v.shape[0] < N_CLASSES or not np.issubdtype(v.dtype, np.number):
         raise GTAError(
-            f"Sei projection matrix {path} (config key sei.projection) must be numeric with shape "
-            f"(>= {N_CLASSES}, n_targets), e.g. (61, 21907); got {v.shape} {v.dtype}"
+            f"Sei projection matrix {path} must be numeric with shape "
+            f"(>= {N_CLASSES}, n_targets), e.g. (61, 21907); got {v.shape} {v.dtype}",
+            input="projection",
         )
     if n_targets is not None and v.shape[1] != n_targets:
         raise GTAError(
-            f"Sei projection matrix {path} (config key sei.projection) has {v.shape[1]} columns but the "
-            f"checkpoint predicts {n_targets} targets; use the projection that belongs to the checkpoint"
+            f"Sei projection matrix {path} has {v.shape[1]} columns but the "
+            f"checkpoint predicts {n_targets} targets; use the projection that belongs to the checkpoint",
+            input=("projection", "checkpoint"),
         )
     return v.astype(np.float32)
 

@@ -704,15 +704,16 @@ def predict_sei(
     i, n = parse_shard(shard)
     if spec.bin_size != SEI_INPUT:
         raise GTAError(
-            f"window.bin_size is {spec.bin_size}, but Sei takes {SEI_INPUT}-bp inputs; set "
-            f"window.bin_size: {SEI_INPUT} (other bin sizes only with features.precomputed)"
+            f"bin_size is {spec.bin_size}, but Sei takes {SEI_INPUT}-bp inputs; use {SEI_INPUT}-bp bins "
+            "(other bin sizes only with features computed elsewhere)",
+            input="bin_size",
         )
     if threads:
         torch.set_num_threads(threads)
-    dev = resolve_device(device, "sei.device")
+    dev = resolve_device(device)
     if dev.type == "cpu":
         tune_malloc()
-    dt = resolve_dtype(dtype, dev, "sei.dtype")
+    dt = resolve_dtype(dtype, dev)
     model = load_sei(checkpoint, sha256=sha256 or None, device=dev)
     projvec = load_projection(projection, model.n_targets)
     return run_shard(
