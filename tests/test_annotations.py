@@ -447,7 +447,8 @@ def test_after_the_last_retry_the_error_says_what_failed(tmp_path, ncbi, monkeyp
     msg = str(err.value)
     assert "esummary failed" in msg and "batch 1/2" in msg and "1, 2, 3, 8138" in msg
     assert "3 tries" in msg and "HTTP 503 Service Unavailable" in msg
-    assert "annotations.source: mane" in msg
+    assert "use the 'mane' source to build the annotations offline" in msg
+    assert err.value.input == "source"
     assert ncbi.clock.sleeps == [1.0, 2.0]
     assert not (tmp_path / "annotations.jsonl").exists()
     assert not list(tmp_path.glob(".annotations.jsonl*"))
@@ -527,17 +528,55 @@ def test_mane_source_works_offline_without_email(tmp_path, no_network):
 @pytest.mark.parametrize("email", [None, "", "not-an-address", "a b@example.org"])
 def test_entrez_without_a_valid_email_is_a_config_error(tmp_path, no_network, email):
     make_tss(tmp_path / "tss.tsv")
-    with pytest.raises(GTAError, match=r"annotations\.email .*annotations\.source: mane"):
+    with pytest.raises(GTAError, match=r"needs your e-mail address \(email\).*use the 'mane' source") as err:
         fetch(tmp_path, email=email)
+    assert err.value.input == "email"
     assert not (tmp_path / "annotations.jsonl").exists()
+
+
+def test_bad_stage_arguments_name_the_input(tmp_path, no_network):
+    make_tss(tmp_path / "tss.tsv")
+    with pytest.raises(GTAError, match="source must be 'entrez' or 'mane'") as err:
+        fetch(tmp_path, source="ensembl")
+    assert err.value.input == "source"
+    with pytest.raises(GTAError, match="needs a folder to cache") as err:
+        fetch(tmp_path, cache=None)
+    assert err.value.input == "cache"
+    with pytest.raises(GTAError, match=r"batch_size must be 1\.\.500 .*; timeout must be > 0") as err:
+        fetch(tmp_path, batch_size=0, timeout=0)
+    assert err.value.inputs == ("batch_size", "timeout")
+    with pytest.raises(GTAError, match="TSS table not found") as err:
+        fetch(tmp_path, tss=tmp_path / "missing.tsv")
+    assert err.value.input == "tss"
+    records = fetch(tmp_path, source="mane", email=None)
+    with pytest.raises(GTAError, match="the cell type is empty") as err:
+        A.make_prompts(tmp_path / "annotations.jsonl", tmp_path / "prompts.jsonl", " ")
+    assert err.value.input == "cell_type"
+    A.make_prompts(tmp_path / "annotations.jsonl", tmp_path / "prompts.jsonl", "cells")
+    assert len(A.read_prompts(tmp_path / "prompts.jsonl")) == len(records)
+    (tmp_path / "prompts.jsonl").write_text('{"gene_id": 1}\n')
+    with pytest.raises(GTAError, match="prompts file .* line 1 lacks .*rerun make_prompts") as err:
+        A.read_prompts(tmp_path / "prompts.jsonl")
+    assert err.value.input == "prompts"
+
+
+def test_command_line_error_ends_with_the_flag(tmp_path, no_network, caplog):
+    make_tss(tmp_path / "tss.tsv")
+    args = ["fetch-annotations", "--tss", str(tmp_path / "tss.tsv"), "--out", str(tmp_path / "a.jsonl")]
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert main([*args, "--source", "entrez", "--cache", str(tmp_path / "cache")]) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "needs your e-mail address" in error and error.endswith("(--email)"), error
+    assert "annotations." not in error
 
 
 def test_unreadable_cache_file_is_named(tmp_path, ncbi):
     make_tss(tmp_path / "tss.tsv")
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "2.json").write_text("{not json")
-    with pytest.raises(GTAError, match=r"cache file .*2\.json.* delete it"):
+    with pytest.raises(GTAError, match=r"cache file .*2\.json.* delete it") as err:
         fetch(tmp_path)
+    assert err.value.input == "cache"
 
 
 # ----------------------------------------------------------------------------- prompts file
@@ -575,8 +614,9 @@ def test_prompts_file_follows_annotations_order(tmp_path, ncbi):
 def test_malformed_annotations_file_is_named(tmp_path):
     path = tmp_path / "annotations.jsonl"
     path.write_text('{"gene_id": 1, "symbol": "A"}\n')
-    with pytest.raises(GTAError, match=r"annotations file .* line 1 lacks"):
+    with pytest.raises(GTAError, match=r"annotations file .* line 1 lacks .*rerun fetch_annotations") as err:
         A.make_prompts(path, tmp_path / "prompts.jsonl", "cells")
+    assert err.value.input == "annotations"
     assert not (tmp_path / "prompts.jsonl").exists()
 
 

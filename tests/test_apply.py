@@ -248,8 +248,11 @@ def test_recomputed_ref_bins_equal_the_features_file(world, scorer, stored):
     assert np.abs(np.diff(got, axis=0)).max() > 0  # bins differ
     scorer.check_features(world["features"])  # made by this Sei: accepted
     other_strands = SeiScorer(scorer.model, scorer.unit, reverse_complement=False)
-    with pytest.raises(GTAError, match="computed with Sei reverse_complement True, but the Sei given here has False"):
+    with pytest.raises(
+        GTAError, match="computed with Sei reverse_complement True, but the Sei given here has False"
+    ) as e:
         other_strands.check_features(world["features"])
+    assert e.value.inputs == ("sei.reverse_complement", "features")
 
 
 # ----------------------------------------------------------------------------- 2. predict_genes
@@ -350,16 +353,18 @@ def test_predict_genes_from_a_bed_and_unknown_genes(world):
     novel = resolve_genes(str(bed), world["mane"], world["fasta"])
     assert novel[cols].values.tolist() == [[-1, "novel1", "chr22", 40_000, "-"]]
     bed.write_text("track name=none\n# nothing\n")
-    with pytest.raises(GTAError, match="has no rows"):
+    with pytest.raises(GTAError, match="has no rows") as e:
         resolve_genes(str(bed), world["mane"], world["fasta"])
+    assert e.value.input == "genes"
     bed.write_text("chr22\t40000\t40001\tnovel1\nchr22\t40000\t40001\tnovel2\t0\t-\n")
     with pytest.raises(GTAError, match="same columns"):
         resolve_genes(str(bed), world["mane"], world["fasta"])
     # the MANE summary itself: all its genes
     everything = resolve_genes(str(world["mane"]), world["mane"], world["fasta"])
     assert sorted(everything["gene_id"]) == sorted([g[0] for g in GENES] + [EXTRA[0]])
-    with pytest.raises(GTAError, match="NOPE1"):
+    with pytest.raises(GTAError, match="NOPE1") as e:
         predict_genes(world["model"], ["GA", "NOPE1"], world["fasta"], d / "x.tsv", **common)
+    assert e.value.input == "genes"
     assert not (d / "x.tsv").exists()
 
 

@@ -191,22 +191,25 @@ CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
         short_fasta_tss,
-        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "genome.fasta", "GRCh38"],
+        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "GRCh38", "(--fasta)"],
     ),
     "fasta shorter than the genes (windows)": (
         short_fasta_windows,
-        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "genome.fasta"],
+        ["{tmp}/short.fa", "beyond the end of chr22", "GeneID", "(--tss, --fasta)"],
     ),
-    "gzip, not bgzip, fasta": (gzip_fasta, ["genome.fasta", "{tmp}/genome.fa.gz", "gunzip", "bgzip"]),
+    "gzip, not bgzip, fasta": (gzip_fasta, ["{tmp}/genome.fa.gz", "gunzip", "bgzip", "(--fasta)"]),
     "non-numeric MANE coordinate": (
         bad_mane_coordinate,
-        ["{tmp}/mane.txt", "line 5", "'chr_start'", "'12x'", "genes.mane_summary"],
+        ["{tmp}/mane.txt", "line 5", "'chr_start'", "'12x'", "(--mane)"],
     ),
-    "expression without variance": (constant_expression, ["{tmp}/expr.tsv", "expression.table", "same value"]),
-    "every gene a test gene": (every_gene_held_out, ["genes.test_genes", "{tmp}/test_genes.txt", "leaves genes out"]),
+    "expression without variance": (constant_expression, ["{tmp}/expr.tsv", "same value", "(--table)"]),
+    "every gene a test gene": (
+        every_gene_held_out,
+        ["{tmp}/test_genes.txt", "leaves genes out", "(--test-genes, --table)"],
+    ),
     "NaN in precomputed features": (
         nan_in_features,
-        ["{tmp}/features.h5", "features.precomputed", "NaN", "dataset 'features'", "recompute"],
+        ["{tmp}/features.h5", "NaN", "dataset 'features'", "recompute", "(--features)"],
     ),
 }
 
@@ -250,9 +253,9 @@ def test_backbone_path_that_does_not_exist(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)
     for spec in ["models/llama-3", "./llama-3", "~/no-such-model-dir/x", "/no/such/model"]:
-        with pytest.raises(GTAError, match=r"backbone\.model: .* looks like a local path.*hub id") as e:
+        with pytest.raises(GTAError, match=r"looks like a local path.*hub id") as e:
             backbone_kind(spec)
-        assert repr(spec) in str(e.value)
+        assert repr(spec) in str(e.value) and e.value.input == "backbone"
     assert backbone_kind("meta-llama/Meta-Llama-3-8B") == "hub"
 
 
@@ -376,7 +379,8 @@ def test_user_configfile_replaces_the_demo_config(tmp_path):
     r = run_snakemake(tmp_path / "run", "--cores", "1", "results/genes/tss.tsv", "--configfile", str(user))
     assert r.returncode != 0
     text = (tmp_path / "run/results/logs/mane_tss.log").read_text()
-    assert "genes.chromosomes asks for chr1, chr2, chr3, chr4, chr5 and 18 more" in text, text
+    assert "the chromosomes asked for include chr1, chr2, chr3, chr4, chr5 and 18 more" in text, text
+    assert text.rstrip().endswith("(config keys genes.chromosomes, genome.fasta)"), text  # added by the rule
     assert not any(c in text for c in demo["genes"]["chromosomes"])
     # from the repository root without --configfile the demo config is read: its synthetic genome is planned
     r = run_snakemake(REPO, "-n", "--forceall", "results/genes/tss.tsv", directory=False, timeout=600)
@@ -442,7 +446,7 @@ def test_mostly_n_windows_stop_the_merge(tmp_path, sei_model, caplog):
     with caplog.at_level(logging.ERROR, logger="gta"):
         assert merge(0.1) == 1
     message = caplog.records[-1].getMessage()
-    for word in ["2 of 3 genes", str(fasta), "GAP1", "window.max_mostly_n_fraction", "genome.fasta"]:
+    for word in ["2 of 3 genes", str(fasta), "GAP1", "GRCh38", "(--max-mostly-n-fraction)"]:
         assert word in message, (word, message)
     assert not out.exists()
     assert merge(0.7) == 0

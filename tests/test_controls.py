@@ -33,8 +33,9 @@ def test_train_subset_is_seeded_nested_and_whole_at_one():
     assert set(ids[perm][train_subset(ids[perm], 0.25, 0)]) == set(ids[quarter])  # independent of row order
     assert set(ids[train_subset(ids, 0.25, seed=1)]) != set(ids[quarter])  # the seed matters
     assert train_subset(ids[:5], 0.01, 0).sum() == 2  # never fewer than 2 genes to fit
-    with pytest.raises(GTAError, match="train_fraction"):
+    with pytest.raises(GTAError, match="train_fraction") as e:
         train_subset(ids, 0.0, 0)
+    assert e.value.input == "train_fraction"
 
 
 def test_restrict_training_keeps_validation_and_test(data_files):
@@ -188,8 +189,9 @@ def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean
     for b in (0, 1, 3, 4):
         np.testing.assert_array_equal(x[:, b], np.broadcast_to(mean, x[:, b].shape))
     assert not np.allclose(ablated["predicted"], full["predicted"])
-    with pytest.raises(GTAError, match="ablation_keep_bins"):
+    with pytest.raises(GTAError, match="keep_bins 4 must be odd") as e:
         predict_with_context(*args, keep_bins=4)
+    assert e.value.input == "keep_bins"
 
 
 # ----------------------------------------------------------------------------- tables
@@ -216,8 +218,9 @@ def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
         assert back.loc[k, "spearman"] == pytest.approx(rho, abs=5e-5)
         assert back.loc[k, "ci"] == pytest.approx(ci, abs=5e-5)
         assert back.loc[k, "n_genes"] == n == (tgt["split"] == "test").sum()
-    with pytest.raises(GTAError, match="unknown variant"):
+    with pytest.raises(GTAError, match="unknown variant") as e:
         make_table3([("GTA-XL", rows[0][1])], tmp_path / "targets.tsv", tmp_path / "t.tsv", n_boot=20)
+    assert e.value.input == "rows"
 
 
 def test_train_size_table_counts_the_subset(tmp_path):

@@ -160,7 +160,7 @@ def test_table1_rejects_stale_predictions(tmp_path):
     tgt = write_targets(tmp_path / "targets.tsv")
     stale = tgt.assign(value=tgt["value"] + 1.0)
     write_pred(tmp_path / "stale.tsv", stale, stale["value"])
-    with pytest.raises(GTAError, match="stale"):
+    with pytest.raises(GTAError, match="stale, rerun the stage that wrote it") as e:
         make_table1(
             [["GTA", 11, tmp_path / "stale.tsv"]],
             tmp_path / "targets.tsv",
@@ -168,8 +168,9 @@ def test_table1_rejects_stale_predictions(tmp_path):
             tmp_path / "t.tsv",
             n_boot=50,
         )
+    assert e.value.input == "rows"
     assert not (tmp_path / "t.tsv").exists()
-    with pytest.raises(GTAError, match="Table 1 row 'GTA' has bins 'some'"):
+    with pytest.raises(GTAError, match="Table 1 row 'GTA' has bins 'some'") as e:
         make_table1(
             [["GTA", "some", tmp_path / "stale.tsv"]],
             tmp_path / "targets.tsv",
@@ -177,6 +178,7 @@ def test_table1_rejects_stale_predictions(tmp_path):
             tmp_path / "t.tsv",
             n_boot=50,
         )
+    assert e.value.input == "rows"
 
 
 def test_table2(tmp_path):

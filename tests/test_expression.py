@@ -373,8 +373,33 @@ def test_make_targets_rejects_negative_values_for_log(tmp_path):
     TSS.to_csv(tmp_path / "tss.tsv", sep="\t", index=False)
     write_features(tmp_path / "f.h5", [1, 2, 9, 10, 12])
     (tmp_path / "long.tsv").write_text("gene\tvalue\nA1BG\t-1\nA2M\t2\nNAT1\t3\nNAT2\t4\n")
-    with pytest.raises(GTAError, match="log_transform"):
+    with pytest.raises(GTAError, match="log_transform") as e:
         make_targets(
             tmp_path / "tss.tsv", tmp_path / "f.h5", str(tmp_path / "long.tsv"), tmp_path / "t.tsv", log_transform=True
         )
+    assert e.value.inputs == ("log_transform", "table")
+    assert not (tmp_path / "t.tsv").exists()
+
+
+def test_make_targets_errors_name_the_stage_inputs(tmp_path):
+    TSS.to_csv(tmp_path / "tss.tsv", sep="\t", index=False)
+    write_features(tmp_path / "f.h5", [1, 2, 9, 10, 12])
+    args = (tmp_path / "tss.tsv", tmp_path / "f.h5")
+    (tmp_path / "same.tsv").write_text("gene\tvalue\nA1BG\t2\nA2M\t2\nNAT1\t2\nNAT2\t2\n")
+    with pytest.raises(GTAError, match="have the same value") as e:
+        make_targets(*args, str(tmp_path / "same.tsv"), tmp_path / "t.tsv")
+    assert e.value.input == "table" and "expression.table" not in str(e.value)
+    with pytest.raises(GTAError, match="expression table not found") as e:
+        make_targets(*args, str(tmp_path / "missing.tsv"), tmp_path / "t.tsv")
+    assert e.value.input == "table"
+    (tmp_path / "all.txt").write_text("A1BG\nA2M\nNAT1\nNAT2\nSERPINA3\n")
+    with pytest.raises(GTAError, match=r"in the test gene list .*all\.txt and only 0 are left") as e:
+        make_targets(*args, "simulated", tmp_path / "t.tsv", tmp_path / "s.tsv", test_genes=tmp_path / "all.txt")
+    assert e.value.inputs == ("test_genes", "table") and "genes." not in str(e.value)
+    with pytest.raises(GTAError, match="signal_fraction must be in") as e:
+        make_targets(*args, "simulated", tmp_path / "t.tsv", tmp_path / "s.tsv", signal_fraction=2.0)
+    assert e.value.input == "signal_fraction"
+    with pytest.raises(GTAError, match="grammar 'none' is not one of") as e:
+        make_targets(*args, "simulated", tmp_path / "t.tsv", tmp_path / "s.tsv", grammar="none")
+    assert e.value.input == "grammar"
     assert not (tmp_path / "t.tsv").exists()

@@ -88,22 +88,26 @@ def test_layout_errors_name_what_is_off(features_file, edit, match):
     _edit(features_file, edit)
     with pytest.raises(GTAError, match=match) as e:
         check_features(features_file)
-    assert "features.precomputed" in str(e.value)
+    assert str(e.value).startswith(f"features file {features_file}")
+    assert e.value.input == "features"
 
 
 def test_other_precomputed_errors(features_file, tmp_path):
-    with pytest.raises(GTAError, match="n_bins"):
+    with pytest.raises(GTAError, match="n_bins") as e:
         check_features(features_file, min_bins=9)
-    with pytest.raises(GTAError, match="not found"):
+    assert e.value.inputs == ("features", "min_bins")
+    with pytest.raises(GTAError, match="not found") as e:
         check_features(tmp_path / "nope.h5")
+    assert e.value.input == "features"
     noth5 = tmp_path / "not.h5"
     noth5.write_text("hello")
     with pytest.raises(GTAError, match="not a readable HDF5"):
         check_features(noth5)
     unknown = tmp_path / "unknown.h5"
     write_features(unknown, np.zeros((2, 3, 40), np.float16), np.array([1, 999_999_999]), ["A1BG", "X"])
-    with pytest.raises(GTAError, match=r"999999999.*MANE"):
+    with pytest.raises(GTAError, match=r"999999999.*MANE") as e:
         tss_from_features(unknown, "packaged", tmp_path / "tss.tsv")
+    assert e.value.inputs == ("features", "mane")
     assert not (tmp_path / "tss.tsv").exists()
 
 

@@ -134,10 +134,12 @@ def test_centred_slice():
     assert centred_slice(251, 51) == slice(100, 151)
     assert centred_slice(9, 9) == slice(0, 9)
     assert centred_slice(9, 1) == slice(4, 5)
-    with pytest.raises(GTAError, match="context_bins"):
+    with pytest.raises(GTAError, match="11 bins asked for, but only 9 bins are stored") as e:
         centred_slice(9, 11)
-    with pytest.raises(GTAError, match="odd"):
+    assert e.value.input == "n_bins"
+    with pytest.raises(GTAError, match="odd") as e:
         centred_slice(9, 4)
+    assert e.value.input == "n_bins"
 
 
 def test_dataset_joins_on_gene_id_and_slices_kept_classes(data_files):
@@ -233,13 +235,15 @@ def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_fi
     got = pd.Series(model.predict(ds.x, ds.prompt), index=ds.gene_id)[pred["gene_id"]]
     assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]  # as the file writes them
     wider = make_backbone(tmp_path / "wider", hidden=64)
-    with pytest.raises(GTAError, match=r"hidden size 64, but the model was trained on .* with 32"):
+    with pytest.raises(GTAError, match=r"hidden size 64, but the model was trained on .* with 32") as e:
         GTAModel.from_pretrained(folder, backbone=str(wider), device="cpu")
+    assert e.value.input == "backbone"
     other_words = make_backbone(tmp_path / "tok", words=WORDS[:-1] + ["beta"])
     with pytest.raises(GTAError, match="another tokenizer"):
         GTAModel.from_pretrained(folder, backbone=str(other_words), device="cpu")
-    with pytest.raises(GTAError, match="is a file; a trained GTA model is a folder"):
+    with pytest.raises(GTAError, match="is a file; a trained GTA model is a folder") as e:
         GTAModel.from_pretrained(folder / "splits.tsv")
+    assert e.value.input == "model"
 
 
 class RunsCode:

@@ -101,8 +101,9 @@ def test_chromosome_filter_and_max_genes(mane_file):
 
 def test_missing_chromosome_is_an_error_not_a_drop(mane_file):
     mane = T.read_mane(mane_file)
-    with pytest.raises(GTAError, match=r"chr3.*absent from the FASTA"):
+    with pytest.raises(GTAError, match=r"chr3.*absent from the FASTA") as e:
         T.build_tss_table(mane, ["chr1", "chr2", "chrX", "chrY"], ["chr1", "chr3"])
+    assert e.value.inputs == ("chromosomes", "fasta")
     with pytest.raises(GTAError, match="absent from the FASTA"):  # 'all' but the FASTA lacks chrY
         T.build_tss_table(mane, ALL_UCSC[:-1])
     with pytest.raises(GTAError, match="'1'-style"):  # asked with the wrong naming
@@ -139,12 +140,12 @@ def test_cli_missing_inputs_leave_no_output(tmp_path, mane_file):
         )
 
     r = gta("--mane", str(tmp_path / "nope.txt.gz"), "--fasta", str(fasta))
-    assert r.returncode == 1 and "MANE summary (genes.mane_summary) not found" in r.stderr
+    assert r.returncode == 1 and "MANE summary not found" in r.stderr and "(--mane)" in r.stderr
     r = gta("--mane", str(mane_file), "--fasta", str(tmp_path / "nope.fa"))
-    assert r.returncode == 1 and "genome FASTA (genome.fasta) not found" in r.stderr
+    assert r.returncode == 1 and "genome FASTA not found" in r.stderr and "(--fasta)" in r.stderr
     assert not out.parent.exists() or not any(out.parent.iterdir())  # not even a temporary file
     r = gta("--mane", str(mane_file), "--fasta", str(fasta), "--chromosomes", "chr1", "chr9")
-    assert r.returncode == 1 and "chr9" in r.stderr and not out.exists()
+    assert r.returncode == 1 and "chr9" in r.stderr and "(--chromosomes, --fasta)" in r.stderr and not out.exists()
     r = gta("--mane", str(mane_file), "--fasta", str(fasta), "--chromosomes", "chr1")
     assert r.returncode == 0
     assert list(pd.read_csv(out, sep="\t").symbol) == ["PLUS1", "MINUS1"]

@@ -166,7 +166,8 @@ def test_ref_check_modes(genome, vcf):
     with pytest.raises(GTAError) as e:
         V.read_vcf(path, names, ref_check="stop", fasta=fa)
     msg = str(e.value)
-    assert str(path) in msg and "rs_bad" in msg and "1 of 11" in msg and "variants.ref_check" in msg
+    assert str(path) in msg and "rs_bad" in msg and "1 of 11" in msg and "ref_check 'flag' or 'skip'" in msg
+    assert e.value.inputs == ("vcf", "fasta", "ref_check")
 
     flagged, counts = V.read_vcf(path, names, ref_check="flag", fasta=fa)
     assert counts["ref_mismatch"] == 1 and counts["variants"] == 11
@@ -190,14 +191,16 @@ def test_ref_check_modes(genome, vcf):
     assert n == 3 and len(kept) == 11 and not flags.any()
     kept, flags, n = V.check_ref([v for v in variants if v.id != "rs_bad"], fa, "stop")
     assert n == 0 and len(kept) == 10 and not flags.any()
-    with pytest.raises(GTAError, match="ref_check must be one of"):
+    with pytest.raises(GTAError, match="^ref_check must be one of") as e:
         V.check_ref(variants, fa, "warn")
+    assert e.value.input == "ref_check"
 
 
 def test_missing_and_bad_vcf(tmp_path):
     missing = tmp_path / "nowhere.vcf"
-    with pytest.raises(GTAError, match=str(missing)):
+    with pytest.raises(GTAError, match=str(missing)) as e:
         V.read_vcf(missing, ["chr1"])
+    assert e.value.input == "vcf"
     bad = tmp_path / "bad.vcf"
     bad.write_text("this is not a VCF\n")
     with pytest.raises(GTAError, match=str(bad)):

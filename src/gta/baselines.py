@@ -71,7 +71,9 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, na
     train, val = split == "train", split == "val"
     if train.sum() < 2 or val.sum() < 2:
         raise GTAError(
-            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and {int(val.sum())})"
+            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and "
+            f"{int(val.sum())}); give targets with more genes in those splits",
+            input="targets",
         )
     mean, scale, intercept, coefs = ridge_path(x[train], y[train], alphas)
     z = (x - mean) / scale
@@ -100,9 +102,9 @@ def upstream_sign(strand: np.ndarray, orient: str) -> np.ndarray:
     if orient == "reference":
         bad = ~np.isin(strand, ["+", "-"])
         if bad.any():
-            raise GTAError(f"{int(bad.sum())} genes have a strand other than '+'/'-' in tss.tsv")
+            raise GTAError(f"{int(bad.sum())} genes have a strand other than '+'/'-' in tss.tsv", input="tss")
         return np.where(strand == "-", -1.0, 1.0)
-    raise GTAError(f"features attribute orient must be 'reference' or 'transcript', got {orient!r}")
+    raise GTAError(f"features attribute orient must be 'reference' or 'transcript', got {orient!r}", input="features")
 
 
 def expecto_features(
@@ -164,7 +166,7 @@ def fit_baseline(
     from .tss import read_tss
 
     if model not in BASELINES:
-        raise GTAError(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}")
+        raise GTAError(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}", input="model")
     gene_id, scores, tss_bin, n_bins, bin_size, orient = _load_features(features, model == "tss_ridge")
     tgt = read_targets(targets)
     pos = {g: i for i, g in enumerate(gene_id)}
@@ -172,7 +174,8 @@ def fit_baseline(
     if missing:
         raise GTAError(
             f"{len(missing)} genes of {targets} are not in the features file {features} "
-            f"(first: {missing[:5]}); rerun make_targets"
+            f"(first: {missing[:5]}); rerun make_targets",
+            input=("targets", "features"),
         )
     rows = np.array([pos[g] for g in tgt["gene_id"]], np.int64)
     scores = scores[rows]
@@ -181,11 +184,12 @@ def fit_baseline(
     if model == "tss_ridge":
         x = scores[:, 0, :].astype(np.float64)
     else:
-        genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss")).set_index("gene_id")
+        genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss")).set_index("gene_id")
         absent = [g for g in tgt["gene_id"] if g not in genes.index]
         if absent:
             raise GTAError(
-                f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets"
+                f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets",
+                input=("targets", "tss"),
             )
         strand = genes.loc[tgt["gene_id"], "strand"].to_numpy(str)
         x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
@@ -225,19 +229,21 @@ def read_baseline_columns(path: str | Path) -> list[str]:
     """The model columns of a Huang et al. predictions CSV (all but the first, `gene`)."""
     path = require_file(
         path,
-        "baseline predictions (evaluate.baseline_predictions)",
-        "give a CSV with header gene,Xpresso,Enformer,Basenji2,ExPecto or null",
+        "baseline predictions",
+        "give a CSV with header gene,Xpresso,Enformer,Basenji2,ExPecto",
+        input="csv",
     )
     header = pd.read_csv(path, nrows=0).columns
     if len(header) < 2 or header[0].strip().lower() != "gene":
         raise GTAError(
-            f"baseline predictions {path} (evaluate.baseline_predictions) must start with a 'gene' "
-            f"column followed by one column per model; header is {list(header)}"
+            f"baseline predictions {path} must start with a 'gene' "
+            f"column followed by one column per model; header is {list(header)}",
+            input="csv",
         )
     cols = [c.strip() for c in header[1:]]
     stems = [prediction_file_stem(c) for c in cols]
     if len(set(stems)) != len(stems):
-        raise GTAError(f"baseline predictions {path}: model columns {cols} are not distinct")
+        raise GTAError(f"baseline predictions {path}: model columns {cols} are not distinct", input="csv")
     return cols
 
 
@@ -256,7 +262,7 @@ def import_baseline_predictions(
     cols = read_baseline_columns(csv)
     table = pd.read_csv(csv, dtype={0: str})
     table.columns = [c.strip() for c in table.columns]
-    genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss"))
+    genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss"))
     ids = match_identifiers(table.iloc[:, 0].astype(str).tolist(), genes, f"baseline predictions {csv}")
     tgt = read_targets(targets).set_index("gene_id")
     keep = (ids >= 0) & np.isin(ids, tgt.index.to_numpy())
@@ -285,7 +291,8 @@ def import_baseline_predictions(
         if n_test < 3:
             raise GTAError(
                 f"baseline predictions {csv}: column {col!r} covers {n_test} test genes; check its "
-                "gene identifiers (lower-case symbols or Ensembl ids) and genes.test_genes"
+                "gene identifiers (lower-case symbols or Ensembl ids) and the test genes of the targets",
+                input=("csv", "targets"),
             )
         tables[col] = df
     written = {}

@@ -224,9 +224,17 @@ SEI_FLAGS = [
             "help": "average each bin over both strands (as the features file was made)",
         },
     ),
-    ("--sei-device", "device", {"default": "auto", "help": "'auto', 'cpu', 'cuda' or 'cuda:N' (sei.device)"}),
-    ("--sei-dtype", "dtype", {"default": "auto", "choices": ["auto", "float32", "bfloat16"], "help": "sei.dtype"}),
-    ("--sei-batch-size", "batch_size", {"default": 32, "type": int, "help": "sei.batch_size"}),
+    ("--sei-device", "device", {"default": "auto", "help": "where Sei runs: 'auto', 'cpu', 'cuda' or 'cuda:N'"}),
+    (
+        "--sei-dtype",
+        "dtype",
+        {
+            "default": "auto",
+            "choices": ["auto", "float32", "bfloat16"],
+            "help": "Sei's precision ('auto': bf16 where the hardware has it)",
+        },
+    ),
+    ("--sei-batch-size", "batch_size", {"default": 32, "type": int, "help": "bins per Sei batch"}),
 ]
 
 

@@ -144,7 +144,7 @@ def bootstrap_spearman(
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise GTAError("bootstrap_spearman got NaN or infinite values; drop genes without a prediction first")
     if n_boot < 2:
-        raise GTAError(f"n_boot must be at least 2, got {n_boot}")
+        raise GTAError(f"n_boot must be at least 2, got {n_boot}", input="n_boot")
     rho = float(stats.spearmanr(x, y).statistic)
     boots = bootstrap_resamples(x, y, n_boot, seed)
     ok = np.isfinite(boots)
@@ -155,11 +155,14 @@ def bootstrap_spearman(
 # ----------------------------------------------------------------------------- prediction files
 
 
-def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) -> tuple[np.ndarray, np.ndarray]:
+def held_out_pairs(
+    pred: pd.DataFrame, targets: pd.DataFrame | None, name: str, input: str | None = "rows"
+) -> tuple[np.ndarray, np.ndarray]:
     """(observed, predicted) of the test genes that have a finite prediction.
 
     With `targets` (targets.tsv), its split decides which genes are test genes and the file's
-    observed values must agree with it (a stale predictions file is an error).
+    observed values must agree with it (a stale predictions file is an error). `input`: the errors'
+    GTAError.input, the stage parameter that named the predictions file.
     """
     if targets is not None:
         test = targets[targets["split"] == "test"].set_index("gene_id")["value"]
@@ -169,13 +172,15 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
         if not np.allclose(got, expect, rtol=1e-4, atol=1e-6, equal_nan=False):
             raise GTAError(
                 f"{name}: observed values differ from the targets file (targets.tsv); the "
-                "predictions file is stale, rerun the rule that writes it"
+                "predictions file is stale, rerun the stage that wrote it",
+                input=input,
             )
         wrong_split = rows["split"] != "test"
         if wrong_split.any():
             raise GTAError(
                 f"{name}: {int(wrong_split.sum())} test genes of targets.tsv have another split in "
-                "the predictions file; it is stale, rerun the rule that writes it"
+                "the predictions file; it is stale, rerun the stage that wrote it",
+                input=input,
             )
         n_test = len(test)
     else:
@@ -185,7 +190,7 @@ def held_out_pairs(pred: pd.DataFrame, targets: pd.DataFrame | None, name: str) 
     if len(rows) < n_test:
         log.warning("%s: predictions for %d of %d test genes", name, len(rows), n_test)
     if len(rows) < 3:
-        raise GTAError(f"{name}: only {len(rows)} test genes with a prediction; need at least 3")
+        raise GTAError(f"{name}: only {len(rows)} test genes with a prediction; need at least 3", input=input)
     return rows["observed"].to_numpy(np.float64), rows["predicted"].to_numpy(np.float64)
 
 
@@ -197,11 +202,16 @@ def _fmt(value: float) -> str:
 
 
 def evaluate_file(
-    path: str | Path, targets: pd.DataFrame | None, n_boot: int, seed: int, name: str | None = None
+    path: str | Path,
+    targets: pd.DataFrame | None,
+    n_boot: int,
+    seed: int,
+    name: str | None = None,
+    input: str | None = "rows",
 ) -> tuple[float, float, int]:
-    """(spearman, ci, n_genes) of one predictions file on the test genes."""
+    """(spearman, ci, n_genes) of one predictions file on the test genes (`input`: see held_out_pairs)."""
     name = name or str(path)
-    obs, pred = held_out_pairs(read_predictions(path), targets, name)
+    obs, pred = held_out_pairs(read_predictions(path), targets, name, input)
     t0 = time.perf_counter()
     rho, ci = bootstrap_spearman(obs, pred, n_boot, seed)
     log.info(
@@ -221,7 +231,9 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
     sim = read_simulation(simulation)
     test = targets[targets["split"] == "test"].merge(sim[["gene_id", "signal"]], on="gene_id", how="inner")
     if len(test) < 3:
-        raise GTAError(f"simulation file {simulation} covers {len(test)} test genes; rerun make_targets")
+        raise GTAError(
+            f"simulation file {simulation} covers {len(test)} test genes; rerun make_targets", input="simulation"
+        )
     rho, ci = bootstrap_spearman(test["value"].to_numpy(), test["signal"].to_numpy(), n_boot, seed)
     log.info("noise ceiling: Spearman %.4f +- %.4f on %d test genes", rho, ci, len(test))
     return rho, ci, len(test)
@@ -237,7 +249,7 @@ def _table1_bins(model: str, bins: int | str | None, n_stored: int) -> int | Non
         return n_stored
     if isinstance(bins, int) and not isinstance(bins, bool) and bins > 0:
         return bins
-    raise GTAError(f"Table 1 row {model!r} has bins {bins!r}; use a positive number, 'all' or none")
+    raise GTAError(f"Table 1 row {model!r} has bins {bins!r}; use a positive number, 'all' or none", input="rows")
 
 
 def make_table1(
@@ -262,14 +274,15 @@ def make_table1(
         simulation: simulation.tsv: adds the noise-ceiling row
         imported: folder of imported predictions (gta import-baseline-predictions): one row per model, first
     """
-    if imported:
-        rows = [[model, None, path] for model, path in read_imported_index(imported)] + list(rows)
+    given = [[*row, "rows"] for row in rows]
+    if imported:  # these rows come first, named by the stage's `imported`
+        given = [[model, None, path, "imported"] for model, path in read_imported_index(imported)] + given
     n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
     records = []
-    for model, bins, path in rows:
+    for model, bins, path, source in given:
         n_bins = _table1_bins(model, bins, n_stored)
-        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
+        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model, source)
         records.append(
             {
                 "model": model,
@@ -334,7 +347,9 @@ def make_table3(
     records = []
     for model, path in rows:
         if model not in TABLE3_DESCRIPTIONS:
-            raise GTAError(f"table3: unknown variant {model!r}; use one of {', '.join(TABLE3_DESCRIPTIONS)}")
+            raise GTAError(
+                f"table3: unknown variant {model!r}; use one of {', '.join(TABLE3_DESCRIPTIONS)}", input="rows"
+            )
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
         records.append(
             {
@@ -375,7 +390,11 @@ def make_train_size(
     records = []
     for model, fraction, path in rows:
         fraction = float(fraction)
-        n_train = int(train_subset(train_ids, fraction, seed).sum())
+        try:
+            n_train = int(train_subset(train_ids, fraction, seed).sum())
+        except GTAError as e:
+            e.input = "rows"  # the fraction is one of this stage's rows
+            raise
         rho, ci, n = evaluate_file(path, tgt, n_boot, seed, f"{model} at train fraction {fraction:g}")
         records.append(
             {

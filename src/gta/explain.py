@@ -66,12 +66,15 @@ def explain_gene(
     n = model.n_bins
     if x.shape != (n, len(model.feature_mean)):
         raise GTAError(
-            f"features of one gene must be ({n} bins, {len(model.feature_mean)} classes); got {tuple(x.shape)}"
+            f"features of one gene must be ({n} bins, {len(model.feature_mean)} classes); got {tuple(x.shape)}",
+            input="features",
         )
     bg = model.feature_mean if background is None else np.asarray(background, dtype=np.float32)
     bg = np.broadcast_to(bg, x.shape) if bg.ndim == 1 else bg
     if bg.shape != x.shape:
-        raise GTAError(f"background must be ({x.shape[1]},) or {x.shape}; got {tuple(np.shape(background))}")
+        raise GTAError(
+            f"background must be ({x.shape[1]},) or {x.shape}; got {tuple(np.shape(background))}", input="background"
+        )
 
     # A bin that already holds the background is not run: its ablation is the gene itself. Run, it
     # could differ in the last bits of a float32 (a row alone and in a batch, or two identical rows
@@ -199,7 +202,7 @@ def read_gene_list(genes: Sequence[str]) -> list[str]:
         lines = (line.split("#", 1)[0].strip() for line in Path(genes[0]).read_text().splitlines())
         out = [line for line in lines if line]
         if not out:
-            raise GTAError(f"gene list {genes[0]} names no genes (one symbol or NCBI GeneID per line)")
+            raise GTAError(f"gene list {genes[0]} names no genes (one symbol or NCBI GeneID per line)", input="genes")
         return out
     return [str(g).strip() for g in genes if str(g).strip()]
 
@@ -223,7 +226,8 @@ def find_genes(genes: Sequence[str], gene_id: np.ndarray, symbol: Sequence[str],
         raise GTAError(
             f"{len(unknown)} of the genes to explain are not in the features file {features_path}: "
             f"{', '.join(unknown)}. Genes come from that file (its 'symbol' and 'gene_id'); name them "
-            f"by symbol or NCBI GeneID, e.g. {symbol[0]} or {int(gene_id[0])}"
+            f"by symbol or NCBI GeneID, e.g. {symbol[0]} or {int(gene_id[0])}",
+            input=("genes", "features"),
         )
     return rows
 
@@ -279,18 +283,19 @@ def explain_genes(
 
     genes = read_gene_list(genes)
     if not genes:
-        raise GTAError("no genes to explain; name them by symbol or NCBI GeneID (--genes)")
+        raise GTAError("no genes to explain; name them by symbol or NCBI GeneID", input="genes")
     if threads:
         torch.set_num_threads(threads)
     model = GTAModel.from_pretrained(model_dir, backbone, device)
-    gene_id, symbol, x = load_features(features_path, model.n_bins)
+    gene_id, symbol, x = load_features(features_path, model.n_bins, bins_input="model")
     rows = find_genes([str(g) for g in genes], gene_id, symbol, features_path)
     prompts = read_prompts(prompts_path)
     missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompts]
     if missing:
         raise GTAError(
             f"prompts file {prompts_path} has no prompt for {', '.join(missing)}; "
-            "rebuild it from annotations of the features file's genes (gta make-prompts)"
+            "rebuild it from annotations of the features file's genes (make_prompts)",
+            input="prompts",
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -54,17 +54,18 @@ def read_expression_table(path: str | Path) -> pd.Series:
     across its rows; empty cells are skipped). Identifiers may repeat; matching deals with that.
     """
     path = require_file(
-        path, "expression table (expression.table)", "give a long TSV (gene, value), a wide CSV/TSV, or 'simulated'"
+        path, "expression table", "give a long TSV (gene, value), a wide CSV/TSV, or 'simulated'", input="table"
     )
     sep = _separator(path)
     try:
         raw = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False, compression="infer")
     except Exception as e:
-        raise GTAError(f"cannot read expression table {path} (expression.table): {e}") from e
+        raise GTAError(f"cannot read expression table {path}: {e}", input="table") from e
     if raw.shape[0] < 2 or raw.shape[1] < 2:
         raise GTAError(
-            f"expression table {path} (expression.table) needs a header and at least one row "
-            f"and two columns; got {raw.shape[0]} lines x {raw.shape[1]} columns"
+            f"expression table {path} needs a header and at least one row "
+            f"and two columns; got {raw.shape[0]} lines x {raw.shape[1]} columns",
+            input="table",
         )
     header = [h.strip() for h in raw.iloc[0]]
     body = raw.iloc[1:]
@@ -106,7 +107,8 @@ def _numeric(col: pd.Series, path: Path, name: str) -> np.ndarray:
         example = text[bad].iloc[0]
         raise GTAError(
             f"expression table {path}: column {name!r} has a non-numeric value {example!r} "
-            f"({int(bad.sum())} such cells); fix the table (expression.table)"
+            f"({int(bad.sum())} such cells); fix the table",
+            input="table",
         )
     return values.to_numpy(np.float64)
 
@@ -121,7 +123,8 @@ def _check_levels(matrix: np.ndarray, medians: np.ndarray, path: Path) -> None:
     if between == 0:
         raise GTAError(
             f"expression table {path}: every gene has the same median; per-gene levels were "
-            "removed by normalisation, so genes cannot be compared (expression.table)"
+            "removed by normalisation, so genes cannot be compared; give a table with per-gene levels",
+            input="table",
         )
     if within > 0 and between < 0.1 * within:
         log.warning(
@@ -203,7 +206,9 @@ def _simulated_values(
     from .demo.simulation import grammar_classes, simulate
 
     if simulation_out is None:
-        raise GTAError("expression.table is 'simulated': an output for the noiseless signal is needed")
+        raise GTAError(
+            "simulated targets need an output file for the noiseless signal (simulation_out)", input="simulation_out"
+        )
     scores = read_feature_classes(features_path, grammar_classes(grammar))[in_tss]
     gene_ids = genes["gene_id"].to_numpy()
     observed, signal = simulate(scores, gene_ids, int(attrs["tss_bin"]), signal_fraction, seed, name=grammar)
@@ -227,35 +232,40 @@ def _observed_values(table: str, tss: pd.DataFrame, genes: pd.DataFrame, log_tra
     if log_transform:
         if (values < 0).any():
             raise GTAError(
-                f"expression.log_transform is true but {table} has {int((values < 0).sum())} "
-                "negative values; log1p needs non-negative values (turn log_transform off)"
+                f"log_transform is on but {table} has {int((values < 0).sum())} "
+                "negative values; log1p needs non-negative values (turn log_transform off)",
+                input=("log_transform", "table"),
             )
         values = np.log1p(values)
     if len(values) < 3:
         raise GTAError(
             f"expression table {table} matches only {len(values)} genes that have features; "
-            "check its identifiers (symbols, Ensembl ids or GeneIDs) and genes.chromosomes"
+            "check its identifiers (symbols, Ensembl ids or GeneIDs) and that the features cover "
+            "its genes' chromosomes",
+            input=("table", "features"),
         )
     if float(np.std(values.to_numpy())) == 0.0:
         raise GTAError(
-            f"expression table {table} (expression.table): all {len(values)} genes kept have the "
+            f"expression table {table}: all {len(values)} genes kept have the "
             f"same value ({values.iloc[0]:g}), so there is nothing to predict or rank; check the "
-            "table's value column (a wide table's target is each gene's median across rows)"
+            "table's value column (a wide table's target is each gene's median across rows)",
+            input="table",
         )
     return values
 
 
 def _test_gene_ids(test_genes: str | Path, tss: pd.DataFrame, genes: pd.DataFrame) -> set[int]:
     """GeneIDs of the test gene list (genes.test_genes); at least 3 of them must have features and a target."""
-    wanted = read_gene_list(test_genes)
+    wanted = read_gene_list(test_genes, "test gene list", input="test_genes")
     matched = match_identifiers(wanted, tss, f"test gene list {test_genes}")
     test_ids = {int(g) for g in matched if g >= 0}
     present = test_ids & set(genes["gene_id"])
     log.info("test gene list: %d genes matched, %d of them have features and a target", len(test_ids), len(present))
     if len(present) < 3:
         raise GTAError(
-            f"only {len(present)} genes of genes.test_genes ({test_genes}) have features and a "
-            "target; check the list's identifiers and genes.chromosomes"
+            f"only {len(present)} genes of the test gene list {test_genes} have features and a "
+            "target; check the list's identifiers and that the features cover its genes' chromosomes",
+            input=("test_genes", "features"),
         )
     return test_ids
 
@@ -272,14 +282,15 @@ def _check_splits(genes: pd.DataFrame, table: str, test_ids: set[int] | None, te
             rest = int((genes["split"] != "test").sum())
             raise GTAError(
                 f"the {s} split is empty: of the {len(genes)} genes with features and a target "
-                f"({source}), {len(genes) - rest} are in genes.test_genes ({test_genes}) and only "
+                f"({source}), {len(genes) - rest} are in the test gene list {test_genes} and only "
                 f"{rest} are left for training and validation; use a test gene list that leaves "
-                "genes out, or add genes (genes.chromosomes / genes.max_genes)"
+                "genes out, or add genes",
+                input=("test_genes", "table"),
             )
         raise GTAError(
             f"the {s} split is empty ({len(genes)} genes with features and a target from {source}); "
-            "use more genes (genes.chromosomes / genes.max_genes) or change genes.test_fraction / "
-            "genes.val_fraction"
+            "use more genes or other test and validation fractions (test_fraction, val_fraction)",
+            input=("features", "test_fraction", "val_fraction"),
         )
 
 
@@ -331,7 +342,7 @@ def make_targets(
     tss_path, features_path = tss, features  # the names of the flags (gta.cli) are the parameters'
     from .tss import read_tss
 
-    tss = read_tss(require_file(tss_path, "TSS table", "rerun mane_tss"))
+    tss = read_tss(require_file(tss_path, "TSS table", "rerun mane_tss", input="tss"))
     genes, in_tss, attrs = _genes_with_features(tss, tss_path, features_path)
     if table == "simulated":
         values, signal = _simulated_values(

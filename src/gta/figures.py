@@ -186,8 +186,8 @@ def make_figures(
     table = read_predictions(predictions)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if len(test) < 3:
-        raise GTAError(f"{predictions} has {len(test)} test genes; figures need at least 3")
-    gene_id, _, x = load_features(features, n)
+        raise GTAError(f"{predictions} has {len(test)} test genes; figures need at least 3", input="predictions")
+    gene_id, _, x = load_features(features, n, bins_input="model")
     pos = {g: i for i, g in enumerate(gene_id)}
     x = x[[pos[g] for g in test["gene_id"]]]
     text = read_prompts(prompts)
@@ -217,9 +217,9 @@ def plot_learning_curves(
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     colours = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
     for i, (name, path) in enumerate(histories):
-        h = pd.read_csv(require_file(path, "training history", "rerun the training rule"), sep="\t")
+        h = pd.read_csv(require_file(path, "training history", "rerun train_gta", input="history"), sep="\t")
         if not {"epoch", "train_loss", "val_spearman"} <= set(h.columns):
-            raise GTAError(f"training history {path} needs columns epoch, train_loss, val_spearman")
+            raise GTAError(f"training history {path} needs columns epoch, train_loss, val_spearman", input="history")
         style = dict(color=colours(i % colours.N), marker="o", ms=3, lw=1.2, label=name)
         axes[0].plot(h["epoch"], h["train_loss"], **style)
         axes[1].plot(h["epoch"], h["val_spearman"], **style)

@@ -60,20 +60,22 @@ TSS_DTYPES = {
 }
 
 
-def check_tss(table: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """A TSS table must have every column of TSS_COLUMNS (more are allowed)."""
+def check_tss(table: pd.DataFrame, path: str | Path, input: str = "tss") -> pd.DataFrame:
+    """A TSS table must have every column of TSS_COLUMNS (more are allowed); `input`: GTAError.input."""
     missing = [c for c in TSS_COLUMNS if c not in table.columns]
     if missing:
         raise GTAError(
             f"TSS table {path} lacks columns {missing}; expected {TSS_COLUMNS} "
-            "(see docs/formats.md (tss.tsv); rerun mane_tss)"
+            "(see docs/formats.md (tss.tsv); rerun mane_tss)",
+            input=input,
         )
     return table
 
 
-def read_tss(path: str | Path) -> pd.DataFrame:
-    """Read `tss.tsv` with the right dtypes (empty text stays '', never NaN)."""
-    return check_tss(pd.read_csv(path, sep="\t", dtype=TSS_DTYPES, keep_default_na=False), path)
+def read_tss(path: str | Path, input: str = "tss") -> pd.DataFrame:
+    """Read `tss.tsv` with the right dtypes (empty text stays '', never NaN); `input`: the caller's name for it."""
+    path = require_file(path, "TSS table", "make it with mane_tss", input=input)
+    return check_tss(pd.read_csv(path, sep="\t", dtype=TSS_DTYPES, keep_default_na=False), path, input)
 
 
 def write_tss(genes: pd.DataFrame, path: str | Path) -> None:
@@ -91,7 +93,7 @@ GRIDS = ("tss", "genome")
 # attributes merge_features copies from the Sei shards when they have them
 SEI_ATTRS = ("sei_channels", "sei_targets", "reverse_complement", "precision")
 WINDOW_ATTRS = ("bin_size", "grid", "orient")  # recorded in a model folder (feature_window)
-FEATURES_HINT = "rerun the Sei stage or fix features.precomputed"
+FEATURES_HINT = "compute it with predict_sei and merge_features, or give a features.h5 computed elsewhere"
 _BLOCK_ELEMENTS = 4_000_000  # values read at once when scanning the whole 'features' dataset
 
 
@@ -137,14 +139,18 @@ def write_features(
 class FeaturesFile:
     """A features file open for reading: `with FeaturesFile(path) as ff: ...`.
 
-    `what` and `hint` word the error for a missing file (gta.io.require_file). The readers below are
-    what the stages call; this class is their common ground.
+    `what` and `hint` word the error for a missing file (gta.io.require_file); `input` is the input the
+    file came as (GTAError.input). The readers below are what the stages call; this class is their
+    common ground.
     """
 
-    def __init__(self, path: str | Path, what: str = "features file", hint: str = FEATURES_HINT):
+    def __init__(
+        self, path: str | Path, what: str = "features file", hint: str = FEATURES_HINT, input: str = "features"
+    ):
         import h5py
 
-        self.path = require_file(path, what, hint)
+        self.input = input
+        self.path = require_file(path, what, hint, input=input)
         self.file = h5py.File(self.path, "r")
         self._attrs: dict | None = None
 
@@ -165,10 +171,10 @@ class FeaturesFile:
         """Error naming the first of `datasets`, then of `attrs`, that the file lacks."""
         for key in datasets:
             if key not in self.file:
-                raise GTAError(f"features file {self.path} lacks dataset {key!r}; {FEATURES_DOC}")
+                raise GTAError(f"features file {self.path} lacks dataset {key!r}; {FEATURES_DOC}", input=self.input)
         for key in attrs:
             if key not in self.attrs:
-                raise GTAError(f"features file {self.path} lacks attribute {key!r}; {FEATURES_DOC}")
+                raise GTAError(f"features file {self.path} lacks attribute {key!r}; {FEATURES_DOC}", input=self.input)
         return self
 
     def gene_id(self) -> np.ndarray:
@@ -187,7 +193,8 @@ class FeaturesFile:
         ds = self.file["features"]
         if ds.ndim != 3 or ds.shape[2] != N_CLASSES:
             raise GTAError(
-                f"features file {self.path}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {ds.shape}"
+                f"features file {self.path}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {ds.shape}",
+                input=self.input,
             )
         out = np.empty((ds.shape[0], ds.shape[1], len(classes)), np.float32)
         step = max(1, _BLOCK_ELEMENTS // max(1, ds.shape[1] * N_CLASSES))
@@ -196,10 +203,18 @@ class FeaturesFile:
         return out
 
 
-def centred_slice(stored: int, n: int) -> slice:
-    """Bins of an N-bin window inside the stored window (both centred on the TSS bin)."""
-    if n > stored or n % 2 == 0:
-        raise GTAError(f"evaluate.context_bins: N={n} must be odd and <= the stored {stored} bins (window.n_bins)")
+def centred_slice(stored: int, n: int, input: str = "n_bins", stored_input: str | None = None) -> slice:
+    """Bins of an N-bin window inside the stored window (both centred on the TSS bin).
+
+    `input` names where `n` comes from, `stored_input` where the stored bins do (GTAError.input)."""
+    if n < 1 or n % 2 == 0:
+        raise GTAError(f"a window of {n} bins has no middle bin for the TSS; use an odd number of bins", input=input)
+    if n > stored:
+        raise GTAError(
+            f"{n} bins asked for, but only {stored} bins are stored; use features with at least {n} bins, "
+            "or ask for fewer",
+            input=(input, stored_input) if stored_input else input,
+        )
     start = stored // 2 - n // 2
     return slice(start, start + n)
 
@@ -220,11 +235,15 @@ def read_feature_classes(path: str | Path, classes: Sequence[int]) -> np.ndarray
         return ff.class_blocks(classes)
 
 
-def load_features(path: str | Path, n_bins: int) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """(gene_id, symbol, features (genes, n_bins, 33) float32): the centred N-bin slice, kept classes (training)."""
+def load_features(
+    path: str | Path, n_bins: int, bins_input: str = "n_bins"
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(gene_id, symbol, features (genes, n_bins, 33) float32): the centred N-bin slice, kept classes (training).
+
+    `bins_input` is the input `n_bins` comes from (GTAError.input): a parameter, or `model` for a model's bins."""
     with FeaturesFile(path, hint="") as ff:
         ff.require(attrs=("n_bins",))
-        sl = centred_slice(int(ff.attrs["n_bins"]), n_bins)
+        sl = centred_slice(int(ff.attrs["n_bins"]), n_bins, bins_input, ff.input)
         return ff.gene_id(), ff.symbol(), ff.scores(sl, KEPT)
 
 
@@ -290,12 +309,12 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
     """
     import h5py
 
-    path = require_file(path, "features file (features.precomputed)", "point features.precomputed at a features.h5")
-    where = f"features file {path} (features.precomputed)"
+    path = require_file(path, "features file", "point it at a features.h5", input="features")
+    where = f"features file {path}"
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise GTAError(f"{where} is not a readable HDF5 file: {e}") from e
+        raise GTAError(f"{where} is not a readable HDF5 file: {e}", input="features") from e
     with f:
         _check_datasets(f, where)
         g, n_bins = _check_scores_shape(f["features"], where)
@@ -348,15 +367,19 @@ def _check_datasets(f, where: str) -> None:
 
     for name in FEATURES_DATASETS:
         if name not in f or not isinstance(f[name], h5py.Dataset):
-            raise GTAError(f"{where} lacks the dataset '{name}' (layout: docs/formats.md, features.h5)")
+            raise GTAError(
+                f"{where} lacks the dataset '{name}' (layout: docs/formats.md, features.h5)", input="features"
+            )
 
 
 def _check_scores_shape(feats, where: str) -> tuple[int, int]:
     """'features' is (genes, n_bins, 40) float16 or float32; returns (genes, n_bins)."""
     if feats.ndim != 3 or feats.shape[2] != N_CLASSES:
-        raise GTAError(f"{where}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {feats.shape}")
+        raise GTAError(
+            f"{where}: dataset 'features' must be (genes, n_bins, {N_CLASSES}), got {feats.shape}", input="features"
+        )
     if feats.dtype not in (np.float16, np.float32):
-        raise GTAError(f"{where}: dataset 'features' must be float16 or float32, got {feats.dtype}")
+        raise GTAError(f"{where}: dataset 'features' must be float16 or float32, got {feats.dtype}", input="features")
     return feats.shape[0], feats.shape[1]
 
 
@@ -372,25 +395,31 @@ def _check_finite(feats, where: str) -> None:
             raise GTAError(
                 f"{where}: dataset 'features' holds NaN or infinite values (the first at gene row "
                 f"{s + i}, bin {b}, class {CLASS_LABELS[c]}: {block[i, b, c]}); recompute those "
-                "genes' scores, or leave those genes out of the file"
+                "genes' scores, or leave those genes out of the file",
+                input="features",
             )
 
 
 def _check_gene_ids(gid, g: int, where: str) -> np.ndarray:
     """'gene_id' is g distinct integers; returns them as int64."""
     if gid.shape != (g,) or not np.issubdtype(gid.dtype, np.integer):
-        raise GTAError(f"{where}: dataset 'gene_id' must be integers of shape ({g},), got {gid.dtype} {gid.shape}")
+        raise GTAError(
+            f"{where}: dataset 'gene_id' must be integers of shape ({g},), got {gid.dtype} {gid.shape}",
+            input="features",
+        )
     gene_id = gid[()].astype(np.int64)
     if len(np.unique(gene_id)) != g:
         dup = pd.Series(gene_id)[pd.Series(gene_id).duplicated()].head(5).tolist()
-        raise GTAError(f"{where}: dataset 'gene_id' has duplicates, e.g. {dup}")
+        raise GTAError(f"{where}: dataset 'gene_id' has duplicates, e.g. {dup}", input="features")
     return gene_id
 
 
 def _check_symbols(sym, g: int, where: str) -> None:
     """'symbol' is g strings."""
     if sym.shape != (g,) or sym.dtype.kind not in "OS":
-        raise GTAError(f"{where}: dataset 'symbol' must be ({g},) strings, got {sym.dtype} {sym.shape}")
+        raise GTAError(
+            f"{where}: dataset 'symbol' must be ({g},) strings, got {sym.dtype} {sym.shape}", input="features"
+        )
 
 
 def _check_class_names(ds, where: str) -> None:
@@ -399,7 +428,8 @@ def _check_class_names(ds, where: str) -> None:
     if names != CLASS_LABELS:
         raise GTAError(
             f"{where}: dataset 'class_names' must be the 40 Sei class labels in the official order "
-            f"(PC1, L1, TN1, ...), got {names[:4]}... ({len(names)})"
+            f"(PC1, L1, TN1, ...), got {names[:4]}... ({len(names)})",
+            input="features",
         )
 
 
@@ -408,7 +438,7 @@ def _required_attrs(f, where: str) -> dict:
     attrs = {}
     for key in REQUIRED_ATTRS:
         if key not in f.attrs:
-            raise GTAError(f"{where} lacks the attribute '{key}'")
+            raise GTAError(f"{where} lacks the attribute '{key}'", input="features")
         attrs[key] = f.attrs[key]
     attrs["orient"] = str(_text(attrs["orient"]))
     return attrs
@@ -417,21 +447,29 @@ def _required_attrs(f, where: str) -> dict:
 def _check_bins(attrs: dict, n_bins: int, where: str) -> None:
     """n_bins agrees with the dataset and is odd; tss_bin is the centre bin."""
     if int(attrs["n_bins"]) != n_bins:
-        raise GTAError(f"{where}: attribute 'n_bins' is {attrs['n_bins']} but dataset 'features' has {n_bins} bins")
+        raise GTAError(
+            f"{where}: attribute 'n_bins' is {attrs['n_bins']} but dataset 'features' has {n_bins} bins",
+            input="features",
+        )
     if n_bins % 2 == 0:
-        raise GTAError(f"{where}: attribute 'n_bins' must be odd (got {n_bins})")
+        raise GTAError(f"{where}: attribute 'n_bins' must be odd (got {n_bins})", input="features")
     if int(attrs["tss_bin"]) != n_bins // 2:
-        raise GTAError(f"{where}: attribute 'tss_bin' must be n_bins // 2 = {n_bins // 2}, got {attrs['tss_bin']}")
+        raise GTAError(
+            f"{where}: attribute 'tss_bin' must be n_bins // 2 = {n_bins // 2}, got {attrs['tss_bin']}",
+            input="features",
+        )
 
 
 def _check_orient(orient: str, where: str) -> None:
     if orient not in ORIENTS:
-        raise GTAError(f"{where}: attribute 'orient' must be 'reference' or 'transcript', got {orient!r}")
+        raise GTAError(
+            f"{where}: attribute 'orient' must be 'reference' or 'transcript', got {orient!r}", input="features"
+        )
 
 
 def _check_bin_size(bin_size, where: str) -> None:
     if int(bin_size) < 1:
-        raise GTAError(f"{where}: attribute 'bin_size' must be positive, got {bin_size}")
+        raise GTAError(f"{where}: attribute 'bin_size' must be positive, got {bin_size}", input="features")
 
 
 def _check_grid(f, where: str) -> str:
@@ -440,7 +478,8 @@ def _check_grid(f, where: str) -> str:
     if grid not in GRIDS:
         raise GTAError(
             f"{where}: attribute 'grid' must be 'tss' (bins centred on the TSS) or "
-            f"'genome' (bins on the genome-wide grid), got {grid!r}"
+            f"'genome' (bins on the genome-wide grid), got {grid!r}",
+            input="features",
         )
     return grid
 
@@ -448,8 +487,9 @@ def _check_grid(f, where: str) -> str:
 def _check_min_bins(n_bins: int, min_bins: int | None, where: str) -> None:
     if min_bins is not None and n_bins < min_bins:
         raise GTAError(
-            f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins "
-            "evaluate.context_bins asks for; lower evaluate.context_bins"
+            f"{where}: attribute 'n_bins' is {n_bins}, fewer than the {min_bins} bins asked for; "
+            f"use features with at least {min_bins} bins, or ask for fewer",
+            input=("features", "min_bins"),
         )
 
 
@@ -462,17 +502,17 @@ SIMULATION_COLUMNS = ["gene_id", "signal"]
 
 def read_targets(path: str | Path) -> pd.DataFrame:
     """Read a targets file (targets.tsv: gene_id, symbol, value, split); value as float64."""
-    path = require_file(path, "targets table", "rerun make_targets")
+    path = require_file(path, "targets table", "rerun make_targets", input="targets")
     df = pd.read_csv(path, sep="\t", dtype={"gene_id": "int64", "symbol": str, "split": str}, keep_default_na=False)
     check_targets(df, path)
     df["value"] = df["value"].astype(np.float64)
     return df
 
 
-def check_targets(df: pd.DataFrame, path: str | Path) -> None:
-    """A targets table has the TARGET_COLUMNS."""
+def check_targets(df: pd.DataFrame, path: str | Path, input: str = "targets") -> None:
+    """A targets table has the TARGET_COLUMNS (`input`: GTAError.input)."""
     if not set(TARGET_COLUMNS) <= set(df.columns):
-        raise GTAError(f"targets table {path} needs columns {', '.join(TARGET_COLUMNS)}")
+        raise GTAError(f"targets table {path} needs columns {', '.join(TARGET_COLUMNS)}", input=input)
 
 
 def write_targets(genes: pd.DataFrame, path: str | Path) -> None:
@@ -483,9 +523,9 @@ def write_targets(genes: pd.DataFrame, path: str | Path) -> None:
 
 def read_simulation(path: str | Path) -> pd.DataFrame:
     """Read simulation.tsv (gene_id, signal: the noiseless simulated expression)."""
-    sim = pd.read_csv(require_file(path, "simulation signal", "rerun make_targets"), sep="\t")
+    sim = pd.read_csv(require_file(path, "simulation signal", "rerun make_targets", input="simulation"), sep="\t")
     if not set(SIMULATION_COLUMNS) <= set(sim.columns):
-        raise GTAError(f"simulation file {path} needs columns {', '.join(SIMULATION_COLUMNS)}")
+        raise GTAError(f"simulation file {path} needs columns {', '.join(SIMULATION_COLUMNS)}", input="simulation")
     return sim
 
 
@@ -507,18 +547,21 @@ def write_imported_index(folder: str | Path, files: dict[str, Path]) -> None:
 def read_imported_index(folder: str | Path) -> list[tuple[str, Path]]:
     """(model, predictions file) of a folder of imported predictions, in order."""
     path = require_file(
-        Path(folder) / IMPORTED_INDEX, "index of imported predictions", "rerun import_baseline_predictions"
+        Path(folder) / IMPORTED_INDEX,
+        "index of imported predictions",
+        "rerun import_baseline_predictions",
+        input="imported",
     )
     rows = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     return [(m, Path(folder) / f) for m, f in zip(rows["model"], rows["predictions"], strict=True)]
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
+def read_predictions(path: str | Path, input: str = "predictions") -> pd.DataFrame:
     """Read a predictions file (one model's predictions of every gene) and check its columns.
 
-    observed and predicted become numbers; empty, NA or NaN cells are NaN.
+    observed and predicted become numbers; empty, NA or NaN cells are NaN. `input`: the caller's name for it.
     """
-    path = require_file(path, "predictions file", "rerun the rule that writes it")
+    path = require_file(path, "predictions file", "rerun the stage that writes it", input=input)
     try:
         df = pd.read_csv(
             path,
@@ -528,10 +571,10 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
             na_values=["", "NA", "NaN", "nan"],
         )
     except Exception as e:
-        raise GTAError(f"cannot read predictions file {path}: {e}") from e
+        raise GTAError(f"cannot read predictions file {path}: {e}", input=input) from e
     missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
     if missing:
-        raise GTAError(f"predictions file {path} lacks columns {missing}; expected {PREDICTION_COLUMNS}")
+        raise GTAError(f"predictions file {path} lacks columns {missing}; expected {PREDICTION_COLUMNS}", input=input)
     for col in ("observed", "predicted"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
@@ -563,7 +606,7 @@ def write_table(records: list[dict], columns: list[str], out: str | Path) -> pd.
 
 def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
     """Read a results table as text (empty cells stay ''), checking it has `columns`."""
-    path = require_file(path, "results table", "rerun the rule that writes it")
+    path = require_file(path, "results table", "rerun the stage that writes it")
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     missing = [c for c in columns if c not in table.columns]
     if missing:

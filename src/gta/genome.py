@@ -31,45 +31,54 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
-def check_fasta_compression(path: str | Path) -> None:
-    """A gzip FASTA that is not bgzip (blocked gzip) cannot be indexed: stop with the fix."""
+def check_fasta_compression(path: str | Path, input: str = "fasta") -> None:
+    """A gzip FASTA that is not bgzip (blocked gzip) cannot be indexed: stop with the fix (`input`: GTAError.input)."""
     with open(path, "rb") as fh:
         head = fh.read(18)
     # BGZF: gzip with the FEXTRA flag and a 'BC' extra subfield (SAM/BAM specification, section 4.1)
     if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
         raise GTAError(
-            f"genome.fasta {path} is gzip-compressed, which cannot be read by position; "
+            f"genome FASTA {path} is gzip-compressed, which cannot be read by position; "
             f"decompress it (`gunzip {path}`) or recompress it with bgzip "
-            f"(`zcat {path} | bgzip > {str(path).removesuffix('.gz')}.bgz`) and point genome.fasta at the result"
+            f"(`zcat {path} | bgzip > {str(path).removesuffix('.gz')}.bgz`) and use the result",
+            input=input,
         )
 
 
-def open_fasta(fasta: str | Path | pyfaidx.Fasta) -> pyfaidx.Fasta:
-    """An open pyfaidx.Fasta for a path (index built if missing) or the object itself."""
+def open_fasta(fasta: str | Path | pyfaidx.Fasta, input: str = "fasta") -> pyfaidx.Fasta:
+    """An open pyfaidx.Fasta for a path (index built if missing) or the object itself (`input`: GTAError.input)."""
     if isinstance(fasta, pyfaidx.Fasta):
         return fasta
     path = Path(fasta)
     if not path.is_file():
-        raise GTAError(f"genome FASTA not found: {path} (set genome.fasta to a GRCh38 FASTA or 'synthetic')")
-    check_fasta_compression(path)
+        raise GTAError(f"genome FASTA not found: {path} (point it at a GRCh38 FASTA)", input=input)
+    check_fasta_compression(path, input)
     return pyfaidx.Fasta(str(path), as_raw=True, sequence_always_upper=True, rebuild=False)
 
 
-def check_tss_in_chromosomes(genes: pd.DataFrame, lengths: Mapping[str, int], fasta: str | Path) -> None:
-    """Every gene's TSS must lie on its chromosome as the FASTA has it; else stop naming gene and FASTA."""
+def check_tss_in_chromosomes(
+    genes: pd.DataFrame, lengths: Mapping[str, int], fasta: str | Path, table: str | None = "tss"
+) -> None:
+    """Every gene's TSS must lie on its chromosome as the FASTA has it; else stop naming gene and FASTA.
+
+    `table` is the input the gene table comes from (GTAError.input, beside `fasta`); None when it cannot be
+    at fault (MANE's own genes).
+    """
+    at_fault = ("fasta",) if table is None else (table, "fasta")
     for g in genes.itertuples(index=False):
         length = lengths.get(g.chrom)
         if length is None:
             raise GTAError(
                 f"gene {g.symbol} (GeneID {g.gene_id}) is on {g.chrom}, which the genome FASTA {fasta} "
-                "lacks; check genes.chromosomes and that genome.fasta is the genome the gene table "
-                "was made for"
+                "lacks; use the genome FASTA the gene table was made for, with its chromosome names",
+                input=at_fault,
             )
         if not 0 <= int(g.tss) < length:
             raise GTAError(
                 f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
                 f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
-                "genome.fasta must be the complete GRCh38 assembly the MANE genes are placed on"
+                "the FASTA must be the complete GRCh38 assembly the MANE genes are placed on",
+                input=at_fault,
             )
 
 
@@ -85,14 +94,15 @@ def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid:
         return tss - (n_bins // 2) * bin_size - bin_size // 2
     if grid == "genome":
         return (tss // bin_size) * bin_size - (n_bins // 2) * bin_size
-    raise GTAError(f"window.grid must be one of {GRIDS}, got {grid!r}")
+    raise GTAError(f"the bin grid must be one of {GRIDS}, got {grid!r}", input="grid")
 
 
 def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int) -> str:
     """Upper-case sequence of [start, end) on `chrom`, with N where it runs past either end."""
     if chrom not in fa:
         raise GTAError(
-            f"chromosome {chrom!r} is not in the FASTA {fa.filename}; check genes.chromosomes and the FASTA's naming"
+            f"chromosome {chrom!r} is not in the FASTA {fa.filename}; name chromosomes as the FASTA does (chr1 or 1)",
+            input="fasta",
         )
     length = len(fa[chrom])
     s, e = max(start, 0), min(end, length)
@@ -116,7 +126,7 @@ def extract_window(
     is the farthest upstream bin in transcript direction.
     """
     if orient not in ORIENTS:
-        raise GTAError(f"window.orient must be one of {ORIENTS}, got {orient!r}")
+        raise GTAError(f"the window orientation must be one of {ORIENTS}, got {orient!r}", input="orient")
     if strand not in ("+", "-"):
         raise GTAError(f"strand must be '+' or '-', got {strand!r}")
     start = int(window_start(int(tss), n_bins, bin_size, grid))

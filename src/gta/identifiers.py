@@ -94,9 +94,11 @@ def match_identifiers(identifiers: Sequence[str], tss: pd.DataFrame, what: str) 
     return out
 
 
-def read_gene_list(path: str | Path) -> list[str]:
-    """Identifiers from a gene list: one per line, first comma/tab/space-separated field; '#' comments."""
-    path = require_file(path, "test gene list (genes.test_genes)", "one symbol, Ensembl id or GeneID per line")
+def read_gene_list(path: str | Path, what: str = "gene list", input: str | None = "genes") -> list[str]:
+    """Identifiers from a gene list: one per line, first comma/tab/space-separated field; '#' comments.
+
+    `what` names the list in errors, `input` is their GTAError.input (the caller's parameter)."""
+    path = require_file(path, what, "one symbol, Ensembl id or GeneID per line", input=input)
     out = []
     for line in Path(path).read_text().splitlines():
         line = line.strip()
@@ -104,5 +106,5 @@ def read_gene_list(path: str | Path) -> list[str]:
             continue
         out.append(re.split(r"[,\t ]", line, maxsplit=1)[0].strip())
     if not out:
-        raise GTAError(f"test gene list {path} (genes.test_genes) names no gene")
+        raise GTAError(f"{what} {path} names no gene", input=input)
     return out

@@ -66,12 +66,13 @@ class SeiScorer:
             model = load_sei(checkpoint, sha256=sha256, device=dev).eval()
             projvec = load_projection(projection, model.n_targets)
             amp = resolve_dtype(dtype, dev)
-        unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
+            unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
         return cls(model, unit, reverse_complement, dev, amp, batch_size)
 
     def check_features(self, path: str | Path) -> None:
         """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and
-        precision must be this scorer's, or recomputed bins would not match the stored ones."""
+        precision must be this scorer's, or recomputed bins would not match the stored ones. `path` is the
+        `features` input; a mismatch names it and the `sei` setting that differs (GTAError.input)."""
         attrs = read_sei_settings(path)
         mine = {
             "sei_channels": [int(c) for c in self.model.channels],
@@ -85,9 +86,11 @@ class SeiScorer:
             stored = attrs[key]
             stored = [int(c) for c in stored] if key == "sei_channels" else type(value)(stored)
             if stored != value:
+                setting, what = _SEI_SETTING[key]
                 raise GTAError(
                     f"{path} was computed with Sei {key} {stored}, but the Sei given here has {value}; "
-                    "use the sei.* settings (checkpoint, reverse_complement, dtype) the features were made with"
+                    f"use the Sei {what} the features were made with",
+                    input=(f"sei.{setting}", "features"),
                 )
 
     def scores(self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
@@ -117,6 +120,15 @@ class SeiScorer:
         return out.astype(np.float16).astype(np.float32)
 
 
+# a features file's Sei attribute -> (the SeiScorer.load argument that decides it, what it is in words)
+_SEI_SETTING = {
+    "sei_channels": ("checkpoint", "checkpoint"),
+    "sei_targets": ("checkpoint", "checkpoint"),
+    "reverse_complement": ("reverse_complement", "strand averaging (reverse_complement)"),
+    "precision": ("dtype", "precision (dtype)"),
+}
+
+
 # ----------------------------------------------------------------------------- bins already computed
 
 
@@ -132,7 +144,7 @@ class FeatureCache:
     start and strand, so that other genes' windows can reuse them."""
 
     def __init__(self, features: str | Path, tss: str | Path):
-        features = require_file(features, "features file to reuse bins from")
+        features = require_file(features, "features file to reuse bins from", input="features")
         genes = read_tss(tss)
         stored = read_feature_cache(features)
         self.spec = WindowSpec(stored["n_bins"], stored["bin_size"], stored["orient"], stored["grid"])
@@ -184,7 +196,8 @@ def window_features(
         if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
             raise GTAError(
                 f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
-                f"reverse_complement {cache.reverse_complement}); it cannot be reused here"
+                f"reverse_complement {cache.reverse_complement}); it cannot be reused here",
+                input="features",
             )
         values[hit >= 0] = cache.values[hit[hit >= 0]]
     todo = np.flatnonzero(hit < 0)
@@ -198,7 +211,10 @@ def window_features(
     )
     if len(todo):
         if scorer is None:
-            raise GTAError(f"{len(todo)} bins are in no features file; give the Sei checkpoint to compute them")
+            raise GTAError(
+                f"{len(todo)} bins are in no features file; give the Sei checkpoint to compute them",
+                input="sei.checkpoint",
+            )
         t0 = time.perf_counter()
         for s in range(0, len(todo), 1024):
             part = todo[s : s + 1024]
@@ -222,31 +238,33 @@ def _is_mane(path: Path) -> bool:
         return fh.readline().startswith("#NCBI_GeneID")
 
 
-def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None) -> pd.DataFrame:
+def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None, input: str = "genes") -> pd.DataFrame:
     """A TSS table from a BED of TSSs: chrom, start, end, name[, score, strand]; the TSS is `start` on
     '+' (and without a strand) and `end - 1` on '-'. A name that is a MANE symbol takes that gene's
-    GeneID; other genes get negative ids (-1, -2, ...) in file order."""
-    path = require_file(path, "BED of TSSs", "columns chrom, start, end, name, score, strand")
+    GeneID; other genes get negative ids (-1, -2, ...) in file order. `input`: the caller's name for it."""
+    path = require_file(path, "BED of TSSs", "columns chrom, start, end, name, score, strand", input=input)
     # header lines go before parsing: a one-field 'track' line first would fix the column count at 1
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as fh:
         rows = [line for line in fh if line.strip() and not line.startswith(("#", "track", "browser"))]
     if not rows:
-        raise GTAError(f"BED of TSSs {path} has no rows")
+        raise GTAError(f"BED of TSSs {path} has no rows", input=input)
     try:
         bed = pd.read_csv(io.StringIO("".join(rows)), sep="\t", header=None, dtype=str)
     except pd.errors.ParserError as e:
-        raise GTAError(f"BED of TSSs {path}: {e} (every row needs the same columns)") from None
+        raise GTAError(f"BED of TSSs {path}: {e} (every row needs the same columns)", input=input) from None
     if bed.shape[1] < 4:
-        raise GTAError(f"BED of TSSs {path} needs at least 4 columns (chrom, start, end, name)")
+        raise GTAError(f"BED of TSSs {path} needs at least 4 columns (chrom, start, end, name)", input=input)
     strand = bed[5] if bed.shape[1] >= 6 else pd.Series("+", index=bed.index)
     try:
         start, end = bed[1].astype(np.int64), bed[2].astype(np.int64)
     except ValueError:
-        raise GTAError(f"BED of TSSs {path}: start and end (columns 2, 3) must be integers") from None
+        raise GTAError(f"BED of TSSs {path}: start and end (columns 2, 3) must be integers", input=input) from None
     bad = ~strand.isin(["+", "-", "."])
     if bad.any():
-        raise GTAError(f"BED of TSSs {path}: strand (column 6) must be +, - or . (row {int(bad.argmax()) + 1})")
+        raise GTAError(
+            f"BED of TSSs {path}: strand (column 6) must be +, - or . (row {int(bad.argmax()) + 1})", input=input
+        )
     strand = strand.replace(".", "+")
     by_symbol = (
         {
@@ -286,8 +304,8 @@ def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Pat
         path = Path(genes if isinstance(genes, str) else genes[0])
         if path.name.endswith((".bed", ".bed.gz")):
             return genes_from_bed(path, everything)
-        if require_file(path, "gene list", "a gene list, BED or MANE summary file") and _is_mane(path):
-            return build_tss_table(read_mane(path), names, [c for c in _primary(names) if c in primary])
+        if require_file(path, "gene list", "a gene list, BED or MANE summary file", input="genes") and _is_mane(path):
+            return build_tss_table(read_mane(path, "genes"), names, [c for c in _primary(names) if c in primary])
         identifiers = read_gene_list(path)
     else:
         identifiers = list(genes)
@@ -296,7 +314,8 @@ def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Pat
     if unknown:
         raise GTAError(
             f"{len(unknown)} genes are not MANE Select genes on the FASTA's chromosomes (or are "
-            f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead"
+            f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead",
+            input="genes",
         )
     pos = {g: i for i, g in enumerate(everything["gene_id"])}
     return everything.iloc[[pos[g] for g in ids]].reset_index(drop=True)
@@ -366,7 +385,10 @@ def predict_genes(
     from .sei import KEPT
 
     if bool(cache_features) != bool(cache_tss):
-        raise GTAError("--features and --tss go together (a features file and the gene table it was made for)")
+        raise GTAError(
+            "features and tss go together: a features file and the gene table it was made for",
+            input=("features", "tss"),
+        )
     mane = resolve_mane(str(mane))
     if threads:
         torch.set_num_threads(threads)

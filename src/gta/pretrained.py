@@ -168,8 +168,8 @@ def model_folder(path: str | Path) -> Path:
         return path.parent
     if path.is_file():
         raise GTAError(
-            f"{path} is a file; a trained GTA model is a folder (the one holding {CONFIG}, "
-            "written by gta train-gta --out-model)"
+            f"{path} is a file; a trained GTA model is a folder (the one holding {CONFIG}, written by train_gta)",
+            input="model",
         )
     return path
 
@@ -178,19 +178,22 @@ def read_config(folder: str | Path) -> dict:
     """config.json of a model folder, checked."""
     folder = model_folder(folder)
     path = require_file(
-        folder / CONFIG, "trained GTA model's config", "is this a model folder written by gta train-gta?"
+        folder / CONFIG, "trained GTA model's config", "is this a model folder written by train_gta?", input="model"
     )
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GTAError(f"{path} is not valid JSON ({e}); rerun the training that wrote it") from e
+        raise GTAError(f"{path} is not valid JSON ({e}); rerun the training that wrote it", input="model") from e
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise GTAError(f"{path} is not a GTA model config (its 'format' is not {FORMAT!r})")
+        raise GTAError(f"{path} is not a GTA model config (its 'format' is not {FORMAT!r})", input="model")
     if config.get("version") != VERSION:
-        raise GTAError(f"{path} is model format version {config.get('version')}; this gta reads version {VERSION}")
+        raise GTAError(
+            f"{path} is model format version {config.get('version')}; this gta reads version {VERSION}",
+            input="model",
+        )
     missing = [k for k in ("n_bins", "target", "backbone", "model", "train", "classes") if k not in config]
     if missing:
-        raise GTAError(f"{path} lacks {', '.join(missing)}")
+        raise GTAError(f"{path} lacks {', '.join(missing)}", input="model")
     return config
 
 
@@ -199,13 +202,14 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = require_file(model_folder(folder) / WEIGHTS, "trained GTA model's weights")
+    path = require_file(model_folder(folder) / WEIGHTS, "trained GTA model's weights", input="model")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise GTAError(
             f"{path} is not a safetensors file of GTA weights ({type(e).__name__}: {e}); "
-            "rerun the training that wrote it"
+            "rerun the training that wrote it",
+            input="model",
         ) from e
 
 
@@ -219,13 +223,15 @@ def _check_backbone(model, tokenizer, record: dict, spec: str) -> None:
         if record.get(key) is not None and record[key] != value:
             raise GTAError(
                 f"backbone {spec!r} has {key.replace('_', ' ')} {value}, but the model was trained on "
-                f"{record['spec']!r} with {record[key]}; load it with that backbone"
+                f"{record['spec']!r} with {record[key]}; load it with that backbone",
+                input="backbone",
             )
     fp = tokenizer_fingerprint(tokenizer)
     if record.get("tokenizer_sha256") and record["tokenizer_sha256"] != fp:
         raise GTAError(
             f"backbone {spec!r} has another tokenizer than the model was trained with "
-            f"({record['spec']!r}); load it with that backbone"
+            f"({record['spec']!r}); load it with that backbone",
+            input="backbone",
         )
 
 
@@ -256,7 +262,11 @@ class GTAModel:
         module = GTA.from_config(mcfg, int(config["n_bins"]), int(config["train"]["seed"]))
         tokenizer = module.tokenizer
         _check_backbone(module, tokenizer, config["backbone"], mcfg.backbone)
-        module.load_trainable_state_dict(state)
+        try:
+            module.load_trainable_state_dict(state)
+        except GTAError as e:
+            e.input = "model"  # the folder's weights do not fit the model its config describes
+            raise
         module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, config, Path(folder))
 

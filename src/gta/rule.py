@@ -6,9 +6,9 @@ rendered and parsed back. The rule's log file gets everything the stage writes t
 lines, library warnings), as `2> {log}` did; a GTAError becomes one error line there and exit
 status 1, so Snakemake reports the rule as failed and removes its outputs.
 
-Package errors name the stage's input (GTAError.input: `n_bins`, `features`); the rule's
-`config_keys` param (common.smk, `from_config`) maps inputs to the config keys they come from, and
-the error line ends with those keys, e.g. `(config key window.n_bins)`.
+Package errors name the stage's input (GTAError.input: `n_bins`, `features`), never a config key. The
+script says where its inputs come from (`config_keys`), and the error line ends with those keys, e.g.
+`(config key window.n_bins)`.
 """
 
 from __future__ import annotations
@@ -31,20 +31,50 @@ def _log_to(path: str) -> None:
     sys.stderr = fh
 
 
+def keys_from(snakemake, *sections: str, settings: tuple[str, ...] = (), **keys: str) -> dict[str, str]:
+    """{stage input: config key} of a rule, from the rule's config (`snakemake.config`).
+
+    Each key of a config section counts under its own name (`"window"`: n_bins -> window.n_bins), each key
+    of a `settings` section under `<section>.<key>` (the `sei` dict of predict_genes), then `keys` name the
+    inputs that are called otherwise (`fasta="genome.fasta"`). A `keys` entry that is also one of the
+    rule's input files counts only when that file is the configured one, not one a rule made (the demo's
+    synthetic genome for genome.fasta: synthetic).
+    """
+    config = snakemake.config
+    out = {}
+    for section in sections:
+        out |= {key: f"{section}.{key}" for key in config[section]}
+    for section in settings:
+        out |= {f"{section}.{key}": f"{section}.{key}" for key in config[section]}
+    for name, key in keys.items():
+        # `in` a Namedlist looks at its files, keys() at their names
+        if name not in snakemake.input.keys() or _configured(config, key) == str(snakemake.input[name]):  # noqa: SIM118
+            out[name] = key
+    return out
+
+
+def _configured(config: dict, key: str) -> str:
+    """The config value at a dotted key, as a string."""
+    for part in key.split("."):
+        config = config[part]
+    return str(config)
+
+
 def with_config_keys(error: GTAError, config_keys: dict[str, str]) -> str:
     """The error's message, ending with the config keys its inputs come from (`config_keys`: input -> key)."""
     keys = error.named(config_keys)
     return f"{error} (config key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else str(error)
 
 
-def run(snakemake, stage: Callable, /, **arguments) -> None:
-    """Call `stage(**arguments)` for the rule `snakemake` (the object Snakemake gives a script)."""
+def run(snakemake, stage: Callable, /, *, config_keys: dict[str, str] | None = None, **arguments) -> None:
+    """Call `stage(**arguments)` for the rule `snakemake` (the object Snakemake gives a script); an error
+    about an input ends with its key in `config_keys` (made by `keys_from`)."""
     if snakemake.log:
         _log_to(str(snakemake.log[0]))
     setup_logging()
     try:
         stage(**arguments)
     except GTAError as e:
-        log.error("rule %s: %s", snakemake.rule, with_config_keys(e, snakemake.params.get("config_keys") or {}))
+        log.error("rule %s: %s", snakemake.rule, with_config_keys(e, config_keys or {}))
         sys.stderr.flush()
         sys.exit(1)

@@ -48,7 +48,7 @@ def chunk_range(n: int, chunk: str) -> tuple[int, int]:
     """[lo, hi) of chunk 'I-of-N' among n variants (contiguous, near-equal)."""
     from .sei.inference import parse_shard
 
-    i, k = parse_shard(chunk)
+    i, k = parse_shard(chunk, "chunk")
     bounds = np.linspace(0, n, k + 1).round().astype(int)
     return int(bounds[i - 1]), int(bounds[i])
 
@@ -136,7 +136,7 @@ def score_variants(
     model = GTAModel.from_pretrained(model_dir, backbone, device)
     w = model.config.get("window", {})
     window = (model.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
-    gene_id, _, x_ref = load_features(features, model.n_bins)
+    gene_id, _, x_ref = load_features(features, model.n_bins, bins_input="model")
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
     fa = open_fasta(fasta)
@@ -144,7 +144,11 @@ def score_variants(
     scorer = SeiScorer.load(**sei)
     scorer.check_features(features)
     if window[3] == "transcript" and not scorer.reverse_complement:
-        raise GTAError("scoring variants with window.orient: transcript needs sei.reverse_complement: true")
+        raise GTAError(
+            "the model reads its windows in transcript orientation, so the Sei scores of ALT bins must be "
+            "averaged over both strands: use reverse_complement true",
+            input="sei.reverse_complement",
+        )
     per_pair, alt_scores = _alt_bins(pairs, genes, variants, window, fa, scorer)
     counts["alt_bins"] = len(alt_scores)
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
@@ -176,7 +180,7 @@ def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, windo
     from .sei.inference import parse_shard
 
     variants, counts = read_vcf(vcf, list(fa.keys()), ref_check, fa)
-    if parse_shard(chunk)[0] != 1:
+    if parse_shard(chunk, "chunk")[0] != 1:
         counts = Counter({k: 0 for k in counts})
     lo, hi = chunk_range(len(variants), chunk)
     variants = variants[lo:hi]

@@ -72,7 +72,7 @@ def train_subset(gene_ids: Sequence[int], fraction: float, seed: int = 0) -> np.
     """
     ids = np.asarray(gene_ids, dtype=np.int64)
     if not 0.0 < fraction <= 1.0:
-        raise GTAError(f"train_fraction must be in (0, 1], got {fraction} (evaluate.train_fractions)")
+        raise GTAError(f"train_fraction must be in (0, 1], got {fraction}", input="train_fraction")
     if fraction >= 1.0:
         return np.ones(len(ids), bool)
     k = min(len(ids), max(2, int(round(fraction * len(ids)))))

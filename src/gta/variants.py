@@ -126,7 +126,7 @@ def read_vcf(
     mismatches; without it REF is not checked and 'ref_mismatch' is 0.
     """
     if ref_check not in REF_CHECK_MODES:
-        raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {ref_check!r}")
+        raise GTAError(f"ref_check must be one of {REF_CHECK_MODES}, got {ref_check!r}", input="ref_check")
     path = Path(path)
     names = list(fasta_chroms)
     chrom_map: dict[str, str | None] = {}
@@ -157,13 +157,14 @@ def _records(path: Path, counts: Counter):
     import pysam
 
     if not path.is_file():
-        raise GTAError(f"VCF not found: {path} (set variants.vcf to an existing VCF, VCF.gz or BCF file)")
+        raise GTAError(f"VCF not found: {path} (give an existing VCF, VCF.gz or BCF file)", input="vcf")
     try:
         vf = pysam.VariantFile(str(path))
     except (OSError, ValueError) as e:
         raise GTAError(
             f"cannot read VCF {path}: {e} (it must be a VCF, bgzip-compressed VCF or BCF "
-            "file with a '#CHROM' header line)"
+            "file with a '#CHROM' header line)",
+            input="vcf",
         ) from e
     with vf:
         records = iter(vf)
@@ -175,7 +176,8 @@ def _records(path: Path, counts: Counter):
             except (OSError, ValueError) as e:
                 raise GTAError(
                     f"cannot read VCF {path} after record {counts['records']:,}: {e} "
-                    "(check that line with `bcftools view`, or fix or remove it)"
+                    "(check that line with `bcftools view`, or fix or remove it)",
+                    input="vcf",
                 ) from e
 
 
@@ -249,7 +251,7 @@ def check_ref(
     n_mismatch is the number of mismatching variants in every mode.
     """
     if mode not in REF_CHECK_MODES:
-        raise GTAError(f"variants.ref_check must be one of {REF_CHECK_MODES}, got {mode!r}")
+        raise GTAError(f"ref_check must be one of {REF_CHECK_MODES}, got {mode!r}", input="ref_check")
     refs = fasta_refs(variants, fa)
     bad = np.fromiter((r != v.ref for r, v in zip(refs, variants, strict=False)), bool, len(variants))
     n_bad = int(bad.sum())
@@ -263,7 +265,9 @@ def check_ref(
             raise GTAError(
                 f"{where}: {n_bad:,} of {len(variants):,} variants have a REF allele that differs "
                 f"from the genome FASTA {getattr(fa, 'filename', '')}, e.g. {'; '.join(first)}; "
-                "set variants.ref_check: flag or skip, or check the VCF was called on this genome"
+                "check that the VCF was called on this genome, or flag or skip such variants "
+                "(ref_check 'flag' or 'skip')",
+                input=("vcf", "fasta", "ref_check"),
             )
         return list(variants), bad, 0
     if mode == "flag":

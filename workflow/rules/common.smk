@@ -100,7 +100,7 @@ def _backbone(what):
     try:
         return what(spec, config["backbone"]["model"])
     except GTAError as e:
-        config_error("backbone.model", str(e).removeprefix("backbone.model: "))
+        config_error("backbone.model", str(e))
 
 
 def backbone_input():

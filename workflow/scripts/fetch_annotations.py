@@ -1,11 +1,12 @@
 """Rule fetch_annotations: tss.tsv -> annotations.jsonl, NCBI or MANE (gta.annotations.fetch_annotations)."""
 
 from gta.annotations import fetch_annotations
-from gta.rule import run
+from gta.rule import keys_from, run
 
 run(
     snakemake,
     fetch_annotations,
+    config_keys=keys_from(snakemake, "annotations"),
     tss=snakemake.input.tss,
     out=snakemake.output[0],
     source=snakemake.params.source,

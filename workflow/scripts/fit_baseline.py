@@ -2,11 +2,12 @@
 -> predictions (gta.baselines.fit_baseline); fit_baseline_subset passes its train_fraction and seed."""
 
 from gta.baselines import fit_baseline
-from gta.rule import run
+from gta.rule import keys_from, run
 
 run(
     snakemake,
     fit_baseline,
+    config_keys=keys_from(snakemake, features="features.precomputed", train_fraction="evaluate.train_fractions"),
     model=snakemake.wildcards.baseline,
     features=snakemake.input.features,
     targets=snakemake.input.targets,

@@ -1,11 +1,12 @@
 """Rule make_table2: Table 2, GTA by backbone depth (gta.evaluate.make_table2)."""
 
 from gta.evaluate import make_table2
-from gta.rule import run
+from gta.rule import keys_from, run
 
 run(
     snakemake,
     make_table2,
+    config_keys=keys_from(snakemake, "evaluate"),
     rows=snakemake.params.rows,
     targets=snakemake.input.targets,
     out=snakemake.output[0],

@@ -1,11 +1,12 @@
 """Rule synthetic_genome: the demo's synthetic genome FASTA + index (gta.demo.genome.synthetic_genome)."""
 
 from gta.demo.genome import synthetic_genome
-from gta.rule import run
+from gta.rule import keys_from, run
 
 run(
     snakemake,
     synthetic_genome,
+    config_keys=keys_from(snakemake, "genes", mane="genes.mane_summary", seed="genome.synthetic_seed"),
     mane=snakemake.input.mane,
     chromosomes=snakemake.params.chromosomes,
     out=snakemake.output.fasta,

@@ -7,13 +7,25 @@ train_fraction below 1.
 """
 
 from gta.options import ModelConfig, TrainConfig
-from gta.rule import run
+from gta.rule import keys_from, run
 from gta.train import train_gta
 
 params = snakemake.params
 run(
     snakemake,
     train_gta,
+    config_keys=keys_from(
+        snakemake,
+        "train",
+        "backbone",
+        "gta",
+        backbone="backbone.model",
+        backbone_dtype="backbone.dtype",
+        gate="gta.selector_gate",
+        n_bins="evaluate.context_bins",
+        train_fraction="evaluate.train_fractions",
+        features="features.precomputed",
+    ),
     features=snakemake.input.features,
     targets=snakemake.input.targets,
     prompts=snakemake.input.prompts,

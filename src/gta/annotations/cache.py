@@ -44,12 +44,14 @@ class AnnotationCache:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise GTAError(
-                f"annotation cache file {path} is unreadable ({e}); delete it so the gene is fetched again"
+                f"annotation cache file {path} is unreadable ({e}); delete it so the gene is fetched again",
+                input="cache",
             ) from None
         if not isinstance(record, dict) or record.get("gene_id") != int(gene_id) or "status" not in record:
             raise GTAError(
                 f"annotation cache file {path} is not a record of GeneID {gene_id}; "
-                "delete it so the gene is fetched again"
+                "delete it so the gene is fetched again",
+                input="cache",
             )
         return record
 
@@ -92,7 +94,8 @@ def fetch_to_cache(
             raise GTAError(
                 f"NCBI esummary {what} for batch {b}/{len(batches)} ({len(batch)} GeneIDs: {_preview(batch)}) "
                 f"after {e.tries} {'try' if e.tries == 1 else 'tries'}: {e.reason}. The {kept} genes fetched "
-                f"so far are kept in {cache.folder} and will not be fetched again: rerun later, or {OFFLINE_HINT}"
+                f"so far are kept in {cache.folder} and will not be fetched again: rerun later, or {OFFLINE_HINT}",
+                input="source",
             ) from None
         for gene_id in batch:
             if gene_id in records:

@@ -35,7 +35,7 @@ MIN_INTERVAL = 0.37
 MIN_INTERVAL_WITH_KEY = 0.11
 RETRY_HTTP = {429, 500, 502, 503, 504}
 MAX_BACKOFF = 60.0
-OFFLINE_HINT = "set annotations.source: mane to build the annotations offline from MANE symbols and names"
+OFFLINE_HINT = "use the 'mane' source to build the annotations offline from MANE symbols and names"
 
 # EntrezClient's defaults, looked up when a client is made (tests put a fake clock here).
 _sleep = time.sleep
@@ -276,14 +276,15 @@ def _entrez_settings(email: str, tool: str, api_key: str | None, timeout: float)
 
 
 def check_email(email: str | None) -> str:
-    """`email` if it looks like an address NCBI accepts, else GTAError naming annotations.email."""
+    """`email` if it looks like an address NCBI accepts, else GTAError naming the input `email`."""
     email = (email or "").strip()
     if not email or "@" not in email or any(c.isspace() for c in email):
         got = f" (got {email!r})" if email else ""
         raise GTAError(
-            "annotations.email must be your e-mail address when annotations.source is 'entrez': "
-            f"NCBI asks for one with every request{got}. Set annotations.email in your config, "
-            f"or {OFFLINE_HINT}"
+            "the 'entrez' source needs your e-mail address (email): "
+            f"NCBI asks for one with every request{got}. Give your e-mail address, "
+            f"or {OFFLINE_HINT}",
+            input="email",
         )
     return email
 

@@ -27,9 +27,16 @@ def write_jsonl(records: Iterable[Mapping[str, Any]], path: str | os.PathLike) -
     return n
 
 
-def read_jsonl(path: str | os.PathLike, fields: Sequence[str], what: str) -> list[dict]:
-    """Records of a JSONL file, each checked for `fields`; GTAError naming the file and line otherwise."""
-    path = require_file(path, what)
+def read_jsonl(
+    path: str | os.PathLike,
+    fields: Sequence[str],
+    what: str,
+    fix: str = "rerun the stage that writes it",
+    input: str | None = None,
+) -> list[dict]:
+    """Records of a JSONL file, each checked for `fields`; GTAError naming the file and line otherwise
+    (`fix`: what to do about a bad line; `input`: GTAError.input)."""
+    path = require_file(path, what, input=input)
     out = []
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, 1):
@@ -38,19 +45,20 @@ def read_jsonl(path: str | os.PathLike, fields: Sequence[str], what: str) -> lis
             try:
                 rec = json.loads(line)
             except ValueError as e:
-                raise GTAError(f"{what} {path} line {i} is not JSON ({e}); rerun the rule that writes it") from None
+                raise GTAError(f"{what} {path} line {i} is not JSON ({e}); {fix}", input=input) from None
             missing = [f for f in fields if not isinstance(rec, dict) or f not in rec]
             if missing:
-                raise GTAError(f"{what} {path} line {i} lacks {missing}; rerun the rule that writes it")
+                raise GTAError(f"{what} {path} line {i} lacks {missing}; {fix}", input=input)
             out.append(rec)
     return out
 
 
 def read_annotations(path: str | os.PathLike) -> list[dict]:
     """annotations.jsonl -> list of records (gene order kept)."""
-    return read_jsonl(path, ANNOTATION_FIELDS, "annotations file")
+    return read_jsonl(path, ANNOTATION_FIELDS, "annotations file", "rerun fetch_annotations", input="annotations")
 
 
 def read_prompts(path: str | os.PathLike) -> dict[int, str]:
     """prompts.jsonl -> {GeneID: prompt}, in file order."""
-    return {int(r["gene_id"]): r["prompt"] for r in read_jsonl(path, ["gene_id", "prompt"], "prompts file")}
+    records = read_jsonl(path, ["gene_id", "prompt"], "prompts file", "rerun make_prompts", input="prompts")
+    return {int(r["gene_id"]): r["prompt"] for r in records}

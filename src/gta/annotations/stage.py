@@ -100,19 +100,15 @@ def fetch_annotations(
     """
     from ..tss import read_tss
 
-    genes = read_tss(require_file(tss, "TSS table", "run the mane_tss rule first"))
+    genes = read_tss(require_file(tss, "TSS table", "run mane_tss first", input="tss"))
     if genes.empty:
-        raise GTAError(f"TSS table {tss} has no genes")
+        raise GTAError(f"TSS table {tss} has no genes", input="tss")
     if source == "mane":
         records = annotations_from_mane(genes)
     elif source == "entrez":
-        if not 1 <= int(batch_size) <= 500 or int(max_retries) < 0 or float(timeout) <= 0:
-            raise GTAError(
-                f"annotations.batch_size must be 1..500 (got {batch_size}), annotations.max_retries "
-                f">= 0 (got {max_retries}) and annotations.timeout > 0 (got {timeout})"
-            )
+        _check_entrez_settings(batch_size, max_retries, timeout)
         if not cache:
-            raise GTAError("the Entrez source needs a folder to cache NCBI's answers in (annotations.cache)")
+            raise GTAError("the 'entrez' source needs a folder to cache NCBI's answers in (cache)", input="cache")
         key = api_key_from_env(api_key_env)
         client = EntrezClient(email, key, max_retries=max_retries, timeout=timeout)
         log.info(
@@ -124,10 +120,22 @@ def fetch_annotations(
         records = annotations_from_entrez(genes, AnnotationCache(cache), client, batch_size)
         log.info("%d esummary requests", client.requests)
     else:
-        raise GTAError(f"annotations.source must be 'entrez' or 'mane' (got {source!r})")
+        raise GTAError(f"source must be 'entrez' or 'mane' (got {source!r})", input="source")
     write_jsonl(records, out)
     log.info("wrote %d gene annotations (%s) to %s", len(records), source, out)
     return records
+
+
+def _check_entrez_settings(batch_size: int, max_retries: int, timeout: float) -> None:
+    """GTAError naming the request settings of fetch_annotations that are out of range."""
+    bad = {
+        "batch_size": (not 1 <= int(batch_size) <= 500, f"batch_size must be 1..500 (got {batch_size})"),
+        "max_retries": (int(max_retries) < 0, f"max_retries must be >= 0 (got {max_retries})"),
+        "timeout": (float(timeout) <= 0, f"timeout must be > 0 seconds (got {timeout})"),
+    }
+    bad = {name: text for name, (wrong, text) in bad.items() if wrong}
+    if bad:
+        raise GTAError("; ".join(bad.values()), input=tuple(bad) if len(bad) > 1 else next(iter(bad)))
 
 
 def make_prompts(annotations: str | os.PathLike, out: str | os.PathLike, cell_type: str) -> int:
@@ -140,7 +148,7 @@ def make_prompts(annotations: str | os.PathLike, out: str | os.PathLike, cell_ty
         cell_type: cell type named in the task line
     """
     if not _one_line(cell_type):
-        raise GTAError("annotations.cell_type is empty; name the cell type of the expression data")
+        raise GTAError("the cell type is empty; name the cell type of the expression data", input="cell_type")
     records = read_annotations(annotations)
     n = write_jsonl(({"gene_id": int(r["gene_id"]), "prompt": format_prompt(r, cell_type)} for r in records), out)
     log.info("wrote %d prompts to %s", n, out)

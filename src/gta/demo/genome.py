@@ -81,7 +81,8 @@ def _chrom_key(name: str) -> str:
     if key not in GRCH38_LENGTHS:
         raise GTAError(
             f"the synthetic genome knows GRCh38 chromosomes 1-22, X, Y (named '1' or 'chr1'); "
-            f"got {name!r} in genes.chromosomes"
+            f"got {name!r} among the chromosomes",
+            input="chromosomes",
         )
     return key
 

@@ -150,7 +150,7 @@ def simulate(
     name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`.
     """
     if not 0.0 <= signal_fraction <= 1.0:
-        raise GTAError(f"expression.signal_fraction must be in [0, 1], got {signal_fraction}")
+        raise GTAError(f"signal_fraction must be in [0, 1], got {signal_fraction}", input="signal_fraction")
     grammar_classes(name)
     z = standardise_classes(scores, grammar.clip)
     unit = (
@@ -202,7 +202,7 @@ GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES}
 def grammar_classes(name: str) -> list[int]:
     """The Sei class indices a planted grammar reads (`expression.grammar`)."""
     if name not in GRAMMARS:
-        raise GTAError(f"expression.grammar: {name!r} is not one of {', '.join(GRAMMARS)}")
+        raise GTAError(f"grammar {name!r} is not one of {', '.join(GRAMMARS)}", input="grammar")
     return GRAMMARS[name]
 
 
@@ -277,16 +277,19 @@ def oracle_diagnostics(
     if missing:
         raise GTAError(
             f"{len(missing)} genes of {targets} are not in the features file {features_path} "
-            f"(first: {missing[:5]}); rerun make_targets"
+            f"(first: {missing[:5]}); rerun make_targets",
+            input=("targets", "features"),
         )
     scores = read_feature_classes(features_path, grammar_classes(grammar))[[pos[g] for g in tgt["gene_id"]]]
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:
-        raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more")
+        raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more", input="targets")
     records = []
     for n in sorted({1, *(int(v) for v in visible_bins), n_bins}):
         if n % 2 == 0 or n > n_bins:
-            raise GTAError(f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}")
+            raise GTAError(
+                f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}", input="visible_bins"
+            )
         rho = oracle_fit(scores, tss_bin, observed, split, n, name=grammar)
         log.info("oracle with %d visible bins (%d bp): test Spearman %.4f", n, n * bin_size, rho)
         records.append({"visible_bins": n, "context_bp": n * bin_size, "spearman": f"{rho:.4f}"})

@@ -250,7 +250,7 @@ def validate_variants(
 
     table = read_table(scores)
     if table.empty:
-        raise GTAError(f"{scores} has no scored variant; nothing to validate")
+        raise GTAError(f"{scores} has no scored variant; nothing to validate", input="scores")
     pairs = true_deltas(table, features, tss, fasta, sei, grammar, signal_fraction)
     rows = []
     for role in ("all",) + SITE_CLASSES:

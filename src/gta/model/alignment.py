@@ -50,6 +50,7 @@ SIZES = (
     "heads",
     "d_k",
 )
+CONFIG_SIZES = ("prototypes_vocab", "prototypes_classes", "heads", "d_k")  # the ones a ModelConfig field sets
 
 
 class TokenAlignment(nn.Module):
@@ -77,7 +78,10 @@ class TokenAlignment(nn.Module):
         sizes = locals()  # the arguments, by name
         for name in SIZES:
             if sizes[name] < 1:
-                raise GTAError(f"token alignment: {name} must be >= 1 (got {sizes[name]})")
+                raise GTAError(
+                    f"token alignment: {name} must be >= 1 (got {sizes[name]})",
+                    input=name if name in CONFIG_SIZES else None,
+                )
         self.heads, self.d_k = heads, d_k
         self.vocab_map = nn.Linear(vocab_size, prototypes_vocab)
         self.class_map = nn.Linear(n_class_tokens, prototypes_classes)

@@ -50,7 +50,11 @@ def convert_backbone(model: str, out: str | Path) -> Path:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = gguf_file(spec)
+    try:
+        path = gguf_file(spec)
+    except GTAError as e:
+        e.input = "model"  # this stage's parameter
+        raise
     t0 = time.perf_counter()
     log.info("dequantising %s (all blocks; this happens once)", path)
     try:
@@ -58,7 +62,7 @@ def convert_backbone(model: str, out: str | Path) -> Path:
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        raise GTAError(f"backbone.model: cannot read GGUF file {path}: {e}") from e
+        raise GTAError(f"cannot read GGUF file {path}: {e}", input="model") from e
     state = model.state_dict()
     # tied output projection: the same tensor as the embedding table, not needed by the backbone
     if "lm_head.weight" in state and getattr(model.config, "tie_word_embeddings", False):
@@ -100,9 +104,9 @@ def load_backbone(
 
     spec = str(spec)
     if dtype not in DTYPES:
-        raise GTAError(f"backbone.dtype: {dtype!r} is not one of {', '.join(DTYPES)}")
+        raise GTAError(f"backbone dtype {dtype!r} is not one of {', '.join(DTYPES)}", input="backbone_dtype")
     if layers < 1:
-        raise GTAError(f"backbone.layers must be >= 1 (got {layers})")
+        raise GTAError(f"layers must be >= 1 (got {layers})", input="layers")
     kind = backbone_kind(spec)
     t0 = time.perf_counter()
     kwargs = dict(dtype=DTYPES[dtype], attn_implementation="sdpa")
@@ -135,13 +139,14 @@ def load_backbone(
     except GTAError:
         raise
     except (OSError, ValueError, KeyError) as e:
-        raise GTAError(f"backbone.model: cannot load {spec!r}: {e}") from e
+        raise GTAError(f"cannot load backbone {spec!r}: {e}", input="backbone") from e
     _check_architecture(model, spec)
     missing = [k for k in info.get("missing_keys", []) if "rotary" not in k]
     if missing:
         raise GTAError(
-            f"backbone.model: {spec!r} lacks weights for {len(missing)} tensors of the first "
-            f"{layers} blocks (e.g. {sorted(missing)[0]}); is it a complete checkpoint?"
+            f"backbone {spec!r} lacks weights for {len(missing)} tensors of the first "
+            f"{layers} blocks (e.g. {sorted(missing)[0]}); is it a complete checkpoint?",
+            input="backbone",
         )
     for p in model.parameters():
         p.requires_grad_(False)
@@ -179,17 +184,23 @@ def _quiet_transformers():
 def _check_layers(config, layers: int, spec: str) -> None:
     total = getattr(config, "num_hidden_layers", None)
     if total is None:
-        raise GTAError(f"backbone.model: {spec!r} has no num_hidden_layers in its config (not a decoder LM?)")
+        raise GTAError(
+            f"backbone {spec!r} has no num_hidden_layers in its config (not a decoder LM?)", input="backbone"
+        )
     if layers > total:
-        raise GTAError(f"backbone.layers={layers} but {spec!r} has only {total} blocks")
+        raise GTAError(
+            f"{layers} layers asked for, but backbone {spec!r} has only {total} blocks; use at most {total}",
+            input=("layers", "backbone"),
+        )
 
 
 def _check_architecture(model: nn.Module, spec: str) -> None:
     missing = [a for a in ("embed_tokens", "layers", "norm", "rotary_emb") if not hasattr(model, a)]
     if missing:
         raise GTAError(
-            f"backbone.model: {spec!r} ({type(model).__name__}) lacks {', '.join(missing)}; "
-            "GTA supports Llama-architecture decoders (Llama 3, SmolLM2, ...)"
+            f"backbone {spec!r} ({type(model).__name__}) lacks {', '.join(missing)}; "
+            "GTA supports Llama-architecture decoders (Llama 3, SmolLM2, ...)",
+            input="backbone",
         )
 
 
@@ -205,8 +216,9 @@ def encode_prompts(tokenizer, prompts: list[str], max_tokens: int) -> list[torch
     """
     if max_tokens < 0:
         raise GTAError(
-            f"backbone.context is smaller than the number of data tokens (room for the "
-            f"prompt: {max_tokens} tokens); raise backbone.context or lower the bins N"
+            f"the context is smaller than the number of data tokens (room for the "
+            f"prompt: {max_tokens} tokens); raise the context or lower the number of bins (n_bins)",
+            input=("context", "n_bins"),
         )
     if isinstance(prompts, str):
         raise TypeError("encode_prompts takes a list of prompt strings")

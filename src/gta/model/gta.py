@@ -93,11 +93,13 @@ class GTA(nn.Module):
     ):
         super().__init__()
         if attention not in ATTENTION:
-            raise GTAError(f"backbone.attention: {attention!r} is not one of {', '.join(ATTENTION)}")
+            raise GTAError(f"attention {attention!r} is not one of {', '.join(ATTENTION)}", input="attention")
         if blocks not in BLOCKS:
-            raise GTAError(f"blocks: {blocks!r} is not one of {', '.join(BLOCKS)}")
+            raise GTAError(f"blocks {blocks!r} is not one of {', '.join(BLOCKS)}", input="blocks")
         if position_embedding and not n_bins:
-            raise GTAError("gta.position_embedding needs the number of bins (n_bins)")
+            raise GTAError(
+                "position_embedding needs the number of bins (n_bins)", input=("position_embedding", "n_bins")
+            )
         if class_ids is None:
             if tokenizer is None or class_names is None:
                 raise GTAError("GTA needs the tokenizer and class_names (or explicit class_ids)")
@@ -160,7 +162,7 @@ class GTA(nn.Module):
 
         unknown = set(lora) - {"r", "alpha", "dropout", "enabled"}
         if unknown:
-            raise GTAError(f"backbone.lora: unknown keys {sorted(unknown)} (use r, alpha, dropout)")
+            raise GTAError(f"LoRA settings: unknown keys {sorted(unknown)} (use r, alpha, dropout)", input="lora")
         config = LoraConfig(
             r=int(lora.get("r", 8)),
             lora_alpha=float(lora.get("alpha", 16)),
@@ -174,7 +176,10 @@ class GTA(nn.Module):
             p.requires_grad_("lora_" in name)
             n += p.numel() if "lora_" in name else 0
         if n == 0:
-            raise GTAError("backbone.lora: no attention projections (q_proj, k_proj, v_proj, o_proj) found")
+            raise GTAError(
+                "LoRA: the backbone has no attention projections (q_proj, k_proj, v_proj, o_proj)",
+                input=("lora", "backbone"),
+            )
         log.info(
             "LoRA r=%s alpha=%s on %s: %d trainable backbone parameters",
             config.r,
@@ -204,7 +209,10 @@ class GTA(nn.Module):
         if mean.shape != (n,) or std.shape != (n,):
             raise GTAError(f"feature statistics must have shape ({n},), got {tuple(mean.shape)} and {tuple(std.shape)}")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()) or (std < 0).any():
-            raise GTAError("feature statistics contain NaN, infinite or negative values; check the features file")
+            raise GTAError(
+                "feature statistics contain NaN, infinite or negative values; check the features file",
+                input="features",
+            )
         if (std == 0).any():
             log.warning("%d features are constant in the training set; their std is set to 1", int((std == 0).sum()))
             std = torch.where(std == 0, torch.ones_like(std), std)
@@ -228,7 +236,7 @@ class GTA(nn.Module):
         if missing or unexpected:
             raise GTAError(
                 f"trained state does not fit this model: missing {sorted(missing)[:5]}, "
-                f"unexpected {sorted(unexpected)[:5]} (different gta/backbone.lora settings?)"
+                f"unexpected {sorted(unexpected)[:5]} (different model or LoRA settings?)"
             )
         for key in ("class_ids",):
             if state[key].shape != self.class_ids.shape or not torch.equal(state[key].cpu(), self.class_ids.cpu()):

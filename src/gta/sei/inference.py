@@ -60,23 +60,27 @@ class WindowSpec:
 
     def __post_init__(self):
         if self.n_bins < 1 or self.n_bins % 2 == 0:
-            raise GTAError(f"window.n_bins must be a positive odd number (got {self.n_bins})")
+            raise GTAError(
+                f"a window needs a positive odd number of bins, so that the TSS bin is the middle one "
+                f"(got {self.n_bins})",
+                input="n_bins",
+            )
         if self.bin_size < 1:
-            raise GTAError(f"window.bin_size must be positive (got {self.bin_size})")
+            raise GTAError(f"the bin size must be a positive number of bp (got {self.bin_size})", input="bin_size")
         if self.orient not in ORIENTS:
-            raise GTAError(f"window.orient must be one of {ORIENTS} (got {self.orient!r})")
+            raise GTAError(f"the window orientation must be one of {ORIENTS} (got {self.orient!r})", input="orient")
         if self.grid not in GRIDS:
-            raise GTAError(f"window.grid must be one of {GRIDS} (got {self.grid!r})")
+            raise GTAError(f"the bin grid must be one of {GRIDS} (got {self.grid!r})", input="grid")
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2-of-4' -> (2, 4): shard numbers are 1-based."""
+def parse_shard(text: str, input: str = "shard") -> tuple[int, int]:
+    """'2-of-4' -> (2, 4): shard numbers are 1-based. `input`: the caller's name for `text` (GTAError.input)."""
     try:
         i, n = (int(v) for v in text.split("-of-"))
     except ValueError:
-        raise GTAError(f"a shard is written 'I-of-N', e.g. '1-of-4' (got {text!r})") from None
+        raise GTAError(f"a shard is written 'I-of-N', e.g. '1-of-4' (got {text!r})", input=input) from None
     if not 1 <= i <= n:
-        raise GTAError(f"shard {text!r}: need 1 <= I <= N")
+        raise GTAError(f"shard {text!r}: need 1 <= I <= N", input=input)
     return i, n
 
 
@@ -98,11 +102,12 @@ def shard_rows(
     missing = sorted(set(genes["chrom"]) - set(rank))
     if missing:
         raise GTAError(
-            f"chromosomes {missing[:5]} of tss.tsv are not in the FASTA; check genes.chromosomes and "
-            "that genome.fasta is the genome the gene table was made for"
+            f"chromosomes {missing[:5]} of the gene table are not in the FASTA; use the genome FASTA the "
+            "gene table was made for",
+            input=("tss", "fasta"),
         )
     if not 1 <= shard <= shards:
-        raise GTAError(f"shard {shard} of {shards} does not exist (sei.shards)")
+        raise GTAError(f"shard {shard} of {shards} does not exist", input="shard")
     key_chrom = genes["chrom"].map(rank).to_numpy()
     order = np.lexsort((np.arange(len(genes)), genes["tss"].to_numpy(), key_chrom))
     if spec is None or not len(order):
@@ -514,7 +519,8 @@ def _class_projection(projvec: np.ndarray, model: Sei, device: torch.device) -> 
     if unit.shape[0] != model.n_targets:
         raise GTAError(
             f"the Sei projection matrix has {unit.shape[0]} columns but the checkpoint predicts "
-            f"{model.n_targets} targets (config keys sei.projection / sei.checkpoint)"
+            f"{model.n_targets} targets; use the projection that belongs to the checkpoint",
+            input=("projection", "checkpoint"),
         )
     return unit
 

@@ -111,7 +111,7 @@ class BSplineTransformation(nn.Module):
 def sei_channels(width: float) -> tuple[int, int, int]:
     """Channel counts of the three resolutions at a width multiplier (480, 640, 960 at 1.0)."""
     if not width > 0:
-        raise GTAError(f"sei.width must be > 0 (got {width})")
+        raise GTAError(f"the Sei width multiplier must be > 0 (got {width})", input="width")
     return tuple(max(1, int(round(c * width))) for c in BASE_CHANNELS)
 
 
@@ -205,11 +205,14 @@ def projection_matrix(projvec: np.ndarray | torch.Tensor, n_classes: int = N_CLA
     """The first `n_classes` rows of a projection matrix scaled to unit length, float64 (n_classes, T)."""
     v = np.asarray(projvec.detach().cpu() if isinstance(projvec, torch.Tensor) else projvec, np.float64)
     if v.ndim != 2 or v.shape[0] < n_classes:
-        raise GTAError(f"a Sei projection matrix must be 2-D with at least {n_classes} rows (got shape {v.shape})")
+        raise GTAError(
+            f"a Sei projection matrix must be 2-D with at least {n_classes} rows (got shape {v.shape})",
+            input="projection",
+        )
     v = v[:n_classes]
     norm = np.linalg.norm(v, axis=1, keepdims=True)
     if not np.all(norm > 0) or not np.all(np.isfinite(v)):
-        raise GTAError("a Sei projection matrix has a zero or non-finite row among its first 40")
+        raise GTAError("a Sei projection matrix has a zero or non-finite row among its first 40", input="projection")
     return v / norm
 
 

@@ -1,0 +1,118 @@
+"""Errors name the input; each front end adds its own name for it: the workflow the config key, the
+command line the flag (GTAError.input, gta.rule, gta.cli)."""
+
+import ast
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.iocontainers import InputFiles
+
+from gta import GTAError, cli, inputs_of, rule
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((REPO / "workflow/scripts").glob("*.py"))
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def config_key_exists(key: str) -> bool:
+    """Whether the config schema has the dotted key."""
+    node = SCHEMA
+    for part in key.split("."):
+        if part not in node.get("properties", {}):
+            return False
+        node = node["properties"][part]
+    return True
+
+
+def test_an_error_names_its_inputs():
+    e = GTAError("n_bins must be odd (got 4)", input="n_bins")
+    assert e.inputs == ("n_bins",) and str(e) == "n_bins must be odd (got 4)"
+    both = GTAError("x", input=("chromosomes", "fasta", "chromosomes"))
+    assert both.named({"fasta": "genome.fasta", "chromosomes": "genes.chromosomes"}) == [
+        "genes.chromosomes",
+        "genome.fasta",
+    ]
+    assert GTAError("no input").named({"n_bins": "window.n_bins"}) == []
+    with pytest.raises(GTAError) as raised, inputs_of("sei"):
+        raise GTAError("Sei checkpoint not found", input=("checkpoint", "sha256"))
+    assert raised.value.inputs == ("sei.checkpoint", "sei.sha256")
+
+
+def fake_rule(config, inputs, name="some_rule"):
+    """The parts of the object Snakemake hands a script that gta.rule reads (no log: stderr stays)."""
+    return types.SimpleNamespace(config=config, input=InputFiles(fromdict=inputs), log=[], rule=name)
+
+
+def test_keys_from_the_rule_config():
+    config = {
+        "window": {"n_bins": 11, "bin_size": 4096},
+        "sei": {"device": "cpu"},
+        "genome": {"fasta": "synthetic"},
+        "features": {"precomputed": "/data/features.h5"},
+    }
+    smk = fake_rule(config, {"fasta": "results/genome/synthetic.fa", "features": "/data/features.h5"})
+    keys = rule.keys_from(
+        smk, "window", settings=("sei",), fasta="genome.fasta", features="features.precomputed", mane="genes.x"
+    )
+    # the demo's genome is made by a rule, so genome.fasta is not where to fix it; the precomputed file is
+    assert keys == {
+        "n_bins": "window.n_bins",
+        "bin_size": "window.bin_size",
+        "sei.device": "sei.device",
+        "features": "features.precomputed",
+        "mane": "genes.x",
+    }
+
+
+def test_a_failed_stage_ends_its_error_with_the_config_key(capsys):
+    def stage(n_bins: int):
+        raise GTAError(f"n_bins must be odd (got {n_bins})", input="n_bins")
+
+    smk = fake_rule({"window": {"n_bins": 4}}, {}, name="predict_sei")
+    with pytest.raises(SystemExit) as e:
+        rule.run(smk, stage, config_keys=rule.keys_from(smk, "window"), n_bins=4)
+    assert e.value.code == 1
+    assert "rule predict_sei: n_bins must be odd (got 4) (config key window.n_bins)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        rule.run(smk, stage, n_bins=4)  # a script that names no keys: the message as the package wrote it
+    assert capsys.readouterr().err.rstrip().endswith("rule predict_sei: n_bins must be odd (got 4)")
+
+
+def test_the_command_line_ends_an_error_with_the_flag(monkeypatch, capsys):
+    def stage(fasta: str, n_bins: int = 11):
+        """Args:
+        fasta: genome
+        n_bins: bins
+        """
+        raise GTAError("the window does not fit the genome", input=("n_bins", "fasta", "not_a_parameter"))
+
+    monkeypatch.setattr(cli, "stage_function", lambda command: stage)
+    assert cli.main(["extract-windows", "--fasta", "g.fa", "--n-bins", "5"]) == 1
+    assert "gta extract-windows: the window does not fit the genome (--n-bins, --fasta)" in capsys.readouterr().err
+
+
+def keys_from_calls(path: Path) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "keys_from"
+    ]
+
+
+def test_every_script_names_real_config_keys():
+    """Each rule script says which config keys its inputs come from, and every key it names exists: a
+    renamed config key cannot leave an error pointing at a key that is gone."""
+    without = {p.stem for p in SCRIPTS if not keys_from_calls(p)}
+    assert without == {"merge_variant_scores", "plot_learning_curves"}  # no input of theirs is a config value
+    for path in SCRIPTS:
+        for call in keys_from_calls(path):
+            sections = [a.value for a in call.args if isinstance(a, ast.Constant)]
+            for kw in call.keywords:
+                if kw.arg == "settings":
+                    sections += [e.value for e in kw.value.elts]
+                    continue
+                keys = [c.value for c in ast.walk(kw.value) if isinstance(c, ast.Constant) and "." in str(c.value)]
+                assert keys and all(config_key_exists(k) for k in keys), (path.name, kw.arg, keys)
+            assert all("properties" in SCHEMA["properties"].get(s, {}) for s in sections), (path.name, sections)
