@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from . import GTAError
-from .formats import read_kept_scores, read_targets, write_imported_index, write_predictions
+from .formats import read_kept_scores, read_targets, target_rows, write_imported_index, write_predictions
 from .identifiers import match_identifiers
 from .io import require_file
 
@@ -169,15 +169,7 @@ def fit_baseline(
         raise GTAError(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}", input="model")
     gene_id, scores, tss_bin, n_bins, bin_size, orient = _load_features(features, model == "tss_ridge")
     tgt = read_targets(targets)
-    pos = {g: i for i, g in enumerate(gene_id)}
-    missing = [g for g in tgt["gene_id"] if g not in pos]
-    if missing:
-        raise GTAError(
-            f"{len(missing)} genes of {targets} are not in the features file {features} "
-            f"(first: {missing[:5]}); rerun make_targets",
-            input=("targets", "features"),
-        )
-    rows = np.array([pos[g] for g in tgt["gene_id"]], np.int64)
+    rows = target_rows(tgt, gene_id, targets, features)
     scores = scores[rows]
     y = tgt["value"].to_numpy(np.float64)
     split = tgt["split"].to_numpy(str)

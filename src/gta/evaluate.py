@@ -382,7 +382,6 @@ def make_train_size(
         seed: bootstrap seed and the seed of the training subsets
         label: provenance line on the figure
     """
-    out = out_table  # the names of the flags (gta.cli) are the parameters'
     from .splits import train_subset
 
     tgt = read_targets(targets)
@@ -406,7 +405,7 @@ def make_train_size(
                 "n_genes": str(n),
             }
         )
-    table = write_table(records, TRAIN_SIZE_COLUMNS, out)
+    table = write_table(records, TRAIN_SIZE_COLUMNS, out_table)
     if out_figure is not None:
         from .figures import plot_train_size
 

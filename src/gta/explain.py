@@ -266,15 +266,10 @@ def explain_genes(
         genes: gene symbols or NCBI GeneIDs, or one file of them (one per line, '#' comments)
         out_dir: output folder for <SYMBOL>.tsv and <SYMBOL>.png
         backbone: backbone folder or hub id (as given to gta train-gta)
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
         label: provenance line on every figure (e.g. 'simulated expression')
     """
-    model_dir, features_path, prompts_path = (
-        model,
-        features,
-        prompts,
-    )  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .annotations import read_prompts
@@ -286,14 +281,14 @@ def explain_genes(
         raise GTAError("no genes to explain; name them by symbol or NCBI GeneID", input="genes")
     if threads:
         torch.set_num_threads(threads)
-    model = GTAModel.from_pretrained(model_dir, backbone, device)
-    gene_id, symbol, x = load_features(features_path, model.n_bins, bins_input="model")
-    rows = find_genes([str(g) for g in genes], gene_id, symbol, features_path)
-    prompts = read_prompts(prompts_path)
-    missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompts]
+    gta = GTAModel.from_pretrained(model, backbone, device)
+    gene_id, symbol, x = load_features(features, gta.n_bins, bins_input="model")
+    rows = find_genes([str(g) for g in genes], gene_id, symbol, features)
+    prompt_of = read_prompts(prompts)
+    missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompt_of]
     if missing:
         raise GTAError(
-            f"prompts file {prompts_path} has no prompt for {', '.join(missing)}; "
+            f"prompts file {prompts} has no prompt for {', '.join(missing)}; "
             "rebuild it from annotations of the features file's genes (make_prompts)",
             input="prompts",
         )
@@ -302,7 +297,7 @@ def explain_genes(
     paths = []
     for i in rows:
         gid, sym = int(gene_id[i]), symbol[i]
-        table, attention = explain_gene(model, x[i], prompts[gid], return_attention=True)
+        table, attention = explain_gene(gta, x[i], prompt_of[gid], return_attention=True)
         stem = out / file_stem(sym)
         paths.append(write_explanation(table, stem.with_name(stem.name + ".tsv")))
         paths.append(plot_explanation(table, attention, sym, stem.with_name(stem.name + ".png"), label))

@@ -339,21 +339,20 @@ def make_targets(
         signal_fraction: simulation: variance share of the signal
         grammar: simulation: the planted grammar (gta.demo.simulation)
     """
-    tss_path, features_path = tss, features  # the names of the flags (gta.cli) are the parameters'
     from .tss import read_tss
 
-    tss = read_tss(require_file(tss_path, "TSS table", "rerun mane_tss", input="tss"))
-    genes, in_tss, attrs = _genes_with_features(tss, tss_path, features_path)
+    tss_table = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss"))
+    genes, in_tss, attrs = _genes_with_features(tss_table, tss, features)
     if table == "simulated":
         values, signal = _simulated_values(
-            features_path, genes, in_tss, attrs, simulation_out, signal_fraction, seed, grammar
+            features, genes, in_tss, attrs, simulation_out, signal_fraction, seed, grammar
         )
     else:
-        values, signal = _observed_values(table, tss, genes, log_transform), None
+        values, signal = _observed_values(table, tss_table, genes, log_transform), None
 
     genes = genes[genes["gene_id"].isin(values.index)].copy()
     genes["value"] = values.loc[genes["gene_id"]].to_numpy(np.float64)
-    test_ids = _test_gene_ids(test_genes, tss, genes) if test_genes else None
+    test_ids = _test_gene_ids(test_genes, tss_table, genes) if test_genes else None
     genes["split"] = assign_splits(genes["gene_id"].to_numpy(), test_ids, test_fraction, val_fraction, seed)
     genes = genes.sort_values("gene_id")
     _check_splits(genes, table, test_ids, test_genes)

@@ -167,11 +167,10 @@ def make_figures(
         backbone: backbone folder or hub id (as given to gta train-gta)
         predictions: that model's predictions.tsv
         label: provenance line on every figure (e.g. 'simulated expression')
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
         n_boot: bootstrap resamples for Figure 5's error bar
     """
-    model_file = model  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .annotations import read_prompts
@@ -181,8 +180,8 @@ def make_figures(
 
     if threads:
         torch.set_num_threads(threads)
-    model = GTAModel.from_pretrained(model_file, backbone, device)
-    n = model.n_bins
+    gta = GTAModel.from_pretrained(model, backbone, device)
+    n = gta.n_bins
     table = read_predictions(predictions)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if len(test) < 3:
@@ -193,7 +192,7 @@ def make_figures(
     text = read_prompts(prompts)
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
-    _, d = model.predict_details(x, [text[g] for g in test["gene_id"]], batch_size)
+    _, d = gta.predict_details(x, [text[g] for g in test["gene_id"]], batch_size)
     att = d["attention"]
     return draw_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
 

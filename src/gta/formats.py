@@ -509,6 +509,20 @@ def read_targets(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def target_rows(tgt: pd.DataFrame, gene_id, targets: str | Path, features: str | Path) -> np.ndarray:
+    """The row of each gene of the targets table `tgt` (read from `targets`) in a features file's `gene_id`
+    (read from `features`), in the table's order; an error names the genes the file lacks."""
+    pos = {int(g): i for i, g in enumerate(gene_id)}
+    missing = [g for g in tgt["gene_id"] if g not in pos]
+    if missing:
+        raise GTAError(
+            f"{len(missing)} genes of {targets} are not in the features file {features} "
+            f"(first: {missing[:5]}); rerun make_targets",
+            input=("targets", "features"),
+        )
+    return np.array([pos[g] for g in tgt["gene_id"]], np.int64)
+
+
 def check_targets(df: pd.DataFrame, path: str | Path, input: str = "targets") -> None:
     """A targets table has the TARGET_COLUMNS (`input`: GTAError.input)."""
     if not set(TARGET_COLUMNS) <= set(df.columns):

@@ -377,14 +377,13 @@ def predict_genes(
         prompts: prompts.jsonl to take prompts from (else MANE names)
         cell_type: the prompt's cell type
         backbone: backbone folder or hub id (default: the one the model records)
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
     """
-    model_dir, cache_features, cache_tss = model, features, tss  # the names of the flags (gta.cli) are the parameters'
     from .pretrained import GTAModel
     from .sei import KEPT
 
-    if bool(cache_features) != bool(cache_tss):
+    if bool(features) != bool(tss):
         raise GTAError(
             "features and tss go together: a features file and the gene table it was made for",
             input=("features", "tss"),
@@ -392,18 +391,18 @@ def predict_genes(
     mane = resolve_mane(str(mane))
     if threads:
         torch.set_num_threads(threads)
-    model = GTAModel.from_pretrained(model_dir, backbone, device)
+    gta = GTAModel.from_pretrained(model, backbone, device)
     table = resolve_genes(genes, mane, fasta)
-    w = model.config.get("window", {})
+    w = gta.config.get("window", {})
     spec = WindowSpec(
-        model.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")), str(w.get("grid", "tss"))
+        gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")), str(w.get("grid", "tss"))
     )
-    cache = FeatureCache(cache_features, cache_tss) if cache_features else None
+    cache = FeatureCache(features, tss) if features else None
     scorer = SeiScorer.load(**sei) if sei else None
     x = window_features(table, spec, fasta, scorer, cache)[:, :, KEPT]
-    pred = model.predict(x, gene_prompts(table, cell_type, prompts))
+    pred = gta.predict(x, gene_prompts(table, cell_type, prompts))
     result = table[["gene_id", "symbol", "chrom", "tss", "strand"]].assign(predicted=pred)
     with atomic_path(out) as tmp:
         result.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    log.info("wrote %s: %d genes predicted by %s", out, len(result), model_dir)
+    log.info("wrote %s: %d genes predicted by %s", out, len(result), model)
     return result

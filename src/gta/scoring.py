@@ -118,12 +118,11 @@ def score_variants(
         chunk: which chunk of the VCF's variants, 'I-of-N'
         ref_check: a REF allele that differs from the FASTA: stop, flag the row, or skip the variant
         backbone: backbone folder or hub id (default: the one the model records)
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
         batch_size: variant-gene pairs per GTA batch
         out_counts: output TSV of counts (skipped, outside windows, scored)
     """
-    model_dir, counts_out = model, out_counts  # the names of the flags (gta.cli) are the parameters'
     import torch
 
     from .predict import SeiScorer, gene_prompts
@@ -133,10 +132,10 @@ def score_variants(
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    model = GTAModel.from_pretrained(model_dir, backbone, device)
-    w = model.config.get("window", {})
-    window = (model.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
-    gene_id, _, x_ref = load_features(features, model.n_bins, bins_input="model")
+    gta = GTAModel.from_pretrained(model, backbone, device)
+    w = gta.config.get("window", {})
+    window = (gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
+    gene_id, _, x_ref = load_features(features, gta.n_bins, bins_input="model")
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
     fa = open_fasta(fasta)
@@ -154,9 +153,9 @@ def score_variants(
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
     x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
     ref_pred, alt_pred = _predict_pairs(
-        model, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0
+        gta, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0
     )
-    table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, model.n_bins // 2)
+    table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, gta.n_bins // 2)
     write_table(table, out)
     el = time.perf_counter() - t0
     log.info(
@@ -169,8 +168,8 @@ def score_variants(
         len(pairs) / max(el, 1e-9),
         ", ".join(f"{k} {c}" for k, c in counts.items()),
     )
-    if counts_out:
-        write_counts(counts, counts_out)
+    if out_counts:
+        write_counts(counts, out_counts)
     return table
 
 
@@ -320,13 +319,12 @@ def merge_variant_scores(
         out: output table (.parquet or .tsv)
         out_counts: output counts TSV
     """
-    parts, counts_out = scores, out_counts  # the names of the flags (gta.cli) are the parameters'
-    tables = [read_table(p) for p in parts]
+    tables = [read_table(p) for p in scores]
     tables = [t for t in tables if len(t)] or tables[:1]
     write_table(pd.concat(tables, ignore_index=True), out)
     total: Counter = Counter()
     for c in counts:
         t = pd.read_csv(c, sep="\t")
         total.update(dict(zip(t["what"], t["n"].astype(int), strict=False)))
-    write_counts(total, counts_out)
-    log.info("wrote %s from %d chunks; %s", out, len(parts), ", ".join(f"{k} {c}" for k, c in total.items()))
+    write_counts(total, out_counts)
+    log.info("wrote %s from %d chunks; %s", out, len(scores), ", ".join(f"{k} {c}" for k, c in total.items()))

@@ -501,7 +501,7 @@ def ablate_context(
         keep_bins: central bins kept (odd, at most the model's N)
         out: output predictions TSV
         backbone: backbone folder or hub id (as given to gta train-gta)
-        device: 'auto', 'cpu', 'cuda' or 'cuda:N' (train.device)
+        device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
     """
     table = predict_with_context(model, features, targets, prompts, keep_bins, backbone, device, threads)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from .. import GTAError
 from ..options import GrammarName
-from ..formats import read_feature_classes, read_feature_genes
+from ..formats import read_feature_classes, read_feature_genes, target_rows
 from ..io import atomic_path
 from ..sei import CLASS_LABELS
 
@@ -264,23 +264,15 @@ def oracle_diagnostics(
     Args:
         targets: targets.tsv of the simulation
         visible_bins: more odd bin counts to report
-        grammar: the planted grammar the targets were simulated with (expression.grammar)
+        grammar: the planted grammar the targets were simulated with
     """
-    features_path = features  # the names of the flags (gta.cli) are the parameters'
     from ..formats import read_targets
 
-    feat_ids, attrs = read_feature_genes(features_path)
+    feat_ids, attrs = read_feature_genes(features)
     n_bins, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
     tgt = read_targets(targets)
-    pos = {int(g): i for i, g in enumerate(feat_ids)}
-    missing = [g for g in tgt["gene_id"] if g not in pos]
-    if missing:
-        raise GTAError(
-            f"{len(missing)} genes of {targets} are not in the features file {features_path} "
-            f"(first: {missing[:5]}); rerun make_targets",
-            input=("targets", "features"),
-        )
-    scores = read_feature_classes(features_path, grammar_classes(grammar))[[pos[g] for g in tgt["gene_id"]]]
+    rows = target_rows(tgt, feat_ids, targets, features)
+    scores = read_feature_classes(features, grammar_classes(grammar))[rows]
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:
         raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more", input="targets")

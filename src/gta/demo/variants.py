@@ -242,8 +242,8 @@ def validate_variants(
     Args:
         scores: gta score-variants output
         out: output TSV: class, n_pairs, n_variants, spearman
-        grammar: expression.grammar
-        signal_fraction: expression.signal_fraction
+        grammar: the planted grammar the targets were simulated with
+        signal_fraction: the simulation's variance share of the signal
         out_pairs: output TSV: every pair with its class and true delta
     """
     from ..scoring import read_table

@@ -43,15 +43,14 @@ def convert_backbone(model: str, out: str | Path) -> Path:
     written atomically: a failed conversion leaves nothing under `out`.
 
     Args:
-        model: 'smollm2-135m' or a .gguf file (backbone.model)
+        model: 'smollm2-135m' or a .gguf file
         out: output folder, e.g. results/backbone/smollm2-135m
     """
-    spec = model  # the names of the flags (gta.cli) are the parameters'
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        path = gguf_file(spec)
+        path = gguf_file(model)
     except GTAError as e:
         e.input = "model"  # this stage's parameter
         raise
@@ -60,15 +59,15 @@ def convert_backbone(model: str, out: str | Path) -> Path:
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            lm = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as e:
         raise GTAError(f"cannot read GGUF file {path}: {e}", input="model") from e
-    state = model.state_dict()
+    state = lm.state_dict()
     # tied output projection: the same tensor as the embedding table, not needed by the backbone
-    if "lm_head.weight" in state and getattr(model.config, "tie_word_embeddings", False):
+    if "lm_head.weight" in state and getattr(lm.config, "tie_word_embeddings", False):
         del state["lm_head.weight"]
     state = {k: v.detach().contiguous() for k, v in state.items()}
-    config = model.config.to_dict()
+    config = lm.config.to_dict()
     config.pop("quantization_config", None)
     config["dtype"] = "float32"
     config.pop("torch_dtype", None)
@@ -82,7 +81,7 @@ def convert_backbone(model: str, out: str | Path) -> Path:
         out,
         len(state),
         n / 1e6,
-        model.config.num_hidden_layers,
+        lm.config.num_hidden_layers,
         time.perf_counter() - t0,
     )
     return Path(out)

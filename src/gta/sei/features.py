@@ -43,16 +43,15 @@ def merge_features(
     """Stage merge_features (rule, `gta merge-features`): write features.h5 (docs/formats.md, features.h5) in
     tss.tsv order from complete shard files, atomically.
 
-    More than `max_mostly_n_fraction` of the genes with a mostly-N window (window.max_mostly_n_fraction)
-    is an error. Afterwards, shard files beside the given ones that are not in the set (left by an
-    earlier sei.shards setting) are removed.
+    More than `max_mostly_n_fraction` of the genes with a mostly-N window is an error. Afterwards, shard
+    files beside the given ones that are not in the set (left by an earlier run with another number of
+    shards) are removed.
 
     Args:
         tss: tss.tsv (gene order of the output)
         shards: complete shard files
         out: output features.h5
         max_mostly_n_fraction: largest share of genes whose window is more than half N
-            (window.max_mostly_n_fraction)
     """
     genes = read_tss(tss)
     if not shards:
