@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakemake.iocontainers import InputFiles
+from snakemake.iocontainers import InputFiles, OutputFiles, Params, Wildcards
 
 from gta import GTAError, cli, inputs_of, rule
 
@@ -40,9 +40,40 @@ def test_an_error_names_its_inputs():
     assert raised.value.inputs == ("sei.checkpoint", "sei.sha256")
 
 
-def fake_rule(config, inputs, name="some_rule"):
+def fake_rule(config, inputs, name="some_rule", outputs=None, params=None, wildcards=None, threads=1):
     """The parts of the object Snakemake hands a script that gta.rule reads (no log: stderr stays)."""
-    return types.SimpleNamespace(config=config, input=InputFiles(fromdict=inputs), log=[], rule=name)
+    return types.SimpleNamespace(
+        config=config,
+        input=InputFiles(fromdict=inputs),
+        output=OutputFiles(fromdict=outputs or {}),
+        params=Params(fromdict=params or {}),
+        wildcards=Wildcards(fromdict=wildcards or {}),
+        threads=threads,
+        log=[],
+        rule=name,
+    )
+
+
+def test_a_rule_hands_each_parameter_the_value_of_its_name():
+    def stage(tss, backbone, out, shard, threads=None, n_bins=11, batch_size=32):
+        pass
+
+    smk = fake_rule(
+        {},
+        {"tss": "genes/tss.tsv", "backbone": [], "unused": "x"},
+        outputs={"out": "shards/1-of-2.h5"},
+        params={"backbone": "org/model", "n_bins": 51},  # the param resolves the input of its name
+        wildcards={"shard": "1-of-2"},
+        threads=3,
+    )
+    assert rule.rule_arguments(smk, stage) == {
+        "tss": "genes/tss.tsv",
+        "backbone": "org/model",
+        "out": "shards/1-of-2.h5",
+        "shard": "1-of-2",
+        "threads": 3,
+        "n_bins": 51,
+    }  # batch_size: the rule has none, so the default stays
 
 
 def test_keys_from_the_rule_config():

@@ -1,10 +1,12 @@
-"""How a workflow rule runs a stage: `workflow/scripts/<rule>.py` calls `run(snakemake, stage, **arguments)`.
+"""How a workflow rule runs a stage: `workflow/scripts/<rule>.py` calls `run(snakemake, stage)`.
 
-Each rule's script passes its inputs, outputs and typed params (numbers, lists, booleans, dicts as
-Snakemake holds them) straight to the package function of the same name; no command line is
-rendered and parsed back. The rule's log file gets everything the stage writes to stderr (its log
-lines, library warnings), as `2> {log}` did; a GTAError becomes one error line there and exit
-status 1, so Snakemake reports the rule as failed and removes its outputs.
+The rule's inputs, outputs and typed params (numbers, lists, booleans, dicts as Snakemake holds them)
+go straight to the package function of the same name, each to the parameter it is named after: a
+rule names its inputs, outputs and params as its stage names its parameters (input `tss`, output
+`out`, params `n_bins`), so one name holds from the rule to the function and its flag. No command
+line is rendered and parsed back. The rule's log file gets everything the stage writes to stderr
+(its log lines, library warnings), as `2> {log}` did; a GTAError becomes one error line there and
+exit status 1, so Snakemake reports the rule as failed and removes its outputs.
 
 Package errors name the stage's input (GTAError.input: `n_bins`, `features`), never a config key. The
 script says where its inputs come from (`config_keys`), and the error line ends with those keys, e.g.
@@ -13,6 +15,7 @@ script says where its inputs come from (`config_keys`), and the error line ends 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -66,14 +69,32 @@ def with_config_keys(error: GTAError, config_keys: dict[str, str]) -> str:
     return f"{error} (config key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else str(error)
 
 
+def rule_arguments(snakemake, stage: Callable) -> dict:
+    """Each parameter of `stage` that the rule has under the same name: a param, else a named input, a
+    named output or a wildcard; `threads` is the rule's threads. A param comes first, because a params
+    function may resolve an input of the same name (the backbone: its folder, or a hub id when there is
+    none). Parameters the rule lacks keep their defaults."""
+    sources = (snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards)
+    arguments = {}
+    for name in inspect.signature(stage).parameters:
+        # `in` a Namedlist looks at its items, keys() at their names
+        source = next((s for s in sources if name in s.keys()), None)  # noqa: SIM118
+        if source is not None:
+            arguments[name] = source[name]
+        elif name == "threads":
+            arguments[name] = snakemake.threads
+    return arguments
+
+
 def run(snakemake, stage: Callable, /, *, config_keys: dict[str, str] | None = None, **arguments) -> None:
-    """Call `stage(**arguments)` for the rule `snakemake` (the object Snakemake gives a script); an error
-    about an input ends with its key in `config_keys` (made by `keys_from`)."""
+    """Call `stage` for the rule `snakemake` (the object Snakemake gives a script) with the rule's
+    arguments (`rule_arguments`) and, over them, `arguments`; an error about an input ends with its key
+    in `config_keys` (made by `keys_from`)."""
     if snakemake.log:
         _log_to(str(snakemake.log[0]))
     setup_logging()
     try:
-        stage(**arguments)
+        stage(**(rule_arguments(snakemake, stage) | arguments))
     except GTAError as e:
         log.error("rule %s: %s", snakemake.rule, with_config_keys(e, config_keys or {}))
         sys.stderr.flush()

@@ -10,7 +10,7 @@ rule fetch_annotations:
     input:
         tss="results/genes/tss.tsv",
     output:
-        "results/annotations/annotations.jsonl",
+        out="results/annotations/annotations.jsonl",
     log:
         "results/logs/fetch_annotations.log",
     benchmark:
@@ -18,17 +18,17 @@ rule fetch_annotations:
     conda:
         "../../envs/bio.yaml"
     params:
+        **entrez_settings(),
         source=config["annotations"]["source"],
-        entrez=entrez_settings(),
     script:
         "../scripts/fetch_annotations.py"
 
 
 rule make_prompts:
     input:
-        "results/annotations/annotations.jsonl",
+        annotations="results/annotations/annotations.jsonl",
     output:
-        "results/annotations/prompts.jsonl",
+        out="results/annotations/prompts.jsonl",
     log:
         "results/logs/make_prompts.log",
     conda:

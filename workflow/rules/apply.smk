@@ -13,7 +13,7 @@ rule predict_genes:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        "results/predict/predictions.tsv",
+        out="results/predict/predictions.tsv",
     log:
         "results/logs/predict_genes.log",
     conda:
@@ -38,7 +38,7 @@ rule explain_genes:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        directory("results/explain"),
+        out_dir=directory("results/explain"),
     log:
         "results/logs/explain_genes.log",
     conda:
@@ -65,8 +65,8 @@ rule score_variants:
         projection=sei_projection(),
         backbone=backbone_input(),
     output:
-        scores=f"results/variants/chunks/{{chunk}}.{VARIANTS_EXT}",
-        counts="results/variants/chunks/{chunk}.counts.tsv",
+        out=f"results/variants/chunks/{{chunk}}.{VARIANTS_EXT}",
+        out_counts="results/variants/chunks/{chunk}.counts.tsv",
     log:
         "results/logs/score_variants/{chunk}.log",
     benchmark:
@@ -93,8 +93,8 @@ rule merge_variant_scores:
         scores=expand(f"results/variants/chunks/{{chunk}}.{VARIANTS_EXT}", chunk=variant_chunks()),
         counts=expand("results/variants/chunks/{chunk}.counts.tsv", chunk=variant_chunks()),
     output:
-        scores=f"results/variants/scores.{VARIANTS_EXT}",
-        counts="results/variants/counts.tsv",
+        out=f"results/variants/scores.{VARIANTS_EXT}",
+        out_counts="results/variants/counts.tsv",
     log:
         "results/logs/merge_variant_scores.log",
     conda:
@@ -109,7 +109,7 @@ rule make_demo_vcf:
         features=features_path(),
         tss="results/genes/tss.tsv",
     output:
-        "results/variants/demo.vcf",
+        out="results/variants/demo.vcf",
     log:
         "results/logs/make_demo_vcf.log",
     conda:
@@ -130,8 +130,8 @@ rule validate_variants:
         checkpoint=sei_checkpoint(),
         projection=sei_projection(),
     output:
-        table="results/diagnostics/variant_validation.tsv",
-        pairs="results/diagnostics/variant_pairs.tsv",
+        out="results/diagnostics/variant_validation.tsv",
+        out_pairs="results/diagnostics/variant_pairs.tsv",
     log:
         "results/logs/validate_variants.log",
     conda:

@@ -5,9 +5,9 @@
 
 rule convert_backbone:
     input:
-        gguf=backbone_gguf,
+        model=backbone_gguf,
     output:
-        directory("results/backbone/{name}"),
+        out=directory("results/backbone/{name}"),
     log:
         "results/logs/convert_backbone/{name}.log",
     benchmark:

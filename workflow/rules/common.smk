@@ -170,7 +170,7 @@ def targets_inputs():
 
 
 def targets_outputs():
-    return {"targets": TARGETS, **({"simulation": SIMULATION} if expression_simulated() else {})}
+    return {"out": TARGETS, **({"simulation_out": SIMULATION} if expression_simulated() else {})}
 
 
 def targets_settings():

@@ -11,8 +11,8 @@ rule train_control:
         backbone=backbone_input(),
     output:
         model=model_outputs(control_model_dir("{control}")),
-        history=f"{control_model_dir('{control}')}/history.tsv",
-        predictions=control_prediction_file("{control}"),
+        out_history=f"{control_model_dir('{control}')}/history.tsv",
+        out_predictions=control_prediction_file("{control}"),
     log:
         "results/logs/train_control/{control}.log",
     benchmark:
@@ -26,7 +26,7 @@ rule train_control:
         gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
-        model_dir=model_folder,
+        out_model=model_folder,
         n_bins=figure_model_key()[0],
         layers=figure_model_key()[1],
         model=model_config(),
@@ -44,7 +44,7 @@ rule ablate_context:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        control_prediction_file("context_ablation"),
+        out=control_prediction_file("context_ablation"),
     log:
         "results/logs/ablate_context.log",
     benchmark:
@@ -67,7 +67,7 @@ rule make_table3:
         targets=TARGETS,
         predictions=[path for _, path in table3_rows()],
     output:
-        report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
+        out=report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
     log:
         "results/logs/make_table3.log",
     conda:

@@ -7,13 +7,13 @@ rule plot_learning_curves:
     input:
         list(learning_curve_histories().values()),
     output:
-        report("results/figures/learning_curves.png", caption="../report/diagnostics.rst", category="Diagnostics"),
+        out=report("results/figures/learning_curves.png", caption="../report/diagnostics.rst", category="Diagnostics"),
     log:
         "results/logs/plot_learning_curves.log",
     conda:
         "../../envs/gta.yaml"
     params:
-        histories=learning_curve_histories(),
+        history=learning_curve_histories(),
         label=figure_label(),
     script:
         "../scripts/plot_learning_curves.py"
@@ -26,13 +26,13 @@ if expression_simulated():
             features=features_path(),
             targets=TARGETS,
         output:
-            report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
+            out=report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
         log:
             "results/logs/oracle_diagnostics.log",
         conda:
             "../../envs/gta.yaml"
         params:
-            visible=sorted(int(n) for n in config["evaluate"]["context_bins"]),
+            visible_bins=sorted(int(n) for n in config["evaluate"]["context_bins"]),
             grammar=config["expression"]["grammar"],
         script:
             "../scripts/oracle_diagnostics.py"
@@ -46,8 +46,8 @@ rule train_gta_subset:
         backbone=backbone_input(),
     output:
         model=model_outputs("results/models/gta_n{n}_l{layers}_f{fraction}"),
-        history="results/models/gta_n{n}_l{layers}_f{fraction}/history.tsv",
-        predictions="results/predictions/train_size/gta_n{n}_l{layers}_f{fraction}.tsv",
+        out_history="results/models/gta_n{n}_l{layers}_f{fraction}/history.tsv",
+        out_predictions="results/predictions/train_size/gta_n{n}_l{layers}_f{fraction}.tsv",
     log:
         "results/logs/train_gta_subset/gta_n{n}_l{layers}_f{fraction}.log",
     benchmark:
@@ -63,7 +63,7 @@ rule train_gta_subset:
         gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
-        model_dir=model_folder,
+        out_model=model_folder,
         n_bins=int_wildcard("n"),
         layers=int_wildcard("layers"),
         model=model_config(),
@@ -78,7 +78,7 @@ rule fit_baseline_subset:
         targets=TARGETS,
         tss="results/genes/tss.tsv",
     output:
-        "results/predictions/train_size/{baseline}_f{fraction}.tsv",
+        out="results/predictions/train_size/{baseline}_f{fraction}.tsv",
     log:
         "results/logs/fit_baseline_subset/{baseline}_f{fraction}.log",
     benchmark:
@@ -100,8 +100,10 @@ rule make_train_size:
         targets=TARGETS,
         predictions=[path for _, _, path in train_size_rows()],
     output:
-        table=report("results/diagnostics/train_size.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
-        figure=report("results/figures/train_size.png", caption="../report/diagnostics.rst", category="Diagnostics"),
+        out_table=report(
+            "results/diagnostics/train_size.tsv", caption="../report/diagnostics.rst", category="Diagnostics"
+        ),
+        out_figure=report("results/figures/train_size.png", caption="../report/diagnostics.rst", category="Diagnostics"),
     log:
         "results/logs/make_train_size.log",
     conda:

@@ -8,7 +8,7 @@ rule fit_baseline:
         targets=TARGETS,
         tss="results/genes/tss.tsv",
     output:
-        "results/predictions/{baseline}.tsv",
+        out="results/predictions/{baseline}.tsv",
     log:
         "results/logs/fit_baseline/{baseline}.log",
     benchmark:
@@ -29,7 +29,7 @@ if config["evaluate"]["baseline_predictions"]:
             targets=TARGETS,
             tss="results/genes/tss.tsv",
         output:
-            directory(IMPORTED),
+            out_dir=directory(IMPORTED),
         log:
             "results/logs/import_baseline_predictions.log",
         conda:
@@ -46,7 +46,7 @@ rule make_table1:
         simulation=[SIMULATION] if expression_simulated() else [],
         imported=[IMPORTED] if config["evaluate"]["baseline_predictions"] else [],
     output:
-        report("results/table1.tsv", caption="../report/table1.rst", category="Tables"),
+        out=report("results/table1.tsv", caption="../report/table1.rst", category="Tables"),
     log:
         "results/logs/make_table1.log",
     conda:
@@ -66,7 +66,7 @@ rule make_table2:
         targets=TARGETS,
         predictions=list(gta_table2_files().values()),
     output:
-        report("results/table2.tsv", caption="../report/table2.rst", category="Tables"),
+        out=report("results/table2.tsv", caption="../report/table2.rst", category="Tables"),
     log:
         "results/logs/make_table2.log",
     conda:

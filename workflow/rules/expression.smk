@@ -12,7 +12,7 @@ rule make_targets:
     conda:
         "../../envs/gta.yaml"
     params:
-        settings=targets_settings(),
+        **targets_settings(),
         seed=config["seed"],
     script:
         "../scripts/make_targets.py"

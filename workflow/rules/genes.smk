@@ -9,7 +9,7 @@ if not config["features"]["precomputed"]:
             **fasta_inputs(),
             mane=mane_input(),
         output:
-            "results/genes/tss.tsv",
+            out="results/genes/tss.tsv",
         log:
             "results/logs/mane_tss.log",
         conda:

@@ -5,7 +5,7 @@ rule synthetic_genome:
     input:
         mane=mane_input(),
     output:
-        fasta="results/genome/synthetic.fa",
+        out="results/genome/synthetic.fa",
         fai="results/genome/synthetic.fa.fai",
     log:
         "results/logs/synthetic_genome.log",
@@ -25,7 +25,7 @@ rule extract_windows:
         **fasta_inputs(),
         tss="results/genes/tss.tsv",
     output:
-        "results/windows/windows.bed",
+        out="results/windows/windows.bed",
     log:
         "results/logs/extract_windows.log",
     conda:

@@ -25,7 +25,7 @@ rule predict_sei:
         checkpoint=sei_checkpoint(),
         projection=sei_projection(),
     output:
-        "results/features/shards/{shard}.h5",
+        out="results/features/shards/{shard}.h5",
     log:
         "results/logs/predict_sei/{shard}.log",
     benchmark:
@@ -56,13 +56,13 @@ rule merge_features:
         tss="results/genes/tss.tsv",
         shards=expand("results/features/shards/{shard}.h5", shard=sei_shards()),
     output:
-        "results/features/features.h5",
+        out="results/features/features.h5",
     log:
         "results/logs/merge_features.log",
     conda:
         "../../envs/gta.yaml"
     params:
-        max_mostly_n=config["window"]["max_mostly_n_fraction"],
+        max_mostly_n_fraction=config["window"]["max_mostly_n_fraction"],
     script:
         "../scripts/merge_features.py"
 
@@ -74,7 +74,7 @@ if config["features"]["precomputed"]:
             features=config["features"]["precomputed"],
             mane=mane_input(),
         output:
-            "results/genes/tss.tsv",
+            out="results/genes/tss.tsv",
         log:
             "results/logs/tss_from_features.log",
         conda:

@@ -10,8 +10,8 @@ rule train_gta:
         backbone=backbone_input(),
     output:
         model=model_outputs("results/models/gta_n{n}_l{layers}"),
-        predictions="results/predictions/gta_n{n}_l{layers}.tsv",
-        history="results/models/gta_n{n}_l{layers}/history.tsv",
+        out_predictions="results/predictions/gta_n{n}_l{layers}.tsv",
+        out_history="results/models/gta_n{n}_l{layers}/history.tsv",
     log:
         "results/logs/train_gta/gta_n{n}_l{layers}.log",
     benchmark:
@@ -26,7 +26,7 @@ rule train_gta:
         gpu=train_on_gpu(),
     params:
         backbone=backbone_arg,
-        model_dir=model_folder,
+        out_model=model_folder,
         n_bins=int_wildcard("n"),
         layers=int_wildcard("layers"),
         model=model_config(),

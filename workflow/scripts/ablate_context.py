@@ -13,13 +13,4 @@ run(
         backbone="backbone.model",
         features="features.precomputed",
     ),
-    model=snakemake.input.model,
-    features=snakemake.input.features,
-    targets=snakemake.input.targets,
-    prompts=snakemake.input.prompts,
-    keep_bins=snakemake.params.keep_bins,
-    out=snakemake.output[0],
-    backbone=snakemake.params.backbone,
-    device=snakemake.params.device,
-    threads=snakemake.threads,
 )

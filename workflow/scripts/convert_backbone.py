@@ -3,10 +3,4 @@
 from gta.model.backbone import convert_backbone
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    convert_backbone,
-    config_keys=keys_from(snakemake, model="backbone.model"),
-    model=snakemake.input.gguf,
-    out=snakemake.output[0],
-)
+run(snakemake, convert_backbone, config_keys=keys_from(snakemake, model="backbone.model"))

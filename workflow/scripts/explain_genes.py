@@ -14,13 +14,4 @@ run(
         backbone="backbone.model",
         features="features.precomputed",
     ),
-    model=snakemake.input.model,
-    features=snakemake.input.features,
-    prompts=snakemake.input.prompts,
-    genes=snakemake.params.genes,
-    out_dir=snakemake.output[0],
-    backbone=snakemake.params.backbone,
-    device=snakemake.params.device,
-    threads=snakemake.threads,
-    label=snakemake.params.label,
 )

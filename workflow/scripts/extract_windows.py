@@ -3,14 +3,4 @@
 from gta.genome import extract_windows
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    extract_windows,
-    config_keys=keys_from(snakemake, "window", fasta="genome.fasta"),
-    tss=snakemake.input.tss,
-    fasta=snakemake.input.fasta,
-    out=snakemake.output[0],
-    n_bins=snakemake.params.n_bins,
-    bin_size=snakemake.params.bin_size,
-    grid=snakemake.params.grid,
-)
+run(snakemake, extract_windows, config_keys=keys_from(snakemake, "window", fasta="genome.fasta"))

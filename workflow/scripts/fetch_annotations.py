@@ -3,12 +3,4 @@
 from gta.annotations import fetch_annotations
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    fetch_annotations,
-    config_keys=keys_from(snakemake, "annotations"),
-    tss=snakemake.input.tss,
-    out=snakemake.output[0],
-    source=snakemake.params.source,
-    **snakemake.params.entrez,
-)
+run(snakemake, fetch_annotations, config_keys=keys_from(snakemake, "annotations"))

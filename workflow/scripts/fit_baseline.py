@@ -9,10 +9,4 @@ run(
     fit_baseline,
     config_keys=keys_from(snakemake, features="features.precomputed", train_fraction="evaluate.train_fractions"),
     model=snakemake.wildcards.baseline,
-    features=snakemake.input.features,
-    targets=snakemake.input.targets,
-    tss=snakemake.input.tss,
-    out=snakemake.output[0],
-    train_fraction=snakemake.params.get("train_fraction", 1.0),
-    seed=snakemake.params.get("seed", 0),
 )

@@ -4,12 +4,4 @@
 from gta.baselines import import_baseline_predictions
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    import_baseline_predictions,
-    config_keys=keys_from(snakemake, csv="evaluate.baseline_predictions"),
-    csv=snakemake.input.csv,
-    targets=snakemake.input.targets,
-    tss=snakemake.input.tss,
-    out_dir=snakemake.output[0],
-)
+run(snakemake, import_baseline_predictions, config_keys=keys_from(snakemake, csv="evaluate.baseline_predictions"))

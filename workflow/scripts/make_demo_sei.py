@@ -3,13 +3,4 @@
 from gta.demo.sei import make_demo_sei
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    make_demo_sei,
-    config_keys=keys_from(snakemake, "sei"),
-    checkpoint=snakemake.output.checkpoint,
-    projection=snakemake.output.projection,
-    width=snakemake.params.width,
-    n_targets=snakemake.params.n_targets,
-    seed=snakemake.params.seed,
-)
+run(snakemake, make_demo_sei, config_keys=keys_from(snakemake, "sei"))

@@ -9,10 +9,4 @@ run(
     config_keys=keys_from(
         snakemake, per_class="variants.demo_per_class", features="features.precomputed", fasta="genome.fasta"
     ),
-    features=snakemake.input.features,
-    tss=snakemake.input.tss,
-    fasta=snakemake.input.fasta,
-    out=snakemake.output[0],
-    per_class=snakemake.params.per_class,
-    seed=snakemake.params.seed,
 )

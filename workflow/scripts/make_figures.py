@@ -9,15 +9,4 @@ run(
     config_keys=keys_from(
         snakemake, "evaluate", device="train.device", backbone="backbone.model", features="features.precomputed"
     ),
-    model=snakemake.input.model,
-    backbone=snakemake.params.backbone,
-    features=snakemake.input.features,
-    predictions=snakemake.input.predictions,
-    prompts=snakemake.input.prompts,
-    out_dir=snakemake.params.out_dir,
-    label=snakemake.params.label,
-    device=snakemake.params.device,
-    threads=snakemake.threads,
-    n_boot=snakemake.params.n_boot,
-    seed=snakemake.params.seed,
 )

@@ -3,11 +3,4 @@
 from gta.annotations import make_prompts
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    make_prompts,
-    config_keys=keys_from(snakemake, "annotations"),
-    annotations=snakemake.input[0],
-    out=snakemake.output[0],
-    cell_type=snakemake.params.cell_type,
-)
+run(snakemake, make_prompts, config_keys=keys_from(snakemake, "annotations"))

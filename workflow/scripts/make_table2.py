@@ -3,13 +3,4 @@
 from gta.evaluate import make_table2
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    make_table2,
-    config_keys=keys_from(snakemake, "evaluate"),
-    rows=snakemake.params.rows,
-    targets=snakemake.input.targets,
-    out=snakemake.output[0],
-    n_boot=snakemake.params.n_boot,
-    seed=snakemake.params.seed,
-)
+run(snakemake, make_table2, config_keys=keys_from(snakemake, "evaluate"))

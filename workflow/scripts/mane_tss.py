@@ -3,13 +3,4 @@
 from gta.rule import keys_from, run
 from gta.tss import mane_tss
 
-run(
-    snakemake,
-    mane_tss,
-    config_keys=keys_from(snakemake, "genes", mane="genes.mane_summary", fasta="genome.fasta"),
-    mane=snakemake.input.mane,
-    fasta=snakemake.input.fasta,
-    out=snakemake.output[0],
-    chromosomes=snakemake.params.chromosomes,
-    max_genes=snakemake.params.max_genes,
-)
+run(snakemake, mane_tss, config_keys=keys_from(snakemake, "genes", mane="genes.mane_summary", fasta="genome.fasta"))

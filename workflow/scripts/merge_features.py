@@ -3,12 +3,4 @@
 from gta.rule import keys_from, run
 from gta.sei.features import merge_features
 
-run(
-    snakemake,
-    merge_features,
-    config_keys=keys_from(snakemake, max_mostly_n_fraction="window.max_mostly_n_fraction"),
-    tss=snakemake.input.tss,
-    shards=snakemake.input.shards,
-    out=snakemake.output[0],
-    max_mostly_n_fraction=snakemake.params.max_mostly_n,
-)
+run(snakemake, merge_features, config_keys=keys_from(snakemake, max_mostly_n_fraction="window.max_mostly_n_fraction"))

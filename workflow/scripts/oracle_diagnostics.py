@@ -3,13 +3,4 @@
 from gta.demo.simulation import oracle_diagnostics
 from gta.rule import keys_from, run
 
-run(
-    snakemake,
-    oracle_diagnostics,
-    config_keys=keys_from(snakemake, "expression", features="features.precomputed"),
-    features=snakemake.input.features,
-    targets=snakemake.input.targets,
-    out=snakemake.output[0],
-    visible_bins=snakemake.params.visible,
-    grammar=snakemake.params.grammar,
-)
+run(snakemake, oracle_diagnostics, config_keys=keys_from(snakemake, "expression", features="features.precomputed"))

@@ -4,10 +4,4 @@
 from gta.figures import plot_learning_curves
 from gta.rule import run
 
-run(
-    snakemake,
-    plot_learning_curves,
-    history=snakemake.params.histories,
-    out=snakemake.output[0],
-    label=snakemake.params.label,
-)
+run(snakemake, plot_learning_curves)

@@ -7,8 +7,4 @@ run(
     snakemake,
     synthetic_genome,
     config_keys=keys_from(snakemake, "genes", mane="genes.mane_summary", seed="genome.synthetic_seed"),
-    mane=snakemake.input.mane,
-    chromosomes=snakemake.params.chromosomes,
-    out=snakemake.output.fasta,
-    seed=snakemake.params.seed,
 )

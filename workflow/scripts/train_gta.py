@@ -26,13 +26,6 @@ run(
         train_fraction="evaluate.train_fractions",
         features="features.precomputed",
     ),
-    features=snakemake.input.features,
-    targets=snakemake.input.targets,
-    prompts=snakemake.input.prompts,
-    out_model=params.model_dir,
-    out_predictions=snakemake.output.predictions,
-    out_history=snakemake.output.history,
-    n_bins=params.n_bins,
     mcfg=ModelConfig(**params.model, **params.get("control", {}), backbone=params.backbone, layers=params.layers),
     tcfg=TrainConfig(**params.train, threads=snakemake.threads),
 )

@@ -13,9 +13,4 @@ run(
         fasta="genome.fasta",
         min_bins="evaluate.context_bins",
     ),
-    features=snakemake.input.features,
-    mane=snakemake.input.mane,
-    out=snakemake.output[0],
-    fasta=snakemake.params.fasta,
-    min_bins=snakemake.params.min_bins,
 )
