@@ -234,3 +234,4 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, tiny_model):
     with pytest.raises(GTAError, match=r"pickled\.pth") as e:
         read_state_dict(pickled)
     assert e.value.input == "checkpoint"  # the rule adds sei.checkpoint, the command line --checkpoint
+    assert "weights_only" not in str(e.value)  # torch's advice to load it anyway (which runs its code) is not relayed

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -71,10 +72,11 @@ def read_state_dict(path: str | Path, sha256: str | None = None) -> dict[str, to
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, not a torch file at all
+        # torch's own message for a pickle suggests weights_only=False, which could run code: never relay it
+        why = "it is not a plain state dict of tensors" if isinstance(e, pickle.UnpicklingError) else str(e)
         raise GTAError(
-            f"cannot read Sei checkpoint {path}: "
-            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}; the file is corrupt or not a "
-            f"torch state dict ({_FIX})",
+            f"cannot read Sei checkpoint {path}: {type(e).__name__}: {why.splitlines()[0] if why else ''}; the "
+            f"file is corrupt or not a torch state dict, and pickled objects are never loaded ({_FIX})",
             input="checkpoint",
         ) from e
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
