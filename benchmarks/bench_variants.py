@@ -326,7 +326,7 @@ def main() -> None:
         out, counts_tsv = tmp / "scores.tsv", tmp / "counts.tsv"
         t0 = time.perf_counter()
         table = score_variants(
-            model_dir, vcf, features, tss, fasta, sei, out, device=a.device, threads=a.threads, counts_out=counts_tsv
+            model_dir, vcf, features, tss, fasta, sei, out, device=a.device, threads=a.threads, out_counts=counts_tsv
         )
         t_a = time.perf_counter() - t0
         counts = dict(pd.read_csv(counts_tsv, sep="\t").values)
