@@ -48,6 +48,7 @@ from gta.predict import SeiScorer, gene_prompts
 from gta.pretrained import GTAModel, save_model
 from gta.scoring import score_variants
 from gta.sei import KEPT
+from gta.testing import write_tiny_backbone
 from gta.sei.checkpoint import save_sei
 from gta.sei.features import merge_features
 from gta.sei.inference import WindowSpec, run_shard
@@ -58,53 +59,6 @@ from gta.variants import alt_bin, place, read_vcf, ref_bin
 BIN = 4096
 GRID = "genome"
 CELL_TYPE = "GM12878 lymphoblastoid cells"
-WORDS = [
-    "[UNK]",
-    "#",
-    ":",
-    ".",
-    ",",
-    "Task",
-    "Gene",
-    "Expression",
-    "Prediction",
-    "on",
-    "GM12878",
-    "lymphoblastoid",
-    "cells",
-    "Official",
-    "Symbol",
-    "Full",
-    "Name",
-    "Data",
-    "Promoter",
-    "Enhancer",
-]
-
-
-def make_backbone(folder: Path, hidden: int = 32, seed: int = 0) -> Path:
-    """A one-block random Llama with a word-level tokenizer, saved as a backbone folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    vocab = {w: i for i, w in enumerate(WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(WORDS) + 4,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-    )
-    LlamaModel(cfg).save_pretrained(folder)
-    return folder
 
 
 def write_genes(path: Path, n_genes: int, spacing: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -309,7 +263,7 @@ def main() -> None:
         t_features = time.perf_counter() - t0
 
         model_dir = tmp / "model"
-        write_model(model_dir, make_backbone(tmp / "backbone"), features, n, a.threads)
+        write_model(model_dir, write_tiny_backbone(tmp / "backbone", num_hidden_layers=1), features, n, a.threads)
         vcf = tmp / "variants.vcf"
         kinds = write_vcf(vcf, fa, genes, n, a.variants, rng)
 

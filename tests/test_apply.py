@@ -25,10 +25,10 @@ from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import KEPT, save_sei
 from gta.sei import inference
 from gta.sei.features import merge_features
+from gta.testing import write_tiny_backbone
 from gta.tss import MANE_COLUMNS, build_tss_table, read_mane, write_tss
 from gta.train import load_features, train_gta
 from gta.variants import Variant, alt_bin, ref_bin
-from test_train import make_backbone
 
 N_BINS, BIN = 5, 4096
 SPAN = N_BINS * BIN
@@ -56,23 +56,6 @@ GENES = [
 ]
 # in the MANE summary but not in the features file: half its window's bins are a features-file gene's
 EXTRA = (3001, "GX", "chr21", 50_000, "+")
-WORDS = [
-    "[UNK]",
-    "#",
-    ":",
-    ".",
-    "Task",
-    "Gene",
-    "Expression",
-    "Prediction",
-    "on",
-    "GM12878",
-    "cells",
-    "Data",
-    "protein",
-    "kinase",
-    "alpha",
-]
 
 
 def window_start(tss: int) -> int:
@@ -167,9 +150,8 @@ def world(tmp_path_factory):
             fh.write(json.dumps({"gene_id": int(g), "prompt": f"# Task : Gene Expression {words} # Data :"}) + "\n")
 
     # a tiny random Llama backbone with a word-level tokenizer, and two epochs of training
-    backbone = make_backbone(
+    backbone = write_tiny_backbone(
         d / "backbone",
-        WORDS,
         hidden=16,
         intermediate_size=32,
         num_hidden_layers=1,

@@ -7,74 +7,26 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaModel
 
 from gta import GTAError
 from gta.model import GTA, class_token_ids, count_parameters, encode_prompts
 from gta.model.spec import backbone_kind, converted_name
+from gta.testing import PROMPT_WORDS, tiny_llama, word_tokenizer
 
 N_FEATURES = 33
 # fp32 tolerance for "the same computation in another order / shape" on this tiny model
 ATOL = 1e-5
 
-WORDS = [
-    "[UNK]",
-    "#",
-    ":",
-    "-",
-    "/",
-    ".",
-    "Task",
-    "Gene",
-    "Expression",
-    "Prediction",
-    "on",
-    "GM12878",
-    "cells",
-    "Official",
-    "Symbol",
-    "Data",
-    "A1BG",
-    "alpha",
-    "1",
-    "B",
-    "glycoprotein",
-    "cell",
-    "like",
-    "CTCF",
-    "Cohesin",
-    "Promoter",
-    "Transcription",
-    "Polycomb",
-    "Heterochromatin",
-    "T",
-    "Brain",
-]
-
 
 @pytest.fixture(scope="module")
 def tokenizer():
     """A word-level tokenizer (independent of any model download)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    return word_tokenizer()
 
 
 def tiny_backbone(layers: int = 2, seed: int = 0) -> LlamaModel:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(WORDS) + 9,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        attn_implementation="sdpa",
-    )
-    return LlamaModel(cfg).eval()
+    return tiny_llama(seed=seed, num_hidden_layers=layers, attn_implementation="sdpa")
 
 
 def tiny_gta(tokenizer, seed: int = 0, **kw) -> GTA:
@@ -97,7 +49,7 @@ def tiny_gta(tokenizer, seed: int = 0, **kw) -> GTA:
 
 def prompts(lengths, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, len(WORDS), (n,), generator=g) for n in lengths]
+    return [torch.randint(0, len(PROMPT_WORDS), (n,), generator=g) for n in lengths]
 
 
 def features(b, n, seed=0):
@@ -412,7 +364,7 @@ def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
             if t not in expected:
                 expected.append(t)
     assert expected == [
-        WORDS.index(w) for w in ["B", "-", "cell", "like", "CTCF", "Cohesin", "Promoter", "Transcription"]
+        PROMPT_WORDS.index(w) for w in ["B", "-", "cell", "like", "CTCF", "Cohesin", "Promoter", "Transcription"]
     ]
     assert class_token_ids(tokenizer, names) == expected
     model = tiny_gta(tokenizer, class_names=names)

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
 from gta import GTAError
 from gta.options import ModelConfig, TrainConfig
 from gta.sei import CLASS_LABELS, KEPT
 from gta.pretrained import GTAModel, read_config, read_weights
+from gta.testing import write_tiny_backbone
 from gta.train import Trainer, centred_slice, load_dataset, train_gta
 
 N_GENES, STORED = 160, 9
@@ -43,18 +43,9 @@ WORDS = [
 
 
 def make_backbone(d, words=WORDS, hidden=32, seed=0, **config):
-    """A tiny random Llama with a word-level tokenizer over `words`, saved as a backbone folder;
-    `config` overrides LlamaConfig settings."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(d)
-    torch.manual_seed(seed)
-    sizes = dict(intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
-    cfg = LlamaConfig(vocab_size=len(words) + 5, hidden_size=hidden, max_position_embeddings=256, **sizes | config)
-    LlamaModel(cfg).save_pretrained(d)
-    return d
+    """The tiny backbone (gta.testing) over this module's words; the fitting test's numbers were measured
+    with exactly this random backbone (5 spare vocabulary rows)."""
+    return write_tiny_backbone(d, words, hidden, seed, extra_vocab=5, **config)
 
 
 @pytest.fixture(scope="module")
