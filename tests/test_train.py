@@ -210,9 +210,12 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, data_files, backbone_d
     assert [h["val_spearman"] for h in ha] == [h["val_spearman"] for h in hb]
 
 
-def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_files, backbone_dir):
+@pytest.mark.parametrize("autocast", ["float32", "bfloat16"])
+def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_files, backbone_dir, autocast):
+    """Reloaded, the model predicts exactly what the training run wrote, in either precision."""
     d = data_files[0]
-    folder, pred = run(tmp_path, data_files, backbone_dir, epochs=2)
+    folder, pred = run(tmp_path, data_files, backbone_dir, epochs=2, autocast=autocast)
+    assert read_config(folder)["precision"] == autocast
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "splits.tsv", "weights.safetensors"]
     config = read_config(folder / "config.json")  # the folder or its config.json
     assert config["backbone"]["hidden_size"] == 32 and len(config["classes"]) == 33
@@ -235,6 +238,25 @@ def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_fi
     with pytest.raises(GTAError, match="is a file; a trained GTA model is a folder") as e:
         GTAModel.from_pretrained(folder / "splits.tsv")
     assert e.value.input == "model"
+
+
+def test_a_model_predicts_in_the_precision_it_was_trained_in(tmp_path, data_files, backbone_dir, monkeypatch):
+    """'auto' resolves per machine; the folder records what it resolved to, and a machine where 'auto'
+    means the other precision still reproduces the training run's predictions."""
+    d = data_files[0]
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    for trained_on, loaded_on, precision in (("1", "0", "bfloat16"), ("0", "1", "float32")):
+        monkeypatch.setenv("GTA_CPU_BF16", trained_on)
+        folder, pred = run(tmp_path / trained_on, data_files, backbone_dir, epochs=1, autocast="auto")
+        assert read_config(folder)["precision"] == precision
+        monkeypatch.setenv("GTA_CPU_BF16", loaded_on)
+        model = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
+        got = pd.Series(model.predict(ds.x, ds.prompt), index=ds.gene_id)[pred["gene_id"]]
+        assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]
+        if precision == "bfloat16":  # and the precision matters: in float32 the numbers differ
+            model.config["precision"] = "float32"
+            other = model.predict(ds.x, ds.prompt)
+            assert np.abs(other - got.reindex(ds.gene_id).to_numpy()).max() > 1e-6
 
 
 class RunsCode:

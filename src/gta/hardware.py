@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import torch
 
@@ -12,9 +13,24 @@ from . import GTAError
 log = logging.getLogger("gta.hardware")
 
 
-@functools.lru_cache(maxsize=1)
+# GTA_CPU_BF16=1 makes 'auto' choose bf16 on any CPU (to test the bf16 path on an AVX2-only machine:
+# correct, only slow), GTA_CPU_BF16=0 makes it choose fp32 on a bf16 CPU; unset, the CPU's flags decide.
+FORCE_BF16_ENV = "GTA_CPU_BF16"
+
+
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AMX-BF16 or AVX512-BF16), from /proc/cpuinfo flags."""
+    """Whether 'auto' precision runs bf16 on this CPU: native bf16 arithmetic (AMX-BF16 or AVX512-BF16,
+    from /proc/cpuinfo flags), unless the environment variable GTA_CPU_BF16 is 1 (yes) or 0 (no)."""
+    forced = os.environ.get(FORCE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise GTAError(f"{FORCE_BF16_ENV} must be 0 or 1 (got {forced!r}); unset it to follow the CPU's flags")
+    return _cpu_flags_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:

@@ -86,8 +86,12 @@ def save_model(
     history: list[dict],
     metrics: dict,
     window: dict | None = None,
+    precision: str = "float32",
 ) -> Path:
     """Write a model folder; config.json goes last, so a folder with a config.json is complete.
+
+    `precision` is what the training's autocast resolved to ('float32' or 'bfloat16'): the model
+    predicts in it wherever it is loaded, so it reproduces its training run's predictions.
 
     `state` is the trainable state (GTA.trainable_state_dict()) to store, `splits` has columns gene_id,
     symbol, split; `metrics` e.g. {"best_val_spearman": ..., "test_spearman": ...}; `window` the
@@ -111,6 +115,7 @@ def save_model(
         "format": FORMAT,
         "version": VERSION,
         "n_bins": int(n_bins),
+        "precision": precision,
         "window": dict(window or {}),
         "classes": [CLASS_LABELS[i] for i in KEPT],
         "class_names": [CLASS_NAMES[i] for i in KEPT],
@@ -153,6 +158,11 @@ A trained Genetic sequence Token Alignment model (the `gta` package). Load it wi
 - genes: {g["train"]} train, {g["val"]} validation, {g["test"]} test (splits.tsv lists them)
 - context: {config["n_bins"]} bins of {w.get("bin_size", 4096)} bp ({w.get("grid", "tss")} grid)
 - {t["epochs"]} epochs at most, batch {t["batch_size"]}, lr {t["lr"]}, seed {t["seed"]}
+- precision: {config["precision"]} (autocast {t["autocast"]}). Loaded anywhere, the model predicts in
+  {config["precision"]}, in the training's batches: on the same kind of machine it reproduces the
+  training run's predictions exactly. Other hardware (another CPU kind, a GPU) computes bf16 with other
+  kernels, so there the predictions agree to bf16 rounding (a few 1e-3 of a standardised target), and in
+  float32 to about 1e-6.
 
 ## Metrics
 {metrics}
@@ -191,7 +201,9 @@ def read_config(folder: str | Path) -> dict:
             f"{path} is model format version {config.get('version')}; this gta reads version {VERSION}",
             input="model",
         )
-    missing = [k for k in ("n_bins", "target", "backbone", "model", "train", "classes") if k not in config]
+    missing = [
+        k for k in ("n_bins", "precision", "target", "backbone", "model", "train", "classes") if k not in config
+    ]
     if missing:
         raise GTAError(f"{path} lacks {', '.join(missing)}", input="model")
     return config
@@ -299,9 +311,10 @@ class GTAModel:
             yield s, x[s : s + bs].to(self.device), ids[s : s + bs]
 
     def _autocast(self):
+        """The precision the model was trained in (config.json 'precision'), not what 'auto' means here."""
         from .hardware import autocast, resolve_dtype
 
-        return autocast(self.device, resolve_dtype(self.config["train"]["autocast"], self.device, "autocast"))
+        return autocast(self.device, resolve_dtype(self.config["precision"], self.device, "precision"))
 
     def predict(
         self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None

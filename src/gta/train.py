@@ -181,7 +181,8 @@ class Trainer:
 class ResumeState:
     """Where a run stands after its last finished epoch, saved after every epoch so a killed run goes on
     from there and ends with the numbers an uninterrupted run would have: the trainable weights, the
-    optimiser, the torch RNG and the CPU thread count the run began with, beside the bookkeeping below.
+    optimiser, the torch RNGs (CPU, and each CUDA device's when the run trains on a GPU: dropout draws
+    there) and the CPU thread count the run began with, beside the bookkeeping below.
     (The numpy shuffles are not saved: `shuffles` replays them from the seed.)
 
     The file is `<model folder name>-<fingerprint>.pt` in `<parent of the model folder>/.resume` (or
@@ -231,6 +232,16 @@ class ResumeState:
             _keep_threads(st.get("threads", torch.get_num_threads()))
         if self.epoch:
             torch.set_rng_state(st["torch_rng"])
+            if trainer.device.type == "cuda":
+                saved = st.get("cuda_rng") or []
+                if len(saved) != torch.cuda.device_count():
+                    raise GTAError(
+                        f"{self.path} was saved with {len(saved)} CUDA devices' RNG states and "
+                        f"{torch.cuda.device_count()} are visible now; resume on the same devices, or delete it "
+                        "to start over",
+                        input="device",
+                    )
+                torch.cuda.set_rng_state_all(saved)
 
     def save(self, trainer: Trainer) -> None:
         with atomic_path(self.path) as tmp:
@@ -244,6 +255,7 @@ class ResumeState:
                     "bad": self.bad,
                     "epoch": self.epoch,
                     "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if trainer.device.type == "cuda" else [],
                     "threads": torch.get_num_threads(),
                 },
                 tmp,
@@ -347,6 +359,7 @@ def write_outputs(trainer: Trainer, state: ResumeState, features: str, out_model
         state.history,
         metrics,
         window=feature_window(features),
+        precision=str(trainer.amp).removeprefix("torch."),
     )
     write_predictions(table, out_predictions)
 

@@ -314,7 +314,9 @@ class GTA(nn.Module):
         with `skip`, each state followed by the bin's aligned token (B, N, 2 * hidden)."""
         self._check_inputs(features, prompt_ids)
         device = self.device
-        x = (features.to(device=device, dtype=torch.float32) - self.feature_mean) / self.feature_std
+        # contiguous: under bf16 autocast the CPU kernels round differently for a strided input, and a
+        # model must give the same numbers whatever view of the features a caller passes
+        x = (features.to(device=device, dtype=torch.float32).contiguous() - self.feature_mean) / self.feature_std
         emb = self.backbone.get_input_embeddings().weight
         data, attention = self.align(x, emb, self.class_ids)
         if self.position is not None:
