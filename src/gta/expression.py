@@ -330,11 +330,14 @@ def _check_splits(genes: pd.DataFrame, table: str, held_out: str | None, held_ou
             continue
         if held_out is not None and s != "test":
             rest = int((genes["split"] != "test").sum())
+            fix = "a test gene list that leaves genes out"
+            if held_out_input == "test_chromosomes":
+                fix = "fewer test chromosomes"
             raise GTAError(
                 f"the {s} split is empty: of the {len(genes)} genes with features and a target "
                 f"({source}), {len(genes) - rest} are {held_out} and only {rest} are left for training "
-                "and validation (genes sharing a window with a test gene are test genes too); hold out "
-                "fewer genes, or add genes",
+                f"and validation (genes sharing a window with a test gene are test genes too); use {fix}, "
+                "or add genes",
                 input=(held_out_input, "table"),
             )
         raise GTAError(
