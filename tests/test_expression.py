@@ -342,7 +342,7 @@ def test_make_targets_simulated_writes_the_signal(tmp_path):
             "ensembl_gene": "",
             "name": "",
             "chrom": "1",
-            "tss": ids * 1000,
+            "tss": ids * 10_000,  # windows apart: TSSs within a bin would share one split as a group
             "strand": "+",
         }
     )

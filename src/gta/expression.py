@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from .options import GrammarName
 from .formats import TARGET_COLUMNS, read_feature_classes, read_feature_genes
 from .identifiers import GeneIndex, match_identifiers, read_gene_list
 from .io import atomic_path, require_file
-from .splits import SPLITS, assign_splits
+from .splits import SPLITS, assign_splits, window_groups
 
 log = logging.getLogger("gta.expression")
 
@@ -270,26 +271,79 @@ def _test_gene_ids(test_genes: str | Path, tss: pd.DataFrame, genes: pd.DataFram
     return test_ids
 
 
-def _check_splits(genes: pd.DataFrame, table: str, test_ids: set[int] | None, test_genes: str | Path | None) -> None:
-    """Log the split sizes; stop, naming the likely cause, when a split is empty."""
+def _test_chromosome_ids(test_chromosomes: Sequence[str], genes: pd.DataFrame) -> set[int]:
+    """GeneIDs of the genes on the held-out chromosomes (genes.test_chromosomes); each must have genes."""
+    wanted = [str(c) for c in test_chromosomes]
+    present = set(genes["chrom"].astype(str))
+    absent = [c for c in wanted if c not in present]
+    if absent:
+        raise GTAError(
+            f"test chromosomes {absent} have no genes with features and a target (those genes lie on "
+            f"{sorted(present)}); name held-out chromosomes as the TSS table names them, among the genes' chromosomes",
+            input=("test_chromosomes", "features"),
+        )
+    test_ids = set(genes.loc[genes["chrom"].astype(str).isin(wanted), "gene_id"].astype(int))
+    log.info("test chromosomes %s: %d genes held out", ", ".join(wanted), len(test_ids))
+    return test_ids
+
+
+def _held_out(
+    test_genes: str | Path | None, test_chromosomes: Sequence[str] | None, tss: pd.DataFrame, genes: pd.DataFrame
+) -> tuple[set[int] | None, str | None, str | None]:
+    """(test GeneIDs, what they are, the input naming them) from the test gene list or the test
+    chromosomes; (None, None, None) when neither is given (a seeded fraction is held out)."""
+    if test_genes:
+        return _test_gene_ids(test_genes, tss, genes), f"in the test gene list {test_genes}", "test_genes"
+    if test_chromosomes:
+        names = ", ".join(map(str, test_chromosomes))
+        return _test_chromosome_ids(test_chromosomes, genes), f"on the test chromosomes {names}", "test_chromosomes"
+    return None, None, None
+
+
+def _window_groups(genes: pd.DataFrame, attrs: dict) -> np.ndarray:
+    """gta.splits.window_groups for the genes, on the features file's bin size and grid; logs the groups."""
+    bin_size, grid = int(attrs["bin_size"]), str(attrs.get("grid", "tss"))
+    groups = window_groups(genes["gene_id"].to_numpy(), genes["chrom"].astype(str), genes["tss"], bin_size, grid)
+    sizes = pd.Series(groups).value_counts()
+    shared = sizes[sizes > 1]
+    log.info(
+        "window groups (central bins at most %d bp apart, grid %s): %d genes in %d groups of 2 or more "
+        "(largest %d), each kept in one split",
+        bin_size,
+        grid,
+        int(shared.sum()),
+        len(shared),
+        int(sizes.max()) if len(sizes) else 0,
+    )
+    return groups
+
+
+def _check_splits(genes: pd.DataFrame, table: str, held_out: str | None, held_out_input: str | None) -> None:
+    """Log the split sizes; stop, naming the likely cause, when a split is empty (`genes` has columns split
+    and group, see gta.splits.window_groups). `held_out` describes the chosen test genes (a test gene list
+    or test chromosomes), `held_out_input` the input naming them."""
     counts = genes["split"].value_counts()
     log.info("splits: %s", ", ".join(f"{s} {int(counts.get(s, 0))}" for s in SPLITS))
     source = "simulated expression" if table == "simulated" else f"expression table {table}"
     for s in SPLITS:
         if counts.get(s, 0) > 0:
             continue
-        if test_ids is not None and s != "test":
+        if held_out is not None and s != "test":
             rest = int((genes["split"] != "test").sum())
+            fix = "a test gene list that leaves genes out"
+            if held_out_input == "test_chromosomes":
+                fix = "fewer test chromosomes"
             raise GTAError(
                 f"the {s} split is empty: of the {len(genes)} genes with features and a target "
-                f"({source}), {len(genes) - rest} are in the test gene list {test_genes} and only "
-                f"{rest} are left for training and validation; use a test gene list that leaves "
-                "genes out, or add genes",
-                input=("test_genes", "table"),
+                f"({source}), {len(genes) - rest} are {held_out} and only {rest} are left for training "
+                f"and validation (genes sharing a window with a test gene are test genes too); use {fix}, "
+                "or add genes",
+                input=(held_out_input, "table"),
             )
         raise GTAError(
-            f"the {s} split is empty ({len(genes)} genes with features and a target from {source}); "
-            "use more genes or other test and validation fractions (test_fraction, val_fraction)",
+            f"the {s} split is empty ({len(genes)} genes with features and a target from {source}, in "
+            f"{genes['group'].nunique()} window groups that each stay in one split); use more genes or other "
+            "test and validation fractions (test_fraction, val_fraction)",
             input=("features", "test_fraction", "val_fraction"),
         )
 
@@ -316,6 +370,7 @@ def make_targets(
     out: str | Path,
     simulation_out: str | Path | None = None,
     test_genes: str | Path | None = None,
+    test_chromosomes: list[str] | None = None,
     test_fraction: float = 0.2,
     val_fraction: float = 0.2,
     seed: int = 0,
@@ -335,12 +390,20 @@ def make_targets(
         out: output targets.tsv
         simulation_out: simulation: output of the noiseless signal
         test_genes: file of test genes (one identifier per line); empty = seeded fraction
+        test_chromosomes: chromosomes whose genes are the test genes (named as in the TSS table); not
+            together with test_genes; empty = seeded fraction
         log_transform: log1p the observed values
         signal_fraction: simulation: variance share of the signal
         grammar: simulation: the planted grammar (gta.demo.simulation)
     """
     from .tss import read_tss
 
+    if test_genes and test_chromosomes:
+        raise GTAError(
+            f"both a test gene list ({test_genes}) and test chromosomes ({', '.join(map(str, test_chromosomes))}) "
+            "choose the test genes; give only one of them",
+            input=("test_genes", "test_chromosomes"),
+        )
     tss_table = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss"))
     genes, in_tss, attrs = _genes_with_features(tss_table, tss, features)
     if table == "simulated":
@@ -352,9 +415,15 @@ def make_targets(
 
     genes = genes[genes["gene_id"].isin(values.index)].copy()
     genes["value"] = values.loc[genes["gene_id"]].to_numpy(np.float64)
-    test_ids = _test_gene_ids(test_genes, tss_table, genes) if test_genes else None
-    genes["split"] = assign_splits(genes["gene_id"].to_numpy(), test_ids, test_fraction, val_fraction, seed)
+    test_ids, held_out, held_out_input = _held_out(test_genes, test_chromosomes, tss_table, genes)
+    genes["group"] = _window_groups(genes, attrs)
+    genes["split"] = assign_splits(
+        genes["gene_id"].to_numpy(), test_ids, test_fraction, val_fraction, seed, genes["group"].to_numpy()
+    )
+    if test_genes:
+        twins = int((genes["split"] == "test").sum()) - len(test_ids & set(genes["gene_id"]))
+        log.info("%d genes share a window group with a listed test gene and are test genes too", twins)
     genes = genes.sort_values("gene_id")
-    _check_splits(genes, table, test_ids, test_genes)
+    _check_splits(genes, table, held_out, held_out_input)
     _write_targets(genes, out, signal, simulation_out)
     return genes[TARGET_COLUMNS]

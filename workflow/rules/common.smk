@@ -175,13 +175,16 @@ def targets_outputs():
 
 def targets_settings():
     """make_targets' keyword arguments from only the config keys this configuration uses (others never
-    rerun it); the test gene list and the simulation output come from the rule's input and output."""
+    rerun it); the test gene list and the simulation output come from the rule's input and output.
+    make_targets stops when both a test gene list and test chromosomes are set."""
     e, g = config["expression"], config["genes"]
     if expression_simulated():
         settings = {"table": "simulated", "signal_fraction": e["signal_fraction"], "grammar": e["grammar"]}
     else:
         settings = {"table": e["table"], "log_transform": e["log_transform"]}
-    if not g["test_genes"]:
+    if g["test_chromosomes"]:
+        settings["test_chromosomes"] = list(g["test_chromosomes"])
+    if not g["test_genes"] and not g["test_chromosomes"]:
         settings["test_fraction"] = g["test_fraction"]
     return settings | {"val_fraction": g["val_fraction"]}
 
