@@ -10,6 +10,7 @@ import pytest
 from gta import GTAError
 from gta.baselines import fit_baseline, fit_ridge
 from gta.evaluate import TABLE3_DESCRIPTIONS, evaluate_file, make_table3, make_train_size, read_targets
+from gta.formats import DELTA_COLUMNS, SEED_COLUMNS
 from gta.splits import train_subset
 from gta.model import GTA
 from gta.pretrained import read_config, read_weights
@@ -208,7 +209,7 @@ def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
         rows.append((name, str(tmp_path / f"{name}.tsv")))
     make_table3(rows, tmp_path / "targets.tsv", tmp_path / "table3.tsv", n_boot=200, seed=3, keep_bins=5)
     back = pd.read_csv(tmp_path / "table3.tsv", sep="\t")
-    assert list(back.columns) == ["model", "description", "spearman", "ci", "n_genes"]
+    assert list(back.columns) == ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
     assert list(back["model"]) == [name for name, _ in rows]
     assert back["description"].iloc[-1] == TABLE3_DESCRIPTIONS["context_ablation"].format(keep_bins=5)
     assert "central 5" in back["description"].iloc[-1]

@@ -11,6 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from gta.formats import DELTA_COLUMNS, SEED_COLUMNS
+
 from conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow  # the session's tiny run: about 4 minutes on 2 cores
@@ -41,7 +43,7 @@ def edited(tmp_path, config, **changes):
 def test_table1_has_every_row(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
-    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", *SEED_COLUMNS]
     expected = [
         "Xpresso",
         "Enformer",
@@ -74,7 +76,7 @@ def test_table3_and_diagnostics(tiny_run, tiny_config):
     n, layers = max(e["context_bins"]), cfg["backbone"]["layers"]
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
     t3 = pd.read_csv(tiny_run / "results/table3.tsv", sep="\t")
-    assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes"]
+    assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
     assert list(t3["model"]) == ["GTA", *e["controls"]]
     assert t3["description"].str.len().gt(0).all() and t3["spearman"].between(-1, 1).all()
     gta = t1[(t1["model"] == "GTA") & (t1["n_bins"] == n)]
