@@ -308,7 +308,8 @@ def score_seeds(
             if f["gene_id"].duplicated().any():
                 raise GTAError(f"{name}: {paths[s]} lists a gene twice; rerun the stage that wrote it", input=input)
             log.warning(
-                "%s: seed %s scored on the %d test genes shared with the others of %d", name, s, len(keep), len(f)
+                "%s: seed %s scored on %d of its %d test genes (those every file compared predicts)",
+                *(name, s, len(keep), len(f)),
             )
             f = f.set_index("gene_id").loc[keep].reset_index()
         x, y = _checked_pairs(f["observed"], f["predicted"], n_boot)
