@@ -60,6 +60,7 @@ def test_config_readme_documents_every_key():
         ({"evaluate": {"ablation_keep_bins": 4}}, "evaluate.ablation_keep_bins", "must be odd"),
         ({"evaluate": {"controls": ["no_backbone", "wrong"]}}, "controls", "is not one of"),
         ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
+        ({"evaluate": {"seeds": [0, 0]}}, "seeds", "non-unique"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, config, key, words):
@@ -89,7 +90,8 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, re.M))
     layers = set(cfg["evaluate"]["ablation_layers"]) - {cfg["backbone"]["layers"]}
     assert int(jobs["predict_sei"]) == cfg["sei"]["shards"] == 16
-    assert int(jobs["train_gta"]) == len(cfg["evaluate"]["context_bins"]) + len(layers) == 9
+    seeds = len(cfg["evaluate"]["seeds"])  # Table 1's models and Table 3's trained rows once per seed
+    assert int(jobs["train_gta"]) == len(cfg["evaluate"]["context_bins"]) * seeds + len(layers) == 5 * 3 + 4
     for rule in [
         "mane_tss",
         "merge_features",
@@ -106,8 +108,9 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert int(jobs["fit_baseline"]) == 2
     # Table 3: four trained controls and the context ablation at the largest N and backbone.layers; learning
     # curves; no oracle (measured expression) and no training-size sweep (train_fractions empty)
-    assert int(jobs["train_control"]) == 4 == len(set(cfg["evaluate"]["controls"]) - {"context_ablation"})
-    for rule in ["ablate_context", "make_table3", "plot_learning_curves"]:
+    assert int(jobs["train_control"]) == 4 * seeds == len(set(cfg["evaluate"]["controls"]) - {"context_ablation"}) * 3
+    assert int(jobs["ablate_context"]) == seeds
+    for rule in ["make_table3", "plot_learning_curves"]:
         assert int(jobs[rule]) == 1, rule
     assert not {"oracle_diagnostics", "train_gta_subset", "fit_baseline_subset", "make_train_size"} & set(jobs)
     # the official Sei checkpoint and a hub backbone: no demo model, no GGUF conversion
@@ -126,9 +129,12 @@ def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
     below_one = [f for f in e["train_fractions"] if f < 1]
     assert below_one and len(below_one) < len(e["train_fractions"])  # the demo sweeps, and includes 1.0
     assert jobs["train_gta_subset"] == len(below_one) and jobs["fit_baseline_subset"] == 2 * len(below_one)
-    assert jobs["train_gta"] == len(set(e["context_bins"])) + len(
+    seeds = len(e["seeds"])
+    assert seeds == 3  # Table 1's GTA rows and Table 3's trained rows once per seed
+    assert jobs["train_gta"] == len(set(e["context_bins"])) * seeds + len(
         set(e["ablation_layers"]) - {cfg["backbone"]["layers"]}
     )
-    assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"})
-    for rule in ["ablate_context", "make_table3", "plot_learning_curves", "oracle_diagnostics", "make_train_size"]:
+    assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"}) * seeds
+    assert jobs["ablate_context"] == seeds
+    for rule in ["make_table3", "plot_learning_curves", "oracle_diagnostics", "make_train_size"]:
         assert jobs[rule] == 1, rule

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from gta import GTAError
 from gta.baselines import fit_baseline, fit_ridge
 from gta.evaluate import TABLE3_DESCRIPTIONS, evaluate_file, make_table3, make_train_size, read_targets
+from gta.formats import DELTA_COLUMNS, SEED_COLUMNS
 from gta.splits import train_subset
 from gta.model import GTA
 from gta.pretrained import read_config, read_weights
@@ -208,7 +210,7 @@ def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
         rows.append((name, str(tmp_path / f"{name}.tsv")))
     make_table3(rows, tmp_path / "targets.tsv", tmp_path / "table3.tsv", n_boot=200, seed=3, keep_bins=5)
     back = pd.read_csv(tmp_path / "table3.tsv", sep="\t")
-    assert list(back.columns) == ["model", "description", "spearman", "ci", "n_genes"]
+    assert list(back.columns) == ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
     assert list(back["model"]) == [name for name, _ in rows]
     assert back["description"].iloc[-1] == TABLE3_DESCRIPTIONS["context_ablation"].format(keep_bins=5)
     assert "central 5" in back["description"].iloc[-1]
@@ -221,6 +223,55 @@ def test_table3_rows_columns_and_values_equal_evaluate_file(tmp_path):
     with pytest.raises(GTAError, match="unknown variant") as e:
         make_table3([("GTA-XL", rows[0][1])], tmp_path / "targets.tsv", tmp_path / "t.tsv", n_boot=20)
     assert e.value.input == "rows"
+
+
+def test_table3_pairs_each_control_with_gta_by_seed(tmp_path):
+    """delta_vs_gta, delta_sd and delta_ci against the per-seed differences of scipy's Spearman, written out:
+    seeds matched by value (not position), and a control missing a test gene compared on the shared genes."""
+    from test_evaluate import loop_bootstrap
+
+    tgt = write_targets(tmp_path / "targets.tsv")
+    test = (tgt["split"] == "test").to_numpy()
+    rng = np.random.default_rng(8)
+    preds, rows = {}, []
+    for name, seeds in [("GTA", (0, 1, 2)), ("no_backbone", (2, 0, 1)), ("no_prompt", (0, 1, 2))]:
+        for s in seeds:
+            p = (tgt["value"] + (0.3 + 0.5 * s + (name != "GTA")) * rng.normal(size=len(tgt))).to_numpy().copy()
+            if name == "no_prompt":
+                p[np.flatnonzero(test)[0]] = np.nan  # one test gene without a prediction
+            preds[name, s] = p
+            write_pred(tmp_path / f"{name}_{s}.tsv", tgt, p)
+            rows.append((name, str(tmp_path / f"{name}_{s}.tsv"), s))
+    n_boot, boot_seed = 120, 3
+    make_table3(rows, tmp_path / "targets.tsv", tmp_path / "t3.tsv", n_boot=n_boot, seed=boot_seed)
+    back = pd.read_csv(tmp_path / "t3.tsv", sep="\t", keep_default_na=False, dtype=str).set_index("model")
+    assert list(back.index) == ["GTA", "no_backbone", "no_prompt"]
+    assert (back.loc["GTA", DELTA_COLUMNS] == "").all() and back.loc["GTA", "n_seeds"] == "3"
+    for control in ["no_backbone", "no_prompt"]:
+        shared = test & np.isfinite(preds[control, 0])
+        obs = tgt["value"].to_numpy()[shared]
+        diffs = [
+            stats.spearmanr(obs, preds[control, s][shared]).statistic
+            - stats.spearmanr(obs, preds["GTA", s][shared]).statistic
+            for s in (0, 1, 2)
+        ]
+        row = back.loc[control]
+        assert float(row["delta_vs_gta"]) == pytest.approx(np.mean(diffs), abs=5e-5)
+        assert float(row["delta_sd"]) == pytest.approx(np.std(diffs, ddof=1), abs=5e-5)
+        boots = np.mean(
+            [
+                loop_bootstrap(obs, preds[control, s][shared], n_boot, boot_seed)
+                - loop_bootstrap(obs, preds["GTA", s][shared], n_boot, boot_seed)
+                for s in (0, 1, 2)
+            ],
+            axis=0,
+        )
+        assert float(row["delta_ci"]) == pytest.approx(2 * np.std(boots[np.isfinite(boots)]), abs=5e-5)
+    assert back.loc["no_prompt", "n_genes"] == str(test.sum() - 1)
+    # a control trained with other seeds than GTA cannot be paired
+    with pytest.raises(GTAError, match="no_backbone was trained with seeds 2, 0 but GTA with 0, 1, 2") as e:
+        make_table3(rows[:5], tmp_path / "targets.tsv", tmp_path / "bad.tsv", n_boot=20)
+    assert e.value.input == "rows" and not (tmp_path / "bad.tsv").exists()
 
 
 def test_train_size_table_counts_the_subset(tmp_path):

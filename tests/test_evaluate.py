@@ -10,7 +10,16 @@ from scipy import stats
 
 from gta import GTAError
 from gta.sei import CLASS_LABELS
-from gta.evaluate import bootstrap_resamples, bootstrap_spearman, make_table1, make_table2
+from gta.evaluate import (
+    bootstrap_resamples,
+    bootstrap_spearman,
+    evaluate_file,
+    make_table1,
+    make_table2,
+    read_targets,
+    score_seeds,
+)
+from gta.formats import SEED_COLUMNS
 
 from conftest import run_snakemake
 
@@ -140,7 +149,8 @@ def test_table1_rows_use_test_genes_only(tmp_path):
         seed=0,
     )
     back = pd.read_csv(tmp_path / "table1.tsv", sep="\t", keep_default_na=False)
-    assert list(back.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+    assert list(back.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", *SEED_COLUMNS]
+    assert (back[SEED_COLUMNS] == "").all().all()  # rows given without a seed
     assert list(back["model"]) == ["Xpresso", "TSS ridge", "GTA", "noise ceiling"]
     assert list(back["n_bins"].astype(str)) == ["", "1", "51", ""]
     assert list(back["context_bp"].astype(str)) == ["", "4096", str(51 * 4096), ""]
@@ -154,6 +164,75 @@ def test_table1_rows_use_test_genes_only(tmp_path):
     assert back.loc[0, "spearman"] == pytest.approx(-1.0)
     assert back.loc[3, "spearman"] == pytest.approx(1.0)  # monotone noiseless signal
     assert len(table) == 4
+
+
+def test_table1_averages_seeds_as_scipy_and_numpy_do(tmp_path):
+    """A GTA row given once per seed: spearman = numpy's mean of scipy's per-seed Spearman, spearman_sd their
+    SD (ddof=1), ci = 2 x SD of the seed-mean over resamples drawn as bootstrap_resamples documents."""
+    tgt = write_targets(tmp_path / "targets.tsv")
+    rng = np.random.default_rng(7)
+    test = (tgt["split"] == "test").to_numpy()
+    obs = tgt.loc[test, "value"].to_numpy()
+    write_pred(tmp_path / "ridge.tsv", tgt, tgt["value"] + rng.normal(size=len(tgt)))
+    rows, preds = [["TSS ridge", 1, tmp_path / "ridge.tsv"]], {}
+    for s in (2, 0, 1):  # listed seeds keep their order
+        preds[s] = (tgt["value"] + (0.5 + 0.4 * s) * rng.normal(size=len(tgt))).to_numpy()
+        write_pred(tmp_path / f"gta_s{s}.tsv", tgt, preds[s])
+        rows.append(["GTA", 11, tmp_path / f"gta_s{s}.tsv", s])
+    rows.append(["GTA", 5, tmp_path / "gta_s0.tsv", "0"])  # one seed (as the command line gives it)
+    n_boot = 150
+    make_table1(
+        rows,
+        tmp_path / "targets.tsv",
+        write_features_attrs(tmp_path / "f.h5", 51, 4096),
+        tmp_path / "t1.tsv",
+        n_boot=n_boot,
+        seed=4,
+    )
+    back = pd.read_csv(tmp_path / "t1.tsv", sep="\t", keep_default_na=False, dtype=str)
+    assert list(back["model"]) == ["TSS ridge", "GTA", "GTA"] and list(back["n_bins"]) == ["1", "11", "5"]
+    per_seed = {s: stats.spearmanr(obs, p[test]).statistic for s, p in preds.items()}
+    values = np.array(list(per_seed.values()))
+    three = back.iloc[1]
+    assert float(three["spearman"]) == pytest.approx(np.mean(values), abs=5e-5)
+    assert float(three["spearman_sd"]) == pytest.approx(np.std(values, ddof=1), abs=5e-5)
+    assert three["n_seeds"] == "3"
+    assert three["seed_spearman"] == ";".join(f"{s}:{v:.4f}" for s, v in per_seed.items())
+    # the same resampled genes for every seed, then the mean over seeds
+    boots = np.mean([loop_bootstrap(obs, p[test], n_boot, 4) for p in preds.values()], axis=0)
+    assert float(three["ci"]) == pytest.approx(2 * np.std(boots[np.isfinite(boots)]), abs=5e-5)
+    assert float(three["n_genes"]) == test.sum()
+    # one seed: today's numbers, and no spread
+    one = back.iloc[2]
+    rho, ci = bootstrap_spearman(obs, preds[0][test], n_boot, 4)
+    assert (float(one["spearman"]), float(one["ci"])) == pytest.approx((rho, ci), abs=5e-5)
+    assert one["spearman_sd"] == "" and one["n_seeds"] == "1" and one["seed_spearman"] == f"0:{rho:.4f}"
+    assert (back.loc[0, SEED_COLUMNS] == "").all()  # a baseline has no seeds
+
+
+def test_one_seed_scores_exactly_as_bootstrap_spearman(tmp_path):
+    tgt = write_targets(tmp_path / "targets.tsv", n=90)
+    pred = tgt["value"] + np.random.default_rng(2).normal(size=len(tgt))
+    write_pred(tmp_path / "p.tsv", tgt, pred)
+    test = tgt["split"] == "test"
+    want = bootstrap_spearman(tgt.loc[test, "value"], pred[test], 300, 9)
+    scores = score_seeds({0: tmp_path / "p.tsv"}, read_targets(tmp_path / "targets.tsv"), 300, 9, "GTA")
+    assert (scores.mean, scores.ci) == want  # exactly
+    assert evaluate_file(tmp_path / "p.tsv", read_targets(tmp_path / "targets.tsv"), 300, 9) == (*want, test.sum())
+
+
+def test_table1_seed_errors(tmp_path):
+    tgt = write_targets(tmp_path / "targets.tsv")
+    write_pred(tmp_path / "p.tsv", tgt, tgt["value"])
+    features = write_features_attrs(tmp_path / "f.h5", 51, 4096)
+    for rows, message in [
+        ([["GTA", 11, tmp_path / "p.tsv", 0], ["GTA", 11, tmp_path / "p.tsv", 0]], "seed 0 is given twice"),
+        ([["GTA", 11, tmp_path / "p.tsv", "first"]], "seed 'first' is not a non-negative integer"),
+        ([["GTA", 11, tmp_path / "p.tsv", 0, 1]], "has 5 values"),
+    ]:
+        with pytest.raises(GTAError, match=message) as e:
+            make_table1(rows, tmp_path / "targets.tsv", features, tmp_path / "t.tsv", n_boot=20)
+        assert e.value.input == "rows" and not (tmp_path / "t.tsv").exists()
 
 
 def test_table1_rejects_stale_predictions(tmp_path):

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import run_snakemake
+from gta.formats import DELTA_COLUMNS, SEED_COLUMNS
+
+from conftest import TINY, run_snakemake
 
 pytestmark = pytest.mark.workflow  # the session's tiny run: about 4 minutes on 2 cores
 
@@ -38,10 +40,48 @@ def edited(tmp_path, config, **changes):
     return path
 
 
+def training_jobs(workdir, config) -> dict[str, set[str]]:
+    """{rule: the predictions files its jobs write} of a dry run's training and ablation jobs, and {rule +
+    '.model': the model folders ablate_context reads}."""
+    r = run_snakemake(workdir, "-n", config=config)
+    assert r.returncode == 0, r.stdout[-3000:]
+    jobs: dict[str, set[str]] = {}
+    for rule, block in re.findall(r"^rule (\w+):\n((?:    .*\n)+)", r.stdout, re.M):
+        if rule in ("train_gta", "train_control", "ablate_context", "train_gta_subset"):
+            output = re.search("output: (.*)", block)[1]
+            jobs.setdefault(rule, set()).update(
+                re.findall(r"results/predictions/(?:train_size/)?([\w.]+)\.tsv", output)
+            )
+        if rule == "ablate_context":
+            jobs.setdefault(rule + ".model", set()).update(re.findall(r"results/models/(\w+)/config.json", block))
+    return jobs
+
+
+@pytest.mark.parametrize(
+    "seeds,tags",
+    [([0, 1, 2], ["", "_s1", "_s2"]), ([5, 0], ["", "_s0"]), (None, [""])],
+)
+def test_seeds_train_each_table_model_once_per_seed(tmp_path, seeds, tags):
+    """Dry runs of the tiny config: Table 1's GTA models (N 5 and 11 at 2 blocks) and Table 3's trained
+    controls and context ablations once per seed, the first seed under the plain names; Table 2's extra
+    model (1 block) and the training-size model once."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["evaluate"]["seeds"] = seeds
+    jobs = training_jobs(tmp_path, cfg)
+    controls = ["no_backbone", "random_backbone", "attention_layer", "no_prompt"]
+    assert jobs == {
+        "train_gta": {f"gta_n{n}_l2{t}" for n in (5, 11) for t in tags} | {"gta_n11_l1"},
+        "train_control": {f"control_{c}{t}" for c in controls for t in tags},
+        "ablate_context": {f"control_context_ablation{t}" for t in tags},
+        "ablate_context.model": {f"gta_n11_l2{t}" for t in tags},
+        "train_gta_subset": {"gta_n11_l2_f0.5"},
+    }
+
+
 def test_table1_has_every_row(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
-    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", *SEED_COLUMNS]
     expected = [
         "Xpresso",
         "Enformer",
@@ -74,12 +114,17 @@ def test_table3_and_diagnostics(tiny_run, tiny_config):
     n, layers = max(e["context_bins"]), cfg["backbone"]["layers"]
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
     t3 = pd.read_csv(tiny_run / "results/table3.tsv", sep="\t")
-    assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes"]
+    assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
     assert list(t3["model"]) == ["GTA", *e["controls"]]
     assert t3["description"].str.len().gt(0).all() and t3["spearman"].between(-1, 1).all()
     gta = t1[(t1["model"] == "GTA") & (t1["n_bins"] == n)]
-    # the GTA row is Table 1's largest-N model, same test genes and bootstrap
-    assert t3.loc[0, ["spearman", "ci", "n_genes"]].tolist() == gta[["spearman", "ci", "n_genes"]].iloc[0].tolist()
+    # the GTA row is Table 1's largest-N model, same test genes and bootstrap; one seed (the top-level one)
+    same = ["spearman", "ci", "n_genes", "n_seeds", "seed_spearman"]
+    assert t3.loc[0, same].tolist() == gta[same].iloc[0].tolist()
+    assert gta["n_seeds"].iloc[0] == 1 and gta["seed_spearman"].iloc[0].startswith(f"{cfg['seed']}:")
+    assert t3["spearman_sd"].isna().all() and t3.loc[0, DELTA_COLUMNS].isna().all()  # one seed: no SD
+    delta = t3.loc[1:, "spearman"] - t3.loc[0, "spearman"]  # one seed: the difference of the rows
+    np.testing.assert_allclose(t3.loc[1:, "delta_vs_gta"], delta, atol=2e-4)
     assert (t3["n_genes"] == gta["n_genes"].item()).all()
     for c in ["no_backbone", "random_backbone", "attention_layer", "no_prompt"]:
         history = pd.read_csv(tiny_run / f"results/models/control_{c}_n{n}_l{layers}/history.tsv", sep="\t")
@@ -175,8 +220,15 @@ def test_rerun_semantics(tiny_run, tiny_config, tmp_path):
     }
     assert jobs["train_gta"] == 3  # N=5 and N=11 at 2 blocks, N=11 at 1 block
     assert jobs["train_control"] == 4 and jobs["train_gta_subset"] == 1  # the baselines' subsets do not rerun
-    # one more context length: only the new model (and the tables/figures that list it)
     cfg = yaml.safe_load(tiny_config.read_text())
+    # a second training seed: only the new seed's Table 1 and Table 3 models (the first keeps its models)
+    jobs = planned(tiny_run, edited(tmp_path, tiny_config, evaluate__seeds=[cfg["seed"], cfg["seed"] + 1]))
+    assert jobs["train_gta"] == 2 and jobs["train_control"] == 4 and jobs["ablate_context"] == 1
+    assert set(jobs) == {
+        *["train_gta", "train_control", "ablate_context", "make_table1", "make_table3"],
+        *["plot_learning_curves", "all"],
+    }
+    # one more context length: only the new model (and the tables/figures that list it)
     jobs = planned(
         tiny_run, edited(tmp_path, tiny_config, evaluate__context_bins=cfg["evaluate"]["context_bins"] + [7])
     )

@@ -11,7 +11,8 @@ import logging
 import math
 import time
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,8 @@ from . import GTAError
 
 # the files this stage reads and writes: gta.formats (docs/formats.md); their names stay importable from here
 from .formats import (
+    DELTA_COLUMNS,
+    SEED_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
     TABLE3_COLUMNS,
@@ -133,6 +136,20 @@ def bootstrap_spearman(
     draws `rng.integers(0, n, n)` from `numpy.random.default_rng(seed)` (see
     `bootstrap_resamples`). Needs at least 3 pairs of finite values.
     """
+    x, y = _checked_pairs(observed, predicted, n_boot)
+    rho = float(stats.spearmanr(x, y).statistic)
+    boots = bootstrap_resamples(x, y, n_boot, seed)
+    return rho, _twice_sd(boots)
+
+
+def _twice_sd(boots: np.ndarray) -> float:
+    """2 x the SD (ddof=0) of the resamples' values that are defined (NaN when fewer than 2)."""
+    ok = np.isfinite(boots)
+    return float(2.0 * np.std(boots[ok])) if ok.sum() >= 2 else math.nan
+
+
+def _checked_pairs(observed: Sequence[float], predicted: Sequence[float], n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    """bootstrap_spearman's input as float arrays, or a GTAError saying what is wrong."""
     x = np.asarray(observed, dtype=np.float64)
     y = np.asarray(predicted, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
@@ -145,11 +162,7 @@ def bootstrap_spearman(
         raise GTAError("bootstrap_spearman got NaN or infinite values; drop genes without a prediction first")
     if n_boot < 2:
         raise GTAError(f"n_boot must be at least 2, got {n_boot}", input="n_boot")
-    rho = float(stats.spearmanr(x, y).statistic)
-    boots = bootstrap_resamples(x, y, n_boot, seed)
-    ok = np.isfinite(boots)
-    ci = float(2.0 * np.std(boots[ok])) if ok.sum() >= 2 else math.nan
-    return rho, ci
+    return x, y
 
 
 # ----------------------------------------------------------------------------- prediction files
@@ -158,7 +171,15 @@ def bootstrap_spearman(
 def held_out_pairs(
     pred: pd.DataFrame, targets: pd.DataFrame | None, name: str, input: str | None = "rows"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(observed, predicted) of the test genes that have a finite prediction.
+    """(observed, predicted) of the test genes that have a finite prediction (see held_out_rows)."""
+    rows = held_out_rows(pred, targets, name, input)
+    return rows["observed"].to_numpy(np.float64), rows["predicted"].to_numpy(np.float64)
+
+
+def held_out_rows(
+    pred: pd.DataFrame, targets: pd.DataFrame | None, name: str, input: str | None = "rows"
+) -> pd.DataFrame:
+    """The rows of `pred` (in its order) of the test genes that have a finite prediction.
 
     With `targets` (targets.tsv), its split decides which genes are test genes and the file's
     observed values must agree with it (a stale predictions file is an error). `input`: the errors'
@@ -191,7 +212,7 @@ def held_out_pairs(
         log.warning("%s: predictions for %d of %d test genes", name, len(rows), n_test)
     if len(rows) < 3:
         raise GTAError(f"{name}: only {len(rows)} test genes with a prediction; need at least 3", input=input)
-    return rows["observed"].to_numpy(np.float64), rows["predicted"].to_numpy(np.float64)
+    return rows
 
 
 # ----------------------------------------------------------------------------- tables
@@ -210,20 +231,175 @@ def evaluate_file(
     input: str | None = "rows",
 ) -> tuple[float, float, int]:
     """(spearman, ci, n_genes) of one predictions file on the test genes (`input`: see held_out_pairs)."""
-    name = name or str(path)
-    obs, pred = held_out_pairs(read_predictions(path), targets, name, input)
+    scores = score_seeds({None: path}, targets, n_boot, seed, name or str(path), input)
+    return scores.mean, scores.ci, len(scores.genes)
+
+
+# ----------------------------------------------------------------------------- models trained once per seed
+
+
+def _sd(values: np.ndarray) -> float:
+    """The sample SD (ddof=1) over seeds; NaN for a single seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+@dataclass
+class SeedScores:
+    """Test Spearman of one model trained once per training seed, every seed scored on the same genes.
+
+    `seeds`: the seeds in the order given (None: a model given without a seed, such as a baseline);
+    `genes`: the gene_ids scored, in order; `rho`: each seed's Spearman, (seeds,); `boots`: each seed's
+    Spearman on the same `n_boot` resamples of `genes` (bootstrap_resamples with one bootstrap seed),
+    (seeds, n_boot).
+    """
+
+    seeds: list[int | None]
+    genes: np.ndarray
+    rho: np.ndarray
+    boots: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        """The table's `spearman`: the mean over seeds (the one seed's value for one seed)."""
+        return float(np.mean(self.rho))
+
+    @property
+    def ci(self) -> float:
+        """2 x the SD of the bootstrap of the seed-mean: every resample scores each seed, then averages."""
+        return _twice_sd(self.boots.mean(axis=0))
+
+    def seed_columns(self) -> dict[str, str]:
+        """Tables 1 and 3's per-seed cells: spearman_sd (ddof=1; empty for one seed), n_seeds and
+        seed_spearman ('seed:rho;...'); all empty for a model given without a seed."""
+        if self.seeds == [None]:
+            return dict.fromkeys(SEED_COLUMNS, "")
+        return {
+            "spearman_sd": _fmt(_sd(self.rho)),
+            "n_seeds": str(len(self.seeds)),
+            "seed_spearman": ";".join(f"{s}:{r:.4f}" for s, r in zip(self.seeds, self.rho, strict=True)),
+        }
+
+
+def score_seeds(
+    paths: Mapping[int | None, str | Path],
+    targets: pd.DataFrame | None,
+    n_boot: int,
+    seed: int,
+    name: str,
+    input: str | None = "rows",
+    genes: Sequence[int] | None = None,
+) -> SeedScores:
+    """Score one model's predictions files, {training seed: path} ({None: path} for a single file), on
+    the test genes every file predicts (in the first file's order; with `genes`, those of `genes` in its
+    order), each seed on the same bootstrap resamples (bootstrap seed `seed`)."""
     t0 = time.perf_counter()
-    rho, ci = bootstrap_spearman(obs, pred, n_boot, seed)
+    frames = {
+        s: held_out_rows(read_predictions(path), targets, name if s is None else f"{name}, seed {s}", input)
+        for s, path in paths.items()
+    }
+    keep = np.asarray(next(iter(frames.values()))["gene_id"] if genes is None else genes, np.int64)
+    for f in frames.values():
+        keep = keep[np.isin(keep, f["gene_id"].to_numpy(np.int64))]
+    if len(keep) < 3:
+        raise GTAError(f"{name}: only {len(keep)} test genes predicted by every seed; need at least 3", input=input)
+    rho, boots = [], []
+    for s, f in frames.items():
+        if not np.array_equal(f["gene_id"].to_numpy(np.int64), keep):
+            if f["gene_id"].duplicated().any():
+                raise GTAError(f"{name}: {paths[s]} lists a gene twice; rerun the stage that wrote it", input=input)
+            log.warning(
+                "%s: seed %s scored on %d of its %d test genes (those every file compared predicts)",
+                *(name, s, len(keep), len(f)),
+            )
+            f = f.set_index("gene_id").loc[keep].reset_index()
+        x, y = _checked_pairs(f["observed"], f["predicted"], n_boot)
+        rho.append(float(stats.spearmanr(x, y).statistic))
+        boots.append(bootstrap_resamples(x, y, n_boot, seed))
+    scores = SeedScores(list(frames), keep, np.array(rho), np.vstack(boots))
+    seconds = time.perf_counter() - t0
+    if scores.seeds == [None]:
+        log.info(
+            "%s: Spearman %.4f +- %.4f on %d test genes (%d resamples in %.2f s)",
+            *(name, scores.mean, scores.ci, len(keep), n_boot, seconds),
+        )
+    else:
+        cells = scores.seed_columns()
+        log.info(
+            "%s: seeds %s combined: mean Spearman %.4f (SD over seeds %s; per seed %s) +- %.4f on %d test "
+            "genes (%d resamples per seed in %.2f s)",
+            *(name, ", ".join(map(str, scores.seeds)), scores.mean, cells["spearman_sd"] or "-"),
+            *(cells["seed_spearman"], scores.ci, len(keep), n_boot, seconds),
+        )
+    return scores
+
+
+def _seed_of(value, key: tuple, input: str) -> int:
+    """A row's SEED as an int (a number or its digits), or a GTAError naming the row."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise GTAError(f"row {' '.join(map(str, key))}: seed {value!r} is not a non-negative integer", input=input)
+    return int(value)
+
+
+def by_seed(rows: Sequence[Sequence], n_key: int, input: str = "rows") -> list[tuple[tuple, dict]]:
+    """Table rows (KEY..., PREDICTIONS[, SEED]) grouped into models: [(key, {seed: predictions})] in order of
+    first appearance. Rows with a SEED and the same n_key leading values are one model trained once per
+    seed; a row without a SEED is a model of its own ({None: predictions})."""
+    out, seeded = [], {}
+    for row in rows:
+        row = list(row)
+        if len(row) not in (n_key + 1, n_key + 2):
+            raise GTAError(
+                f"row {row!r} has {len(row)} values; give {n_key + 1} (or {n_key + 2} with a seed)", input=input
+            )
+        key, path = tuple(row[:n_key]), row[n_key]
+        if len(row) == n_key + 1:
+            out.append((key, {None: path}))
+            continue
+        seed = _seed_of(row[-1], key, input)
+        if key not in seeded:
+            seeded[key] = {}
+            out.append((key, seeded[key]))
+        if seed in seeded[key]:
+            raise GTAError(f"row {' '.join(map(str, key))}: seed {seed} is given twice", input=input)
+        seeded[key][seed] = path
+    return out
+
+
+def paired_delta(
+    control: SeedScores,
+    gta: SeedScores,
+    name: str,
+    rescore: Callable[[str, np.ndarray], SeedScores],
+) -> dict[str, str]:
+    """Table 3's difference of a control from GTA, paired by seed: `delta_vs_gta` = the mean over seeds of
+    (control_s - GTA_s), `delta_sd` its SD over seeds (ddof=1), `delta_ci` 2 x the SD of its bootstrap (each
+    resample scores both models' every seed on the same genes). The two must share their seeds; when they
+    predict different test genes, `rescore(variant, genes)` scores each on the shared ones."""
+    if sorted(control.seeds, key=str) != sorted(gta.seeds, key=str):
+        raise GTAError(
+            f"table3: {name} was trained with seeds {_seed_list(control)} but GTA with {_seed_list(gta)}; the "
+            "difference pairs them by seed, so train the control with GTA's seeds (evaluate.seeds)",
+            input="rows",
+        )
+    if not np.array_equal(control.genes, gta.genes):
+        shared = gta.genes[np.isin(gta.genes, control.genes)]
+        log.warning("%s - GTA: on the %d test genes both predict", name, len(shared))
+        control, gta = rescore(name, shared), rescore("GTA", shared)
+    order = [control.seeds.index(s) for s in gta.seeds]
+    diff = control.rho[order] - gta.rho
+    boots = (control.boots[order] - gta.boots).mean(axis=0)
+    cells = {"delta_vs_gta": _fmt(float(diff.mean())), "delta_sd": _fmt(_sd(diff)), "delta_ci": _fmt(_twice_sd(boots))}
     log.info(
-        "%s: Spearman %.4f +- %.4f on %d test genes (%d resamples in %.2f s)",
-        name,
-        rho,
-        ci,
-        len(obs),
-        n_boot,
-        time.perf_counter() - t0,
+        "%s - GTA, paired by seed (%s): %s (SD over seeds %s) +- %s",
+        *(name, _seed_list(gta), cells["delta_vs_gta"], cells["delta_sd"] or "-", cells["delta_ci"]),
     )
-    return rho, ci, len(obs)
+    return cells
+
+
+def _seed_list(scores: SeedScores) -> str:
+    return "none given" if scores.seeds == [None] else ", ".join(map(str, scores.seeds))
 
 
 def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, seed: int) -> tuple[float, float, int]:
@@ -265,32 +441,38 @@ def make_table1(
     """Stage make_table1 (rule, `gta make-table1`): write Table 1 (table1.tsv), one row per model in order
     (+ the noise ceiling when `simulation` is given); the models of `imported` come first.
 
-    `rows` are (model, bins, predictions path): bins is a number, 'all' (the n_bins stored in the
-    features file, whose bin_size gives context_bp) or None (a model without bins).
+    `rows` are (model, bins, predictions path[, training seed]): bins is a number, 'all' (the n_bins stored
+    in the features file, whose bin_size gives context_bp) or None (a model without bins). Rows that give a
+    seed and share model and bins are one model trained once per seed: one table row whose `spearman` is
+    the mean over seeds and `ci` 2 x the SD of the bootstrap of that mean (SeedScores), with the spread
+    over seeds in `spearman_sd`, `n_seeds`, `seed_spearman` (empty for rows without a seed).
 
     Args:
-        rows: MODEL BINS PREDICTIONS, once per row; BINS: an integer, 'all' (the stored n_bins) or '-' (no bins)
+        rows: MODEL BINS PREDICTIONS [SEED], once per row (and seed); BINS: an integer, 'all' (the stored
+            n_bins) or '-' (no bins); rows with a SEED and the same MODEL and BINS are one model, its seeds averaged
         features: features.h5 (its bin_size and n_bins)
         simulation: simulation.tsv: adds the noise-ceiling row
         imported: folder of imported predictions (gta import-baseline-predictions): one row per model, first
     """
-    given = [[*row, "rows"] for row in rows]
+    given = [(key, paths, "rows") for key, paths in by_seed(rows, 2)]
     if imported:  # these rows come first, named by the stage's `imported`
-        given = [[model, None, path, "imported"] for model, path in read_imported_index(imported)] + given
+        given = [((model, None), {None: path}, "imported") for model, path in read_imported_index(imported)] + given
     n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
     records = []
-    for model, bins, path, source in given:
+    for (model, bins), paths, source in given:
         n_bins = _table1_bins(model, bins, n_stored)
-        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model, source)
+        name = model if n_bins is None else f"{model} N={n_bins}"
+        scores = score_seeds(paths, tgt, n_boot, seed, name, source)
         records.append(
             {
                 "model": model,
                 "n_bins": "" if n_bins is None else str(n_bins),
                 "context_bp": "" if n_bins is None else str(n_bins * bin_size),
-                "spearman": _fmt(rho),
-                "ci": _fmt(ci),
-                "n_genes": str(n),
+                "spearman": _fmt(scores.mean),
+                "ci": _fmt(scores.ci),
+                "n_genes": str(len(scores.genes)),
+                **scores.seed_columns(),
             }
         )
     if simulation is not None:
@@ -303,6 +485,7 @@ def make_table1(
                 "spearman": _fmt(rho),
                 "ci": _fmt(ci),
                 "n_genes": str(n),
+                **dict.fromkeys(SEED_COLUMNS, ""),
             }
         )
     return write_table(records, TABLE1_COLUMNS, out)
@@ -326,7 +509,7 @@ def make_table2(
 
 
 def make_table3(
-    rows: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence],
     targets: str | Path,
     out: str | Path,
     n_boot: int = 5000,
@@ -334,30 +517,49 @@ def make_table3(
     keep_bins: int | None = None,
 ) -> pd.DataFrame:
     """Stage make_table3 (rule, `gta make-table3`): write Table 3 (table3.tsv), GTA and its controls, from
-    (variant, predictions path) pairs.
+    (variant, predictions path[, training seed]) rows.
 
     Variants are 'GTA' and the evaluate.controls names (TABLE3_DESCRIPTIONS); `keep_bins` goes into
-    the context ablation's description.
+    the context ablation's description. Rows of one variant with a seed are its models trained once per
+    seed, averaged as in Table 1 (make_table1); each control's difference from GTA is paired by seed
+    (paired_delta: `delta_vs_gta`, `delta_sd`, `delta_ci`), so a control must have GTA's seeds.
 
     Args:
-        rows: VARIANT PREDICTIONS, once per row
+        rows: VARIANT PREDICTIONS [SEED], once per row (and seed)
         keep_bins: bins the context ablation kept (its description)
     """
     tgt = read_targets(targets)
-    records = []
-    for model, path in rows:
+    groups = by_seed(rows, 1)
+    names = [model for (model,), _ in groups]
+    for model in names:
         if model not in TABLE3_DESCRIPTIONS:
             raise GTAError(
                 f"table3: unknown variant {model!r}; use one of {', '.join(TABLE3_DESCRIPTIONS)}", input="rows"
             )
-        rho, ci, n = evaluate_file(path, tgt, n_boot, seed, model)
+        if names.count(model) > 1:
+            raise GTAError(
+                f"table3: variant {model!r} has rows with and without a seed; give all a seed or none", input="rows"
+            )
+    paths = {model: p for (model,), p in groups}
+    scores = {model: score_seeds(p, tgt, n_boot, seed, model) for model, p in paths.items()}
+
+    def rescore(model: str, genes: np.ndarray) -> SeedScores:
+        return score_seeds(paths[model], tgt, n_boot, seed, model, genes=genes)
+
+    records = []
+    for model, sc in scores.items():
+        delta = dict.fromkeys(DELTA_COLUMNS, "")
+        if model != "GTA" and "GTA" in scores:
+            delta = paired_delta(sc, scores["GTA"], model, rescore)
         records.append(
             {
                 "model": model,
                 "description": TABLE3_DESCRIPTIONS[model].format(keep_bins=keep_bins),
-                "spearman": _fmt(rho),
-                "ci": _fmt(ci),
-                "n_genes": str(n),
+                "spearman": _fmt(sc.mean),
+                "ci": _fmt(sc.ci),
+                "n_genes": str(len(sc.genes)),
+                **sc.seed_columns(),
+                **delta,
             }
         )
     return write_table(records, TABLE3_COLUMNS, out)

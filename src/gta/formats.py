@@ -9,7 +9,8 @@ so every light step may import it. Sections, in workflow order:
   `read_feature_cache`), written by `gta merge-features` (gta.sei.features.merge_features);
 - targets.tsv and simulation.tsv (`TARGET_COLUMNS`, `read_targets`, `write_targets`, `read_simulation`);
 - predictions (`PREDICTION_COLUMNS`, `read_predictions`, `write_predictions`);
-- results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`).
+- results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`;
+  `SEED_COLUMNS`, `DELTA_COLUMNS`: the columns of models trained once per seed).
 
 Owned elsewhere and only pointed at here: the Sei shard files (gta.sei.inference writes them,
 gta.sei.features.merge_features reads them), annotations.jsonl and prompts.jsonl (gta.annotations), the
@@ -603,9 +604,13 @@ def write_predictions(df: pd.DataFrame, path: str | Path) -> None:
 
 # ============================================================================= results tables
 
-TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+# the spread of a model trained once per seed (evaluate.seeds), after the contract's columns; Table 3 adds
+# each control's difference from GTA, paired by seed
+SEED_COLUMNS = ["spearman_sd", "n_seeds", "seed_spearman"]
+DELTA_COLUMNS = ["delta_vs_gta", "delta_sd", "delta_ci"]
+TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", *SEED_COLUMNS]
 TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
-TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes"]
+TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
 TRAIN_SIZE_COLUMNS = ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
 
 

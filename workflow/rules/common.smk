@@ -128,19 +128,45 @@ def backbone_gguf(wildcards):
     return gguf
 
 
-def gta_prediction_file(n_bins, layers):
-    """Predictions of the GTA model with n_bins context bins and `layers` backbone blocks (train_gta)."""
-    return f"results/predictions/gta_n{n_bins}_l{layers}.tsv"
+def train_seeds():
+    """evaluate.seeds, or [seed]: the training seeds of Table 1's GTA rows and Table 3's trained rows (the gene
+    splits stay those of `seed`). The first is the seed of every model trained once only."""
+    return [int(s) for s in config["evaluate"]["seeds"] or [config["seed"]]]
+
+
+def seed_tag(seed):
+    """A training seed in model and predictions names: '' for the first of train_seeds (the model that
+    predict, explain, score_variants and the figures default to keeps its name), '_s{seed}' for the others."""
+    return "" if seed == train_seeds()[0] else f"_s{seed}"
+
+
+SEED_TAG = r"(_s\d+)?"  # the {seed_tag} wildcard's constraint
+
+
+def tag_seed(wildcards):
+    """The training seed named by the {seed_tag} wildcard."""
+    return int(wildcards.seed_tag[2:]) if wildcards.seed_tag else train_seeds()[0]
+
+
+def gta_prediction_file(n_bins, layers, tag=""):
+    """Predictions of the GTA model with n_bins context bins and `layers` backbone blocks (train_gta);
+    `tag`: seed_tag of its training seed."""
+    return f"results/predictions/gta_n{n_bins}_l{layers}{tag}.tsv"
 
 
 def gta_table1_files():
-    """{N: predictions} for Table 1: each evaluate.context_bins N at backbone.layers blocks."""
+    """{(N, seed): predictions} for Table 1: each evaluate.context_bins N at backbone.layers blocks, once per
+    training seed (train_seeds)."""
     layers = config["backbone"]["layers"]
-    return {n: gta_prediction_file(n, layers) for n in sorted(config["evaluate"]["context_bins"])}
+    return {
+        (n, seed): gta_prediction_file(n, layers, seed_tag(seed))
+        for n in sorted(config["evaluate"]["context_bins"])
+        for seed in train_seeds()
+    }
 
 
 def gta_table2_files():
-    """{layers: predictions} for Table 2: each evaluate.ablation_layers at the largest context_bins."""
+    """{layers: predictions} for Table 2: each evaluate.ablation_layers at the largest context_bins (first seed)."""
     n = max(config["evaluate"]["context_bins"])
     return {layers: gta_prediction_file(n, layers) for layers in sorted(config["evaluate"]["ablation_layers"])}
 
@@ -195,13 +221,13 @@ IMPORTED = "results/predictions/huang"
 
 
 def table1_rows():
-    """[model, bins, predictions] per Table 1 row in order (after the imported models' rows); bins 'all' =
-    the stored n_bins."""
+    """[model, bins, predictions(, seed)] per Table 1 row in order (after the imported models' rows); bins
+    'all' = the stored n_bins; a GTA row once per training seed (make_table1 averages them)."""
     rows = [
         ["TSS ridge", 1, "results/predictions/tss_ridge.tsv"],
         ["ExPecto-style", "all", "results/predictions/expecto_style.tsv"],
     ]
-    return rows + [["GTA", n, path] for n, path in gta_table1_files().items()]
+    return rows + [["GTA", n, path, seed] for (n, seed), path in gta_table1_files().items()]
 
 
 def simulation_input(wildcards, input):
@@ -297,12 +323,18 @@ def model_config():
 
 
 def train_config():
-    """gta.options.TrainConfig fields from train.* (threads go through the rule's threads) and seed."""
+    """gta.options.TrainConfig fields from train.* (threads go through the rule's threads) and the first
+    training seed (train_seeds)."""
     from gta.options import TrainConfig
 
     t = config["train"]
     keys = ["epochs", "batch_size", "lr", "weight_decay", "patience", "autocast", "device"]
-    return _typed_fields(TrainConfig, {**{k: t[k] for k in keys}, "seed": config["seed"]})
+    return _typed_fields(TrainConfig, {**{k: t[k] for k in keys}, "seed": train_seeds()[0]})
+
+
+def seeded_train_config(wildcards):
+    """train_config() with the training seed of the {seed_tag} wildcard (train_gta, train_control)."""
+    return {**train_config(), "seed": tag_seed(wildcards)}
 
 
 def subset_train_config(wildcards):
@@ -320,9 +352,15 @@ def figure_model_key():
     return max(config["evaluate"]["context_bins"]), config["backbone"]["layers"]
 
 
-def figure_model():
+def figure_model(tag=""):
+    """config.json of the figure model (first training seed; `tag`: seed_tag of another one)."""
     n, layers = figure_model_key()
-    return f"results/models/gta_n{n}_l{layers}/config.json"
+    return f"results/models/gta_n{n}_l{layers}{tag}/config.json"
+
+
+def seed_figure_model(wildcards):
+    """The figure model of the {seed_tag} wildcard's training seed (ablate_context)."""
+    return figure_model(wildcards.seed_tag)
 
 
 MODEL_FILES = ("config.json", "weights.safetensors", "splits.tsv", "README.md")
@@ -357,15 +395,15 @@ TRAINED_CONTROLS = {
 }
 
 
-def control_prediction_file(control):
-    """Predictions of one evaluate.controls variant (train_control or ablate_context)."""
-    return f"results/predictions/control_{control}.tsv"
+def control_prediction_file(control, tag=""):
+    """Predictions of one evaluate.controls variant (train_control or ablate_context); `tag`: seed_tag."""
+    return f"results/predictions/control_{control}{tag}.tsv"
 
 
-def control_model_dir(control):
-    """Folder of a trained control, at the figure model's N and L (the GTA row of Table 3)."""
+def control_model_dir(control, tag=""):
+    """Folder of a trained control, at the figure model's N and L (the GTA row of Table 3); `tag`: seed_tag."""
     n, layers = figure_model_key()
-    return f"results/models/control_{control}_n{n}_l{layers}"
+    return f"results/models/control_{control}_n{n}_l{layers}{tag}"
 
 
 def control_config(wildcards):
@@ -374,9 +412,12 @@ def control_config(wildcards):
 
 
 def table3_rows():
-    """(variant, predictions) per Table 3 row: GTA at the largest N and backbone.layers, then each control."""
-    return [("GTA", gta_prediction_file(*figure_model_key()))] + [
-        (c, control_prediction_file(c)) for c in config["evaluate"]["controls"]
+    """(variant, predictions, seed) per Table 3 row and training seed: GTA at the largest N and backbone.layers,
+    then each control (the context ablation from the GTA model of the same seed); make_table3 averages seeds."""
+    seeds = train_seeds()
+    rows = [("GTA", gta_prediction_file(*figure_model_key(), seed_tag(s)), s) for s in seeds]
+    return rows + [
+        (c, control_prediction_file(c, seed_tag(s)), s) for c in config["evaluate"]["controls"] for s in seeds
     ]
 
 
@@ -435,15 +476,16 @@ def train_size_rows():
 
 
 def learning_curve_histories():
-    """{model name: history.tsv} of every trained model: the Table 1/2 GTA models, the trained controls
-    and the training-size sweep's GTA models."""
+    """{model name: history.tsv} of every trained model: the Table 1/2 GTA models and the trained controls
+    (each training seed) and the training-size sweep's GTA models."""
     out = {}
     for path in gta_prediction_files():
         name = path.removeprefix("results/predictions/").removesuffix(".tsv")
         out[name] = f"results/models/{name}/history.tsv"
     for c in config["evaluate"]["controls"]:
         if c in TRAINED_CONTROLS:
-            out[f"control_{c}"] = f"{control_model_dir(c)}/history.tsv"
+            for s in train_seeds():
+                out[f"control_{c}{seed_tag(s)}"] = f"{control_model_dir(c, seed_tag(s))}/history.tsv"
     for f in subset_fractions():
         out[subset_model_name(f)] = f"results/models/{subset_model_name(f)}/history.tsv"
     return out

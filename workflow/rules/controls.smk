@@ -1,6 +1,7 @@
 # Table 3: GTA next to the controls a reviewer asks for, on Table 1's test genes and bootstrap. Each
 # control is trained (or, for the context ablation, predicted) with the GTA model's settings at the
-# largest N and backbone.layers blocks. Input functions (table3_rows, control_config, ...) are in common.smk.
+# largest N and backbone.layers blocks, once per training seed (evaluate.seeds; {seed_tag} is '' for the
+# first, _s{seed} for the others). Input functions (table3_rows, control_config, ...) are in common.smk.
 
 
 rule train_control:
@@ -10,15 +11,16 @@ rule train_control:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        model=model_outputs(control_model_dir("{control}")),
-        out_history=f"{control_model_dir('{control}')}/history.tsv",
-        out_predictions=control_prediction_file("{control}"),
+        model=model_outputs(control_model_dir("{control}", "{seed_tag}")),
+        out_history=f"{control_model_dir('{control}', '{seed_tag}')}/history.tsv",
+        out_predictions=control_prediction_file("{control}", "{seed_tag}"),
     log:
-        "results/logs/train_control/{control}.log",
+        "results/logs/train_control/{control}{seed_tag}.log",
     benchmark:
-        "results/benchmarks/train_control/{control}.tsv"
+        "results/benchmarks/train_control/{control}{seed_tag}.tsv"
     wildcard_constraints:
         control="|".join(TRAINED_CONTROLS),
+        seed_tag=SEED_TAG,
     conda:
         "../../envs/torch.yaml"
     threads: config["train"]["threads"]
@@ -31,24 +33,26 @@ rule train_control:
         layers=figure_model_key()[1],
         model=model_config(),
         control=control_config,
-        train=train_config(),
+        train=seeded_train_config,
     script:
         "../scripts/train_gta.py"
 
 
 rule ablate_context:
     input:
-        model=figure_model(),
+        model=seed_figure_model,
         features=features_path(),
         targets=TARGETS,
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        out=control_prediction_file("context_ablation"),
+        out=control_prediction_file("context_ablation", "{seed_tag}"),
     log:
-        "results/logs/ablate_context.log",
+        "results/logs/ablate_context{seed_tag}.log",
     benchmark:
-        "results/benchmarks/ablate_context.tsv"
+        "results/benchmarks/ablate_context{seed_tag}.tsv"
+    wildcard_constraints:
+        seed_tag=SEED_TAG,
     conda:
         "../../envs/torch.yaml"
     threads: config["train"]["threads"]
@@ -65,7 +69,7 @@ rule ablate_context:
 rule make_table3:
     input:
         targets=TARGETS,
-        predictions=[path for _, path in table3_rows()],
+        predictions=[path for _, path, _ in table3_rows()],
     output:
         out=report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
     log:

@@ -90,7 +90,7 @@ rule fit_baseline_subset:
         "../../envs/gta.yaml"
     params:
         train_fraction=lambda wildcards: float(wildcards.fraction),
-        seed=config["seed"],
+        seed=train_seeds()[0],  # the subset of train_gta_subset (whose TrainConfig.seed is the first seed)
     script:
         "../scripts/fit_baseline.py"
 
@@ -112,6 +112,6 @@ rule make_train_size:
         rows=train_size_rows(),
         label=figure_label(),
         n_boot=config["evaluate"]["n_boot"],
-        seed=config["seed"],
+        seed=train_seeds()[0],  # bootstrap and subsets: the subsets of the first training seed's models
     script:
         "../scripts/make_train_size.py"

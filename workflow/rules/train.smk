@@ -1,5 +1,6 @@
-# GTA training: one model per context length N (Table 1) and per backbone depth (Table 2), each a
-# GPU job on GPU configs; then the paper's figures from the largest-context model.
+# GTA training: one model per context length N (Table 1, once per training seed of evaluate.seeds: the
+# first keeps the plain name, the others end in _s{seed}) and per backbone depth (Table 2, first seed),
+# each a GPU job on GPU configs; then the paper's figures from the largest-context model (first seed).
 
 
 rule train_gta:
@@ -9,16 +10,17 @@ rule train_gta:
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
-        model=model_outputs("results/models/gta_n{n}_l{layers}"),
-        out_predictions="results/predictions/gta_n{n}_l{layers}.tsv",
-        out_history="results/models/gta_n{n}_l{layers}/history.tsv",
+        model=model_outputs("results/models/gta_n{n}_l{layers}{seed_tag}"),
+        out_predictions="results/predictions/gta_n{n}_l{layers}{seed_tag}.tsv",
+        out_history="results/models/gta_n{n}_l{layers}{seed_tag}/history.tsv",
     log:
-        "results/logs/train_gta/gta_n{n}_l{layers}.log",
+        "results/logs/train_gta/gta_n{n}_l{layers}{seed_tag}.log",
     benchmark:
-        "results/benchmarks/train_gta/gta_n{n}_l{layers}.tsv"
+        "results/benchmarks/train_gta/gta_n{n}_l{layers}{seed_tag}.tsv"
     wildcard_constraints:
         n=r"\d+",
         layers=r"\d+",
+        seed_tag=SEED_TAG,
     conda:
         "../../envs/torch.yaml"
     threads: config["train"]["threads"]
@@ -30,7 +32,7 @@ rule train_gta:
         n_bins=int_wildcard("n"),
         layers=int_wildcard("layers"),
         model=model_config(),
-        train=train_config(),
+        train=seeded_train_config,
     script:
         "../scripts/train_gta.py"
 
