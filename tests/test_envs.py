@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
-from importlib.metadata import packages_distributions, version
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -62,11 +62,46 @@ def test_every_rule_names_an_existing_env():
             assert (path.parent / env).resolve().is_file(), f"{path.name} names missing {env}"
 
 
+def constraints() -> dict[str, str]:
+    """constraints.txt (every pip install of `make setup` is held to it) as {distribution: version}."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([\w.]+)", line)
+            assert m, f"constraints.txt: {line!r} is not NAME==VERSION"
+            pins[canonical(m.group(1))] = m.group(2)
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 @pytest.mark.parametrize("name", ["bio.yaml", "gta.yaml", "torch.yaml"])
-def test_pins_are_the_tested_versions(name):
+def test_env_pins_are_the_constrained_versions(name):
+    """envs/*.yaml pin what constraints.txt pins (the conda route installs what make setup installs)."""
+    locked = constraints()
     for dist, pinned in pip_pins(ENVS[name]).items():
-        installed = version(dist).split("+")[0]  # torch's local tag: +cpu here, CUDA build on GPU nodes
-        assert installed == pinned, f"envs/{name} pins {dist}=={pinned} but the project is tested with {installed}"
+        assert locked.get(canonical(dist)) == pinned, (
+            f"envs/{name} pins {dist}=={pinned} but constraints.txt has {locked.get(canonical(dist))}"
+        )
+
+
+def test_the_venv_is_what_constraints_pin():
+    """Every distribution in the venv is at its constrained version, and every pin is installed: a fresh
+    `make setup` installs exactly the tested set, whatever upstream released since."""
+    from importlib.metadata import distributions
+
+    locked = constraints()
+    installed = {canonical(d.metadata["Name"]): d.version.split("+")[0] for d in distributions()}  # +cpu tag
+    installed.pop("gta", None)  # the package itself (editable)
+    for tool in ("pip", "setuptools", "wheel"):  # the venv's own tools, not installed by make setup
+        installed.pop(tool, None)
+        locked.pop(tool, None)
+    wrong = {d: (v, locked.get(d)) for d, v in installed.items() if locked.get(d) != v}
+    assert not wrong, f"installed (version, constrained) differ: {wrong}; run make setup, or refresh constraints.txt"
+    assert not set(locked) - set(installed), f"constrained but not installed: {set(locked) - set(installed)}"
 
 
 def test_envs_provide_what_the_code_imports():

@@ -440,8 +440,9 @@ def test_cluster_scripts_skip_cleanly_without_root(tmp_path):
         env=_env(),
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # a trivial script, but on a loaded 2-core machine process start-up can take long
+        cwd="/",  # a directory the unprivileged user can enter, whatever the checkout's permissions
     )
-    assert proc.returncode == 77
-    assert "needs root" in proc.stderr
+    assert proc.returncode == 77, f"exit {proc.returncode}: {proc.stderr}"
+    assert "needs root" in proc.stderr, proc.stderr
     assert not (tmp_path / "c").exists()
