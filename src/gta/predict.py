@@ -99,8 +99,10 @@ class SeiScorer:
         """(bins, 40) class scores of equal-length sequences (str, or uint8 ASCII codes (bins, length)),
         at the scorer's precision and rounded through float16 as the features file stores them; `flip`
         marks bins to compute on the reverse strand. With `exact`: in float32 whatever the scorer's
-        precision (no autocast) and not rounded."""
-        from .hardware import autocast
+        precision (no autocast, no TF32 on GPUs) and not rounded."""
+        from contextlib import nullcontext
+
+        from .hardware import autocast, ieee_convolutions
         from .sei.model import one_hot_codes, predict
 
         codes = (
@@ -109,7 +111,7 @@ class SeiScorer:
             else np.frombuffer("".join(sequences).encode("ascii"), np.uint8).reshape(len(sequences), -1)
         )
         out = np.empty((len(codes), self.unit.shape[1]), np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), ieee_convolutions() if exact else nullcontext():
             for s in range(0, len(codes), self.batch_size):
                 x = one_hot_codes(codes[s : s + self.batch_size])
                 if flip is not None and flip[s : s + self.batch_size].any():

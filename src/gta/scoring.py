@@ -4,7 +4,7 @@ Touched bins. For a (variant, gene) pair only the window bins the variant's REF 
 between REF and ALT. Each such bin is computed through Sei from the FASTA twice, on the reference
 (gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp, an indel
 shifts the sequence within it), as one Sei batch of its own, in float32 whatever the `sei` dtype (no
-autocast), not rounded to float16, on both strands as the Sei stage does. A bin is computed once per
+autocast, no TF32 on GPUs), not rounded to float16, on both strands as the Sei stage does. A bin is computed once per
 variant however many genes' windows hold it.
 
 delta. The REF window is the gene's window from the features file with its touched bins replaced by
