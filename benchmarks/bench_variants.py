@@ -3,11 +3,12 @@
     python benchmarks/bench_variants.py [--n-bins 51] [--variants 100] [--genes 32] [--spacing 100000]
                                         [--width 0.03125] [--threads 1] [--naive-pairs 12]
 
-gta.scoring.score_variants keeps every bin's REF features from the features file and sends through Sei
-only the bins each variant's REF span touches, on the ALT haplotype (gta.variants.alt_bin), once per
-(variant, bin) however many genes' windows share that bin. The naive alternative recomputes all N bins
-of the ALT window of every (variant, gene) pair. Both then run GTA once per pair on the ALT window.
-Expected: the Sei part is about N / (bins touched per pair) times cheaper.
+gta.scoring.score_variants keeps every other bin's features from the features file and sends through Sei
+only the bins each variant's REF span touches, on the reference and on the ALT haplotype together
+(gta.variants.ref_bin, alt_bin; float32), once per (variant, bin) however many genes' windows share that
+bin. The naive alternative recomputes all N bins of the ALT window of every (variant, gene) pair. Both
+then run GTA once per pair on the ALT window (score_variants on REF and ALT together).
+Expected: the Sei part is about N / (2 x bins touched per pair) times cheaper.
 
 Setup (in a temporary folder): a synthetic chr21, `--genes` TSSs from 14 Mb on, `--spacing` bp apart
 (jittered, mixed strands) so that windows overlap, genome-grid windows of N bins, features from the
@@ -17,8 +18,8 @@ a VCF of `--variants` SNVs and small indels inside the genes' windows, REF from 
 
 Timed:
   (a) score_variants end to end (model loading, VCF reading and REF check, Sei on the touched bins,
-      GTA on REF and ALT, writing the table), and its Sei part alone (alt_bin + SeiScorer.scores over
-      the same (variant, bin) units, measured here with the same scorer);
+      GTA on REF and ALT, writing the table), and its Sei part alone (gta.scoring._touched_bins,
+      run again here with the same kind of scorer);
   (b) the whole-window alternative on `--naive-pairs` pairs spread over all pairs: alt_bin for the
       touched bins, the reference for the others, SeiScorer.scores on all N, then GTA; its per-pair
       cost is scaled to all pairs. Its end-to-end time is score_variants' time with the Sei part
@@ -46,7 +47,7 @@ from gta.model import GTA
 from gta.options import ModelConfig, TrainConfig
 from gta.predict import SeiScorer, gene_prompts
 from gta.pretrained import GTAModel, save_model
-from gta.scoring import score_variants
+from gta.scoring import _touched_bins, score_variants
 from gta.sei import KEPT
 from gta.testing import write_tiny_backbone
 from gta.sei.checkpoint import save_sei
@@ -141,32 +142,11 @@ def write_model(folder: Path, backbone: Path, features: Path, n_bins: int, threa
     )
 
 
-def units_of(pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int) -> list[tuple[int, int]]:
-    """The distinct (variant, absolute bin start) units the touched bins of all pairs make."""
-    ws = dict(
-        zip(
-            genes["gene_id"], np.asarray(window_start(genes["tss"].to_numpy(np.int64), n_bins, BIN, GRID)), strict=False
-        )
-    )
-    seen: dict[tuple[int, int], None] = {}
-    for v, g, first, last in zip(
-        pairs["variant"], pairs["gene_id"], pairs["bin_first"], pairs["bin_last"], strict=False
-    ):
-        for b in range(int(first), int(last) + 1):
-            seen.setdefault((int(v), int(ws[g]) + b * BIN), None)
-    return list(seen)
-
-
-def sei_touched(scorer: SeiScorer, fa, variants, units: list[tuple[int, int]]) -> tuple[np.ndarray, float]:
-    """(scores, seconds) of alt_bin + SeiScorer.scores over the units, in score_variants' chunks."""
-    out = np.empty((len(units), len(KEPT)), np.float32)
-    step = 4 * scorer.batch_size
+def sei_touched(scorer: SeiScorer, fa, variants, pairs: pd.DataFrame, genes: pd.DataFrame, window: tuple):
+    """(distinct touched bins, seconds) of score_variants' own Sei part (REF and ALT of each bin)."""
     t0 = time.perf_counter()
-    for s in range(0, len(units), step):
-        part = units[s : s + step]
-        seqs = [alt_bin(fa, variants[v].chrom, start, BIN, variants[v]) for v, start in part]
-        out[s : s + len(part)] = scorer.scores(seqs)[:, KEPT]
-    return out, time.perf_counter() - t0
+    _, ref_scores, _ = _touched_bins(pairs, genes, variants, window, fa, scorer)
+    return len(ref_scores), time.perf_counter() - t0
 
 
 def sei_whole_windows(
@@ -289,9 +269,8 @@ def main() -> None:
         pairs, outside = place(variants, genes, n, BIN, GRID)
         n_var, n_pairs = len(variants), len(pairs)
         touched = (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy()
-        units = units_of(pairs, genes, n)
-        # (a) its Sei part alone: the same units through the same kind of scorer
-        _, t_a_sei = sei_touched(scorer, fa, variants, units)
+        # (a) its Sei part alone, with the same kind of scorer
+        units, t_a_sei = sei_touched(scorer, fa, variants, pairs, genes, (n, BIN, GRID, orient))
 
         # (b) whole windows, on pairs spread over all of them
         k = min(a.naive_pairs, n_pairs)
@@ -303,7 +282,8 @@ def main() -> None:
         alt_naive = gta.predict(x_alt, ids)
         t_b_gta = time.perf_counter() - t0
 
-        # agreement: the whole-window ALT predictions should equal score_variants' ones
+        # agreement: the whole-window ALT predictions (float16-rounded bins) against score_variants' ones
+        # (REF prediction + exact delta): equal up to the float16 rounding of the touched bins
         key = table.set_index(["id", "gene_id"])["alt_prediction"]
         alt_inc = np.array(
             [key[(variants[int(v)].id, g)] for v, g in zip(sub["variant"], sub["gene_id"], strict=False)]
@@ -315,8 +295,8 @@ def main() -> None:
     b_sei_total = b_sei_pair * n_pairs
     b_total = t_a - t_a_sei + b_sei_total
     mean_touched = float(touched.mean()) if n_pairs else float("nan")
-    expected = n / mean_touched
-    units_per_pair = len(units) / max(n_pairs, 1)
+    expected = n / (2 * mean_touched)
+    units_per_pair = units / max(n_pairs, 1)
 
     def rates(seconds: float) -> str:
         return f"{n_var / seconds:9.2f} variants/s  {n_pairs / seconds:9.2f} pairs/s  ({seconds:7.2f} s)"
@@ -334,8 +314,8 @@ def main() -> None:
     )
     print(
         f"bins touched per pair: mean {mean_touched:.3f} (max {int(touched.max()) if n_pairs else 0}); "
-        f"distinct ALT bins computed by score_variants: {len(units)} ({units_per_pair:.3f} per pair, "
-        f"{len(units) / max(n_var, 1):.3f} per variant; its counts file says alt_bins {counts.get('alt_bins')}, "
+        f"distinct touched bins computed by score_variants (REF and ALT each): {units} ({units_per_pair:.3f} per pair, "
+        f"{units / max(n_var, 1):.3f} per variant; its counts file says alt_bins {counts.get('alt_bins')}, "
         f"scored_pairs {counts.get('scored_pairs')})"
     )
     print(
@@ -344,13 +324,13 @@ def main() -> None:
         f"the whole-window Sei part"
     )
     print()
-    print("Sei part (ALT bins -> 40 class scores)")
-    print(f"  touched bins only (score_variants): {rates(t_a_sei)}  {len(units) / t_a_sei:7.1f} bins/s")
+    print("Sei part (touched bins -> 40 class scores; score_variants: REF and ALT of each, the naive way: ALT)")
+    print(f"  touched bins only (score_variants): {rates(t_a_sei)}  {2 * units / t_a_sei:7.1f} bins/s")
     print(f"  whole window per pair (naive)     : {rates(b_sei_total)}  {k * n / t_b_sei:7.1f} bins/s")
     print(
-        f"  measured speed ratio {b_sei_total / t_a_sei:6.1f}x   expected N / (bins touched) = "
-        f"{n} / {mean_touched:.3f} = {expected:.1f}x   (N / distinct ALT bins per pair = "
-        f"{n / units_per_pair:.1f}x, the bins shared between genes computed once)"
+        f"  measured speed ratio {b_sei_total / t_a_sei:6.1f}x   expected N / (2 x bins touched) = "
+        f"{n} / (2 x {mean_touched:.3f}) = {expected:.1f}x   (N / (2 x distinct touched bins per pair) = "
+        f"{n / (2 * units_per_pair):.1f}x, the bins shared between genes computed once)"
     )
     print(
         "End to end (Sei + GTA; score_variants includes loading the models, the VCF and REF check, GTA on REF "
@@ -359,7 +339,7 @@ def main() -> None:
     print(f"  score_variants                    : {rates(t_a)}")
     print(f"  whole window per pair (naive)     : {rates(b_total)}")
     print(
-        f"  measured speed ratio {b_total / t_a:6.1f}x   expected N / (bins touched) = {expected:.1f}x "
+        f"  measured speed ratio {b_total / t_a:6.1f}x   expected N / (2 x bins touched) = {expected:.1f}x "
         f"(the part that is not Sei is {100 * (t_a - t_a_sei) / t_a:.0f}% of score_variants' time)"
     )
     print(

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from gta import GTAError
 from gta.genome import open_fasta
@@ -28,7 +29,7 @@ from gta.sei.features import merge_features
 from gta.testing import write_tiny_backbone
 from gta.tss import MANE_COLUMNS, build_tss_table, read_mane, write_tss
 from gta.train import load_features, train_gta
-from gta.variants import Variant, alt_bin, ref_bin
+from gta.variants import ref_bin
 
 N_BINS, BIN = 5, 4096
 SPAN = N_BINS * BIN
@@ -68,6 +69,25 @@ def other(base: str) -> str:
 
 
 # ----------------------------------------------------------------------------- fixture chain
+
+
+def sei_stage(d: Path, tss: Path, fasta: Path, ckpt: Path, proj: Path) -> Path:
+    """features.h5 in `d` from the Sei stage (float32, genome grid) on the genes of `tss`."""
+    shard = inference.predict_sei(
+        str(tss),
+        str(fasta),
+        str(ckpt),
+        str(proj),
+        str(d / "sei/1-of-1.h5"),
+        N_BINS,
+        BIN,
+        "reference",
+        "genome",
+        device="cpu",
+        dtype="float32",
+        batch_size=8,
+    )
+    return merge_features(tss, [shard], d / "features.h5")
 
 
 @pytest.fixture(scope="module")
@@ -115,21 +135,7 @@ def world(tmp_path_factory):
     ckpt, proj = d / "sei.pth", d / "projvec.npy"
     save_sei(build_demo_sei(1 / 64, 64, seed=3), ckpt)
     np.save(proj, make_demo_projection(64, seed=3))
-    shard = inference.predict_sei(
-        str(tss),
-        str(fasta),
-        str(ckpt),
-        str(proj),
-        str(d / "sei/1-of-1.h5"),
-        N_BINS,
-        BIN,
-        "reference",
-        "genome",
-        device="cpu",
-        dtype="float32",
-        batch_size=8,
-    )
-    features = merge_features(tss, [shard], d / "features.h5")
+    features = sei_stage(d, tss, fasta, ckpt, proj)
 
     # targets (train/val/test) in another order than the features file, and prompts in the backbone's words
     order = rng.permutation(len(genes))
@@ -392,15 +398,17 @@ def expected_pairs(world, records, skip_mismatch: bool) -> set:
     return out
 
 
-def score(world, vcf_path, out, **kw):
+def score(world, vcf_path, out, use: dict | None = None, **kw):
+    """score_variants with the world's model, features and Sei, or those of `use`."""
+    use = use or world
     counts = out.with_name(out.stem + ".counts.tsv")
     table = score_variants(
-        world["model"],
+        use["model"],
         vcf_path,
-        world["features"],
+        use["features"],
         world["tss"],
         world["fasta"],
-        world["sei"],
+        use["sei"],
         out,
         prompts=world["prompts"],
         device="cpu",
@@ -412,7 +420,7 @@ def score(world, vcf_path, out, **kw):
 
 @pytest.fixture(scope="module")
 def flagged(world, vcf):
-    return score(world, vcf[0], world["dir"] / "scores_flag.parquet", ref_check="flag", batch_size=4)
+    return score(world, vcf[0], world["dir"] / "scores_flag.parquet", ref_check="flag")
 
 
 def test_score_variants_counts_and_ref_check(world, vcf, flagged):
@@ -446,9 +454,9 @@ def test_one_row_per_variant_and_touched_window(world, vcf, flagged):
     np.testing.assert_array_equal(table["distance"], table["pos"] - 1 - tss[table["gene_id"]].to_numpy())
 
 
-def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_model, scorer):
+def test_predictions_and_deltas(world, vcf, flagged, gta_model):
     table, _ = flagged
-    np.testing.assert_array_equal(table["delta"], table["alt_prediction"] - table["ref_prediction"])
+    np.testing.assert_array_equal(table["alt_prediction"], table["ref_prediction"] + table["delta"])
     same = table[table["id"] == "same"]
     assert len(same) == 1 and same["delta"].iloc[0] == 0.0
     assert same["alt_prediction"].iloc[0] == same["ref_prediction"].iloc[0]
@@ -456,32 +464,139 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
     assert (table.loc[table["id"] != "same", "delta"] != 0).any()
     # REF: the model on the features file's features of each gene
     gene_id, _, x = load_features(world["features"], N_BINS)
-    prompts = {int(r["gene_id"]): r["prompt"] for r in map(json.loads, Path(world["prompts"]).read_text().splitlines())}
+    prompts = read_prompts(world)
     ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id]), strict=False))
     # equal up to float32 rounding: prompts padded to another batch's longest one move the last bits
     np.testing.assert_allclose(table["ref_prediction"], [ref[g] for g in table["gene_id"]], rtol=1e-6, atol=0)
     for _, values in table.groupby("gene_id")["ref_prediction"]:
         assert values.nunique() == 1  # one REF prediction per gene
-    # ALT of the SNV: the touched bin's features replaced by Sei on the ALT haplotype
-    fa = open_fasta(world["fasta"])
-    chrom, pos, _, r, a = vcf[1][0]
-    v = Variant(chrom, pos, "snv", r, a)
-    row = {g: i for i, g in enumerate(gene_id.tolist())}
-    snv = table[table["id"] == "snv"]
-    assert list(snv["gene_id"]) == [1001, 1002, 1003]
-    for g, got in zip(snv["gene_id"], snv["alt_prediction"], strict=False):
-        ws = window_start(int(world["genes"].set_index("gene_id").at[g, "tss"]))
-        b = (pos - 1 - ws) // BIN
-        seq = alt_bin(fa, chrom, ws + b * BIN, BIN, v)
-        assert seq != ref_bin(fa, chrom, ws + b * BIN, BIN) and len(seq) == BIN
-        feats = x[row[g]].copy()
-        feats[b] = scorer.scores([seq])[0, KEPT]
-        want = gta_model.predict(feats[None], [prompts[g]])[0]
-        assert got == pytest.approx(want, rel=1e-6, abs=0)
-    # other batches of pairs: the same numbers up to rounding, and ALT == REF still exactly 0
-    one, _ = score(world, vcf[0], world["dir"] / "scores_bs1.tsv", ref_check="flag", batch_size=1)
-    np.testing.assert_allclose(one["alt_prediction"], table["alt_prediction"], rtol=1e-6, atol=0)
-    assert one.loc[one["id"] == "same", "delta"].tolist() == [0.0]
+
+
+def read_prompts(world) -> dict[int, str]:
+    lines = Path(world["prompts"]).read_text().splitlines()
+    return {int(r["gene_id"]): r["prompt"] for r in map(json.loads, lines)}
+
+
+def sei_by_hand(sei: dict, seqs: list[str]) -> np.ndarray:
+    """(len(seqs), kept classes) float64: Sei in float32 on both strands, one-hot and reverse complement
+    written out here, projected onto the 40 unit-length class vectors."""
+    from gta.sei.checkpoint import load_sei
+
+    onehot = np.stack([np.array([[c == b for c in s] for b in "ACGT"], np.float32) for s in seqs])
+    x = np.concatenate([onehot, onehot[:, ::-1, ::-1]])  # reverse complement: A<->T, C<->G, reversed
+    with torch.no_grad():
+        y = load_sei(sei["checkpoint"])(torch.from_numpy(np.ascontiguousarray(x))).double().numpy()
+    y = (y[: len(seqs)] + y[len(seqs) :]) / 2
+    proj = np.load(sei["projection"]).astype(np.float64)[:40]
+    return (y @ (proj / np.linalg.norm(proj, axis=1, keepdims=True)).T)[:, KEPT]
+
+
+@pytest.fixture(scope="module")
+def quiet(world):
+    """The fixtures' demo Sei made insensitive (its last layer's weights x 0.02) with a projection of
+    positive weights, so that class scores are about 3 (a float16 step of 0.002) and an SNV moves them
+    by less than that; its own features file, and the trained model with its feature statistics taken
+    from those features (so that it reads them as it reads the ones it was trained on)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from gta.sei.checkpoint import load_sei
+
+    d = world["dir"] / "quiet"
+    d.mkdir()
+    sei = load_sei(world["sei"]["checkpoint"])
+    sei.classifier[2].weight.data *= 0.02
+    ckpt, proj = d / "sei.pth", d / "projvec.npy"
+    save_sei(sei, ckpt)
+    np.save(proj, np.abs(np.load(world["sei"]["projection"])))
+    features = sei_stage(d, world["tss"], world["fasta"], ckpt, proj)
+    gene_id, _, x = load_features(features, N_BINS)
+    model = shutil.copytree(world["model"], d / "model")
+    weights = load_file(model / "weights.safetensors")
+    flat = torch.from_numpy(x.reshape(-1, x.shape[-1]))
+    weights["feature_mean"], weights["feature_std"] = flat.mean(0), flat.std(0)
+    save_file(weights, model / "weights.safetensors")
+    return {
+        "sei": dict(world["sei"], checkpoint=str(ckpt), projection=str(proj)),
+        "features": features,
+        "model": model,
+        "windows": dict(zip(gene_id.tolist(), x, strict=False)),
+    }
+
+
+@pytest.fixture(scope="module")
+def small_snv(world, quiet):
+    """An SNV in gene GC's TSS bin (one the model selects) whose effect on every class score (quiet Sei)
+    is below one float16 step of that score, so float16 features move each class by 0 or by one whole step.
+    Returns (0-based position, REF, ALT, (2, kept classes) REF and ALT scores by hand)."""
+    s21 = world["seqs"]["chr21"]
+    start = window_start(41_000) + (N_BINS // 2) * BIN
+    ref = s21[start : start + BIN]
+    for off in range(100, BIN, 97):
+        alt = ref[:off] + other(ref[off]) + ref[off + 1 :]
+        scores = sei_by_hand(quiet["sei"], [ref, alt])
+        step = np.spacing(np.abs(scores[0]).astype(np.float16)).astype(np.float64)
+        if (scores[0] != scores[1]).any() and (np.abs(scores[1] - scores[0]) < step).all():
+            return start + off, ref[off], alt[off], scores
+    raise AssertionError("no SNV below the float16 step in GC's TSS bin")
+
+
+def test_delta_equals_the_model_on_hand_built_windows(world, quiet, small_snv):
+    """delta = model(ALT window) - model(REF window), both windows built here (the FASTA string edited,
+    Sei by hand, the stored features elsewhere), the model in float32; the SNV's effect is below one
+    float16 step of every class score, so float16 features would move each class by 0 or a whole step."""
+    start0, r, a, scores = small_snv
+    path = world["dir"] / "small.vcf"
+    head = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    path.write_text(head + f"chr21\t{start0 + 1}\tsmall\t{r}\t{a}\t.\t.\t.\n")
+    table, _ = score(world, path, world["dir"] / "small.parquet", use=quiet)
+    row = table.set_index("gene_id").loc[1003]
+    assert row["bin"] == 0 and row["bins_touched"] == 1
+    windows = np.stack([quiet["windows"][1003]] * 2)
+    windows[:, N_BINS // 2] = scores
+    model = GTAModel.from_pretrained(quiet["model"], device="cpu")
+    ref, alt = model.predict(windows, [read_prompts(world)[1003]] * 2, autocast="float32")
+    assert abs(alt - ref) > 1e-6  # the model's float32 output near 0.3 has steps of 3e-8 (x the target's sd)
+    assert row["delta"] == pytest.approx(alt - ref, rel=1e-3, abs=0)
+    # through float16 features (the stored REF bin, the ALT bin rounded as the features file stores bins)
+    windows[:, N_BINS // 2] = scores.astype(np.float16)
+    ref16, alt16 = model.predict(windows, [read_prompts(world)[1003]] * 2, autocast="float32")
+    assert abs((alt16 - ref16) - (alt - ref)) > 0.5 * abs(alt - ref)  # each class 0 or a whole step: far off
+
+
+def test_a_delta_does_not_depend_on_the_other_variants(world, vcf):
+    """The SNV's deltas scored alone, among the fixture's variants and 40 more SNVs, whole or in chunks of
+    that VCF: bit-identical; each gene has one REF prediction in the merged chunks."""
+    d = world["dir"]
+    rng = np.random.default_rng(11)
+    s21 = world["seqs"]["chr21"]
+    more = [("chr21", int(p) + 1, f"r{p}", s21[p], other(s21[p])) for p in sorted(rng.integers(20_000, 199_000, 40))]
+    head = [line for line in vcf[0].read_text().splitlines() if line.startswith("#")]
+
+    def write(name, records):
+        path = d / name
+        path.write_text("\n".join(head + ["\t".join(map(str, r)) + "\t.\t.\t." for r in records]) + "\n")
+        return path
+
+    alone, _ = score(world, write("alone.vcf", vcf[1][:1]), d / "alone.parquet")
+    crowd = write("crowd.vcf", more[:20] + vcf[1] + more[20:])
+    whole, _ = score(world, crowd, d / "crowd.parquet", ref_check="flag")
+    parts = [d / f"crowd{i}.parquet" for i in (1, 2, 3)]
+    tables = [score(world, crowd, p, ref_check="flag", chunk=f"{i}-of-3")[0] for i, p in enumerate(parts, 1)]
+    merge_variant_scores(
+        parts, [p.with_name(p.stem + ".counts.tsv") for p in parts], d / "crowd_m.parquet", d / "m.tsv"
+    )
+    merged = pd.read_parquet(d / "crowd_m.parquet")
+    for table in (whole, merged):
+        snv = table[table["id"] == "snv"].reset_index(drop=True)
+        assert list(snv["gene_id"]) == list(alone["gene_id"]) == [1001, 1002, 1003]
+        np.testing.assert_array_equal(snv["delta"], alone["delta"])
+        assert (snv["delta"] != 0).any()
+    pd.testing.assert_frame_equal(merged, whole)
+    chunks_of = pd.concat([t.assign(chunk=i) for i, t in enumerate(tables)]).groupby("gene_id")["chunk"].nunique()
+    assert (chunks_of > 1).sum() >= 5  # genes whose variants fall in several chunks
+    assert (merged.groupby("gene_id")["ref_prediction"].nunique() == 1).all()
 
 
 # ----------------------------------------------------------------------------- 4. chunks

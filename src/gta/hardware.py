@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -85,6 +86,18 @@ def resolve_dtype(dtype: str, device: torch.device, input: str = "dtype") -> tor
 def autocast(device: torch.device, dtype: torch.dtype):
     """torch.autocast to `dtype` on `device`; a no-op for float32."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+@contextlib.contextmanager
+def ieee_convolutions():
+    """Float32 cuDNN convolutions in true float32 inside the block (PyTorch runs them in TF32 on GPUs
+    by default, a 10-bit mantissa); nothing changes on CPUs."""
+    conv = torch.backends.cudnn.conv
+    before, conv.fp32_precision = conv.fp32_precision, "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision = before
 
 
 def tune_malloc() -> bool:

@@ -93,11 +93,16 @@ class SeiScorer:
                     input=(f"sei.{setting}", "features"),
                 )
 
-    def scores(self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None) -> np.ndarray:
+    def scores(
+        self, sequences: Sequence[str] | np.ndarray, flip: np.ndarray | None = None, exact: bool = False
+    ) -> np.ndarray:
         """(bins, 40) class scores of equal-length sequences (str, or uint8 ASCII codes (bins, length)),
-        rounded through float16 as the features file stores them; `flip` marks bins to compute on the
-        reverse strand."""
-        from .hardware import autocast
+        at the scorer's precision and rounded through float16 as the features file stores them; `flip`
+        marks bins to compute on the reverse strand. With `exact`: in float32 whatever the scorer's
+        precision (no autocast, no TF32 on GPUs) and not rounded."""
+        from contextlib import nullcontext
+
+        from .hardware import autocast, ieee_convolutions
         from .sei.model import one_hot_codes, predict
 
         codes = (
@@ -106,18 +111,18 @@ class SeiScorer:
             else np.frombuffer("".join(sequences).encode("ascii"), np.uint8).reshape(len(sequences), -1)
         )
         out = np.empty((len(codes), self.unit.shape[1]), np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), ieee_convolutions() if exact else nullcontext():
             for s in range(0, len(codes), self.batch_size):
                 x = one_hot_codes(codes[s : s + self.batch_size])
                 if flip is not None and flip[s : s + self.batch_size].any():
                     f = flip[s : s + self.batch_size]
                     x[f] = x[f][:, ::-1, ::-1]
-                with autocast(self.device, self.dtype):
+                with autocast(self.device, torch.float32 if exact else self.dtype):
                     p = predict(
                         self.model, torch.from_numpy(np.ascontiguousarray(x)).to(self.device), self.reverse_complement
                     )
                 out[s : s + len(x)] = (p.float() @ self.unit).cpu().numpy()
-        return out.astype(np.float16).astype(np.float32)
+        return out if exact else out.astype(np.float16).astype(np.float32)
 
 
 # a features file's Sei attribute -> (the SeiScorer.load argument that decides it, what it is in words)

@@ -310,20 +310,27 @@ class GTAModel:
         for s in range(0, len(x), bs):
             yield s, x[s : s + bs].to(self.device), ids[s : s + bs]
 
-    def _autocast(self):
-        """The precision the model was trained in (config.json 'precision'), not what 'auto' means here."""
+    def _autocast(self, dtype: str | None = None):
+        """The precision the model was trained in (config.json 'precision', not what 'auto' means here),
+        or `dtype` ('float32', 'bfloat16', 'auto') when given."""
         from .hardware import autocast, resolve_dtype
 
-        return autocast(self.device, resolve_dtype(self.config["precision"], self.device, "precision"))
+        dtype = self.config["precision"] if dtype is None else dtype
+        return autocast(self.device, resolve_dtype(dtype, self.device, "autocast"))
 
     def predict(
-        self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None
+        self,
+        features: np.ndarray,
+        prompts: Sequence[str] | list[torch.Tensor],
+        batch_size: int | None = None,
+        autocast: str | None = None,
     ) -> np.ndarray:
         """Predictions (genes,) in the target's units; batches and autocast as in training's final pass,
-        so the numbers equal the training run's predictions file."""
+        so the numbers equal the training run's predictions file. `autocast` ('float32', 'bfloat16',
+        'auto') overrides the training's precision, e.g. 'float32' for differences smaller than a bf16 step."""
         self.module.eval()
         out = []
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(autocast):
             for _, x, ids in self.batches(features, prompts, batch_size):
                 out.append(self.module(x, ids).float().cpu())
         if not out:

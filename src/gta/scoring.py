@@ -1,9 +1,24 @@
 """Variant effects: every VCF variant in a gene's window, scored as GTA(ALT) - GTA(REF): `gta score-variants`.
 
-REF features come from the features file (never recomputed). For each variant only the bins its REF
-span touches are recomputed through Sei, on the ALT haplotype (gta.variants.alt_bin: each bin stays
-4,096 bp, an indel shifts the sequence within it), on both strands as the Sei stage does; every other
-bin keeps its REF features. A bin is computed once per variant however many genes' windows share it.
+Touched bins. For a (variant, gene) pair only the window bins the variant's REF span touches differ
+between REF and ALT. Each such bin is computed through Sei from the FASTA twice, on the reference
+(gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp, an indel
+shifts the sequence within it), as one Sei batch of its own, in float32 whatever the `sei` dtype (no
+autocast, no TF32 on GPUs), not rounded to float16, on both strands as the Sei stage does. A bin is computed once per
+variant however many genes' windows hold it.
+
+delta. The REF window is the gene's window from the features file with its touched bins replaced by
+their REF scores, the ALT window the same with their ALT scores; both go through the model as one
+float32 batch of two (no autocast), and delta = model(ALT window) - model(REF window). So delta is the
+model's response to the variant's change alone: it does not depend on the other variants in the VCF,
+on the chunk or on any batch, and it is not quantised by the features file's float16 storage (an effect
+smaller than one float16 step of a class score still comes out). A variant whose ALT bin sequences are
+its REF ones (ALT == REF) has delta exactly 0, without a forward pass.
+
+ref_prediction is the model on the gene's window from the features file alone (a batch of one, float32):
+one number per gene whatever the chunk. alt_prediction = ref_prediction + delta. (The REF window of
+delta differs from the stored one in the touched bins, which are recomputed in float32, so
+model(REF window) may differ from ref_prediction in its last digits; delta does not carry that.)
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ from . import GTAError
 from .genome import open_fasta, window_start
 from .io import atomic_path
 from .tss import read_tss
-from .variants import alt_bin, place, read_vcf
+from .variants import alt_bin, place, read_vcf, ref_bin
 
 log = logging.getLogger("gta.scoring")
 
@@ -99,7 +114,6 @@ def score_variants(
     backbone: str | None = None,
     device: str = "auto",
     threads: int | None = None,
-    batch_size: int = 64,
     out_counts: str | Path | None = None,
 ) -> pd.DataFrame:
     """Score chunk `chunk` of the VCF's variants against every gene of `tss` whose window they touch.
@@ -120,7 +134,6 @@ def score_variants(
         backbone: backbone folder or hub id (default: the one the model records)
         device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
-        batch_size: variant-gene pairs per GTA batch
         out_counts: output TSV of counts (skipped, outside windows, scored)
     """
     import torch
@@ -148,14 +161,14 @@ def score_variants(
             "averaged over both strands: use reverse_complement true",
             input="sei.reverse_complement",
         )
-    per_pair, alt_scores = _alt_bins(pairs, genes, variants, window, fa, scorer)
-    counts["alt_bins"] = len(alt_scores)
+    per_pair, ref_bins, alt_bins = _touched_bins(pairs, genes, variants, window, fa, scorer)
+    counts["alt_bins"] = len(alt_bins)
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
     x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
-    ref_pred, alt_pred = _predict_pairs(
-        gta, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0
+    ref_pred, delta = _predict_pairs(
+        gta, pairs, per_pair, ref_bins, alt_bins, dict(zip(genes["gene_id"], x_ref, strict=False)), text, t0
     )
-    table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, gta.n_bins // 2)
+    table = _score_table(variants, pairs, per_pair, ref_pred, delta, gta.n_bins // 2)
     write_table(table, out)
     el = time.perf_counter() - t0
     log.info(
@@ -197,9 +210,11 @@ def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, windo
     return variants, pairs, counts
 
 
-def _alt_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple, fa, scorer):
-    """Sei scores (kept classes) of every distinct ALT bin, one per (variant, absolute start) however many
-    genes' windows hold it, and per pair its [(window column, ALT bin)]."""
+def _touched_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple, fa, scorer):
+    """Sei scores (kept classes) on REF and on ALT of every distinct touched bin, one per (variant, absolute
+    start) however many genes' windows hold it, and per pair its [(window column, bin)]. A bin's REF and ALT
+    sequences are one float32 Sei batch of their own, so their scores depend on nothing else; when they are
+    the same sequence, ALT is REF exactly."""
     from .sei import KEPT
 
     n, bin_size, grid, orient = window
@@ -208,16 +223,16 @@ def _alt_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple,
     for row, col, start in _window_bins(pairs, genes, n, bin_size, grid, orient):
         key = (int(pairs["variant"].iat[row]), start)
         per_pair.setdefault(row, []).append((col, unit_of.setdefault(key, len(unit_of))))
-    keys = list(unit_of)
-    alt_scores = np.empty((len(keys), len(KEPT)), np.float32)
-    progress = Progress("Sei on ALT bins: %d/%d, %.1f bins/s", len(keys))
-    step = 4 * scorer.batch_size
-    for s in range(0, len(keys), step):
-        part = keys[s : s + step]
-        seqs = [alt_bin(fa, variants[v].chrom, start, bin_size, variants[v]) for v, start in part]
-        alt_scores[s : s + len(part)] = scorer.scores(seqs)[:, KEPT]
-        progress(s + len(part))
-    return per_pair, alt_scores
+    ref_scores = np.empty((len(unit_of), len(KEPT)), np.float32)
+    alt_scores = np.empty_like(ref_scores)
+    progress = Progress("Sei on touched bins (REF and ALT): %d/%d, %.1f bins/s", len(unit_of))
+    for u, (v, start) in enumerate(unit_of):
+        var = variants[v]
+        ref, alt = ref_bin(fa, var.chrom, start, bin_size), alt_bin(fa, var.chrom, start, bin_size, var)
+        both = scorer.scores([ref] if alt == ref else [ref, alt], exact=True)[:, KEPT]
+        ref_scores[u], alt_scores[u] = both[0], both[-1]
+        progress(u + 1)
+    return per_pair, ref_scores, alt_scores
 
 
 class Progress:
@@ -235,53 +250,46 @@ class Progress:
             self.last = now
 
 
+def _predict(model, x: np.ndarray, ids) -> np.ndarray:
+    """The one place scoring runs the model: windows `x` (k, n_bins, classes) of one gene with its prompt
+    `ids`, as one float32 batch (no autocast) of their own, so the numbers depend on `x` alone."""
+    return model.predict(x, [ids] * len(x), batch_size=len(x), autocast="float32")
+
+
 def _predict_pairs(
     model,
     pairs: pd.DataFrame,
     per_pair: dict,
-    alt_scores: np.ndarray,
+    ref_bins: np.ndarray,
+    alt_bins: np.ndarray,
     x_ref: dict,
     text: dict,
-    batch_size: int,
     t0: float,
 ) -> tuple[dict, np.ndarray]:
-    """GTA on REF (once per gene) and on ALT (once per pair whose ALT bins differ from REF; the others keep
-    the REF prediction, so their delta is exactly 0 whatever the batch their REF was predicted in)."""
-    genes = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
+    """ref_prediction per gene (its features-file window alone) and each pair's delta (its REF and ALT
+    windows in one batch; exactly 0, without a forward pass, when the two windows are equal)."""
+    genes = pairs["gene_id"].unique()
     ids = dict(zip(genes, model.encode([text[g] for g in genes]), strict=False))
-    ref_pred = dict(
-        zip(
-            genes,
-            model.predict(
-                np.stack([x_ref[g] for g in genes]) if len(genes) else np.zeros((0, model.n_bins, 0), np.float32),
-                [ids[g] for g in genes],
-            ),
-            strict=False,
-        )
-    )
-    alt_pred = np.empty(len(pairs))
-    gene_of = pairs["gene_id"].to_numpy()
+    ref_pred = {g: _predict(model, x_ref[g][None], ids[g])[0] for g in genes}
+    delta = np.zeros(len(pairs))
     progress = Progress("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", len(pairs), t0)
-    for s in range(0, len(pairs), batch_size):
-        g = gene_of[s : s + batch_size]
-        base = np.stack([x_ref[i] for i in g])
-        x = base.copy()
-        for j in range(len(g)):
-            for col, u in per_pair[s + j]:
-                x[j, col] = alt_scores[u]
-        changed = (x != base).any(axis=(1, 2))
-        alt_pred[s : s + len(g)] = [ref_pred[i] for i in g]
-        if changed.any():
-            alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
-        progress(s + len(g))
-    return ref_pred, alt_pred
+    for row, g in enumerate(pairs["gene_id"]):
+        x = np.stack([x_ref[g], x_ref[g]])
+        for col, u in per_pair[row]:
+            x[0, col], x[1, col] = ref_bins[u], alt_bins[u]
+        if (x[0] != x[1]).any():
+            ref, alt = _predict(model, x, ids[g])
+            delta[row] = alt - ref
+        progress(row + 1)
+    return ref_pred, delta
 
 
 def _score_table(
-    variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, alt_pred: np.ndarray, tss_bin: int
+    variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, delta: np.ndarray, tss_bin: int
 ) -> pd.DataFrame:
     v = [variants[i] for i in pairs["variant"]]
-    table = pd.DataFrame(
+    ref = np.array([ref_pred[g] for g in pairs["gene_id"]], np.float64)
+    return pd.DataFrame(
         {
             "id": [x.id for x in v],
             "chrom": [x.chrom for x in v],
@@ -293,14 +301,13 @@ def _score_table(
             "distance": pairs["distance"].to_numpy(np.int64),
             "bin": [per_pair[r][0][0] - tss_bin for r in range(len(pairs))],
             "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
-            "ref_prediction": [ref_pred[g] for g in pairs["gene_id"]],
-            "alt_prediction": alt_pred,
+            "ref_prediction": ref,
+            "alt_prediction": ref + delta,
+            "delta": delta,
             "ref_mismatch": [x.ref_mismatch for x in v],
         },
-        columns=[c for c in SCORE_COLUMNS if c != "delta"],
+        columns=SCORE_COLUMNS,
     )
-    table.insert(SCORE_COLUMNS.index("delta"), "delta", table["alt_prediction"] - table["ref_prediction"])
-    return table
 
 
 def write_counts(counts: Counter, out: str | Path) -> None:
