@@ -174,16 +174,17 @@ def true_deltas(
     grammar: str = "demo",
     signal_fraction: float = 0.8,
 ) -> pd.DataFrame:
-    """The scores table with 'true_delta' (the planted signal on ALT minus on REF, in target units) and
+    """The scores table with 'true_delta' (the planted signal on ALT minus on REF, in target units: the
+    touched bins' REF and ALT class scores computed together in float32 and unrounded, the other bins as
+    stored, so the truth has no float16 floor either) and
     'class' (the role of the variant's bin in the gene's window, demo grammar) added."""
     from ..predict import SeiScorer
-    from ..variants import Variant, alt_bin, place
+    from ..variants import Variant, alt_bin, place, ref_bin
 
     genes, scores, attrs = _population(features, tss, grammar_classes(grammar))
     n, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
     grid = str(attrs.get("grid", "tss"))
     signal = PlantedSignal(scores, tss_bin, grammar)
-    ref_signal = signal(scores)
     _, demo_scores, _ = _population(features, tss, GRAMMAR_CLASSES)
     roles = site_classes(PlantedSignal(demo_scores, tss_bin).z(demo_scores), tss_bin)
     row_of = {g: i for i, g in enumerate(genes["gene_id"])}
@@ -199,16 +200,17 @@ def true_deltas(
     for v_idx, rows in pairs.groupby("variant"):
         v = variants[v_idx]
         g_rows = [row_of[g] for g in rows["gene_id"]]
-        x = scores[g_rows].copy()
+        x_ref, x_alt = scores[g_rows].copy(), scores[g_rows].copy()
         cache: dict[int, np.ndarray] = {}
         for j, (g, first, last) in enumerate(zip(g_rows, rows["bin_first"], rows["bin_last"], strict=False)):
             for b in range(int(first), int(last) + 1):
                 s = int(starts[g]) + b * bin_size
-                if s not in cache:
-                    cache[s] = scorer.scores([alt_bin(fa, v.chrom, s, bin_size, v)])[0, cls]
-                x[j, b] = cache[s]
+                if s not in cache:  # REF and ALT bin together in float32, unrounded (as score_variants does)
+                    pair = [ref_bin(fa, v.chrom, s, bin_size), alt_bin(fa, v.chrom, s, bin_size, v)]
+                    cache[s] = scorer.scores(pair, exact=True)[:, cls]
+                x_ref[j, b], x_alt[j, b] = cache[s]
             role[(v_idx, genes["gene_id"].iat[g])] = roles[g, int(first)]
-        delta = np.sqrt(signal_fraction) * (signal(x) - ref_signal[g_rows])
+        delta = np.sqrt(signal_fraction) * (signal(x_alt) - signal(x_ref))
         for g, d in zip(rows["gene_id"], delta, strict=False):
             truth[(v_idx, g)] = d
     index = {tuple(k): i for i, k in enumerate(keys.itertuples(index=False))}
