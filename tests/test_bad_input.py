@@ -9,6 +9,7 @@ import gzip
 import logging
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -481,6 +482,9 @@ def test_second_writer_leaves_the_first_ones_shard_alone(tmp_path, sei_model):
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
     )
     try:
+        # a hang guard, not a timing assertion: without it a holder that never prints would block forever
+        ready, _, _ = select.select([holder.stdout], [], [], 120)
+        assert ready, "the lock-holding subprocess printed nothing in 120 s"
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(GTAError, match="another job is writing") as e:
             run_shard(tss, fasta, *sei_model, out, WindowSpec(3))

@@ -1,5 +1,5 @@
 """The statistics behind Figures 6, 9 and 10 (top_bins, head_zscores, selection_frequency) against values
-worked out by hand on tiny arrays. The figures themselves are checked in test_workflow.py."""
+worked out by hand on tiny arrays, and what draw_figures plots."""
 
 from __future__ import annotations
 
@@ -42,11 +42,6 @@ ATTENTION = np.array(
         ],
     ]
 )
-
-
-def test_attention_fixture_is_a_softmax_over_prototypes():
-    assert ATTENTION.shape == (2, 2, 4, 3)
-    np.testing.assert_allclose(ATTENTION.sum(axis=-1), 1.0)
 
 
 def test_top_bins_by_hand():
@@ -144,3 +139,34 @@ def test_figure_names_are_light_and_match_the_workflow():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_draw_figures_plot_the_data_given(tmp_path, monkeypatch):
+    """Figures 5, 7, 8 and 9 read back from the matplotlib figures draw_figures saves: the scatter is the
+    (observed, predicted) pairs, Figure 7 the head-mean attention, Figure 8 each head's top-prototype column
+    (worked out by hand in the fixture's comments) and Figure 9 the hand-counted selection frequencies."""
+    import pandas as pd
+
+    import gta.figures
+    from gta.figures import draw_figures
+
+    saved = {}
+    real = gta.figures._save
+    monkeypatch.setattr(gta.figures, "_save", lambda fig, path: (saved.update({path.name[:4]: fig}), real(fig, path)))
+    preds = pd.DataFrame({"observed": [0.5, 2.0, -1.0], "predicted": [0.4, 1.0, 3.0], "symbol": ["A", "B", "C"]})
+    features = np.random.default_rng(0).normal(size=(3, 4, 33))
+    selected = np.array([[0, 2, 2], [2, 3, 3], [1, 1, 1]])
+    paths = draw_figures(tmp_path, preds, features, np.zeros((3, 2), int), ATTENTION[0], ATTENTION[1], selected, "x")
+    assert [p.name for p in paths] == FIGURE_FILES and all(p.stat().st_size > 1000 for p in paths)
+    np.testing.assert_array_equal(
+        saved["fig5"].axes[0].collections[0].get_offsets(), [[0.5, 0.4], [2.0, 1.0], [-1.0, 3.0]]
+    )
+    best, worst = saved["fig7"].axes[:2]  # gene A has the smallest residual, C the largest
+    assert best.get_title().endswith(": A") and worst.get_title().endswith(": C")
+    np.testing.assert_allclose(best.images[0].get_array(), ATTENTION[0].mean(axis=0).T)
+    np.testing.assert_allclose(worst.images[0].get_array(), ATTENTION[1].mean(axis=0).T)
+    head_lines = [ax.get_lines()[0].get_ydata() for ax in saved["fig8"].axes]
+    np.testing.assert_allclose(head_lines, [[0.3, 0.8, 0.2, 0.4], [0.05, 0.5, 0.6, 0.5]])
+    bars = saved["fig9"].axes[0].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], [1 / 3, 1 / 3, 2 / 3, 1 / 3])
+    np.testing.assert_allclose([b.get_x() + b.get_width() / 2 for b in bars], [-2, -1, 0, 1])  # bins from the TSS bin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import h5py
 import numpy as np
@@ -288,14 +289,35 @@ def test_a_crafted_model_or_resume_file_cannot_run_code(tmp_path, data_files, ba
     assert not marker.exists()
 
 
-def test_training_fits_the_training_genes(tmp_path, data_files, backbone_dir):
-    """Gradients reach the trainable parts: the training loss falls and the fit follows the signal."""
-    model, pred = run(tmp_path, data_files, backbone_dir, epochs=30, patience=30, lr=3e-3, autocast="float32")
+@pytest.mark.parametrize("backbone_seed", [0, 2])
+def test_training_learns_a_planted_signal_on_held_out_genes(tmp_path, data_files, backbone_seed):
+    """Gradients reach the trainable parts and the model generalises: each gene's Promoter score is shifted by
+    4 s in every bin and its expression is s plus 10% noise, so any selected bin carries the signal. Trained on
+    the training genes only, the predictions rank the 25 unseen test genes by s (Spearman by scipy).
+    Measured (fp32, 30 epochs) on backbone seeds 0-5: test Spearman 0.89-0.96 (seed 2 the lowest), final
+    training loss 0.17-0.18 of the first epoch's. With the data_files signal instead (TSS bin only, no
+    shift; a 96/32/32 split) held-out Spearman was 0.04-0.44 and depended on the backbone seed."""
+    from scipy.stats import spearmanr
+
+    d = tmp_path / "data"
+    d.mkdir()
+    shutil.copy(data_files[0] / "features.h5", d / "features.h5")
+    shutil.copy(data_files[0] / "prompts.jsonl", d / "prompts.jsonl")
+    targets = pd.read_csv(data_files[0] / "targets.tsv", sep="\t")
+    rng = np.random.default_rng(7)
+    with h5py.File(d / "features.h5", "r+") as f:
+        s = rng.normal(size=len(f["gene_id"]))
+        f["features"][:, :, 25] = (f["features"][:, :, 25] + 4 * s[:, None]).astype(np.float16)  # raw Promoter
+        planted = dict(zip(f["gene_id"][:], s, strict=True))
+    targets["value"] = targets["gene_id"].map(planted) + 0.1 * rng.normal(size=len(targets))
+    targets.to_csv(d / "targets.tsv", sep="\t", index=False)
+    backbone = make_backbone(tmp_path / "backbone", seed=backbone_seed)
+    model, pred = run(tmp_path, (d,), backbone, epochs=30, patience=30, lr=3e-3, autocast="float32")
     history = read_config(model)["history"]
-    assert history[-1]["train_loss"] < 0.75 * history[0]["train_loss"]
-    # the best-validation epoch's predictions still rank the training genes by their signal
-    train = pred[pred.split == "train"]
-    assert train[["observed", "predicted"]].corr(method="spearman").iloc[0, 1] > 0.4
+    assert history[-1]["train_loss"] < 0.4 * history[0]["train_loss"]
+    test = pred[pred.split == "test"]
+    assert len(test) == (targets["split"] == "test").sum() == 25
+    assert spearmanr(test["gene_id"].map(planted), test["predicted"]).statistic > 0.75
 
 
 def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, monkeypatch):

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from scipy import stats
 
 from gta.formats import DELTA_COLUMNS, SEED_COLUMNS
 
@@ -27,6 +28,14 @@ def planned(workdir, config, *args) -> dict[str, int]:
     table = re.search(r"job\s+count\n[-\s]+\n(.*?)\n\s*total", r.stdout, re.S)
     assert table, r.stdout[-3000:]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)$", table.group(1), re.M)}
+
+
+def rho_by_scipy(run, predictions) -> float:
+    """scipy's Spearman of observed vs predicted on the test genes of a predictions file (an independent
+    recomputation of a table's number)."""
+    pred = pd.read_csv(run / predictions, sep="\t")
+    test = pred[pred["split"] == "test"]
+    return stats.spearmanr(test["observed"], test["predicted"]).statistic
 
 
 def edited(tmp_path, config, **changes):
@@ -101,31 +110,40 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     n_test = int((targets["split"] == "test").sum())
     assert (t1["n_genes"] == n_test).all()  # the imported predictions cover every tiny gene
     assert t1["spearman"].between(-1, 1).all() and (t1["ci"] > 0).all()
+    layers = cfg["backbone"]["layers"]
+    rows = {("TSS ridge", 1): "tss_ridge", ("ExPecto-style", cfg["window"]["n_bins"]): "expecto_style"}
+    rows |= {("GTA", n): f"gta_n{n}_l{layers}" for n in cfg["evaluate"]["context_bins"]}
+    for (model, n_bins), stem in rows.items():  # each row recomputed with scipy from its predictions file
+        (value,) = t1.loc[(t1["model"] == model) & (t1["n_bins"] == n_bins), "spearman"]
+        assert value == pytest.approx(rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5)
     t2 = pd.read_csv(tiny_run / "results/table2.tsv", sep="\t")
     assert sorted(t2["layers"]) == sorted(cfg["evaluate"]["ablation_layers"])
-    # the Table 2 row at backbone.layers is the same model as Table 1's largest N
-    same = t2.loc[t2["layers"] == cfg["backbone"]["layers"], "spearman"].item()
-    assert same == gta.loc[gta["n_bins"] == max(cfg["evaluate"]["context_bins"]), "spearman"].item()
+    n = max(cfg["evaluate"]["context_bins"])
+    for row in t2.itertuples():
+        expect = rho_by_scipy(tiny_run, f"results/predictions/gta_n{n}_l{row.layers}.tsv")
+        assert row.spearman == pytest.approx(expect, abs=5e-5)
 
 
 def test_table3_and_diagnostics(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     e = cfg["evaluate"]
     n, layers = max(e["context_bins"]), cfg["backbone"]["layers"]
-    t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
     t3 = pd.read_csv(tiny_run / "results/table3.tsv", sep="\t")
     assert list(t3.columns) == ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
     assert list(t3["model"]) == ["GTA", *e["controls"]]
     assert t3["description"].str.len().gt(0).all() and t3["spearman"].between(-1, 1).all()
-    gta = t1[(t1["model"] == "GTA") & (t1["n_bins"] == n)]
-    # the GTA row is Table 1's largest-N model, same test genes and bootstrap; one seed (the top-level one)
-    same = ["spearman", "ci", "n_genes", "n_seeds", "seed_spearman"]
-    assert t3.loc[0, same].tolist() == gta[same].iloc[0].tolist()
-    assert gta["n_seeds"].iloc[0] == 1 and gta["seed_spearman"].iloc[0].startswith(f"{cfg['seed']}:")
-    assert t3["spearman_sd"].isna().all() and t3.loc[0, DELTA_COLUMNS].isna().all()  # one seed: no SD
-    delta = t3.loc[1:, "spearman"] - t3.loc[0, "spearman"]  # one seed: the difference of the rows
-    np.testing.assert_allclose(t3.loc[1:, "delta_vs_gta"], delta, atol=2e-4)
-    assert (t3["n_genes"] == gta["n_genes"].item()).all()
+    files = {"GTA": f"results/predictions/gta_n{n}_l{layers}.tsv"}
+    files |= {c: f"results/predictions/control_{c}.tsv" for c in e["controls"]}
+    rho = {m: rho_by_scipy(tiny_run, f) for m, f in files.items()}
+    for row in t3.itertuples():  # each row recomputed with scipy from its predictions file
+        assert row.spearman == pytest.approx(rho[row.model], abs=5e-5), row.model
+    targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
+    assert (t3["n_genes"] == (targets["split"] == "test").sum()).all()
+    # one seed (the top-level one): no SD, and each control's paired difference is that of the two rows
+    assert (t3["n_seeds"] == 1).all() and t3["seed_spearman"].str.startswith(f"{cfg['seed']}:").all()
+    assert t3["spearman_sd"].isna().all() and t3.loc[0, DELTA_COLUMNS].isna().all()
+    for row in t3.iloc[1:].itertuples():
+        assert row.delta_vs_gta == pytest.approx(rho[row.model] - rho["GTA"], abs=2e-4), row.model
     for c in ["no_backbone", "random_backbone", "attention_layer", "no_prompt"]:
         history = pd.read_csv(tiny_run / f"results/models/control_{c}_n{n}_l{layers}/history.tsv", sep="\t")
         assert list(history["epoch"]) == list(range(1, len(history) + 1)) and len(history) >= 1
@@ -136,13 +154,15 @@ def test_table3_and_diagnostics(tiny_run, tiny_config):
     ts = pd.read_csv(tiny_run / "results/diagnostics/train_size.tsv", sep="\t")
     assert list(ts.columns) == ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
     assert len(ts) == 3 * len(e["train_fractions"])
-    # fraction 1 reuses the normal models: the same numbers as Table 1
-    full = ts[ts["train_fraction"] == 1.0].set_index("model")
-    for model in ["TSS ridge", "ExPecto-style"]:
-        assert full.loc[model, "spearman"] == t1.loc[t1["model"] == model, "spearman"].item()
-    assert full.loc["GTA", "spearman"] == gta["spearman"].item()
-    half = ts[ts["train_fraction"] == 0.5]
-    assert (half["n_train"] < full["n_train"].iloc[0]).all()
+    # fraction 1 reuses the normal models' predictions; 0.5 the subset runs' (scipy on each file)
+    stems = {"GTA": f"gta_n{n}_l{layers}", "TSS ridge": "tss_ridge", "ExPecto-style": "expecto_style"}
+    n_train = int((targets["split"] == "train").sum())
+    for row in ts.itertuples():
+        stem = (
+            stems[row.model] if row.train_fraction == 1.0 else f"train_size/{stems[row.model]}_f{row.train_fraction:g}"
+        )
+        assert row.spearman == pytest.approx(rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5)
+        assert row.n_train == round(row.train_fraction * n_train)
     for name in ["learning_curves.png", "train_size.png"]:
         with Image.open(tiny_run / "results/figures" / name) as im:
             assert im.format == "PNG" and min(im.size) > 100
@@ -159,9 +179,13 @@ def test_predictions_and_figures(tiny_run):
         assert (merged["split_x"] == merged["split_y"]).all()
     figures = sorted((tiny_run / "results/figures").glob("fig*.png"))
     assert [f.name.split("_")[0] for f in figures] == ["fig10", "fig5", "fig6", "fig7", "fig8", "fig9"]
-    for f in figures:
+    pixels = []
+    for f in figures:  # what they plot is checked in test_figures.py (draw_figures); here: real, distinct images
         with Image.open(f) as im:
             assert im.format == "PNG" and min(im.size) > 100
+            pixels.append(np.asarray(im.convert("RGB")))
+            assert len(np.unique(pixels[-1].reshape(-1, 3), axis=0)) > 20, f.name  # not blank
+    assert len({p.tobytes() for p in pixels}) == len(pixels)
 
 
 def test_using_the_trained_model(tiny_run, tiny_config):
@@ -267,3 +291,14 @@ def test_same_config_gives_byte_identical_tables(tiny_run, tiny_config, tmp_path
     assert ran == {"make_table1", "make_table2"}, r.stdout[-3000:]
     for t in tables:
         assert (copy / t).read_bytes() == first[t], f"{t} differs when rebuilt from the same config"
+    # the comparison can fail: one test gene's prediction changed in the copy changes Table 2's bytes
+    n = max(yaml.safe_load(tiny_config.read_text())["evaluate"]["context_bins"])
+    pred_file = copy / f"results/predictions/gta_n{n}_l1.tsv"
+    pred = pd.read_csv(pred_file, sep="\t")
+    test = pred[pred["split"] == "test"]
+    pred.loc[test["observed"].idxmax(), "predicted"] = test["predicted"].min() - 100.0  # best observed, now last
+    pred.to_csv(pred_file, sep="\t", index=False)
+    (copy / "results/table2.tsv").unlink()
+    r = run_snakemake(copy, "results/table2.tsv", "--cores", "2", config=tiny_config)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert (copy / "results/table2.tsv").read_bytes() != first["results/table2.tsv"]
