@@ -151,9 +151,10 @@ def score_variants(
     per_pair, alt_scores = _alt_bins(pairs, genes, variants, window, fa, scorer)
     counts["alt_bins"] = len(alt_scores)
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
+    strand = dict(zip(genes["gene_id"], genes["strand"], strict=False))
     x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
     ref_pred, alt_pred = _predict_pairs(
-        gta, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0
+        gta, pairs, per_pair, alt_scores, dict(zip(genes["gene_id"], x_ref, strict=False)), text, batch_size, t0, strand
     )
     table = _score_table(variants, pairs, per_pair, ref_pred, alt_pred, gta.n_bins // 2)
     write_table(table, out)
@@ -244,9 +245,11 @@ def _predict_pairs(
     text: dict,
     batch_size: int,
     t0: float,
+    strand: dict,
 ) -> tuple[dict, np.ndarray]:
     """GTA on REF (once per gene) and on ALT (once per pair whose ALT bins differ from REF; the others keep
-    the REF prediction, so their delta is exactly 0 whatever the batch their REF was predicted in)."""
+    the REF prediction, so their delta is exactly 0 whatever the batch their REF was predicted in).
+    Windows are in the model's recorded orientation; `strand` {gene: '+'/'-'} turns them to transcript order."""
     genes = pairs["gene_id"].unique() if len(pairs) else np.zeros(0, np.int64)
     ids = dict(zip(genes, model.encode([text[g] for g in genes]), strict=False))
     ref_pred = dict(
@@ -255,6 +258,7 @@ def _predict_pairs(
             model.predict(
                 np.stack([x_ref[g] for g in genes]) if len(genes) else np.zeros((0, model.n_bins, 0), np.float32),
                 [ids[g] for g in genes],
+                strand=[strand[g] for g in genes],
             ),
             strict=False,
         )
@@ -272,7 +276,9 @@ def _predict_pairs(
         changed = (x != base).any(axis=(1, 2))
         alt_pred[s : s + len(g)] = [ref_pred[i] for i in g]
         if changed.any():
-            alt_pred[s + np.flatnonzero(changed)] = model.predict(x[changed], [ids[i] for i in g[changed]])
+            alt_pred[s + np.flatnonzero(changed)] = model.predict(
+                x[changed], [ids[i] for i in g[changed]], strand=[strand[i] for i in g[changed]]
+            )
         progress(s + len(g))
     return ref_pred, alt_pred
 

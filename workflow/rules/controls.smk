@@ -7,6 +7,7 @@ rule train_control:
     input:
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
@@ -41,6 +42,7 @@ rule ablate_context:
         model=figure_model(),
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
