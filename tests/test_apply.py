@@ -172,6 +172,7 @@ def world(tmp_path_factory):
         N_BINS,
         mcfg,
         tcfg,
+        tss=str(tss),
         resume_dir=str(d / "resume"),
     )
     return {
@@ -457,7 +458,9 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
     # REF: the model on the features file's features of each gene
     gene_id, _, x = load_features(world["features"], N_BINS)
     prompts = {int(r["gene_id"]): r["prompt"] for r in map(json.loads, Path(world["prompts"]).read_text().splitlines())}
-    ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id]), strict=False))
+    strand = world["genes"].set_index("gene_id")["strand"]
+    ref_pred = gta_model.predict(x, [prompts[g] for g in gene_id], strand=strand[gene_id].to_numpy())
+    ref = dict(zip(gene_id.tolist(), ref_pred, strict=False))
     # equal up to float32 rounding: prompts padded to another batch's longest one move the last bits
     np.testing.assert_allclose(table["ref_prediction"], [ref[g] for g in table["gene_id"]], rtol=1e-6, atol=0)
     for _, values in table.groupby("gene_id")["ref_prediction"]:
@@ -476,7 +479,7 @@ def test_predictions_deltas_and_the_snv_alt_recomputed(world, vcf, flagged, gta_
         assert seq != ref_bin(fa, chrom, ws + b * BIN, BIN) and len(seq) == BIN
         feats = x[row[g]].copy()
         feats[b] = scorer.scores([seq])[0, KEPT]
-        want = gta_model.predict(feats[None], [prompts[g]])[0]
+        want = gta_model.predict(feats[None], [prompts[g]], strand=[strand[g]])[0]
         assert got == pytest.approx(want, rel=1e-6, abs=0)
     # other batches of pairs: the same numbers up to rounding, and ALT == REF still exactly 0
     one, _ = score(world, vcf[0], world["dir"] / "scores_bs1.tsv", ref_check="flag", batch_size=1)
