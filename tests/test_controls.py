@@ -118,6 +118,8 @@ def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
             str(d / "targets.tsv"),
             "--prompts",
             str(d / "prompts.jsonl"),
+            "--tss",
+            str(d / "tss.tsv"),
             "--n-bins",
             "3",
             "--backbone",

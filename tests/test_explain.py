@@ -22,7 +22,7 @@ BASE = ["bin", "offset", "distance_bp", "prediction", "ablated", "effect", "sele
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_files, backbone_dir):  # noqa: F811
     """A tiny model trained for 2 epochs, loaded, with the features and prompts of its genes."""
-    folder, pred = run(tmp_path_factory.mktemp("explain"), data_files, backbone_dir, n=N, epochs=2)
+    folder, pred = run(tmp_path_factory.mktemp("explain"), data_files, backbone_dir, n=N, epochs=2, autocast="float32")
     d = data_files[0]
     model = GTAModel.from_pretrained(folder, device="cpu")
     gene_id, symbol, x = load_features(d / "features.h5", N)
