@@ -17,6 +17,7 @@ from scipy import stats
 from gta import GTAError
 from gta.demo.simulation import GRAMMAR_CLASSES, grammar_terms, simulate
 from gta.evaluate import make_table1, strand_spearman
+from gta.explain import explain_genes
 from gta.formats import transcript_order
 from gta.model.head import SelectorHead
 from gta.model.gta import GTA
@@ -140,6 +141,9 @@ def test_predicting_a_minus_strand_gene_is_predicting_its_reversed_bins(trained,
             assert got[i] == pytest.approx(written[gene_id[i]], rel=1e-5, abs=1e-6 * model.y_std)
     with pytest.raises(GTAError, match="give each gene's strand"):
         model.predict(x[:2], prompts[:2])
+    with pytest.raises(GTAError, match="give the TSS table") as e:  # a stage that applies the model names its tss
+        explain_genes(folder, d / "features.h5", d / "prompts.jsonl", ["G100"], d.parent / "none", device="cpu")
+    assert e.value.input == "tss"
 
 
 def config_bins(folder) -> str:

@@ -87,7 +87,8 @@ def explain_gene(
     # could differ in the last bits of a float32 (a row alone and in a batch, or two identical rows
     # of one batch, need not agree bit for bit), and its effect would not be exactly 0.
     ids = model.encode([prompt])
-    pred, details = model.predict_details(x[None], ids, strand=[strand])
+    one = None if strand is None else [strand]
+    pred, details = model.predict_details(x[None], ids, strand=one)
     if model.orient == "reference" and strand == "-":  # the model's transcript order back to the features' order
         details = {
             "selector_logits": details["selector_logits"][:, ::-1],
@@ -99,9 +100,8 @@ def explain_gene(
     if len(changed):
         batch = np.repeat(x[None], len(changed), axis=0)  # row j: bin changed[j] ablated
         batch[np.arange(len(changed)), changed] = bg[changed]
-        ablated[changed] = model.predict(
-            batch, ids * len(batch), batch_size=batch_size or len(batch), strand=[strand] * len(batch)
-        )
+        strands = None if one is None else one * len(batch)
+        ablated[changed] = model.predict(batch, ids * len(batch), batch_size=batch_size or len(batch), strand=strands)
 
     offset = np.arange(n) - n // 2
     table = pd.DataFrame(
@@ -290,7 +290,6 @@ def explain_genes(
     import torch
 
     from .annotations import read_prompts
-    from .formats import gene_strands
     from .pretrained import GTAModel
     from .train import load_features
 
@@ -302,7 +301,8 @@ def explain_genes(
     gta = GTAModel.from_pretrained(model, backbone, device)
     gene_id, symbol, x = load_features(features, gta.n_bins, bins_input="model")
     rows = find_genes([str(g) for g in genes], gene_id, symbol, features)
-    strand = gene_strands(tss, gene_id[rows]) if tss is not None else [None] * len(rows)
+    strand = gta.strands(tss, gene_id[rows])
+    strand = [None] * len(rows) if strand is None else strand
     prompt_of = read_prompts(prompts)
     missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompt_of]
     if missing:

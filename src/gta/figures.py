@@ -177,7 +177,7 @@ def make_figures(
     import torch
 
     from .annotations import read_prompts
-    from .formats import gene_strands, read_predictions, transcript_order
+    from .formats import read_predictions, transcript_order
     from .pretrained import GTAModel
     from .train import load_features
 
@@ -195,7 +195,7 @@ def make_figures(
     text = read_prompts(prompts)
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
-    strand = gene_strands(tss, test["gene_id"]) if tss is not None else None
+    strand = gta.strands(tss, test["gene_id"])
     _, d = gta.predict_details(x, [text[g] for g in test["gene_id"]], batch_size, strand=strand)
     x = transcript_order(x, strand, gta.orient)  # the figures show bins as the model reads them (upstream first)
     att = d["attention"]

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from . import GTAError
-from .formats import transcript_order
+from .formats import gene_strands, transcript_order
 from .io import _umask, atomic_path, require_file
 from .options import ModelConfig, TrainConfig
 
@@ -283,6 +283,19 @@ class GTAModel:
             raise
         module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, config, Path(folder))
+
+    def strands(self, tss: str | Path | None, gene_id: Sequence[int]) -> np.ndarray | None:
+        """The genes' strands from tss.tsv, as `predict` needs them (None for a model on transcript-oriented
+        features, which needs none)."""
+        if self.orient == "transcript":
+            return None
+        if tss is None:
+            raise GTAError(
+                "the model's features are in reference orientation: give the TSS table (tss.tsv) for the genes' "
+                "strands, so that minus-strand genes are read upstream first",
+                input="tss",
+            )
+        return gene_strands(tss, gene_id)
 
     @property
     def device(self) -> torch.device:
