@@ -16,8 +16,9 @@ Prints each model's test Spearman overall and on plus- and minus-strand genes al
     python benchmarks/strand_check.py --results /work/demo/results [--dir /tmp/gta-strand-check]
 
 `--results` is a demo run's results/ folder (features/features.h5, genes/tss.tsv,
-annotations/prompts.jsonl, backbone/<name>). About 25 minutes on 2 busy AVX2 cores (two GTA trainings
-of ~10 minutes each). Not part of `make bench` (which measures speed only).
+annotations/prompts.jsonl, backbone/<name>). About 10 minutes on one thread of a busy 2-core machine
+(two GTA trainings of ~5 minutes each; a rerun reuses the trained models' predictions in --dir). Not part
+of `make bench` (which measures speed only).
 """
 
 from __future__ import annotations
@@ -45,11 +46,10 @@ def model_configs(config: dict, backbone: str, threads: int):
     return mcfg, tcfg
 
 
-def scores(pred: Path, strand: pd.Series) -> dict[str, float]:
+def scores(p: pd.DataFrame, strand: pd.Series) -> dict[str, float]:
+    """Test Spearman of a predictions table (gene_id, split, observed, predicted): all, + and - strand genes."""
     from gta.evaluate import strand_spearman
-    from gta.formats import read_predictions
 
-    p = read_predictions(pred)
     test = p.loc[p["split"] == "test", "gene_id"]
     rows = p[p["split"] == "test"]
     by = strand_spearman(p, test, strand)
@@ -68,7 +68,7 @@ def main() -> None:
 
     from gta.baselines import fit_baseline
     from gta.expression import make_targets
-    from gta.formats import read_tss, write_tss
+    from gta.formats import read_predictions, read_tss, write_tss
     from gta.model.spec import converted_name
     from gta.train import train_gta
 
@@ -105,7 +105,10 @@ def main() -> None:
             train_gta(str(features), str(work / "targets.tsv"), str(prompts), str(out_model), str(runs[name]),
                       n, mcfg, tcfg, tss=str(strands))  # fmt: skip
     strand = genes.drop_duplicates("gene_id").set_index("gene_id")["strand"]
-    table = pd.DataFrame({name: scores(path, strand) for name, path in runs.items()}).T
+    table = pd.DataFrame({name: scores(read_predictions(path), strand) for name, path in runs.items()}).T
+    tgt = pd.read_csv(work / "targets.tsv", sep="\t").merge(pd.read_csv(work / "simulation.tsv", sep="\t"))
+    noiseless = tgt.rename(columns={"value": "observed", "signal": "predicted"})
+    table.loc["noise ceiling"] = scores(noiseless, strand)  # the planted signal itself
     counts = pd.read_csv(work / "targets.tsv", sep="\t").query("split == 'test'")["gene_id"].map(strand).value_counts()
     print(f"\nupstream-only grammar, {n} bins; test genes: {counts.get('+', 0)} plus, {counts.get('-', 0)} minus")
     print(table.round(3).to_string())
