@@ -41,7 +41,10 @@ def edited(tmp_path, config, **changes):
 def test_table1_has_every_row(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
-    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes"]
+    columns = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", "spearman_plus", "spearman_minus"]
+    assert list(t1.columns) == columns
+    by_strand = t1.loc[t1["model"] != "noise ceiling", ["spearman_plus", "spearman_minus"]]
+    assert by_strand.notna().all().all() and by_strand.abs().le(1).all().all()
     expected = [
         "Xpresso",
         "Enformer",
