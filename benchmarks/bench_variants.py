@@ -254,7 +254,8 @@ def main() -> None:
         scorer.scores([ref_bin(fa, "chr21", 14_000_000, BIN)])
         _, _, x_ref = load_features(features, n)
         prompts = dict(zip(genes["gene_id"], gene_prompts(genes, CELL_TYPE), strict=False))
-        gta.predict(x_ref[:2], [prompts[g] for g in genes["gene_id"][:2]])
+        strand = genes.set_index("gene_id")["strand"]
+        gta.predict(x_ref[:2], [prompts[g] for g in genes["gene_id"][:2]], strand=strand[genes["gene_id"][:2]])
 
         # (a) score_variants end to end
         out, counts_tsv = tmp / "scores.tsv", tmp / "counts.tsv"
@@ -279,7 +280,7 @@ def main() -> None:
         x_alt, t_b_sei = sei_whole_windows(scorer, fa, variants, sub, genes, n, orient)
         ids = gta.encode([prompts[g] for g in sub["gene_id"]])
         t0 = time.perf_counter()
-        alt_naive = gta.predict(x_alt, ids)
+        alt_naive = gta.predict(x_alt, ids, strand=strand[sub["gene_id"]].to_numpy())
         t_b_gta = time.perf_counter() - t0
 
         # agreement: the whole-window ALT predictions (float16-rounded bins) against score_variants' ones

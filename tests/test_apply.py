@@ -178,6 +178,7 @@ def world(tmp_path_factory):
         N_BINS,
         mcfg,
         tcfg,
+        tss=str(tss),
         resume_dir=str(d / "resume"),
     )
     return {
@@ -465,7 +466,9 @@ def test_predictions_and_deltas(world, vcf, flagged, gta_model):
     # REF: the model on the features file's features of each gene
     gene_id, _, x = load_features(world["features"], N_BINS)
     prompts = read_prompts(world)
-    ref = dict(zip(gene_id.tolist(), gta_model.predict(x, [prompts[g] for g in gene_id]), strict=False))
+    strand = world["genes"].set_index("gene_id")["strand"]
+    ref_pred = gta_model.predict(x, [prompts[g] for g in gene_id], strand=strand[gene_id].to_numpy())
+    ref = dict(zip(gene_id.tolist(), ref_pred, strict=False))
     # equal up to float32 rounding: prompts padded to another batch's longest one move the last bits
     np.testing.assert_allclose(table["ref_prediction"], [ref[g] for g in table["gene_id"]], rtol=1e-6, atol=0)
     for _, values in table.groupby("gene_id")["ref_prediction"]:
@@ -556,12 +559,13 @@ def test_delta_equals_the_model_on_hand_built_windows(world, quiet, small_snv):
     windows = np.stack([quiet["windows"][1003]] * 2)
     windows[:, N_BINS // 2] = scores
     model = GTAModel.from_pretrained(quiet["model"], device="cpu")
-    ref, alt = model.predict(windows, [read_prompts(world)[1003]] * 2, autocast="float32")
+    strand = [world["genes"].set_index("gene_id").at[1003, "strand"]] * 2
+    ref, alt = model.predict(windows, [read_prompts(world)[1003]] * 2, strand=strand, autocast="float32")
     assert abs(alt - ref) > 1e-6  # the model's float32 output near 0.3 has steps of 3e-8 (x the target's sd)
     assert row["delta"] == pytest.approx(alt - ref, rel=1e-3, abs=0)
     # through float16 features (the stored REF bin, the ALT bin rounded as the features file stores bins)
     windows[:, N_BINS // 2] = scores.astype(np.float16)
-    ref16, alt16 = model.predict(windows, [read_prompts(world)[1003]] * 2, autocast="float32")
+    ref16, alt16 = model.predict(windows, [read_prompts(world)[1003]] * 2, strand=strand, autocast="float32")
     assert abs((alt16 - ref16) - (alt - ref)) > 0.5 * abs(alt - ref)  # each class 0 or a whole step: far off
 
 

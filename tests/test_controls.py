@@ -42,7 +42,7 @@ def test_train_subset_is_seeded_nested_and_whole_at_one():
 
 def test_restrict_training_keeps_validation_and_test(data_files):
     d = data_files[0]
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     before = {k: v.copy() for k, v in ds.idx.items()}
     restrict_training(ds, 1.0, 0)
     assert all(np.array_equal(ds.idx[k], before[k]) for k in before)  # 1.0 = today's training set
@@ -58,7 +58,7 @@ def test_gta_trained_on_a_fraction_standardises_with_that_subset(tmp_path, data_
     d, feats, gene_id, _ = data_files
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=1, train_fraction=0.5)
     config, weights = read_config(model), read_weights(model)
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     train = ds.idx["train"][train_subset(ds.gene_id[ds.idx["train"]], 0.5, 0)]
     np.testing.assert_allclose(
         weights["feature_mean"].numpy(), ds.x[train].reshape(-1, ds.x.shape[-1]).mean(0), rtol=1e-5, atol=1e-6
@@ -120,6 +120,8 @@ def test_gta_train_writes_the_history_tsv(tmp_path, data_files, backbone_dir):
             str(d / "targets.tsv"),
             "--prompts",
             str(d / "prompts.jsonl"),
+            "--tss",
+            str(d / "tss.tsv"),
             "--n-bins",
             "3",
             "--backbone",
@@ -169,7 +171,7 @@ def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean
     model, pred = run(tmp_path, data_files, backbone_dir, epochs=2, autocast="float32")
     args = (model, d / "features.h5", d / "targets.tsv", d / "prompts.jsonl")
     # every bin kept: the model's own predictions
-    full = predict_with_context(*args, keep_bins=5)
+    full = predict_with_context(*args, keep_bins=5, tss=d / "tss.tsv")
     merged = full.merge(pred, on="gene_id")
     assert len(merged) == len(pred)
     np.testing.assert_allclose(merged["predicted_x"], merged["predicted_y"], rtol=1e-4, atol=1e-5)
@@ -183,16 +185,16 @@ def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean
         return original(self, features, *a, **kw)
 
     monkeypatch.setattr(GTA, "forward", spy)
-    ablated = predict_with_context(*args, keep_bins=1)
+    ablated = predict_with_context(*args, keep_bins=1, tss=d / "tss.tsv")
     x = np.concatenate([s[0] for s in seen])
     mean = seen[0][1]
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     np.testing.assert_array_equal(x[:, 2], ds.x[:, 2])
     for b in (0, 1, 3, 4):
         np.testing.assert_array_equal(x[:, b], np.broadcast_to(mean, x[:, b].shape))
     assert not np.allclose(ablated["predicted"], full["predicted"])
     with pytest.raises(GTAError, match="keep_bins 4 must be odd") as e:
-        predict_with_context(*args, keep_bins=4)
+        predict_with_context(*args, keep_bins=4, tss=d / "tss.tsv")
     assert e.value.input == "keep_bins"
 
 

@@ -12,9 +12,10 @@ from gta.cli import main
 from gta.explain import explain_gene, explain_genes, find_genes, read_gene_list
 from gta.pretrained import GTAModel
 from gta.train import load_features
-from test_train import backbone_dir, data_files, run  # noqa: F401 (fixtures)
+from test_train import backbone_dir, data_files, run, strands  # noqa: F401 (fixtures)
 
 N = 5
+STRAND = strands(1000)  # gene i's strand (features-file order)
 BASE = ["bin", "offset", "distance_bp", "prediction", "ablated", "effect", "selector_logit", "selected"]
 
 
@@ -44,8 +45,8 @@ def columns(heads):
 def test_ablation_effects_equal_independent_predictions(trained):
     _, _, model, gene_id, _, x, prompts = trained
     heads = int(model.config["model"]["heads"])
-    for i in (0, 17):
-        table, attention = explain_gene(model, x[i], prompts[int(gene_id[i])], return_attention=True)
+    for i in (0, 17, 40):  # 40: a minus-strand gene
+        table, attention = explain_gene(model, x[i], prompts[int(gene_id[i])], return_attention=True, strand=STRAND[i])
         assert list(table.columns) == columns(heads) and len(table) == N
         assert attention.shape[:2] == (heads, N)
         np.testing.assert_array_equal(table["bin"], np.arange(N))
@@ -54,31 +55,32 @@ def test_ablation_effects_equal_independent_predictions(trained):
         for b in range(N):
             xb = x[i].copy()
             xb[b] = model.feature_mean
-            alone = model.predict(xb[None], [prompts[int(gene_id[i])]])[0]
+            alone = model.predict(xb[None], [prompts[int(gene_id[i])]], strand=[STRAND[i]])[0]
             assert table["ablated"].iloc[b] == pytest.approx(alone, abs=1e-6)
         np.testing.assert_array_equal(table["effect"], table["prediction"] - table["ablated"])
         assert (table["effect"] != 0).any()
         # with the gene's own features as background nothing changes
-        own = explain_gene(model, x[i], prompts[int(gene_id[i])], background=x[i])
+        own = explain_gene(model, x[i], prompts[int(gene_id[i])], background=x[i], strand=STRAND[i])
         assert (own["effect"] == 0).all()
 
 
 def test_selector_attention_and_prediction_agree_with_the_model(trained):
     _, pred, model, gene_id, symbol, x, prompts = trained
-    for i in (3, 40, 101):
+    for i in (3, 40, 101):  # 40: a minus-strand gene, whose details come in transcript order
         g = int(gene_id[i])
-        table, attention = explain_gene(model, x[i], prompts[g], return_attention=True)
-        p, d = model.predict_details(x[i][None], [prompts[g]])
-        np.testing.assert_allclose(table["selector_logit"], d["selector_logits"][0], rtol=0, atol=0)
-        assert set(np.flatnonzero(table["selected"])) == set(d["selected"][0].tolist())
+        table, attention = explain_gene(model, x[i], prompts[g], return_attention=True, strand=STRAND[i])
+        p, d = model.predict_details(x[i][None], [prompts[g]], strand=[STRAND[i]])
+        back = slice(None, None, -1) if STRAND[i] == "-" else slice(None)  # the model's order -> the file's
+        np.testing.assert_allclose(table["selector_logit"], d["selector_logits"][0][back], rtol=0, atol=0)
+        assert set(np.flatnonzero(table["selected"])) == set(np.arange(N)[back][d["selected"][0]].tolist())
         assert table["selected"].sum() == min(int(model.config["model"]["top_k"]), N)
-        np.testing.assert_array_equal(attention, d["attention"][0])
+        np.testing.assert_array_equal(attention, d["attention"][0][:, back])
         for h in range(attention.shape[0]):
             np.testing.assert_array_equal(table[f"top_prototype_h{h}"], attention[h].argmax(-1))
             np.testing.assert_array_equal(table[f"attention_h{h}"], attention[h].max(-1))
         assert (table["prediction"] == table["prediction"].iloc[0]).all()
         v = table["prediction"].iloc[0]
-        assert v == model.predict(x[i][None], [prompts[g]])[0] == p[0]
+        assert v == model.predict(x[i][None], [prompts[g]], strand=[STRAND[i]])[0] == p[0]
         row = pred.loc[pred["gene_id"] == g, "predicted"]
         if len(row):  # the training run's predictions file (%.6g), from batches of other genes
             assert_float32_close(v, row.iloc[0], model)
@@ -89,7 +91,15 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
     d = data_files[0]
     genes = [symbol[2], str(gene_id[9]), symbol[2].lower()]  # by symbol, by GeneID, a repeat ignoring case
     paths = explain_genes(
-        folder, d / "features.h5", d / "prompts.jsonl", genes, tmp_path / "out", device="cpu", threads=1, label="test"
+        folder,
+        d / "features.h5",
+        d / "prompts.jsonl",
+        genes,
+        tmp_path / "out",
+        device="cpu",
+        threads=1,
+        label="test",
+        tss=d / "tss.tsv",
     )
     expected = [tmp_path / "out" / f"{symbol[i]}.{ext}" for i in (2, 9) for ext in ("tsv", "png")]
     assert paths == expected
@@ -110,6 +120,7 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
             [symbol[0], "NOPE1", "999999"],
             tmp_path / "bad",
             device="cpu",
+            tss=d / "tss.tsv",
         )
     assert not (tmp_path / "bad").exists()
 
@@ -139,6 +150,8 @@ def test_cli_explain(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
         str(d / "features.h5"),
         "--prompts",
         str(d / "prompts.jsonl"),
+        "--tss",
+        str(d / "tss.tsv"),
         "--device",
         "cpu",
         "--threads",

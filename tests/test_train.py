@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gta import GTAError
+from gta.formats import write_tss
 from gta.options import ModelConfig, TrainConfig
 from gta.sei import CLASS_LABELS, KEPT
 from gta.pretrained import GTAModel, read_config, read_weights
@@ -54,6 +55,11 @@ def backbone_dir(tmp_path_factory):
     return make_backbone(tmp_path_factory.mktemp("backbone"))
 
 
+def strands(n: int) -> np.ndarray:
+    """The strand of the fixture's genes in features-file order: every third gene on the minus strand."""
+    return np.where(np.arange(n) % 3 == 1, "-", "+")
+
+
 @pytest.fixture(scope="module")
 def data_files(tmp_path_factory):
     """features.h5 (docs/formats.md, features.h5), targets.tsv and prompts.jsonl for N_GENES genes.
@@ -82,6 +88,21 @@ def data_files(tmp_path_factory):
             "split": split[order],
         }
     ).to_csv(d / "targets.tsv", sep="\t", index=False)
+    strand = strands(N_GENES)
+    write_tss(
+        pd.DataFrame(
+            {
+                "gene_id": gene_id,
+                "symbol": [f"G{g}" for g in gene_id],
+                "ensembl_gene": "",
+                "name": "",
+                "chrom": "chr1",
+                "tss": 1_000_000 + 10_000 * np.arange(N_GENES),
+                "strand": strand,
+            }
+        ),
+        d / "tss.tsv",
+    )
     with open(d / "prompts.jsonl", "w") as fh:
         for i, g in enumerate(gene_id):
             words = " ".join(["protein"] * (i % 5) + ["kinase"])
@@ -117,6 +138,7 @@ def run(tmp, data_files, backbone_dir, n=5, **train):
         n,
         mcfg,
         tcfg,
+        tss=str(d / "tss.tsv"),
         resume_dir=str(tmp / "resume"),
     )
     return out_model, pd.read_csv(out_pred, sep="\t")
@@ -136,7 +158,7 @@ def test_centred_slice():
 
 def test_dataset_joins_on_gene_id_and_slices_kept_classes(data_files):
     d, feats, gene_id, value = data_files
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     assert ds.x.shape == (N_GENES - 1, 5, 33) and ds.x.dtype == np.float32
     pos = {g: i for i, g in enumerate(gene_id)}
     for k in [0, 7, 20]:
@@ -226,8 +248,8 @@ def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_fi
     assert splits.sort_values("gene_id", ignore_index=True).equals(pred[key].sort_values("gene_id", ignore_index=True))
     assert "GTA model, N = 5 bins" in (folder / "README.md").read_text()
     model = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
-    got = pd.Series(model.predict(ds.x, ds.prompt), index=ds.gene_id)[pred["gene_id"]]
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
+    got = pd.Series(model.predict(ds.x, ds.prompt, strand=ds.strand), index=ds.gene_id)[pred["gene_id"]]
     assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]  # as the file writes them
     wider = make_backbone(tmp_path / "wider", hidden=64)
     with pytest.raises(GTAError, match=r"hidden size 64, but the model was trained on .* with 32") as e:
@@ -325,7 +347,7 @@ def test_a_stale_resume_state_is_not_used(tmp_path, data_files, backbone_dir, mo
     d = data_files[0]
     work = tmp_path / "data"
     work.mkdir()
-    for name in ("features.h5", "targets.tsv", "prompts.jsonl"):
+    for name in ("features.h5", "targets.tsv", "prompts.jsonl", "tss.tsv"):
         (work / name).write_bytes((d / name).read_bytes())
     rerun = kill_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):

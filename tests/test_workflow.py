@@ -30,11 +30,11 @@ def planned(workdir, config, *args) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)$", table.group(1), re.M)}
 
 
-def rho_by_scipy(run, predictions) -> float:
-    """scipy's Spearman of observed vs predicted on the test genes of a predictions file (an independent
-    recomputation of a table's number)."""
+def rho_by_scipy(run, predictions, genes=None) -> float:
+    """scipy's Spearman of observed vs predicted on the test genes (among `genes`, if given) of a predictions
+    file (an independent recomputation of a table's number)."""
     pred = pd.read_csv(run / predictions, sep="\t")
-    test = pred[pred["split"] == "test"]
+    test = pred[(pred["split"] == "test") & (pred["gene_id"].isin(genes) if genes is not None else True)]
     return stats.spearmanr(test["observed"], test["predicted"]).statistic
 
 
@@ -90,7 +90,17 @@ def test_seeds_train_each_table_model_once_per_seed(tmp_path, seeds, tags):
 def test_table1_has_every_row(tiny_run, tiny_config):
     cfg = yaml.safe_load(tiny_config.read_text())
     t1 = pd.read_csv(tiny_run / "results/table1.tsv", sep="\t")
-    assert list(t1.columns) == ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", *SEED_COLUMNS]
+    strand_columns = ["spearman_plus", "spearman_minus"]
+    assert list(t1.columns) == [
+        "model",
+        "n_bins",
+        "context_bp",
+        "spearman",
+        "ci",
+        "n_genes",
+        *SEED_COLUMNS,
+        *strand_columns,
+    ]
     expected = [
         "Xpresso",
         "Enformer",
@@ -116,6 +126,11 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     for (model, n_bins), stem in rows.items():  # each row recomputed with scipy from its predictions file
         (value,) = t1.loc[(t1["model"] == model) & (t1["n_bins"] == n_bins), "spearman"]
         assert value == pytest.approx(rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5)
+        strand = pd.read_csv(tiny_run / "results/genes/tss.tsv", sep="\t").set_index("gene_id")["strand"]
+        for s, column in zip("+-", strand_columns, strict=True):  # and on each strand's test genes alone
+            (value,) = t1.loc[(t1["model"] == model) & (t1["n_bins"] == n_bins), column]
+            on = f"results/predictions/{stem}.tsv"
+            assert value == pytest.approx(rho_by_scipy(tiny_run, on, strand[strand == s].index), abs=5e-5)
     t2 = pd.read_csv(tiny_run / "results/table2.tsv", sep="\t")
     assert sorted(t2["layers"]) == sorted(cfg["evaluate"]["ablation_layers"])
     n = max(cfg["evaluate"]["context_bins"])

@@ -33,6 +33,7 @@ from .formats import (
     read_predictions,
     read_simulation,
     read_targets,
+    read_tss,
     write_table,
 )  # noqa: F401
 
@@ -415,6 +416,27 @@ def noise_ceiling(simulation: str | Path, targets: pd.DataFrame, n_boot: int, se
     return rho, ci, len(test)
 
 
+STRAND_COLUMNS = ["spearman_plus", "spearman_minus"]  # Table 1's per-strand columns (with make_table1's tss)
+
+
+def strand_spearman(pred: pd.DataFrame, test_genes, strand: pd.Series) -> dict[str, float]:
+    """Spearman of observed vs predicted on the test genes of each strand separately.
+
+    `pred` a predictions table (gene_id, observed, predicted), `test_genes` the GeneIDs to count, `strand`
+    '+'/'-' indexed by GeneID (tss.tsv). Returns {'+': rho, '-': rho}; NaN for a strand with fewer than 3
+    test genes with a finite prediction. A model that reads one strand's windows the wrong way round
+    shows it here (gta.formats.transcript_order).
+    """
+    rows = pred[pred["gene_id"].isin(test_genes) & np.isfinite(pred["predicted"].to_numpy(np.float64))]
+    on = strand.reindex(rows["gene_id"]).to_numpy()
+    out = {}
+    for s in ("+", "-"):
+        part = rows[on == s]
+        rho = stats.spearmanr(part["observed"], part["predicted"]).statistic if len(part) >= 3 else np.nan
+        out[s] = float(rho)
+    return out
+
+
 def _table1_bins(model: str, bins: int | str | None, n_stored: int) -> int | None:
     """A Table 1 row's context bins: None or '-' (no bins), 'all' (the features file's n_bins) or a number."""
     if isinstance(bins, str) and bins.isdigit():
@@ -437,9 +459,12 @@ def make_table1(
     n_boot: int = 5000,
     seed: int = 0,
     imported: str | Path | None = None,
+    tss: str | Path | None = None,
 ) -> pd.DataFrame:
     """Stage make_table1 (rule, `gta make-table1`): write Table 1 (table1.tsv), one row per model in order
-    (+ the noise ceiling when `simulation` is given); the models of `imported` come first.
+    (+ the noise ceiling when `simulation` is given); the models of `imported` come first. With `tss`,
+    two more columns: the test Spearman on plus- and on minus-strand genes alone (`strand_spearman`;
+    for a row with several seeds, the mean over seeds).
 
     `rows` are (model, bins, predictions path[, training seed]): bins is a number, 'all' (the n_bins stored
     in the features file, whose bin_size gives context_bp) or None (a model without bins). Rows that give a
@@ -453,12 +478,15 @@ def make_table1(
         features: features.h5 (its bin_size and n_bins)
         simulation: simulation.tsv: adds the noise-ceiling row
         imported: folder of imported predictions (gta import-baseline-predictions): one row per model, first
+        tss: tss.tsv: the genes' strands, for the spearman_plus and spearman_minus columns
     """
     given = [(key, paths, "rows") for key, paths in by_seed(rows, 2)]
     if imported:  # these rows come first, named by the stage's `imported`
         given = [((model, None), {None: path}, "imported") for model, path in read_imported_index(imported)] + given
     n_stored, bin_size = features_bins(features)
     tgt = read_targets(targets)
+    strand = read_tss(tss).drop_duplicates("gene_id").set_index("gene_id")["strand"] if tss is not None else None
+    test_genes = tgt.loc[tgt["split"] == "test", "gene_id"]
     records = []
     for (model, bins), paths, source in given:
         n_bins = _table1_bins(model, bins, n_stored)
@@ -475,6 +503,12 @@ def make_table1(
                 **scores.seed_columns(),
             }
         )
+        if strand is not None:  # the mean over the row's seeds, as `spearman`
+            by_strand = [strand_spearman(read_predictions(p), test_genes, strand) for p in paths.values()]
+            records[-1].update(
+                spearman_plus=_fmt(np.mean([b["+"] for b in by_strand])),
+                spearman_minus=_fmt(np.mean([b["-"] for b in by_strand])),
+            )
     if simulation is not None:
         rho, ci, n = noise_ceiling(simulation, tgt, n_boot, seed)
         records.append(
@@ -488,7 +522,7 @@ def make_table1(
                 **dict.fromkeys(SEED_COLUMNS, ""),
             }
         )
-    return write_table(records, TABLE1_COLUMNS, out)
+    return write_table(records, TABLE1_COLUMNS + (STRAND_COLUMNS if strand is not None else []), out)
 
 
 def make_table2(

@@ -42,12 +42,19 @@ def explain_gene(
     background: np.ndarray | None = None,
     batch_size: int | None = None,
     return_attention: bool = False,
+    strand: str | None = None,
 ):
     """Per-bin explanation of one gene's prediction: a DataFrame with one row per bin.
 
     `features` (N, 33) raw kept-class scores of the gene (as `gta.train.load_features` gives them),
     `prompt` its prompt text, `background` what an ablated bin holds: one (33,) vector for every bin or
-    an (N, 33) array (row b for bin b); default the model's training-set feature mean.
+    an (N, 33) array (row b for bin b); default the model's training-set feature mean; `strand` the
+    gene's strand ('+'/'-'), needed when the model's features are in reference orientation.
+
+    Rows are in the FEATURES' own order, whatever order the model reads them in: for reference-oriented
+    features bin 0 is the leftmost on the + strand even for a minus-strand gene (the model reads that
+    gene's bins reversed, upstream first; its selector logits, selection and attention are turned back
+    here), so a table lines up with the genome.
 
     Columns: bin (0..N-1), offset (bins from the TSS bin N//2, in the features file's orientation),
     distance_bp (offset x bin size), prediction (the gene's prediction, the same on every row), ablated
@@ -80,13 +87,21 @@ def explain_gene(
     # could differ in the last bits of a float32 (a row alone and in a batch, or two identical rows
     # of one batch, need not agree bit for bit), and its effect would not be exactly 0.
     ids = model.encode([prompt])
-    pred, details = model.predict_details(x[None], ids)
+    one = None if strand is None else [strand]
+    pred, details = model.predict_details(x[None], ids, strand=one)
+    if model.orient == "reference" and strand == "-":  # the model's transcript order back to the features' order
+        details = {
+            "selector_logits": details["selector_logits"][:, ::-1],
+            "selected": n - 1 - details["selected"],
+            "attention": details["attention"][:, :, ::-1],
+        }
     changed = np.flatnonzero((x != bg).any(axis=1))
     ablated = np.full(n, pred[0])
     if len(changed):
         batch = np.repeat(x[None], len(changed), axis=0)  # row j: bin changed[j] ablated
         batch[np.arange(len(changed)), changed] = bg[changed]
-        ablated[changed] = model.predict(batch, ids * len(batch), batch_size=batch_size or len(batch))
+        strands = None if one is None else one * len(batch)
+        ablated[changed] = model.predict(batch, ids * len(batch), batch_size=batch_size or len(batch), strand=strands)
 
     offset = np.arange(n) - n // 2
     table = pd.DataFrame(
@@ -253,6 +268,7 @@ def explain_genes(
     device: str = "auto",
     threads: int | None = None,
     label: str = "",
+    tss: str | Path | None = None,
 ) -> list[Path]:
     """Explain each gene's prediction with a trained model: <out_dir>/<SYMBOL>.tsv (`explain_gene`'s
     table) and <out_dir>/<SYMBOL>.png (`plot_explanation`) per gene. `genes` are symbols or NCBI GeneIDs
@@ -269,6 +285,7 @@ def explain_genes(
         device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
         label: provenance line on every figure (e.g. 'simulated expression')
+        tss: tss.tsv of the features file: the genes' strands (needed for features in reference orientation)
     """
     import torch
 
@@ -284,6 +301,8 @@ def explain_genes(
     gta = GTAModel.from_pretrained(model, backbone, device)
     gene_id, symbol, x = load_features(features, gta.n_bins, bins_input="model")
     rows = find_genes([str(g) for g in genes], gene_id, symbol, features)
+    strand = gta.strands(tss, gene_id[rows])
+    strand = [None] * len(rows) if strand is None else strand
     prompt_of = read_prompts(prompts)
     missing = [symbol[i] for i in rows if int(gene_id[i]) not in prompt_of]
     if missing:
@@ -295,9 +314,9 @@ def explain_genes(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i in rows:
+    for i, gene_strand in zip(rows, strand, strict=True):
         gid, sym = int(gene_id[i]), symbol[i]
-        table, attention = explain_gene(gta, x[i], prompt_of[gid], return_attention=True)
+        table, attention = explain_gene(gta, x[i], prompt_of[gid], return_attention=True, strand=gene_strand)
         stem = out / file_stem(sym)
         paths.append(write_explanation(table, stem.with_name(stem.name + ".tsv")))
         paths.append(plot_explanation(table, attention, sym, stem.with_name(stem.name + ".png"), label))

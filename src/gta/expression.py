@@ -212,7 +212,16 @@ def _simulated_values(
         )
     scores = read_feature_classes(features_path, grammar_classes(grammar))[in_tss]
     gene_ids = genes["gene_id"].to_numpy()
-    observed, signal = simulate(scores, gene_ids, int(attrs["tss_bin"]), signal_fraction, seed, name=grammar)
+    observed, signal = simulate(
+        scores,
+        gene_ids,
+        int(attrs["tss_bin"]),
+        signal_fraction,
+        seed,
+        name=grammar,
+        strand=genes["strand"].to_numpy(str),
+        orient=str(attrs.get("orient", "reference")),
+    )
     log.info(
         "simulated expression for %d genes from %d bins, signal fraction %.2f (planted %s grammar, "
         "see gta.demo.simulation)",

@@ -159,8 +159,10 @@ def make_figures(
     n_boot: int = 5000,
     seed: int = 0,
     batch_size: int = 16,
+    tss: str | None = None,
 ) -> list[Path]:
     """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need.
+    Bins are shown in the model's transcript order (upstream on the left, whatever the gene's strand).
 
     Args:
         model: trained model folder or its config.json (gta train-gta --out-model)
@@ -170,11 +172,12 @@ def make_figures(
         device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
         n_boot: bootstrap resamples for Figure 5's error bar
+        tss: tss.tsv: the genes' strands (needed for features in reference orientation)
     """
     import torch
 
     from .annotations import read_prompts
-    from .formats import read_predictions
+    from .formats import read_predictions, transcript_order
     from .pretrained import GTAModel
     from .train import load_features
 
@@ -192,7 +195,9 @@ def make_figures(
     text = read_prompts(prompts)
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
-    _, d = gta.predict_details(x, [text[g] for g in test["gene_id"]], batch_size)
+    strand = gta.strands(tss, test["gene_id"])
+    _, d = gta.predict_details(x, [text[g] for g in test["gene_id"]], batch_size, strand=strand)
+    x = transcript_order(x, strand, gta.orient)  # the figures show bins as the model reads them (upstream first)
     att = d["attention"]
     return draw_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
 

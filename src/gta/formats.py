@@ -85,6 +85,19 @@ def write_tss(genes: pd.DataFrame, path: str | Path) -> None:
         genes[TSS_COLUMNS].to_csv(tmp, sep="\t", index=False)
 
 
+def gene_strands(tss: str | Path, gene_id: Sequence[int], what: str = "genes") -> np.ndarray:
+    """The strand ('+' or '-') of each of `gene_id` from a TSS table; every gene must be in it."""
+    genes = read_tss(tss).drop_duplicates("gene_id").set_index("gene_id")["strand"]
+    absent = [int(g) for g in gene_id if g not in genes.index]
+    if absent:
+        raise GTAError(
+            f"{len(absent)} {what} are missing from the TSS table {tss} (first: {absent[:5]}); give the tss.tsv "
+            "the features file was made from",
+            input="tss",
+        )
+    return genes.loc[list(gene_id)].to_numpy(str)
+
+
 # ============================================================================= features.h5
 
 FEATURES_DATASETS = ("features", "gene_id", "symbol", "class_names")
@@ -218,6 +231,38 @@ def centred_slice(stored: int, n: int, input: str = "n_bins", stored_input: str 
         )
     start = stored // 2 - n // 2
     return slice(start, start + n)
+
+
+def transcript_order(x: np.ndarray, strand: Sequence[str] | None, orient: str, input: str = "strand") -> np.ndarray:
+    """Features (genes, N, classes) in transcript order: bin 0 the farthest upstream, TSS bin in the middle.
+
+    GTA models always read their bins in transcript order. A features file in 'reference' orientation
+    (bin 0 = leftmost on the + strand) holds a minus-strand gene's upstream bins on the right: those
+    genes' bin axis is reversed (a copy; plus-strand genes are unchanged). With 'transcript' orientation
+    the bins are already in that order and `x` is returned as it is. Only the bin order changes: the
+    shipped configs average Sei's class scores over both strands (sei.reverse_complement), so a bin's
+    scores do not depend on the strand it is read on.
+    """
+    if orient == "transcript":
+        return x
+    if orient != "reference":
+        raise GTAError(f"features orient must be 'reference' or 'transcript', got {orient!r}", input="features")
+    if strand is None:
+        raise GTAError(
+            "the features are in reference orientation: give each gene's strand (from tss.tsv) so that "
+            "minus-strand genes are read upstream first",
+            input=input,
+        )
+    strand = np.asarray(strand, dtype=str)
+    if strand.shape != (len(x),):
+        raise GTAError(f"{len(strand)} strands for {len(x)} genes", input=input)
+    bad = ~np.isin(strand, ["+", "-"])
+    if bad.any():
+        raise GTAError(f"strands must be '+' or '-'; got {sorted(set(strand[bad]))[:5]}", input=input)
+    minus = strand == "-"
+    out = np.array(x, copy=True)
+    out[minus] = out[minus, ::-1]
+    return out
 
 
 # ----------------------------------------------------------------------------- stage readers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-GrammarName = Literal["demo", "alternative"]  # the planted grammars, gta.demo.simulation.GRAMMARS
+GrammarName = Literal["demo", "alternative", "upstream"]  # the planted grammars, gta.demo.simulation.GRAMMARS
 
 
 @dataclass

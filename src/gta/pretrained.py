@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from . import GTAError
+from .formats import gene_strands, transcript_order
 from .io import _umask, atomic_path, require_file
 from .options import ModelConfig, TrainConfig
 
@@ -39,6 +40,7 @@ FORMAT = "gta-model"
 VERSION = 1
 CONFIG, WEIGHTS, SPLITS, CARD = "config.json", "weights.safetensors", "splits.tsv", "README.md"
 FILES = (CONFIG, WEIGHTS, SPLITS, CARD)
+BINS = "transcript order"  # the order a model reads its bins in: upstream first, whatever the gene's strand
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -116,6 +118,7 @@ def save_model(
         "version": VERSION,
         "n_bins": int(n_bins),
         "precision": precision,
+        "bins": BINS,
         "window": dict(window or {}),
         "classes": [CLASS_LABELS[i] for i in KEPT],
         "class_names": [CLASS_NAMES[i] for i in KEPT],
@@ -201,11 +204,16 @@ def read_config(folder: str | Path) -> dict:
             f"{path} is model format version {config.get('version')}; this gta reads version {VERSION}",
             input="model",
         )
-    missing = [
-        k for k in ("n_bins", "precision", "target", "backbone", "model", "train", "classes") if k not in config
-    ]
+    missing = [k for k in ("n_bins", "precision", "target", "backbone", "model", "train", "classes") if k not in config]
     if missing:
         raise GTAError(f"{path} lacks {', '.join(missing)}", input="model")
+    if config.get("bins") != BINS:
+        raise GTAError(
+            f"{path} does not record that the model reads its bins in {BINS} ('bins' is "
+            f"{config.get('bins')!r}): it was trained by an older gta that read minus-strand genes' bins "
+            "backwards; retrain it (train_gta)",
+            input="model",
+        )
     return config
 
 
@@ -250,13 +258,17 @@ def _check_backbone(model, tokenizer, record: dict, spec: str) -> None:
 class GTAModel:
     """A trained GTA model ready to predict: the module on its backbone, the tokenizer and its config.
 
-    predict(features, prompts) takes raw Sei class scores (genes, n_bins, 33 kept classes) and one
-    prompt string per gene, and returns predictions in the units of the training targets.
+    predict(features, prompts, strand=...) takes raw Sei class scores (genes, n_bins, 33 kept classes) in
+    the orientation of the features the model was trained on (`orient`, recorded in config.json), one
+    prompt string per gene and, for 'reference' orientation, each gene's strand; it returns predictions
+    in the units of the training targets. The module itself reads every gene in transcript order
+    (gta.formats.transcript_order): predict turns minus-strand genes' bins around before they go in.
     """
 
     def __init__(self, module, tokenizer, config: dict, folder: Path | None = None):
         self.module, self.tokenizer, self.config, self.folder = module, tokenizer, config, folder
         self.n_bins = int(config["n_bins"])
+        self.orient = str(config.get("window", {}).get("orient", "reference"))
         self.y_mean, self.y_std = float(config["target"]["mean"]), float(config["target"]["std"])
 
     @classmethod
@@ -282,6 +294,19 @@ class GTAModel:
         module.to(resolve_device(device)).eval()
         return cls(module, tokenizer, config, Path(folder))
 
+    def strands(self, tss: str | Path | None, gene_id: Sequence[int]) -> np.ndarray | None:
+        """The genes' strands from tss.tsv, as `predict` needs them (None for a model on transcript-oriented
+        features, which needs none)."""
+        if self.orient == "transcript":
+            return None
+        if tss is None:
+            raise GTAError(
+                "the model's features are in reference orientation: give the TSS table (tss.tsv) for the genes' "
+                "strands, so that minus-strand genes are read upstream first",
+                input="tss",
+            )
+        return gene_strands(tss, gene_id)
+
     @property
     def device(self) -> torch.device:
         return self.module.device
@@ -298,14 +323,21 @@ class GTAModel:
         text = list(prompts) if m.get("prompt", True) else [""] * len(prompts)  # the 'no prompt' control
         return encode_prompts(self.tokenizer, text, int(m["context"]) - self.n_bins)
 
-    def batches(self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None):
-        """(start, features batch on the device, prompt ids) in order, under the training's autocast."""
+    def batches(
+        self,
+        features: np.ndarray,
+        prompts: Sequence[str] | list[torch.Tensor],
+        batch_size: int | None = None,
+        strand: Sequence[str] | None = None,
+    ):
+        """(start, features batch on the device in transcript order, prompt ids) in order."""
         if features.ndim != 3 or features.shape[1] != self.n_bins:
             raise GTAError(f"features must be (genes, {self.n_bins} bins, classes); got {tuple(features.shape)}")
         if len(prompts) != len(features):
             raise GTAError(f"{len(prompts)} prompts for {len(features)} genes")
         ids = prompts if len(prompts) and isinstance(prompts[0], torch.Tensor) else self.encode(prompts)
         bs = batch_size or max(int(self.config["train"]["batch_size"]) * 2, 1)
+        features = transcript_order(features, strand, self.orient)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         for s in range(0, len(x), bs):
             yield s, x[s : s + bs].to(self.device), ids[s : s + bs]
@@ -323,29 +355,39 @@ class GTAModel:
         features: np.ndarray,
         prompts: Sequence[str] | list[torch.Tensor],
         batch_size: int | None = None,
+        strand: Sequence[str] | None = None,
         autocast: str | None = None,
     ) -> np.ndarray:
         """Predictions (genes,) in the target's units; batches and autocast as in training's final pass,
-        so the numbers equal the training run's predictions file. `autocast` ('float32', 'bfloat16',
-        'auto') overrides the training's precision, e.g. 'float32' for differences smaller than a bf16 step."""
+        so the numbers equal the training run's predictions file.
+
+        `features` in the model's recorded orientation (`self.orient`); `strand` ('+'/'-' per gene, from
+        tss.tsv) is required when that is 'reference' (ignored for 'transcript'). `autocast` ('float32',
+        'bfloat16', 'auto') overrides the training's precision, e.g. 'float32' for differences smaller than
+        a bf16 step."""
         self.module.eval()
         out = []
         with torch.no_grad(), self._autocast(autocast):
-            for _, x, ids in self.batches(features, prompts, batch_size):
+            for _, x, ids in self.batches(features, prompts, batch_size, strand):
                 out.append(self.module(x, ids).float().cpu())
         if not out:
             return np.zeros(0)
         return torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
 
     def predict_details(
-        self, features: np.ndarray, prompts: Sequence[str] | list[torch.Tensor], batch_size: int | None = None
+        self,
+        features: np.ndarray,
+        prompts: Sequence[str] | list[torch.Tensor],
+        batch_size: int | None = None,
+        strand: Sequence[str] | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Predictions and, per gene, the alignment attention (genes, heads, N, prototypes), the selector
-        logits (genes, N) and the selected bins (genes, k)."""
+        logits (genes, N) and the selected bins (genes, k), their bins in TRANSCRIPT order (the model's
+        own: bin 0 the farthest upstream); `features` and `strand` as in `predict`."""
         self.module.eval()
         out, det = [], []
         with torch.no_grad(), self._autocast():
-            for _, x, ids in self.batches(features, prompts, batch_size):
+            for _, x, ids in self.batches(features, prompts, batch_size, strand):
                 y, d = self.module(x, ids, return_details=True)
                 out.append(y.float().cpu())
                 det.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()})

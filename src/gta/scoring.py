@@ -164,9 +164,10 @@ def score_variants(
     per_pair, ref_bins, alt_bins = _touched_bins(pairs, genes, variants, window, fa, scorer)
     counts["alt_bins"] = len(alt_bins)
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
+    strand = dict(zip(genes["gene_id"], genes["strand"], strict=False))
     x_ref = x_ref[[{g: i for i, g in enumerate(gene_id)}[g] for g in genes["gene_id"]]]
     ref_pred, delta = _predict_pairs(
-        gta, pairs, per_pair, ref_bins, alt_bins, dict(zip(genes["gene_id"], x_ref, strict=False)), text, t0
+        gta, pairs, per_pair, ref_bins, alt_bins, dict(zip(genes["gene_id"], x_ref, strict=False)), text, t0, strand
     )
     table = _score_table(variants, pairs, per_pair, ref_pred, delta, gta.n_bins // 2)
     write_table(table, out)
@@ -250,10 +251,10 @@ class Progress:
             self.last = now
 
 
-def _predict(model, x: np.ndarray, ids) -> np.ndarray:
+def _predict(model, x: np.ndarray, ids, strand: str) -> np.ndarray:
     """The one place scoring runs the model: windows `x` (k, n_bins, classes) of one gene with its prompt
-    `ids`, as one float32 batch (no autocast) of their own, so the numbers depend on `x` alone."""
-    return model.predict(x, [ids] * len(x), batch_size=len(x), autocast="float32")
+    `ids` and `strand`, as one float32 batch (no autocast) of their own, so the numbers depend on `x` alone."""
+    return model.predict(x, [ids] * len(x), batch_size=len(x), strand=[strand] * len(x), autocast="float32")
 
 
 def _predict_pairs(
@@ -265,12 +266,14 @@ def _predict_pairs(
     x_ref: dict,
     text: dict,
     t0: float,
+    strand: dict,
 ) -> tuple[dict, np.ndarray]:
     """ref_prediction per gene (its features-file window alone) and each pair's delta (its REF and ALT
-    windows in one batch; exactly 0, without a forward pass, when the two windows are equal)."""
+    windows in one batch; exactly 0, without a forward pass, when the two windows are equal). Windows are in
+    the model's recorded orientation; `strand` {gene: '+'/'-'} turns them to transcript order."""
     genes = pairs["gene_id"].unique()
     ids = dict(zip(genes, model.encode([text[g] for g in genes]), strict=False))
-    ref_pred = {g: _predict(model, x_ref[g][None], ids[g])[0] for g in genes}
+    ref_pred = {g: _predict(model, x_ref[g][None], ids[g], strand[g])[0] for g in genes}
     delta = np.zeros(len(pairs))
     progress = Progress("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", len(pairs), t0)
     for row, g in enumerate(pairs["gene_id"]):
@@ -278,7 +281,7 @@ def _predict_pairs(
         for col, u in per_pair[row]:
             x[0, col], x[1, col] = ref_bins[u], alt_bins[u]
         if (x[0] != x[1]).any():
-            ref, alt = _predict(model, x, ids[g])
+            ref, alt = _predict(model, x, ids[g], strand[g])
             delta[row] = alt - ref
         progress(row + 1)
     return ref_pred, delta

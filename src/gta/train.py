@@ -18,7 +18,14 @@ from scipy.stats import spearmanr
 
 from . import GTAError
 from .hardware import autocast, resolve_device, resolve_dtype
-from .formats import centred_slice, feature_window, load_features, write_predictions  # noqa: F401  (re-exported)
+from .formats import (  # noqa: F401  (centred_slice, load_features re-exported)
+    centred_slice,
+    feature_window,
+    gene_strands,
+    load_features,
+    transcript_order,
+    write_predictions,
+)
 from .io import atomic_path, file_id
 from .options import ModelConfig, TrainConfig
 from .pretrained import save_model
@@ -30,21 +37,40 @@ log = logging.getLogger("gta.train")
 class Dataset:
     gene_id: np.ndarray
     symbol: list[str]
-    x: np.ndarray  # (genes, N, 33) float32, raw class scores (standardised inside the model)
+    x: np.ndarray  # (genes, N, 33) float32, raw class scores (standardised inside the model), as stored
     y: np.ndarray  # (genes,) observed
     split: np.ndarray  # train / val / test
     prompt: list[str]
+    strand: np.ndarray | None = None  # '+' / '-' per gene (None: features already in transcript order)
+    orient: str = "transcript"  # the features file's orientation of x's bins
     idx: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self):
         self.idx = {s: np.flatnonzero(self.split == s) for s in ("train", "val", "test")}
 
+    def model_x(self) -> np.ndarray:
+        """x in the order a GTA model reads its bins: transcript order (gta.formats.transcript_order)."""
+        return transcript_order(self.x, self.strand, self.orient, input="tss")
 
-def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int) -> Dataset:
-    """Join features, targets (with splits) and prompts on gene_id; genes without a target are left out."""
+
+def load_dataset(
+    features: str | Path, targets: str | Path, prompts: str | Path, n_bins: int, tss: str | Path | None = None
+) -> Dataset:
+    """Join features, targets (with splits) and prompts on gene_id; genes without a target are left out.
+
+    `tss` (tss.tsv) gives each gene's strand; it is needed when the features are in 'reference'
+    orientation, where minus-strand genes' bins are reversed before they enter a model (Dataset.model_x).
+    """
     from .annotations import read_prompts
     from .formats import read_targets
 
+    orient = str(feature_window(features).get("orient", "reference"))
+    if orient == "reference" and tss is None:
+        raise GTAError(
+            f"features file {features} is in reference orientation: give the TSS table (tss.tsv) for the "
+            "genes' strands, so that minus-strand genes are read upstream first",
+            input="tss",
+        )
     gene_id, symbol, x = load_features(features, n_bins)
     t = read_targets(targets)
     p = read_prompts(prompts)
@@ -64,6 +90,8 @@ def load_dataset(features: str | Path, targets: str | Path, prompts: str | Path,
         y=t["value"].to_numpy(np.float64),
         split=t["split"].to_numpy(str),
         prompt=[p[g] for g in t["gene_id"]],
+        strand=gene_strands(tss, t["gene_id"], "target genes") if tss is not None else None,
+        orient=orient,
     )
 
 
@@ -107,7 +135,7 @@ class Trainer:
         self.model.to(self.device)
         prompts = data.prompt if mcfg.prompt else [""] * len(data.prompt)  # the 'no prompt' control
         self.ids = encode_prompts(self.tokenizer, prompts, mcfg.context - n_bins)
-        self.x = torch.from_numpy(data.x)
+        self.x = torch.from_numpy(data.model_x())
         self.y = torch.from_numpy(((data.y - self.y_mean) / self.y_std).astype(np.float32))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -373,6 +401,7 @@ def train_gta(
     n_bins: int,
     mcfg: ModelConfig,
     tcfg: TrainConfig,
+    tss: str | None = None,
     resume_dir: str | None = None,
     out_history: str | None = None,
 ) -> dict:
@@ -390,14 +419,15 @@ def train_gta(
             folder.md)
         out_predictions: output: predictions.tsv for every gene
         n_bins: context bins N (centred slice of the stored bins)
+        tss: tss.tsv: the genes' strands (needed for features in reference orientation: the model reads every
+            gene's bins in transcript order)
         out_history: output: the per-epoch training history as a TSV
     """
-    data = load_dataset(features, targets, prompts, n_bins)
+    data = load_dataset(features, targets, prompts, n_bins, tss)
     restrict_training(data, tcfg.train_fraction, tcfg.seed)
     trainer = Trainer(data, mcfg, tcfg, n_bins)
-    state = ResumeState.start(
-        out_model, resume_dir, _fingerprint(mcfg, tcfg, n_bins, [features, targets, prompts, mcfg.backbone])
-    )
+    inputs = [features, targets, prompts, mcfg.backbone, *([tss] if tss else [])]
+    state = ResumeState.start(out_model, resume_dir, _fingerprint(mcfg, tcfg, n_bins, inputs))
     state.load(trainer)
     train_epochs(trainer, state)
     write_outputs(trainer, state, features, out_model, out_predictions)
@@ -462,6 +492,7 @@ def predict_with_context(
     backbone: str | None = None,
     device: str = "auto",
     threads: int | None = None,
+    tss: str | Path | None = None,
 ) -> pd.DataFrame:
     """Predictions of a trained GTA model for every gene with only the central `keep_bins` bins left:
     the bins outside are set to the training-set feature mean (model.feature_mean), which is zero
@@ -477,12 +508,12 @@ def predict_with_context(
     n = model.n_bins
     if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
         raise GTAError(f"keep_bins {keep_bins} must be odd and at most the model's {n} bins", input="keep_bins")
-    data = load_dataset(features, targets, prompts, n)
+    data = load_dataset(features, targets, prompts, n, tss)
     x = data.x.copy()
     outside = np.ones(n, bool)
     outside[centred_slice(n, keep_bins)] = False
     x[:, outside, :] = model.feature_mean
-    pred = model.predict(x, data.prompt)
+    pred = model.predict(x, data.prompt, strand=data.strand)
     log.info(
         "context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
         len(pred),
@@ -505,6 +536,7 @@ def ablate_context(
     backbone: str | None = None,
     device: str = "auto",
     threads: int | None = None,
+    tss: str | Path | None = None,
 ) -> pd.DataFrame:
     """The context ablation control: `predict_with_context` with only the central `keep_bins` bins,
     written to `out` as a predictions TSV.
@@ -516,7 +548,8 @@ def ablate_context(
         backbone: backbone folder or hub id (as given to gta train-gta)
         device: where the model runs: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
+        tss: tss.tsv: the genes' strands (needed for features in reference orientation)
     """
-    table = predict_with_context(model, features, targets, prompts, keep_bins, backbone, device, threads)
+    table = predict_with_context(model, features, targets, prompts, keep_bins, backbone, device, threads, tss)
     write_predictions(table, out)
     return table

@@ -35,6 +35,7 @@ rule explain_genes:
     input:
         model=applied_model("explain"),
         features=features_path(),
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:

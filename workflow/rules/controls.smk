@@ -8,6 +8,7 @@ rule train_control:
     input:
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
@@ -43,6 +44,7 @@ rule ablate_context:
         model=seed_figure_model,
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:

@@ -25,6 +25,7 @@ if expression_simulated():
         input:
             features=features_path(),
             targets=TARGETS,
+            tss="results/genes/tss.tsv",
         output:
             out=report("results/diagnostics/oracle.tsv", caption="../report/diagnostics.rst", category="Diagnostics"),
         log:
@@ -42,6 +43,7 @@ rule train_gta_subset:
     input:
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:

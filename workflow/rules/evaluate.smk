@@ -42,6 +42,7 @@ rule make_table1:
     input:
         targets=TARGETS,
         features=features_path(),
+        tss="results/genes/tss.tsv",
         predictions=[row[2] for row in table1_rows()],
         simulation=[SIMULATION] if expression_simulated() else [],
         imported=[IMPORTED] if config["evaluate"]["baseline_predictions"] else [],

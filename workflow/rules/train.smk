@@ -7,6 +7,7 @@ rule train_gta:
     input:
         features=features_path(),
         targets=TARGETS,
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:
@@ -42,6 +43,7 @@ rule make_figures:
         model=figure_model(),
         predictions=gta_prediction_file(*figure_model_key()),
         features=features_path(),
+        tss="results/genes/tss.tsv",
         prompts="results/annotations/prompts.jsonl",
         backbone=backbone_input(),
     output:

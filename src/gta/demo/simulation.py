@@ -18,6 +18,9 @@ noise. The noiseless s is kept (simulation.tsv) for the Table 1 noise-ceiling ro
 sees only the TSS bin can learn P and part of R, but not the distal enhancers; a linear model of
 distance-weighted feature sums sees the enhancers only through their linear part (no threshold, no
 insulation). `expression.grammar: alternative` is a second grammar (`alternative_terms`).
+`expression.grammar: upstream` is the demo grammar with enhancers that act only UPSTREAM of the TSS, in
+transcript terms (bins b < t once a minus-strand gene's bins are reversed: gta.formats.transcript_order):
+a model that reads a minus-strand gene's bins backwards looks for its enhancers on the wrong side.
 
 Every target the demo trains and evaluates on is drawn here; the oracle (`oracle_fit`,
 `oracle_diagnostics`) says how much of the planted signal a context length can reach at best.
@@ -36,7 +39,7 @@ import pandas as pd
 
 from .. import GTAError
 from ..options import GrammarName
-from ..formats import read_feature_classes, read_feature_genes, target_rows
+from ..formats import read_feature_classes, read_feature_genes, target_rows, transcript_order
 from ..io import atomic_path
 from ..sei import CLASS_LABELS
 
@@ -91,10 +94,13 @@ def open_to_tss(strong: np.ndarray, tss_bin: int) -> np.ndarray:
     return out
 
 
-def grammar_terms(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> dict[str, np.ndarray]:
+def grammar_terms(
+    z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar(), upstream_only: bool = False
+) -> dict[str, np.ndarray]:
     """Raw promoter, enhancer and polycomb terms per gene from standardised scores.
 
-    `z` is (genes, bins, 5) with the classes of GRAMMAR_CLASSES in order: P, E5, CTCF, PC1, PC3.
+    `z` is (genes, bins, 5) with the classes of GRAMMAR_CLASSES in order: P, E5, CTCF, PC1, PC3. With
+    `upstream_only` only bins left of the TSS bin (upstream, for z in transcript order) count as enhancers.
     """
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 3 or z.shape[2] != len(GRAMMAR_CLASSES) or not 0 <= tss_bin < z.shape[1]:
@@ -103,6 +109,8 @@ def grammar_terms(z: np.ndarray, tss_bin: int, grammar: Grammar = Grammar()) -> 
     k = np.abs(np.arange(n) - tss_bin).astype(np.float64)
     weight = 1.0 / (1.0 + k / grammar.contact_bins)
     weight[tss_bin] = 0.0
+    if upstream_only:
+        weight[tss_bin:] = 0.0
     enh = z[:, :, 1]
     base = enh.mean(axis=1, keepdims=True) if grammar.enhancer_threshold is None else grammar.enhancer_threshold
     activity = np.maximum(enh - base, 0.0)
@@ -131,6 +139,31 @@ def combine_terms(terms: dict[str, np.ndarray], grammar: Grammar = Grammar()) ->
     return _std(s)
 
 
+def unit_signal(
+    scores: np.ndarray,
+    tss_bin: int,
+    grammar: Grammar = Grammar(),
+    name: str = "demo",
+    strand: Sequence[str] | None = None,
+    orient: str = "reference",
+    visible: int | None = None,
+) -> np.ndarray:
+    """Unit-variance noiseless signal of grammar `name` (`simulate`); with `visible`, the terms come from
+    the central `visible` bins only (scores standardised over the whole window) and are returned as
+    columns (genes, terms) for `oracle_fit` instead."""
+    grammar_classes(name)
+    z = standardise_classes(scores, grammar.clip)
+    if name == "upstream":
+        z = transcript_order(z, strand, orient)
+    if visible is not None:
+        z, tss_bin = z[:, tss_bin - visible // 2 : tss_bin - visible // 2 + visible], visible // 2
+    if name == "alternative":
+        terms = alternative_terms(z, tss_bin)
+        return np.column_stack(list(terms.values())) if visible is not None else alternative_signal(z, tss_bin)
+    terms = grammar_terms(z, tss_bin, grammar, upstream_only=name == "upstream")
+    return np.column_stack(list(terms.values())) if visible is not None else combine_terms(terms, grammar)
+
+
 def gene_noise(gene_ids: Sequence[int], seed: int) -> np.ndarray:
     """One N(0, 1) draw per gene, seeded by (seed, GeneID): independent of gene order and gene set."""
     return np.array([np.random.default_rng([seed, 0x51AB, int(g)]).standard_normal() for g in gene_ids])
@@ -144,18 +177,18 @@ def simulate(
     seed: int,
     grammar: Grammar = Grammar(),
     name: str = "demo",
+    strand: Sequence[str] | None = None,
+    orient: str = "reference",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(observed, signal) per gene from the grammar classes' scores (genes, bins, classes of GRAMMARS[name]).
 
-    name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`.
+    name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`;
+    'upstream' the demo grammar with upstream enhancers only, which needs each gene's `strand` when the
+    scores' bins are in 'reference' `orient` (the others are symmetric about the TSS bin).
     """
     if not 0.0 <= signal_fraction <= 1.0:
         raise GTAError(f"signal_fraction must be in [0, 1], got {signal_fraction}", input="signal_fraction")
-    grammar_classes(name)
-    z = standardise_classes(scores, grammar.clip)
-    unit = (
-        combine_terms(grammar_terms(z, tss_bin, grammar), grammar) if name == "demo" else alternative_signal(z, tss_bin)
-    )
+    unit = unit_signal(scores, tss_bin, grammar, name, strand, orient)
     signal = np.sqrt(signal_fraction) * unit
     observed = signal + np.sqrt(1.0 - signal_fraction) * gene_noise(gene_ids, seed)
     return observed, signal
@@ -196,7 +229,7 @@ def alternative_signal(z: np.ndarray, tss_bin: int) -> np.ndarray:
     return _std(0.8 * _std(terms["activator"]) + 1.3 * _std(terms["enhancer"]))
 
 
-GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES}
+GRAMMARS = {"demo": GRAMMAR_CLASSES, "alternative": ALTERNATIVE_CLASSES, "upstream": GRAMMAR_CLASSES}
 
 
 def grammar_classes(name: str) -> list[int]:
@@ -214,11 +247,13 @@ def oracle_fit(
     n_visible: int,
     grammar: Grammar = Grammar(),
     name: str = "demo",
+    strand: Sequence[str] | None = None,
+    orient: str = "reference",
 ) -> float:
     """Test Spearman of an oracle that knows the grammar but sees only the central `n_visible` bins.
 
-    The grammar's three terms are computed from the visible bins alone (scores standardised over
-    the whole stored window, as in `simulate`; `name` the grammar, as there), then observed ~ terms
+    The grammar's terms are computed from the visible bins alone (scores standardised over the whole
+    stored window, as in `simulate`; `name`, `strand` and `orient` as there), then observed ~ terms
     is fitted by least squares on
     the training genes. n_visible = 1 is the best a TSS-bin-only model can do with this grammar; the
     full window reaches the noise ceiling.
@@ -226,15 +261,8 @@ def oracle_fit(
     n = scores.shape[1]
     if n_visible % 2 == 0 or not 1 <= n_visible <= n:
         raise GTAError(f"n_visible must be odd and at most the stored {n} bins, got {n_visible}")
-    z = standardise_classes(scores, grammar.clip)
-    lo = tss_bin - n_visible // 2
-    visible = z[:, lo : lo + n_visible]
-    terms = (
-        grammar_terms(visible, n_visible // 2, grammar)
-        if name == "demo"
-        else alternative_terms(visible, n_visible // 2)
-    )
-    x = np.column_stack([*terms.values(), np.ones(len(observed))])
+    terms = unit_signal(scores, tss_bin, grammar, name, strand, orient, visible=n_visible)
+    x = np.column_stack([terms, np.ones(len(observed))])
     train, test = split == "train", split == "test"
     coef = np.linalg.lstsq(x[train], observed[train], rcond=None)[0]
     from scipy import stats
@@ -253,6 +281,7 @@ def oracle_diagnostics(
     out: str | Path,
     visible_bins: Sequence[int] = (),
     grammar: GrammarName = "demo",
+    tss: str | Path | None = None,
 ) -> pd.DataFrame:
     """Stage oracle_diagnostics (rule, `gta oracle-diagnostics`): write oracle.tsv, the test Spearman of
     `oracle_fit` (an oracle that knows the simulated grammar, `grammar` as in `expression.grammar`)
@@ -265,8 +294,9 @@ def oracle_diagnostics(
         targets: targets.tsv of the simulation
         visible_bins: more odd bin counts to report
         grammar: the planted grammar the targets were simulated with
+        tss: tss.tsv: the genes' strands (the 'upstream' grammar on features in reference orientation)
     """
-    from ..formats import read_targets
+    from ..formats import gene_strands, read_targets
 
     feat_ids, attrs = read_feature_genes(features)
     n_bins, tss_bin, bin_size = int(attrs["n_bins"]), int(attrs["tss_bin"]), int(attrs["bin_size"])
@@ -276,13 +306,15 @@ def oracle_diagnostics(
     observed, split = tgt["value"].to_numpy(np.float64), tgt["split"].to_numpy(str)
     if (split == "test").sum() < 3:
         raise GTAError(f"targets table {targets} has fewer than 3 test genes; the oracle needs more", input="targets")
+    orient = str(attrs.get("orient", "reference"))
+    strand = gene_strands(tss, tgt["gene_id"], "target genes") if tss is not None else None
     records = []
     for n in sorted({1, *(int(v) for v in visible_bins), n_bins}):
         if n % 2 == 0 or n > n_bins:
             raise GTAError(
                 f"oracle: visible bins must be odd and at most the stored {n_bins}, got {n}", input="visible_bins"
             )
-        rho = oracle_fit(scores, tss_bin, observed, split, n, name=grammar)
+        rho = oracle_fit(scores, tss_bin, observed, split, n, name=grammar, strand=strand, orient=orient)
         log.info("oracle with %d visible bins (%d bp): test Spearman %.4f", n, n * bin_size, rho)
         records.append({"visible_bins": n, "context_bp": n * bin_size, "spearman": f"{rho:.4f}"})
     table = pd.DataFrame(records, columns=ORACLE_COLUMNS)
