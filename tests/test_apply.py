@@ -530,41 +530,50 @@ def quiet(world):
 
 @pytest.fixture(scope="module")
 def small_snv(world, quiet):
-    """An SNV in gene GC's TSS bin (one the model selects) whose effect on every class score (quiet Sei)
-    is below one float16 step of that score, so float16 features move each class by 0 or by one whole step.
-    Returns (0-based position, REF, ALT, (2, kept classes) REF and ALT scores by hand)."""
+    """An SNV in a bin of gene GC's window whose effect on every class score (quiet Sei) is below one
+    float16 step of that score, so float16 features move each class by 0 or by one whole step, and whose
+    effect on the model's prediction is still well above float32's resolution (1e-6 against steps of
+    ~3e-8). Returns (0-based position, REF, ALT, window bin, (2, kept classes) REF and ALT scores by hand)."""
     s21 = world["seqs"]["chr21"]
-    start = window_start(41_000) + (N_BINS // 2) * BIN
-    ref = s21[start : start + BIN]
-    for off in range(100, BIN, 97):
-        alt = ref[:off] + other(ref[off]) + ref[off + 1 :]
-        scores = sei_by_hand(quiet["sei"], [ref, alt])
-        step = np.spacing(np.abs(scores[0]).astype(np.float16)).astype(np.float64)
-        if (scores[0] != scores[1]).any() and (np.abs(scores[1] - scores[0]) < step).all():
-            return start + off, ref[off], alt[off], scores
-    raise AssertionError("no SNV below the float16 step in GC's TSS bin")
+    model = GTAModel.from_pretrained(quiet["model"], device="cpu")
+    prompt, strand = read_prompts(world)[1003], world["genes"].set_index("gene_id").at[1003, "strand"]
+    for b in sorted(range(N_BINS), key=lambda b: abs(b - N_BINS // 2)):  # the TSS bin first
+        start = window_start(41_000) + b * BIN
+        ref = s21[start : start + BIN]
+        for off in range(100, BIN, 97):
+            alt = ref[:off] + other(ref[off]) + ref[off + 1 :]
+            scores = sei_by_hand(quiet["sei"], [ref, alt])
+            step = np.spacing(np.abs(scores[0]).astype(np.float16)).astype(np.float64)
+            if not ((scores[0] != scores[1]).any() and (np.abs(scores[1] - scores[0]) < step).all()):
+                continue
+            windows = np.stack([quiet["windows"][1003]] * 2)
+            windows[:, b] = scores
+            y = model.predict(windows, [prompt] * 2, strand=[strand] * 2, autocast="float32")
+            if abs(y[1] - y[0]) > 1e-6:
+                return start + off, ref[off], alt[off], b, scores
+    raise AssertionError("no SNV below the float16 step in GC's window that the model responds to")
 
 
 def test_delta_equals_the_model_on_hand_built_windows(world, quiet, small_snv):
     """delta = model(ALT window) - model(REF window), both windows built here (the FASTA string edited,
     Sei by hand, the stored features elsewhere), the model in float32; the SNV's effect is below one
     float16 step of every class score, so float16 features would move each class by 0 or a whole step."""
-    start0, r, a, scores = small_snv
+    start0, r, a, b, scores = small_snv
     path = world["dir"] / "small.vcf"
     head = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
     path.write_text(head + f"chr21\t{start0 + 1}\tsmall\t{r}\t{a}\t.\t.\t.\n")
     table, _ = score(world, path, world["dir"] / "small.parquet", use=quiet)
     row = table.set_index("gene_id").loc[1003]
-    assert row["bin"] == 0 and row["bins_touched"] == 1
+    assert row["bin"] == b - N_BINS // 2 and row["bins_touched"] == 1  # GC is on the plus strand
     windows = np.stack([quiet["windows"][1003]] * 2)
-    windows[:, N_BINS // 2] = scores
+    windows[:, b] = scores
     model = GTAModel.from_pretrained(quiet["model"], device="cpu")
     strand = [world["genes"].set_index("gene_id").at[1003, "strand"]] * 2
     ref, alt = model.predict(windows, [read_prompts(world)[1003]] * 2, strand=strand, autocast="float32")
     assert abs(alt - ref) > 1e-6  # the model's float32 output near 0.3 has steps of 3e-8 (x the target's sd)
     assert row["delta"] == pytest.approx(alt - ref, rel=1e-3, abs=0)
     # through float16 features (the stored REF bin, the ALT bin rounded as the features file stores bins)
-    windows[:, N_BINS // 2] = scores.astype(np.float16)
+    windows[:, b] = scores.astype(np.float16)
     ref16, alt16 = model.predict(windows, [read_prompts(world)[1003]] * 2, strand=strand, autocast="float32")
     assert abs((alt16 - ref16) - (alt - ref)) > 0.5 * abs(alt - ref)  # each class 0 or a whole step: far off
 

@@ -31,11 +31,14 @@ def trained(request, tmp_path_factory, data_files, backbone_dir):  # noqa: F811
     return folder, pred, model, gene_id, symbol, x, read_prompts(d / "prompts.jsonl")
 
 
-def assert_float32_close(got, written, model):
-    """`got` equals a prediction the training run wrote with %.6g, up to that rounding and float32: a
-    gene predicted in a batch of other genes may differ in the last bits of a float32 (about 1e-7 of the
-    target's sd), which %.6g shows when the value is small, so the strings need not be equal."""
-    assert got == pytest.approx(written, rel=1e-5, abs=1e-6 * model.y_std)
+def assert_close_to_the_training_run(got, written, model):
+    """`got`, a gene predicted alone, equals what the training run wrote (%.6g) for it in a batch of other
+    genes, up to that rounding and the precision: in float32 the last bits of a float32 (about 1e-7 of the
+    target's sd; measured 2e-9); in bf16 more, because alone and in a batch the prompt keys are padded to
+    other lengths and bf16 attention kernels round other block partitions differently (measured up to
+    6.7e-6 of the sd over the 160 genes), so there the bound is 1e-4 of the sd."""
+    bound = 1e-6 if model.config["precision"] == "float32" else 1e-4
+    assert got == pytest.approx(written, rel=1e-5, abs=bound * model.y_std)
 
 
 def columns(heads):
@@ -83,7 +86,7 @@ def test_selector_attention_and_prediction_agree_with_the_model(trained):
         assert v == model.predict(x[i][None], [prompts[g]], strand=[STRAND[i]])[0] == p[0]
         row = pred.loc[pred["gene_id"] == g, "predicted"]
         if len(row):  # the training run's predictions file (%.6g), from batches of other genes
-            assert_float32_close(v, row.iloc[0], model)
+            assert_close_to_the_training_run(v, row.iloc[0], model)
 
 
 def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  # noqa: F811
@@ -111,7 +114,7 @@ def test_explain_writes_a_tsv_and_png_per_gene(trained, tmp_path, data_files):  
         assert (tmp_path / "out" / f"{symbol[i]}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         p = pred.loc[pred["gene_id"] == gene_id[i], "predicted"]
         if len(p):
-            assert_float32_close(t["prediction"].iloc[0], p.iloc[0], model)
+            assert_close_to_the_training_run(t["prediction"].iloc[0], p.iloc[0], model)
     with pytest.raises(GTAError, match=r"not in the features file .*features.h5: NOPE1, 999999\. "):
         explain_genes(
             folder,

@@ -267,18 +267,18 @@ def test_a_model_predicts_in_the_precision_it_was_trained_in(tmp_path, data_file
     """'auto' resolves per machine; the folder records what it resolved to, and a machine where 'auto'
     means the other precision still reproduces the training run's predictions."""
     d = data_files[0]
-    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     for trained_on, loaded_on, precision in (("1", "0", "bfloat16"), ("0", "1", "float32")):
         monkeypatch.setenv("GTA_CPU_BF16", trained_on)
         folder, pred = run(tmp_path / trained_on, data_files, backbone_dir, epochs=1, autocast="auto")
         assert read_config(folder)["precision"] == precision
         monkeypatch.setenv("GTA_CPU_BF16", loaded_on)
         model = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
-        got = pd.Series(model.predict(ds.x, ds.prompt), index=ds.gene_id)[pred["gene_id"]]
+        got = pd.Series(model.predict(ds.x, ds.prompt, strand=ds.strand), index=ds.gene_id)[pred["gene_id"]]
         assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]
         if precision == "bfloat16":  # and the precision matters: in float32 the numbers differ
             model.config["precision"] = "float32"
-            other = model.predict(ds.x, ds.prompt)
+            other = model.predict(ds.x, ds.prompt, strand=ds.strand)
             assert np.abs(other - got.reindex(ds.gene_id).to_numpy()).max() > 1e-6
 
 
@@ -325,6 +325,7 @@ def test_training_learns_a_planted_signal_on_held_out_genes(tmp_path, data_files
     d.mkdir()
     shutil.copy(data_files[0] / "features.h5", d / "features.h5")
     shutil.copy(data_files[0] / "prompts.jsonl", d / "prompts.jsonl")
+    shutil.copy(data_files[0] / "tss.tsv", d / "tss.tsv")
     targets = pd.read_csv(data_files[0] / "targets.tsv", sep="\t")
     rng = np.random.default_rng(7)
     with h5py.File(d / "features.h5", "r+") as f:

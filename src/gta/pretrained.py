@@ -163,9 +163,10 @@ A trained Genetic sequence Token Alignment model (the `gta` package). Load it wi
 - {t["epochs"]} epochs at most, batch {t["batch_size"]}, lr {t["lr"]}, seed {t["seed"]}
 - precision: {config["precision"]} (autocast {t["autocast"]}). Loaded anywhere, the model predicts in
   {config["precision"]}, in the training's batches: on the same kind of machine it reproduces the
-  training run's predictions exactly. Other hardware (another CPU kind, a GPU) computes bf16 with other
-  kernels, so there the predictions agree to bf16 rounding (a few 1e-3 of a standardised target), and in
-  float32 to about 1e-6.
+  training run's predictions exactly. A gene predicted in another batch (alone, as explain does) or on
+  other hardware (another CPU kind, a GPU) goes through other kernels: in bfloat16 it agrees to bf16
+  rounding (up to about 1e-4 of the target's sd; measured 7e-6 on the tests' model for a gene alone
+  against in a batch), in float32 to about 1e-6.
 
 ## Metrics
 {metrics}
