@@ -23,6 +23,8 @@ import pandas as pd
 
 from . import GTAError
 from .io import atomic_path
+from .provenance import check_gene_windows
+from .tss import read_tss
 
 if TYPE_CHECKING:
     from .pretrained import GTAModel
@@ -301,6 +303,8 @@ def explain_genes(
     gta = GTAModel.from_pretrained(model, backbone, device)
     gene_id, symbol, x = load_features(features, gta.n_bins, bins_input="model")
     rows = find_genes([str(g) for g in genes], gene_id, symbol, features)
+    if tss:  # the strands read must be those the features file's windows were cut for
+        check_gene_windows(features, read_tss(tss), tss)
     strand = gta.strands(tss, gene_id[rows])
     strand = [None] * len(rows) if strand is None else strand
     prompt_of = read_prompts(prompts)

@@ -105,7 +105,18 @@ REQUIRED_ATTRS = ("bin_size", "n_bins", "tss_bin", "orient")
 ORIENTS = ("reference", "transcript")
 GRIDS = ("tss", "genome")
 # attributes merge_features copies from the Sei shards when they have them
-SEI_ATTRS = ("sei_channels", "sei_targets", "reverse_complement", "precision")
+SEI_ATTRS = (
+    "sei_channels",
+    "sei_targets",
+    "reverse_complement",
+    "precision",
+    "sei_checkpoint_sha256",
+    "sei_projection_sha256",
+)
+# provenance (gta.provenance): the FASTA fingerprint attribute (JSON {chromosome: sha256}) and the datasets
+# of each gene's coordinates, from tss.tsv
+FASTA_ATTR = "fasta_sha256"
+GENE_DATASETS = ("chrom", "tss", "strand")
 WINDOW_ATTRS = ("bin_size", "grid", "orient")  # recorded in a model folder (feature_window)
 FEATURES_HINT = "compute it with predict_sei and merge_features, or give a features.h5 computed elsewhere"
 _BLOCK_ELEMENTS = 4_000_000  # values read at once when scanning the whole 'features' dataset
@@ -120,11 +131,13 @@ def write_features(
     orient: str = "reference",
     grid: str = "tss",
     extra: dict | None = None,
+    coords: pd.DataFrame | None = None,
 ) -> None:
     """Write a features file (docs/formats.md, features.h5) atomically.
 
     `features` (genes, n_bins, 40); n_bins and tss_bin = n_bins // 2 are taken from its shape, `extra`
-    attributes (the SEI_ATTRS) are added as given.
+    attributes (the SEI_ATTRS, provenance) are added as given; `coords` (the genes' rows of tss.tsv, in
+    order) become the GENE_DATASETS.
     """
     import h5py
 
@@ -138,6 +151,8 @@ def write_features(
         f.create_dataset("gene_id", data=np.asarray(gene_id, np.int64))
         f.create_dataset("symbol", data=list(symbol), dtype=text)
         f.create_dataset("class_names", data=CLASS_LABELS, dtype=text)
+        if coords is not None:
+            write_gene_coords(f, coords)
         f.attrs.update(
             {
                 "bin_size": bin_size,
@@ -148,6 +163,30 @@ def write_features(
                 **(extra or {}),
             }
         )
+
+
+def write_gene_coords(f, genes: pd.DataFrame) -> None:
+    """The GENE_DATASETS of an open features or shard file: each gene's chrom, tss and strand (tss.tsv's)."""
+    import h5py
+
+    text = h5py.string_dtype("utf-8")
+    f.create_dataset("chrom", data=[str(c) for c in genes["chrom"]], dtype=text)
+    f.create_dataset("tss", data=genes["tss"].to_numpy(np.int64))
+    f.create_dataset("strand", data=[str(c) for c in genes["strand"]], dtype=text)
+
+
+def read_gene_coords(f) -> pd.DataFrame | None:
+    """(gene_id, chrom, tss, strand) recorded in an open features or shard file, None when it has none."""
+    if not all(k in f for k in GENE_DATASETS):
+        return None
+    return pd.DataFrame(
+        {
+            "gene_id": f["gene_id"][()].astype(np.int64),
+            "chrom": _strings(f["chrom"][()]),
+            "tss": f["tss"][()].astype(np.int64),
+            "strand": _strings(f["strand"][()]),
+        }
+    )
 
 
 class FeaturesFile:
@@ -344,6 +383,25 @@ def read_sei_settings(path: str | Path) -> dict:
         return {k: ff.file.attrs[k] for k in SEI_ATTRS if k in ff.file.attrs}
 
 
+def read_provenance(path: str | Path, input: str = "features") -> dict:
+    """What a features file records of its making (docs/formats.md, features.h5, provenance): `fasta_sha256`
+    ({chromosome: sha256}), `sei_checkpoint_sha256`, `sei_projection_sha256` (None where absent), `genes`
+    (read_gene_coords) and the window attrs n_bins, bin_size, grid."""
+    import json
+
+    with FeaturesFile(path, input=input) as ff:
+        a = ff.attrs
+        fasta = a.get(FASTA_ATTR)
+        return {
+            FASTA_ATTR: json.loads(fasta) if fasta else None,
+            **{k: a.get(k) or None for k in ("sei_checkpoint_sha256", "sei_projection_sha256")},
+            "genes": read_gene_coords(ff.file),
+            "n_bins": int(a.get("n_bins", 0)),
+            "bin_size": int(a.get("bin_size", 0)),
+            "grid": str(a.get("grid", "tss")),
+        }
+
+
 # ----------------------------------------------------------------------------- the validator
 
 
@@ -375,6 +433,14 @@ def check_features(path: str | Path, min_bins: int | None = None) -> dict:
         grid = _check_grid(f, where)
         _check_min_bins(n_bins, min_bins, where)
         symbols = _strings(f["symbol"][()])
+        missing = [k for k in (FASTA_ATTR, "sei_checkpoint_sha256", *GENE_DATASETS) if k not in f.attrs and k not in f]
+    if missing:
+        log.info(
+            "note: %s records no %s (made elsewhere, or before these were recorded): accepted for training, "
+            "baselines and evaluation; gta predict-genes does not reuse its bins and gta score-variants refuses it",
+            path,
+            ", ".join(missing),
+        )
     return {
         "n_genes": g,
         "n_bins": n_bins,

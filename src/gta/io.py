@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -64,6 +65,15 @@ def file_id(path: str | os.PathLike) -> list:
     """Identity of a file or folder for resume fingerprints: resolved path, size and mtime (ns)."""
     st = os.stat(path)
     return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def require_file(path: str | os.PathLike, what: str, fix: str = "", input: str | None = None) -> Path:

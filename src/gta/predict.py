@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from . import GTAError, inputs_of
-from .formats import read_feature_cache, read_sei_settings
+from .formats import read_feature_cache, read_provenance, read_sei_settings
 from .genome import open_fasta, read_padded
 from .io import atomic_path, require_file
 from .sei.inference import WindowSpec, plan_units
@@ -45,6 +45,8 @@ class SeiScorer:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     batch_size: int = 32
+    checkpoint: Path | None = None  # the files it was loaded from (their sha256 are compared with a features file's)
+    projection: Path | None = None
 
     @classmethod
     def load(
@@ -67,29 +69,37 @@ class SeiScorer:
             projvec = load_projection(projection, model.n_targets)
             amp = resolve_dtype(dtype, dev)
             unit = torch.from_numpy(projection_matrix(projvec).T.astype(np.float32)).to(dev)
-        return cls(model, unit, reverse_complement, dev, amp, batch_size)
+        return cls(model, unit, reverse_complement, dev, amp, batch_size, Path(checkpoint), Path(projection))
 
     def check_features(self, path: str | Path) -> None:
-        """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging and
-        precision must be this scorer's, or recomputed bins would not match the stored ones. `path` is the
-        `features` input; a mismatch names it and the `sei` setting that differs (GTAError.input)."""
+        """Refuse a features file made by another Sei: its recorded channels, targets, strand averaging,
+        precision and checkpoint and projection sha256 must be this scorer's, or recomputed bins would not
+        match the stored ones. `path` is the `features` input; a mismatch names it, the Sei file given and
+        the `sei` setting that differs (GTAError.input)."""
+        from .io import sha256sum
+
         attrs = read_sei_settings(path)
         mine = {
-            "sei_channels": [int(c) for c in self.model.channels],
-            "sei_targets": int(self.model.n_targets),
-            "reverse_complement": bool(self.reverse_complement),
-            "precision": str(self.dtype).replace("torch.", ""),
+            "sei_channels": lambda: [int(c) for c in self.model.channels],
+            "sei_targets": lambda: int(self.model.n_targets),
+            "reverse_complement": lambda: bool(self.reverse_complement),
+            "precision": lambda: str(self.dtype).replace("torch.", ""),
+            "sei_checkpoint_sha256": lambda: self.checkpoint and sha256sum(self.checkpoint),
+            "sei_projection_sha256": lambda: self.projection and sha256sum(self.projection),
         }
-        for key, value in mine.items():
-            if key not in attrs:
+        for key, get in mine.items():
+            value = get() if key in attrs else None
+            if value is None:  # not recorded in the file, or a Sei passed in memory
                 continue
             stored = attrs[key]
             stored = [int(c) for c in stored] if key == "sei_channels" else type(value)(stored)
             if stored != value:
                 setting, what = _SEI_SETTING[key]
+                given = getattr(self, setting, None) if setting in ("checkpoint", "projection") else None
                 raise GTAError(
-                    f"{path} was computed with Sei {key} {stored}, but the Sei given here has {value}; "
-                    f"use the Sei {what} the features were made with",
+                    f"{path} was computed with Sei {key} {stored}, but the Sei given here"
+                    f"{f' ({given})' if given else ''} has {value}; use the Sei {what} the features were "
+                    "made with, or recompute the features with this one; bins of two Sei models are never mixed",
                     input=(f"sei.{setting}", "features"),
                 )
 
@@ -131,6 +141,8 @@ _SEI_SETTING = {
     "sei_targets": ("checkpoint", "checkpoint"),
     "reverse_complement": ("reverse_complement", "strand averaging (reverse_complement)"),
     "precision": ("dtype", "precision (dtype)"),
+    "sei_checkpoint_sha256": ("checkpoint", "checkpoint"),
+    "sei_projection_sha256": ("projection", "projection"),
 }
 
 
@@ -149,8 +161,12 @@ class FeatureCache:
     start and strand, so that other genes' windows can reuse them."""
 
     def __init__(self, features: str | Path, tss: str | Path):
+        from .provenance import check_gene_windows
+
         features = require_file(features, "features file to reuse bins from", input="features")
         genes = read_tss(tss)
+        self.provenance = read_provenance(features)
+        check_gene_windows(features, genes, tss, self.provenance)
         stored = read_feature_cache(features)
         self.spec = WindowSpec(stored["n_bins"], stored["bin_size"], stored["orient"], stored["grid"])
         self.reverse_complement = stored["reverse_complement"]
@@ -170,6 +186,22 @@ class FeatureCache:
         self.keys = keys[self.order]
         self.path = features
         log.info("reusing bins of %s: %d genes, %d distinct bins", features, len(genes), len(self.keys))
+
+    def reusable(self, fasta: str | Path, chroms: Sequence[str], sei: bool) -> tuple[set[str], str]:
+        """The chromosomes of `chroms` whose bins may be reused with `fasta` (and, with `sei`, a Sei given to
+        compute the others), and why the others may not ('' when all may): the file must record its FASTA
+        fingerprint, gene coordinates and (with `sei`) Sei hashes, and be computed on `fasta`'s sequence."""
+        from .provenance import describe_differences, fasta_differences, missing_provenance
+
+        missing = missing_provenance(self.provenance, sei)
+        if missing:
+            return set(), (
+                f"{self.path} records no {', '.join(missing)} (made elsewhere, or before these were recorded), "
+                "so its bins are not reused"
+            )
+        diff = fasta_differences(self.provenance, fasta, chroms)
+        why = describe_differences(self.path, fasta, diff) + ", so its bins there are not reused" if diff else ""
+        return set(chroms) - set(diff), why
 
     def lookup(self, chroms: Sequence[str], chrom: np.ndarray, start: np.ndarray, flip: np.ndarray) -> np.ndarray:
         """Row of `values` for each bin, -1 where the file has no such bin."""
@@ -195,9 +227,15 @@ def window_features(
     hit = (
         cache.lookup(plan.chroms, plan.chrom, plan.start, plan.flip) if cache is not None else np.full(plan.n_units, -1)
     )
+    why = ""
     if cache is not None and scorer is not None:
         scorer.check_features(cache.path)
     if cache is not None:
+        used = [plan.chroms[i] for i in np.unique(plan.chrom)]
+        ok, why = cache.reusable(fasta, used, scorer is not None)
+        if why:
+            log.warning("%s%s", why, "; computing those bins with Sei" if scorer is not None else "")
+        hit[~np.isin(plan.chrom, [plan.chroms.index(c) for c in ok])] = -1
         if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
             raise GTAError(
                 f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
@@ -217,7 +255,8 @@ def window_features(
     if len(todo):
         if scorer is None:
             raise GTAError(
-                f"{len(todo)} bins are in no features file; give the Sei checkpoint to compute them",
+                f"{len(todo)} bins are in no features file{f' ({why})' if why else ''}; give the Sei "
+                "checkpoint to compute them",
                 input="sei.checkpoint",
             )
         t0 = time.perf_counter()

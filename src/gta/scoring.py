@@ -36,6 +36,7 @@ import pandas as pd
 from . import GTAError
 from .genome import open_fasta, window_start
 from .io import atomic_path
+from .provenance import check_fasta
 from .tss import read_tss
 from .variants import alt_bin, place, read_vcf, ref_bin
 
@@ -151,8 +152,10 @@ def score_variants(
     gene_id, _, x_ref = load_features(features, gta.n_bins, bins_input="model")
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
+    prov = _check_provenance(features, genes, tss)
     fa = open_fasta(fasta)
     variants, pairs, counts = _chunk_pairs(vcf, fa, ref_check, chunk, genes, window)
+    check_fasta(features, fasta, genes.loc[genes["gene_id"].isin(pairs["gene_id"]), "chrom"], prov)
     scorer = SeiScorer.load(**sei)
     scorer.check_features(features)
     if window[3] == "transcript" and not scorer.reverse_complement:
@@ -185,6 +188,25 @@ def score_variants(
     if out_counts:
         write_counts(counts, out_counts)
     return table
+
+
+def _check_provenance(features, genes: pd.DataFrame, tss) -> dict:
+    """The features file's provenance (gta.provenance): it must record it, since its bins are mixed with
+    bins recomputed now, and its genes' windows must be those of `tss`."""
+    from .formats import read_provenance
+    from .provenance import check_gene_windows, missing_provenance
+
+    prov = read_provenance(features)
+    missing = missing_provenance(prov)
+    if missing:
+        raise GTAError(
+            f"the features file {features} records no {', '.join(missing)} (made elsewhere, or before these were "
+            "recorded): scoring mixes its bins with bins recomputed from the FASTA and Sei, so it must record "
+            "what it was made from; recompute it with predict_sei and merge_features (features.precomputed: null)",
+            input="features",
+        )
+    check_gene_windows(features, genes, tss, prov)
+    return prov
 
 
 def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, window: tuple):

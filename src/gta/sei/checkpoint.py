@@ -5,7 +5,6 @@ The seeded random demo model is made by `gta.demo.sei`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from .. import GTAError
-from ..io import atomic_path
+from ..io import atomic_path, sha256sum  # noqa: F401  (sha256sum re-exported)
 from .model import N_CLASSES, Sei
 
 log = logging.getLogger("gta.sei.checkpoint")
@@ -37,15 +36,6 @@ CONV_KEYS = [
 LAYER_KEYS = CONV_KEYS + ["classifier.0", "classifier.2"]
 EXPECTED_KEYS = [f"{k}.{p}" for k in LAYER_KEYS for p in ("weight", "bias")]
 _FIX = "use the official sei.pth (Zenodo 4906997, model/sei.pth) or the demo's random checkpoint"
-
-
-def sha256sum(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def strip_prefix(state: dict) -> dict:

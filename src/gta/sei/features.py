@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from .. import GTAError
-from ..formats import SEI_ATTRS, check_features, write_features  # noqa: F401  (re-exported)
+from ..formats import FASTA_ATTR, SEI_ATTRS, check_features, read_gene_coords, write_features  # noqa: F401
 from ..io import require_file
+from ..provenance import check_gene_windows, merge_fasta_sha256
 from ..tss import (
     TSS_COLUMNS,
     chrom_name,
@@ -34,7 +35,17 @@ from .classes import N_CLASSES
 log = logging.getLogger("gta.sei.features")
 
 # shard attributes that must agree between the shards of one merge
-SHARD_SETTINGS = ("n_bins", "bin_size", "orient", "grid", "shards", "precision", "reverse_complement")
+SHARD_SETTINGS = (
+    "n_bins",
+    "bin_size",
+    "orient",
+    "grid",
+    "shards",
+    "precision",
+    "reverse_complement",
+    "sei_checkpoint_sha256",
+    "sei_projection_sha256",
+)
 
 
 def merge_features(
@@ -56,8 +67,10 @@ def merge_features(
     genes = read_tss(tss)
     if not shards:
         raise GTAError("no Sei shard files to merge", input="shards")
-    features, n_fraction, attrs0 = _read_shards(genes, tss, shards)
+    features, n_fraction, attrs, coords = _read_shards(genes, tss, shards)
+    attrs0 = attrs[0]
     _check_mostly_n(genes, n_fraction, attrs0, max_mostly_n_fraction)
+    fasta = merge_fasta_sha256([a.get(FASTA_ATTR) for a in attrs], "the Sei shards")
     write_features(
         out,
         features,
@@ -66,7 +79,8 @@ def merge_features(
         bin_size=int(attrs0["bin_size"]),
         orient=str(attrs0["orient"]),
         grid=str(attrs0["grid"]),
-        extra={k: attrs0[k] for k in SEI_ATTRS if k in attrs0},
+        extra={k: attrs0[k] for k in SEI_ATTRS if k in attrs0} | ({FASTA_ATTR: fasta} if fasta else {}),
+        coords=genes if coords else None,
     )
     log.info(
         "wrote %s: %d genes x %d bins x %d classes from %d shards",
@@ -82,14 +96,16 @@ def merge_features(
 
 def _read_shards(
     genes: pd.DataFrame, tss: str | Path, shards: Sequence[str | Path]
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(features (genes, n_bins, 40) float16, n_fraction (genes,), the first shard's attrs) from every shard;
-    each gene must come from exactly one shard."""
+) -> tuple[np.ndarray, np.ndarray, list[dict], bool]:
+    """(features (genes, n_bins, 40) float16, n_fraction (genes,), each shard's attrs, whether every shard
+    records its genes' coordinates) from every shard; each gene must come from exactly one shard, and a
+    shard's recorded coordinates must be those of `tss`."""
     n = len(genes)
     features = None
     filled = np.zeros(n, bool)
     n_fraction = np.zeros(n, np.float32)
     attrs0 = None
+    every, coords = [], True
     for path in shards:
         require_file(path, "Sei shard", "rerun predict_sei", input="shards")
         with h5py.File(path, "r") as f:
@@ -102,12 +118,19 @@ def _read_shards(
             else:
                 _check_shard_settings(a, attrs0, path, shards[0])
             rows = _shard_rows(f, genes, filled, path, tss)
+            recorded = read_gene_coords(f)
+            coords &= recorded is not None
+            window = {"genes": recorded, "n_bins": int(a["n_bins"]), "bin_size": int(a["bin_size"])}
+            check_gene_windows(
+                path, genes, tss, window | {"grid": str(a["grid"])}, ("shards", "tss"), f"Sei shard {path}"
+            )
+            every.append(a)
             features[rows] = f["features"][()]
             if "n_fraction" in f:
                 n_fraction[rows] = f["n_fraction"][()]
             filled[rows] = True
     _check_coverage(filled, attrs0, shards)
-    return features, n_fraction, attrs0
+    return features, n_fraction, every, coords
 
 
 def _check_shard_complete(f: h5py.File, attrs: dict, path: str | Path) -> None:
@@ -132,10 +155,10 @@ def _check_shard_table(attrs: dict, path: str | Path, tss: str | Path, n: int) -
 def _check_shard_settings(attrs: dict, first: dict, path: str | Path, first_path: str | Path) -> None:
     """The shard's SHARD_SETTINGS are the first shard's."""
     keys = SHARD_SETTINGS
-    if any(str(attrs[k]) != str(first[k]) for k in keys):
+    if any(str(attrs.get(k)) != str(first.get(k)) for k in keys):
         raise GTAError(
             f"Sei shard {path} was made with other settings than {first_path} "
-            f"({ {k: attrs[k] for k in keys} } vs { {k: first[k] for k in keys} })",
+            f"({ {k: attrs.get(k) for k in keys} } vs { {k: first.get(k) for k in keys} })",
             input="shards",
         )
 

@@ -33,7 +33,9 @@ import torch
 
 from .. import GTAError
 from ..genome import GRIDS, ORIENTS, check_tss_in_chromosomes, chrom_lengths, open_fasta, read_padded, window_start
+from ..formats import write_gene_coords
 from ..io import file_id
+from ..provenance import provenance_attrs
 from ..hardware import autocast, resolve_device, resolve_dtype, tune_malloc
 from ..tss import read_tss
 from .checkpoint import load_projection, load_sei
@@ -489,6 +491,7 @@ def run_shard(
                 flush_seconds=flush_seconds,
                 progress=progress,
             )
+            _record_provenance(f, genes, fasta, checkpoint_path, projection_path)
             mostly_n = _complete(f, done, n_genes)
         finally:
             f.close()
@@ -566,6 +569,15 @@ def _shard_meta(model: Sei, fasta, reverse_complement: bool, dtype: torch.dtype)
         "precision": str(dtype).replace("torch.", ""),
         "fasta": str(fasta),
     }
+
+
+def _record_provenance(f: h5py.File, genes: pd.DataFrame, fasta, checkpoint_path, projection_path) -> None:
+    """Record in the shard what it was made from (gta.provenance): its genes' coordinates, the sequence
+    fingerprint of their chromosomes, the Sei files' sha256 (none for a model passed in memory). Done
+    when the shard completes, so a resumed partial file gets them too."""
+    if "tss" not in f:
+        write_gene_coords(f, genes)
+    f.attrs.update(provenance_attrs(fasta, genes["chrom"], checkpoint_path, projection_path))
 
 
 def _open_or_start(
