@@ -7,7 +7,9 @@ tests check what predict_genes and score_variants compute against independent co
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 import h5py
@@ -17,8 +19,10 @@ import pytest
 import torch
 
 from gta import GTAError
+from gta.cli import main as cli_main
 from gta.genome import open_fasta
 from gta.options import ModelConfig, TrainConfig
+from gta.provenance import sequence_sha256
 from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
 from gta.pretrained import GTAModel
 from gta.scoring import chunk_range, merge_variant_scores, score_variants
@@ -651,3 +655,224 @@ def test_more_chunks_than_variants_count_the_vcf_once(world, vcf):
     assert dict(pd.read_csv(d / "onem.counts.tsv", sep="\t").values.tolist()) == whole
     assert whole["records"] == 1 and whole["scored_pairs"] == 3
     pd.testing.assert_frame_equal(pd.read_csv(d / "onem.tsv", sep="\t"), pd.read_csv(d / "one.tsv", sep="\t"))
+
+
+# ----------------------------------------------------------------------------- 5. provenance
+
+
+def write_genome(path: Path, seqs: dict[str, str], width: int = 80) -> Path:
+    with open(path, "w") as fh:
+        for c, s in seqs.items():
+            fh.write(f">{c}\n" + "\n".join(s[i : i + width] for i in range(0, len(s), width)) + "\n")
+    return path
+
+
+def sha256_of(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_recorded_provenance_equals_an_independent_computation(world):
+    """features.h5 and its shard record each chromosome's sha256 (of the sequence written out here), the
+    Sei files' sha256 and every gene's coordinates; the fingerprint ignores case and line width."""
+    want = {c: hashlib.sha256(s.encode()).hexdigest() for c, s in world["seqs"].items()}
+    genes = world["genes"].sort_values("gene_id").reset_index(drop=True)
+    for path in (world["features"], world["dir"] / "sei/1-of-1.h5"):
+        with h5py.File(path) as f:
+            assert json.loads(f.attrs["fasta_sha256"]) == want
+            assert f.attrs["sei_checkpoint_sha256"] == sha256_of(world["sei"]["checkpoint"])
+            assert f.attrs["sei_projection_sha256"] == sha256_of(world["sei"]["projection"])
+            got = pd.DataFrame(
+                {
+                    "gene_id": f["gene_id"][()],
+                    "chrom": f["chrom"].asstr()[()],
+                    "tss": f["tss"][()],
+                    "strand": f["strand"].asstr()[()],
+                }
+            )
+        got = got.sort_values("gene_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, genes[got.columns], check_dtype=False)
+    soft = {c: s[:1000].lower() + s[1000:] for c, s in world["seqs"].items()}
+    assert sequence_sha256(write_genome(world["dir"] / "soft.fa", soft, 61), ["chr22"]) == {"chr22": want["chr22"]}
+
+
+@pytest.fixture(scope="module")
+def other_fasta(world):
+    """The genome with GC's whole window (chr21) replaced by other bases; chr22 unchanged."""
+    seqs = dict(world["seqs"])
+    ws = window_start(41_000)
+    new = "".join(np.random.default_rng(9).choice(list("ACGT"), SPAN))
+    seqs["chr21"] = seqs["chr21"][:ws] + new + seqs["chr21"][ws + SPAN :]
+    return write_genome(world["dir"] / "other.fa", seqs)
+
+
+@pytest.fixture(scope="module")
+def other_sei(world):
+    """A demo Sei of the fixtures' width and targets, with other weights (seed 7)."""
+    ckpt = world["dir"] / "sei_seed7.pth"
+    save_sei(build_demo_sei(1 / 64, 64, seed=7), ckpt)
+    return dict(world["sei"], checkpoint=str(ckpt))
+
+
+def test_predict_genes_does_not_reuse_bins_of_another_fasta(world, other_fasta, caplog):
+    """B4: with a FASTA that differs in GC's window the features file's chr21 bins are not reused: the
+    result is that of a run without the features file; its chr22 bins (GJ's) still are."""
+    d = world["dir"]
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu")
+    cache = dict(features=world["features"], tss=world["tss"])
+    few = ["GC", "GJ"]
+    with caplog.at_level(logging.INFO, logger="gta"):
+        reused = predict_genes(world["model"], few, other_fasta, d / "o1.tsv", sei=world["sei"], **cache, **common)
+    fresh = predict_genes(world["model"], few, other_fasta, d / "o2.tsv", sei=world["sei"], **common)
+    old = predict_genes(world["model"], few, world["fasta"], d / "o3.tsv", **cache, **common)
+    assert old["predicted"].iloc[0] != fresh["predicted"].iloc[0]  # the change reaches GC's prediction
+    assert old["predicted"].iloc[1] == fresh["predicted"].iloc[1]  # GJ (chr22) is untouched
+    np.testing.assert_array_equal(reused["predicted"].to_numpy(), fresh["predicted"].to_numpy())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"computed on another sequence than the FASTA {other_fasta} (chr21:" in text
+    assert f"10 distinct bins, 5 from {world['features']}" in text  # GJ's chr22 bins
+    with pytest.raises(GTAError, match="give the Sei checkpoint") as e:  # no Sei to recompute them: stop
+        predict_genes(world["model"], few, other_fasta, d / "o4.tsv", **cache, **common)
+    assert str(world["features"]) in str(e.value) and str(other_fasta) in str(e.value)
+    assert not (d / "o4.tsv").exists()
+
+
+def test_another_sei_is_never_mixed_with_the_features(world, other_sei, vcf):
+    """B5: a Sei of the same width with other weights: predict-genes (GX needs new bins) and score-variants
+    stop, naming both checkpoints' sha256 and both files, and write nothing."""
+    d = world["dir"]
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu")
+    want = [sha256_of(world["sei"]["checkpoint"]), sha256_of(other_sei["checkpoint"]), str(world["features"])]
+    with pytest.raises(GTAError, match="sei_checkpoint_sha256") as e:
+        predict_genes(
+            world["model"], ["GX"], world["fasta"], d / "s1.tsv", features=world["features"], tss=world["tss"],
+            sei=other_sei, **common,
+        )  # fmt: skip
+    assert all(w in str(e.value) for w in want + [other_sei["checkpoint"]]), str(e.value)
+    assert e.value.inputs == ("sei.checkpoint", "features") and not (d / "s1.tsv").exists()
+    with pytest.raises(GTAError, match="sei_checkpoint_sha256") as e:
+        score(world, vcf[0], d / "s2.tsv", use=dict(world, sei=other_sei), ref_check="flag")
+    assert all(w in str(e.value) for w in want), str(e.value)
+    assert not (d / "s2.tsv").exists()
+
+
+def test_a_tss_table_that_moves_a_window_is_refused(world, vcf):
+    """B6: score-variants (and explain) with GC's TSS one bin off its features' window: an error naming GC;
+    a TSS moved within its genome-grid bin keeps the window and is accepted."""
+    from gta.explain import explain_genes
+
+    d = world["dir"]
+    genes = world["genes"].copy()
+    gc = genes["symbol"] == "GC"
+    genes.loc[gc, "tss"] += BIN
+    write_tss(genes, d / "shifted.tsv")
+    args = (world["model"], vcf[0], world["features"], d / "shifted.tsv", world["fasta"], world["sei"], d / "t.tsv")
+    with pytest.raises(GTAError, match=r"GC \(GeneID 1003\): TSS chr21:45,096 \(\+\)") as e:
+        score_variants(*args, prompts=world["prompts"], device="cpu", ref_check="flag")
+    assert e.value.inputs == ("tss", "features") and str(world["features"]) in str(e.value)
+    assert not (d / "t.tsv").exists()
+    with pytest.raises(GTAError, match=r"GC \(GeneID 1003\)"):
+        explain_genes(world["model"], world["features"], world["prompts"], ["GC"], d / "ex", tss=d / "shifted.tsv")
+    genes.loc[gc, "tss"] = 41_001  # same grid bin as 41,000
+    write_tss(genes, d / "shifted.tsv")
+    table = score_variants(*args, prompts=world["prompts"], device="cpu", ref_check="flag")
+    assert len(table)
+
+
+@pytest.fixture(scope="module")
+def bare_features(world):
+    """The features file without its provenance, as one made elsewhere may be."""
+    import shutil
+
+    path = shutil.copy(world["features"], world["dir"] / "bare.h5")
+    with h5py.File(path, "r+") as f:
+        for key in ("fasta_sha256", "sei_checkpoint_sha256", "sei_projection_sha256"):
+            del f.attrs[key]
+        for key in ("chrom", "tss", "strand"):
+            del f[key]
+    return Path(path)
+
+
+def test_features_without_provenance(world, bare_features, caplog):
+    """Accepted where its bins are used alone (training's reader, with a note); predict-genes computes every
+    bin with Sei instead of reusing it (the same numbers as without the file)."""
+    from gta.formats import check_features
+
+    with caplog.at_level(logging.INFO, logger="gta"):
+        check_features(bare_features)
+    assert any("records no fasta_sha256" in r.getMessage() for r in caplog.records)
+    d = world["dir"]
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu", sei=world["sei"])
+    few = ["GC", "GJ"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gta"):
+        got = predict_genes(
+            world["model"], few, world["fasta"], d / "n1.tsv", features=bare_features, tss=world["tss"], **common
+        )
+    want = predict_genes(world["model"], few, world["fasta"], d / "n2.tsv", **common)
+    np.testing.assert_array_equal(got["predicted"].to_numpy(), want["predicted"].to_numpy())
+    assert any(f"10 distinct bins, 0 from {bare_features}" in r.getMessage() for r in caplog.records)
+
+
+def cli_score(world, vcf, out: Path, **change) -> list[str]:
+    """`gta score-variants` arguments on the world's inputs, some replaced."""
+    given = dict(
+        model=world["model"], vcf=vcf[0], features=world["features"], tss=world["tss"], fasta=world["fasta"],
+        checkpoint=world["sei"]["checkpoint"], projection=world["sei"]["projection"], prompts=world["prompts"],
+    ) | change  # fmt: skip
+    args = ["score-variants", "--out", str(out), "--ref-check", "flag", "--device", "cpu", "--sei-device", "cpu"]
+    args += ["--sei-dtype", "float32"]
+    return args + [a for k, v in given.items() for a in (f"--{k}", str(v))]
+
+
+def cli_predict(world, out: Path, **change) -> list[str]:
+    given = dict(
+        model=world["model"], genes="GX", fasta=world["fasta"], features=world["features"], tss=world["tss"],
+        mane=world["mane"], prompts=world["prompts"], checkpoint=world["sei"]["checkpoint"],
+        projection=world["sei"]["projection"],
+    ) | change  # fmt: skip
+    args = ["predict-genes", "--out", str(out), "--device", "cpu", "--sei-device", "cpu", "--sei-dtype", "float32"]
+    return args + [a for k, v in given.items() for a in (f"--{k}", str(v))]
+
+
+# name: (arguments given the world, the vcf, the other FASTA and Sei, the output; words the one error must hold)
+PROVENANCE_CASES = {
+    "score-variants on another FASTA": (
+        lambda w, v, fa, sei, out: cli_score(w, v, out, fasta=fa),
+        ["{features}", "{other_fasta}", "chr21", "(--fasta, --features)"],
+    ),
+    "score-variants with another Sei": (
+        lambda w, v, fa, sei, out: cli_score(w, v, out, checkpoint=sei["checkpoint"]),
+        ["{features}", "{other_sei}", "sei_checkpoint_sha256", "(--checkpoint, --features)"],
+    ),
+    "score-variants with a TSS a bin off": (
+        lambda w, v, fa, sei, out: cli_score(w, v, out, tss=w["dir"] / "shifted.tsv"),
+        ["{features}", "GC (GeneID 1003)", "(--tss, --features)"],
+    ),
+    "score-variants on features without provenance": (
+        lambda w, v, fa, sei, out: cli_score(w, v, out, features=w["dir"] / "bare.h5"),
+        ["{dir}/bare.h5", "records no fasta_sha256", "predict_sei", "(--features)"],
+    ),
+    "predict-genes with another Sei": (
+        lambda w, v, fa, sei, out: cli_predict(w, out, checkpoint=sei["checkpoint"]),
+        ["{features}", "{other_sei}", "never mixed", "(--checkpoint, --features)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PROVENANCE_CASES))
+def test_provenance_mismatch_cli(case, world, vcf, other_fasta, other_sei, bare_features, tmp_path, caplog):
+    genes = world["genes"].copy()
+    genes.loc[genes["symbol"] == "GC", "tss"] += BIN
+    write_tss(genes, world["dir"] / "shifted.tsv")
+    make, words = PROVENANCE_CASES[case]
+    out = tmp_path / "out.tsv"
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert cli_main(make(world, vcf, other_fasta, other_sei, out)) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    names = dict(
+        features=world["features"], other_fasta=other_fasta, other_sei=other_sei["checkpoint"], dir=world["dir"]
+    )
+    for word in words:
+        assert word.format(**names) in errors[0], (word, errors[0])
+    assert not out.exists() and not list(tmp_path.iterdir())

@@ -188,6 +188,33 @@ def nan_in_features(tmp):
     ]
 
 
+def merge_args(tmp: Path, tss: Path, shards: list[Path]) -> list[str]:
+    return ["merge-features", "--tss", str(tss), "--shards", *map(str, shards), "--out", str(tmp / "out.tsv")]
+
+
+def shards_of_two_fastas(tmp):
+    """Shard 1 of 2 computed on gapped.fa, shard 2 on a copy with one base changed."""
+    fasta, tss = gapped_genome(tmp)
+    seq = "".join(fasta.read_text().split("\n")[1:])
+    other = write_fasta(tmp / "other.fa", {"chrA": seq[:-1] + ("A" if seq[-1] != "A" else "C")})
+    model = build_demo_sei(1 / 60, 20, seed=1), make_demo_projection(20, seed=1)
+    shards = [tmp / "shards/1-of-2.h5", tmp / "shards/2-of-2.h5"]
+    run_shard(tss, fasta, *model, shards[0], WindowSpec(3), 1, 2)
+    run_shard(tss, other, *model, shards[1], WindowSpec(3), 2, 2)
+    return merge_args(tmp, tss, shards)
+
+
+def shard_of_another_tss(tmp):
+    """A shard computed for gapped.fa's genes, then OK3's TSS moved by two bins in tss.tsv."""
+    fasta, tss = gapped_genome(tmp)
+    shard = tmp / "shards/1-of-1.h5"
+    run_shard(tss, fasta, build_demo_sei(1 / 60, 20, seed=1), make_demo_projection(20, seed=1), shard, WindowSpec(3))
+    genes = pd.read_csv(tss, sep="\t")
+    genes.loc[genes["symbol"] == "OK3", "tss"] += 2 * 4096
+    genes.to_csv(tss, sep="\t", index=False)
+    return merge_args(tmp, tss, [shard])
+
+
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -211,6 +238,14 @@ CLI_CASES = {
     "NaN in precomputed features": (
         nan_in_features,
         ["{tmp}/features.h5", "NaN", "dataset 'features'", "recompute", "(--features)"],
+    ),
+    "Sei shards from two FASTAs": (
+        shards_of_two_fastas,
+        ["{tmp}/shards/1-of-2.h5", "{tmp}/shards/2-of-2.h5", "different sequences of chrA", "(--shards)"],
+    ),
+    "Sei shard made for another TSS": (
+        shard_of_another_tss,
+        ["{tmp}/shards/1-of-1.h5", "{tmp}/tss.tsv", "OK3 (GeneID 3)", "chrA:58,192", "(--shards, --tss)"],
     ),
 }
 

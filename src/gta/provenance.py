@@ -66,21 +66,22 @@ def provenance_attrs(fasta, chroms: Iterable[str], checkpoint=None, projection=N
     return out
 
 
-def merge_fasta_sha256(records: Iterable[str | None], where: str) -> str | None:
-    """The shards' `fasta_sha256` joined into one (None if any shard lacks it); one chromosome with two
-    fingerprints is an error (shards made from different FASTAs)."""
-    merged: dict[str, str] = {}
-    for text in records:
+def merge_fasta_sha256(records: Iterable[tuple[str, str | None]]) -> str | None:
+    """The shards' `fasta_sha256` ((shard path, attribute) pairs) joined into one, None if any shard lacks
+    it; one chromosome with two fingerprints is an error naming both shards (made from different FASTAs)."""
+    merged: dict[str, tuple[str, str]] = {}
+    for path, text in records:
         if not text:
             return None
         for chrom, digest in json.loads(text).items():
-            if merged.setdefault(chrom, digest) != digest:
+            first, where = merged.setdefault(chrom, (digest, path))
+            if first != digest:
                 raise GTAError(
-                    f"{where} were computed on different sequences of {chrom} (sha256 {merged[chrom]} and "
-                    f"{digest}): different FASTAs; rerun predict_sei for every shard on one FASTA",
+                    f"Sei shards {where} and {path} were computed on different sequences of {chrom} (sha256 "
+                    f"{first} and {digest}): different FASTAs; rerun predict_sei for every shard on one FASTA",
                     input="shards",
                 )
-    return json.dumps(merged, sort_keys=True)
+    return json.dumps({c: d for c, (d, _) in merged.items()}, sort_keys=True)
 
 
 def missing_provenance(prov: dict, sei: bool = True) -> list[str]:

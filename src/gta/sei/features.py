@@ -70,7 +70,7 @@ def merge_features(
     features, n_fraction, attrs, coords = _read_shards(genes, tss, shards)
     attrs0 = attrs[0]
     _check_mostly_n(genes, n_fraction, attrs0, max_mostly_n_fraction)
-    fasta = merge_fasta_sha256([a.get(FASTA_ATTR) for a in attrs], "the Sei shards")
+    fasta = merge_fasta_sha256([(str(p), a.get(FASTA_ATTR)) for p, a in zip(shards, attrs, strict=True)])
     write_features(
         out,
         features,
@@ -120,10 +120,8 @@ def _read_shards(
             rows = _shard_rows(f, genes, filled, path, tss)
             recorded = read_gene_coords(f)
             coords &= recorded is not None
-            window = {"genes": recorded, "n_bins": int(a["n_bins"]), "bin_size": int(a["bin_size"])}
-            check_gene_windows(
-                path, genes, tss, window | {"grid": str(a["grid"])}, ("shards", "tss"), f"Sei shard {path}"
-            )
+            window = {"genes": recorded, "n_bins": int(a["n_bins"]), "bin_size": int(a["bin_size"]), "grid": a["grid"]}
+            check_gene_windows(path, genes, tss, window, ("shards", "tss"), f"Sei shard {path}")
             every.append(a)
             features[rows] = f["features"][()]
             if "n_fraction" in f:
