@@ -6,7 +6,7 @@ so every light step may import it. Sections, in workflow order:
 - tss.tsv (`TSS_COLUMNS`, `read_tss`, `write_tss`, `check_tss`), written by `gta mane-tss` / `gta tss-from-features`;
 - features.h5 (`write_features`, `check_features`, `FeaturesFile` and the stage readers `read_feature_genes`,
   `read_feature_classes`, `load_features`, `read_kept_scores`, `features_bins`, `feature_window`,
-  `read_feature_cache`), written by `gta merge-features` (gta.sei.features.merge_features);
+  `read_feature_cache`, `read_provenance`), written by `gta merge-features` (gta.sei.features.merge_features);
 - targets.tsv and simulation.tsv (`TARGET_COLUMNS`, `read_targets`, `write_targets`, `read_simulation`);
 - predictions (`PREDICTION_COLUMNS`, `read_predictions`, `write_predictions`);
 - results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`;

@@ -3,7 +3,9 @@
 Genes come as identifiers (a gene list: symbols, GeneIDs or Ensembl ids, matched against MANE), a BED
 of TSSs, or a MANE summary. Their windows' bins are looked up in a features file already computed on
 the same genome and Sei model (bins are keyed by chromosome, start and strand, so on the genome grid a
-new gene reuses every bin an earlier gene shared with it); only bins found nowhere go through Sei.
+new gene reuses every bin an earlier gene shared with it); only bins found nowhere go through Sei. The
+file's recorded provenance (gta.provenance) decides what is reused: only bins on chromosomes whose
+sequence matches the FASTA given, and never next to bins of another Sei.
 """
 
 from __future__ import annotations
@@ -416,7 +418,7 @@ def predict_genes(
         fasta: genome FASTA the genes' windows are read from
         out: output predictions TSV
         mane: MANE summary for gene look-up ('packaged' = v1.5)
-        features: features file whose bins to reuse (same FASTA and Sei)
+        features: features file whose bins to reuse (where its recorded FASTA and Sei match those given)
         tss: the gene table of --features (tss.tsv)
         prompts: prompts.jsonl to take prompts from (else MANE names)
         cell_type: the prompt's cell type

@@ -125,7 +125,7 @@ def score_variants(
     Args:
         model: trained model folder or its config.json (gta train-gta --out-model)
         vcf: VCF, VCF.gz or BCF (multi-allelic records are split)
-        features: features.h5: the REF features
+        features: features.h5: the REF features (recording its FASTA, Sei and gene windows: these must match)
         tss: tss.tsv of the features file: the genes scored
         fasta: the genome the features were computed on
         out: output table (.parquet or .tsv)
