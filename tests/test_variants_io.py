@@ -285,11 +285,11 @@ def test_alt_bin_properties(genome):
     alt = V.alt_bin(fa, "chr1", b0, L, v)
     assert len(alt) == L and [i for i in range(L) if alt[i] != ref[i]] == [7]
     assert alt[7] == v.alt
-    # insertion of k: the right end shifts out by k
+    # insertion of k: ceil(k/2) bases shift out of the left end, floor(k/2) out of the right end
     k = 3
     v = var(b0 + 4, 1, s[b0 + 4] + "TTT")
     alt = V.alt_bin(fa, "chr1", b0, L, v)
-    assert alt == ref[:5] + "TTT" + ref[5 : L - k]
+    assert alt == ref[2:5] + "TTT" + ref[5 : L - 1]
     # deletion of k: k bases pulled in from after the bin
     v = var(b0 + 4, 1 + k, s[b0 + 4])
     alt = V.alt_bin(fa, "chr1", b0, L, v)
@@ -299,7 +299,7 @@ def test_alt_bin_properties(genome):
         assert V.alt_bin(fa, "chr1", b0, L, var(pos0, 2, "G")) == ref
     # an insertion longer than the bin fills it
     v = var(b0 + 2, 1, s[b0 + 2] + "T" * 40)
-    assert V.alt_bin(fa, "chr1", b0, L, v) == ref[:3] + "T" * 13
+    assert V.alt_bin(fa, "chr1", b0, L, v) == "T" * L
     # a deletion running in from the previous bin: the bin starts at the first base after it
     v = var(b0 - 3, 6, s[b0 - 3])  # deletes b0-2 .. b0+2
     assert V.alt_bin(fa, "chr1", b0, L, v) == s[b0 + 3 : b0 + 3 + L]
@@ -316,3 +316,49 @@ def test_alt_bin_properties(genome):
     assert V.alt_bin(fa, "chr1", end - L, L, v) == s[end - L : end - 9] + s[end - 5 :] + "N" * 4
     with pytest.raises(GTAError):
         V.alt_bin(fa, "chr2", b0, L, v)
+
+
+def brute_alt_bin(s: str, b: int, L: int, v: V.Variant) -> str:
+    """alt_bin by tagging each haplotype base with the reference base it belongs to (an inserted base: REF's
+    last base), taking the bases tagged inside the bin and cutting ceil(k/2) | floor(k/2) of a surplus k
+    from the left | right ends, or filling a shortfall from the bases after them."""
+    r, a, s0 = v.ref, v.alt, v.start0
+    tags = list(range(s0)) + [s0 + min(j, len(r) - 1) for j in range(len(a))] + list(range(v.end0, len(s)))
+    hap = s[:s0] + a + s[v.end0 :] + "N" * (2 * L)
+    inside = [i for i, tag in enumerate(tags) if b <= tag < b + L]
+    first = inside[0] if inside else next(i for i, tag in enumerate(tags) if tag >= b)
+    first += max(len(inside) - L + 1, 0) // 2
+    return hap[first : first + L]
+
+
+def test_alt_bin_matches_brute_force(genome):
+    fa, seq = genome
+    s = seq["chr1"]
+    L, b0 = 16, 1000
+    rng = random.Random(5)
+    for _ in range(400):
+        pos0 = rng.randrange(b0 - 8, b0 + L + 2)
+        r_len, a_len = rng.randint(1, 12), rng.randint(1, 40)
+        v = V.Variant("chr1", pos0 + 1, "t", s[pos0 : pos0 + r_len], "".join(rng.choice("ACGT") for _ in range(a_len)))
+        assert V.alt_bin(fa, "chr1", b0, L, v) == brute_alt_bin(s, b0, L, v), v
+
+
+@pytest.mark.parametrize("before_end", [0, 1, 5, 100, 4095])
+@pytest.mark.parametrize("k", [1, 2, 7, 2000, 9000])
+def test_an_insertion_always_changes_its_bin(genome, before_end, k):
+    """B1: an insertion of k bases anchored `before_end` bases before the bin's last base always changes
+    the bin: some of its bases stay in it, and in the bin's right half more than `before_end` when it has them (counted by hand:
+    the bin's haplotype segment is bin size + k long, ceil(k/2) bases are cut at its left end)."""
+    fa, seq = genome
+    s = seq["chr1"]
+    b, L = 4096, 4096
+    anchor = b + L - 1 - before_end
+    inserted = "N" * k  # the FASTA has no N here, so inserted bases are countable
+    v = V.Variant("chr1", anchor + 1, "t", s[anchor], s[anchor] + inserted)
+    alt = V.alt_bin(fa, "chr1", b, L, v)
+    assert len(alt) == L and alt != V.ref_bin(fa, "chr1", b, L)
+    kept = alt.count("N")
+    p, c = L - before_end, -(-k // 2)  # inserted bases at [p, p + k) of the grown segment; the bin keeps [c, c + L)
+    assert kept == min(c + L, p + k) - max(c, p) > 0
+    if before_end < L // 2:  # pushing bases out of the right end only, as before, kept before_end of them
+        assert kept >= min(before_end + 1, k)

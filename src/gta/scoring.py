@@ -2,8 +2,8 @@
 
 Touched bins. For a (variant, gene) pair only the window bins the variant's REF span touches differ
 between REF and ALT. Each such bin is computed through Sei from the FASTA twice, on the reference
-(gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp, an indel
-shifts the sequence within it), as one Sei batch of its own, in float32 whatever the `sei` dtype (no
+(gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp; an insertion
+keeps the middle of the grown bin, a deletion pulls bases in from its right), as one Sei batch of its own, in float32 whatever the `sei` dtype (no
 autocast, no TF32 on GPUs), not rounded to float16, on both strands as the Sei stage does. A bin is computed once per
 variant however many genes' windows hold it.
 

@@ -350,32 +350,48 @@ def ref_bin(fa, chrom: str, bin_start: int, bin_size: int) -> str:
     return read_padded(fa, chrom, bin_start, bin_start + bin_size)
 
 
+def _haplotype(fa, variant: Variant, start: int, end: int) -> str:
+    """Bases [start, end) of the haplotype ref[:start0] + alt + ref[end0:] (N past the chromosome ends)."""
+    s, alt = variant.start0, variant.alt
+    a, d = s + len(alt), len(alt) - len(variant.ref)  # a: first haplotype base after ALT; d: net length change
+    out = read_padded(fa, variant.chrom, start, min(end, s)) if start < s else ""
+    out += alt[max(start - s, 0) : max(end - s, 0)]
+    return out + (read_padded(fa, variant.chrom, max(start, a) - d, end - d) if end > a else "")
+
+
+def _haplotype_position(x: int, variant: Variant) -> int:
+    """Where reference base `x` is on the haplotype; a deleted base maps to the first base after ALT."""
+    s, m = variant.start0, min(len(variant.ref), len(variant.alt))
+    if x < s + m:
+        return x
+    return s + len(variant.alt) if x < variant.end0 else x + len(variant.alt) - len(variant.ref)
+
+
 def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant) -> str:
-    """The bin starting at reference base `bin_start`, on the haplotype carrying `variant`, bin_size long.
+    """The bin [bin_start, bin_start + bin_size) on the haplotype carrying `variant`, bin_size long.
 
     The haplotype is ref[:start0] + alt + ref[end0:]. REF and ALT are aligned from their left ends
     (VCF's anchor-base convention): reference base start0 + j (j < len(alt)) becomes ALT base j;
-    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span.
-    The bin starts at the haplotype base that reference base `bin_start` became; if that base was
-    deleted, at the next surviving reference base (end0). It is then read for exactly bin_size
-    bases, so an insertion pushes bases out of the bin's right end and a deletion pulls bases in
-    from beyond it (N past the chromosome end). Hence:
-      - a variant ending at or before bin_start, or starting at or after the bin's end: the
-        reference bin, unchanged;
-      - bin_start <= start0: ref[bin_start:start0] + alt + ref[end0:...], cut to bin_size;
-      - start0 < bin_start < end0 (REF runs in from the previous bin): alt[bin_start - start0:]
-        (empty for a deleted base) + ref[end0:...], cut to bin_size.
-    For SNVs, insertions and deletions written with one anchor base this is the same as starting
-    a bin that begins inside a deletion at the first base after it.
+    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span, so
+    they belong to the bin of REF's last base (the anchor base of an insertion). The reference bin
+    becomes the haplotype segment from where its first base went to where the base after its end
+    went (a deleted base counts where the first base after the deletion went). That segment is
+    then made bin_size long:
+      - it grew by k > 0 bases (an insertion): ceil(k/2) bases are cut from its left end and
+        floor(k/2) from its right end, so the bin keeps its middle and an insertion always changes
+        the bin it lands in: anchored on the bin's last base, min(ceil(k/2), bin_size) of its k
+        bases stay in the bin (not 0, as when bases were pushed out of the right end only);
+      - it shrank (a deletion): bases are pulled in from after it (N past the chromosome end);
+      - neither (an SNV, an MNV, ALT == REF): it is read as it is.
+    A variant ending at or before bin_start, or starting at or after the bin's end, leaves the
+    reference bin unchanged.
     """
     if variant.chrom != chrom:
         raise GTAError(f"variant {variant.id} is on {variant.chrom}, not {chrom}")
-    s, e, alt = variant.start0, variant.end0, variant.alt
     end = bin_start + bin_size
-    if e <= bin_start or s >= end:
+    if variant.end0 <= bin_start or variant.start0 >= end:
         return ref_bin(fa, chrom, bin_start, bin_size)
-    head = read_padded(fa, chrom, bin_start, s) + alt if bin_start <= s else alt[bin_start - s :]
-    need = bin_size - len(head)
-    if need <= 0:
-        return head[:bin_size]
-    return head + read_padded(fa, chrom, e, e + need)
+    first = _haplotype_position(bin_start, variant)
+    grown = _haplotype_position(end, variant) - first - bin_size
+    first += max(grown + 1, 0) // 2
+    return _haplotype(fa, variant, first, first + bin_size)
