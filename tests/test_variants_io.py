@@ -123,6 +123,10 @@ def test_read_vcf_counts_splits_and_names(genome, vcf):
         "variants": 11,
         "no_alt": 1,
         "no_ref": 0,
+        "bad_ref": 0,
+        "bad_alt": 0,
+        "bad_pos": 0,
+        "duplicate": 0,
         "unknown_chrom": 1,
         "symbolic": 1,
         "breakend": 1,
@@ -149,6 +153,44 @@ def test_read_vcf_counts_splits_and_names(genome, vcf):
     assert (by_pos[7001][0].ref, by_pos[7001][0].alt) == (seq["chr1"][7000:7004], seq["chr1"][7000])
     assert not {9001, 9501, 13501, 100} & set(by_pos)
     assert {v.chrom for v in variants} == {"chr1", "chr2"}
+
+
+def test_malformed_alleles_and_duplicates_are_counted(genome, tmp_path):
+    """B2: ALT alleles are checked like REF; each malformed allele is counted under its name (or stops the
+    run under ref_check 'stop'), and a repeated record is scored once and counted."""
+    fa, seq = genome
+    b = seq["chr1"][5000]
+    lines = [
+        ("chr1", 5001, "ok", b, other(b)),
+        ("chr1", 5001, "again", b, other(b)),  # duplicate of the first (another ID)
+        ("chr1", 5001, ".", b.lower(), other(b).lower()),  # the same again, in lower case
+        ("chr1", 5001, ".", b, f"{other(b)},A1,A-,Z,R,X,\u00c4"),  # one good ALT (a duplicate) and six bad ones
+        ("chr1", 5001, ".", "-", "A"),  # bad REF
+        ("chr1", 5001, ".", "A1", "A"),  # bad REF
+        ("chr1", 5001, ".", ".", "A"),  # no REF
+        ("chr1", 0, ".", "A", "C"),  # POS 0
+    ]
+    path = write_vcf(tmp_path / "calls.vcf", lines)
+    with open(path, "ab") as fh:  # an ALT that is not UTF-8 text
+        fh.write(b"chr1\t5001\t.\t" + b.encode() + b"\t\xc4\t.\t.\t.\n")
+    for mode in ("skip", "flag"):
+        variants, counts = V.read_vcf(path, list(fa.keys()), mode)
+        assert [(v.id, v.alt) for v in variants] == [("ok", other(b))]
+        got = {
+            k: counts[k] for k in ("records", "multiallelic", "no_ref", "bad_ref", "bad_alt", "bad_pos", "duplicate")
+        }
+        assert got == {
+            "records": 9,
+            "multiallelic": 1,
+            "no_ref": 1,
+            "bad_ref": 2,
+            "bad_alt": 7,
+            "bad_pos": 1,
+            "duplicate": 3,
+        }
+    with pytest.raises(GTAError, match=r"record 4 \(chr1:5001\): ALT 'A1' holds a character other than") as e:
+        V.read_vcf(path, list(fa.keys()), "stop")
+    assert str(path) in str(e.value) and "bad_alt" in str(e.value) and e.value.inputs == ("vcf", "ref_check")
 
 
 def test_read_vcf_gz_same_as_plain(genome, vcf, tmp_path):
@@ -206,7 +248,7 @@ def test_missing_and_bad_vcf(tmp_path):
     with pytest.raises(GTAError, match=str(bad)):
         V.read_vcf(bad, ["chr1"])
     broken = write_vcf(tmp_path / "broken.vcf", [("chr1", 10, ".", "A", "C"), ("chr1", "x", ".", "A", "C")])
-    with pytest.raises(GTAError, match="after record 1"):
+    with pytest.raises(GTAError, match=r"line 8 .* its POS 'x' is not a whole number"):
         V.read_vcf(broken, ["chr1"])
 
 
@@ -347,8 +389,8 @@ def test_alt_bin_matches_brute_force(genome):
 @pytest.mark.parametrize("k", [1, 2, 7, 2000, 9000])
 def test_an_insertion_always_changes_its_bin(genome, before_end, k):
     """B1: an insertion of k bases anchored `before_end` bases before the bin's last base always changes
-    the bin: some of its bases stay in it, and in the bin's right half more than `before_end` when it has them (counted by hand:
-    the bin's haplotype segment is bin size + k long, ceil(k/2) bases are cut at its left end)."""
+    the bin: some of its bases stay in it, and in the bin's right half more than `before_end` when it has
+    them (counted by hand: the bin's haplotype segment is bin size + k long, ceil(k/2) cut at its left end)."""
     fa, seq = genome
     s = seq["chr1"]
     b, L = 4096, 4096

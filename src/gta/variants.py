@@ -8,6 +8,7 @@ reference order (bin 0 is the leftmost bin of a window whatever the gene's stran
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import GTAError
-from .genome import read_padded, window_start
+from .genome import plain_gzip, read_padded, window_start
 
 log = logging.getLogger("gta.variants")
 
@@ -31,12 +32,20 @@ COUNTER_KEYS = (
     "variants",
     "no_alt",
     "no_ref",
+    "bad_ref",
+    "bad_alt",
+    "bad_pos",
+    "duplicate",
     "unknown_chrom",
     "symbolic",
     "breakend",
     "spanning_deletion",
     "ref_mismatch",
 )
+# Bases an ALT allele may hold; a REF allele may hold any letter (it is compared with the FASTA, which may
+# hold IUPAC codes).
+ALT_BASES = re.compile(r"[ACGTN]+")
+REF_BASES = re.compile(r"[A-Z]+")
 PLACE_COLUMNS = ["variant", "gene_id", "symbol", "bin_first", "bin_last", "distance"]
 _REF_CHUNK = 1 << 20  # REF check: FASTA reads are merged into spans of at most this many bases
 
@@ -95,8 +104,8 @@ class Variant:
         return self.start0 + len(self.ref)
 
 
-def _alt_kind(alt: str) -> str | None:
-    """Why an ALT allele cannot be applied to a sequence (a Counter key), or None if it can."""
+def _alt_kind(alt: str, pos: int = 1) -> str | None:
+    """Why an ALT allele at POS `pos` cannot be applied to a sequence (a Counter key), or None if it can."""
     if alt.startswith("<") or alt.endswith(">"):
         return "symbolic"
     if "[" in alt or "]" in alt or (len(alt) > 1 and (alt.startswith(".") or alt.endswith("."))):
@@ -105,7 +114,17 @@ def _alt_kind(alt: str) -> str | None:
         return "spanning_deletion"
     if alt == ".":
         return "no_alt"
-    return None
+    if not ALT_BASES.fullmatch(alt):
+        return "bad_alt"
+    return "bad_pos" if pos < 1 else None
+
+
+# What a malformed allele or position is (read_vcf), by its Counter key.
+MALFORMED = {
+    "bad_ref": "REF {ref} is not a DNA sequence (letters only)",
+    "bad_alt": "ALT {alt} holds a character other than A, C, G, T and N (an IUPAC code, X, a digit, '-' or non-ASCII)",
+    "bad_pos": "POS {pos} is the VCF's telomere position, not a base that can change",
+}
 
 
 def read_vcf(
@@ -119,7 +138,15 @@ def read_vcf(
     a record without REF ('.') in 'no_ref'.
     Skipped, and counted per ALT allele: symbolic alleles (<DEL>, <CN0>, any <...>) in 'symbolic',
     breakends in 'breakend', '*' in 'spanning_deletion'. ALT equal to REF is kept (no change).
-    'variants' counts the Variants returned. Samples, genotypes and FILTER are not used.
+    A variant equal to an earlier one (chromosome, POS, REF, ALT; the ID aside) is scored once and
+    counted in 'duplicate'. 'variants' counts the Variants returned. Samples, genotypes and FILTER
+    are not used.
+
+    Malformed alleles and positions: a REF with a character other than a letter (`-`, digits,
+    non-ASCII) counts per record in 'bad_ref'; an ALT with a character other than A, C, G, T, N
+    (IUPAC codes such as R or Y, X, digits, `-`, non-ASCII) per allele in 'bad_alt'; POS 0 (the
+    VCF's telomere position) per allele in 'bad_pos'. With ref_check 'stop' the first of them
+    stops the run (GTAError naming the VCF and the record); with 'flag' or 'skip' they are skipped.
 
     With `fasta` (a pyfaidx.Fasta) the REF alleles are checked against it by check_ref with mode
     `ref_check` ('stop', 'flag' or 'skip'; see check_ref), and 'ref_mismatch' counts the
@@ -132,11 +159,18 @@ def read_vcf(
     chrom_map: dict[str, str | None] = {}
     counts = Counter({k: 0 for k in COUNTER_KEYS})
     variants: list[Variant] = []
+    seen: set[Variant] = set()
     for rec in _records(path, counts):
         counts["records"] += 1
         if rec.chrom not in chrom_map:
             chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
-        variants += _record_variants(rec, chrom_map[rec.chrom], counts)
+        for v in _record_variants(rec, chrom_map[rec.chrom], counts, ref_check == "stop", path):
+            key = replace(v, id="")
+            if key in seen:
+                counts["duplicate"] += 1
+            else:
+                seen.add(key)
+                variants.append(v)
     unknown = sorted(c for c, m in chrom_map.items() if m is None)
     if unknown:
         log.warning(
@@ -158,6 +192,13 @@ def _records(path: Path, counts: Counter):
 
     if not path.is_file():
         raise GTAError(f"VCF not found: {path} (give an existing VCF, VCF.gz or BCF file)", input="vcf")
+    if plain_gzip(path):
+        raise GTAError(
+            f"VCF {path} is gzip-compressed but not with bgzip, which htslib cannot read; give the plain VCF "
+            f"(`gunzip {path}`) or recompress it with bgzip (`zcat {path} | bgzip > "
+            f"{str(path).removesuffix('.gz')}.bgz.vcf.gz`)",
+            input="vcf",
+        )
     try:
         vf = pysam.VariantFile(str(path))
     except (OSError, ValueError) as e:
@@ -175,36 +216,81 @@ def _records(path: Path, counts: Counter):
                 return
             except (OSError, ValueError) as e:
                 raise GTAError(
-                    f"cannot read VCF {path} after record {counts['records']:,}: {e} "
-                    "(check that line with `bcftools view`, or fix or remove it)",
+                    f"cannot read VCF {path}: {_bad_line(path, counts['records'] + 1) or e} "
+                    "(fix or remove that line; `bcftools view` shows what htslib reads)",
                     input="vcf",
                 ) from e
 
 
-def _record_variants(rec, chrom: str | None, counts: Counter) -> list[Variant]:
+def _bad_line(path: Path, record: int) -> str | None:
+    """What is wrong with the text VCF's `record`-th record line (1-based), or None for a BCF or a line
+    that looks right (then htslib's own error is the one to show)."""
+    import gzip
+
+    try:
+        with (gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open)(path, "rt", errors="replace") as fh:
+            lines = (x for x in enumerate(fh, 1) if not x[1].startswith("#"))
+            number, line = next((x for k, x in enumerate(lines, 1) if k == record), (0, ""))
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
+    fields = line.rstrip("\n").split("\t")
+    what = (
+        f"it has {len(fields)} tab-separated column(s), a VCF record needs at least 8 "
+        "(CHROM, POS, ID, REF, ALT, QUAL, FILTER, INFO)"
+        if len(fields) < 8
+        else f"its POS {fields[1]!r} is not a whole number"
+        if not fields[1].isdigit()
+        else None
+    )
+    return what and f"line {number} ({line[:80].rstrip()!r}) is not a VCF record: {what}"
+
+
+def _record_variants(rec, chrom: str | None, counts: Counter, stop: bool, path: Path) -> list[Variant]:
     """One Variant per applicable ALT allele of a record (`chrom`: its FASTA name, None if absent);
-    what is skipped is counted (read_vcf)."""
-    alts = rec.alts or ()
-    if not alts or alts == (".",):
-        counts["no_alt"] += 1
-        return []
-    if chrom is None:
-        counts["unknown_chrom"] += 1
+    what is skipped is counted (read_vcf), a malformed allele or position stops the run when `stop`."""
+
+    def bad(kind: str, alt: str = "") -> None:
+        if stop:
+            what = MALFORMED[kind].format(ref=ascii(ref), alt=ascii(alt), pos=rec.pos)
+            raise GTAError(
+                f"VCF {path}, record {counts['records']:,} ({rec.chrom}:{rec.pos}): {what}; fix the record, "
+                f"or skip such records (ref_check 'flag' or 'skip': they are counted as {kind})",
+                input=("vcf", "ref_check"),
+            )
+        counts[kind] += 1
+
+    alts = _field(rec, "alts", ("\ufffd",)) or ()  # bytes that are not UTF-8 text: a non-ASCII allele
+    if not alts or alts == (".",) or chrom is None:
+        counts["unknown_chrom" if alts and alts != (".",) else "no_alt"] += 1
         return []
     if len(alts) > 1:
         counts["multiallelic"] += 1
-    ref = (rec.ref or "").upper()
-    if not ref.isalpha():
+    ref = (_field(rec, "ref", "\ufffd") or "").upper()
+    if ref in ("", "."):
         counts["no_ref"] += 1
+        return []
+    if not REF_BASES.fullmatch(ref):
+        bad("bad_ref")
         return []
     out = []
     for alt in (a.upper() for a in alts):
-        kind = _alt_kind(alt)
-        if kind is not None:
+        kind = _alt_kind(alt, rec.pos)
+        if kind in MALFORMED:
+            bad(kind, alt)
+        elif kind is not None:
             counts[kind] += 1
-            continue
-        out.append(Variant(chrom, int(rec.pos), rec.id if rec.id else f"{chrom}:{rec.pos}:{ref}>{alt}", ref, alt))
+        else:
+            rid = _field(rec, "id", None) or f"{chrom}:{rec.pos}:{ref}>{alt}"
+            out.append(Variant(chrom, int(rec.pos), rid, ref, alt))
     return out
+
+
+def _field(rec, name: str, undecodable):
+    """A record's field, or `undecodable` where its bytes are not UTF-8 text."""
+    try:
+        return getattr(rec, name)
+    except UnicodeDecodeError:
+        return undecodable
 
 
 # --------------------------------------------------------------------------- REF check
