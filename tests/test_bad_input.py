@@ -188,6 +188,32 @@ def nan_in_features(tmp):
     ]
 
 
+def predict_bed(rows: list[str], name: str = "tss.bed"):
+    """predict-genes on a BED of `rows` (chrom, start, end, name, score, strand) and a FASTA whose index says
+    chr22 is 50,818,468 bp: the genes are checked before the model is read, so the model need not exist."""
+
+    def make(tmp):
+        (tmp / name).write_text("".join(r + "\n" for r in rows))
+        return [
+            "predict-genes",
+            "--model",
+            str(tmp / "no-model"),
+            "--genes",
+            str(tmp / name),
+            "--fasta",
+            str(index_only_fasta(tmp / "g.fa")),
+            "--out",
+            str(tmp / "out.tsv"),
+        ]
+
+    return make
+
+
+def duplicate_genes(tmp):
+    (tmp / "genes.txt").write_text("ACO2\nNDUFA6\naco2\n")
+    return predict_bed([])(tmp)[:4] + [str(tmp / "genes.txt")] + predict_bed([])(tmp)[5:]
+
+
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -207,6 +233,26 @@ CLI_CASES = {
     "every gene a test gene": (
         every_gene_held_out,
         ["{tmp}/test_genes.txt", "leaves genes out", "(--test-genes, --table)"],
+    ),
+    "BED TSS beyond the chromosome end": (
+        predict_bed(["chr22\t60000000\t60000001\tFAR\t0\t+"]),
+        ["FAR", "chr22:60,000,001", "beyond the end of chr22", "{tmp}/g.fa", "50,818,468", "(--genes, --fasta)"],
+    ),
+    "BED with a negative start": (
+        predict_bed(["chr22\t-5\t1\tNEG\t0\t+"]),
+        ["{tmp}/tss.bed", "row 1", "NEG", "negative start", "(--genes)"],
+    ),
+    "BED end before start": (
+        predict_bed(["chr22\t100\t101\tOK\t0\t+", "chr22\t500\t400\tBACK\t0\t-"]),
+        ["{tmp}/tss.bed", "row 2", "BACK", "end before its start", "(--genes)"],
+    ),
+    "BED chromosome absent from the FASTA": (
+        predict_bed(["chr9\t100\t101\tELSEWHERE\t0\t+"]),
+        ["ELSEWHERE", "chr9", "{tmp}/g.fa", "lacks", "(--genes, --fasta)"],
+    ),
+    "duplicate genes to predict": (
+        duplicate_genes,
+        ["2 name a gene that another identifier also names", "ACO2, aco2", "give each gene once", "(--genes)"],
     ),
     "NaN in precomputed features": (
         nan_in_features,

@@ -82,7 +82,8 @@ def check_tss_in_chromosomes(
             raise GTAError(
                 f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
                 f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
-                "the FASTA must be the complete GRCh38 assembly the MANE genes are placed on",
+                "the FASTA must be the complete GRCh38 assembly the MANE genes are placed on"
+                + ("" if table is None else ", or the gene's TSS in the gene table must be corrected"),
                 input=at_fault,
             )
 
