@@ -214,6 +214,32 @@ def duplicate_genes(tmp):
     return predict_bed([])(tmp)[:4] + [str(tmp / "genes.txt")] + predict_bed([])(tmp)[5:]
 
 
+def score_vcf(records: list[bytes], compress: bool = False):
+    """score-variants on a VCF of `records` (tab-separated lines) against a 2-kb chr22: the VCF is read
+    before the model, so no model, features or Sei files are needed for it to stop."""
+
+    def make(tmp):
+        seq = random_seq(2000, seed=3)
+        write_fasta(tmp / "g.fa", {"chr22": seq})
+        head = b"##fileformat=VCFv4.2\n##contig=<ID=chr22,length=2000>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        body = head + b"".join(r.replace(b"{REF}", seq[9].encode()) + b"\n" for r in records)
+        vcf = tmp / ("calls.vcf.gz" if compress else "calls.vcf")
+        vcf.write_bytes(gzip.compress(body) if compress else body)
+        missing = [str(tmp / n) for n in ("model", "features.h5", "tss.tsv", "sei.pth", "proj.npy")]
+        return [
+            "score-variants",
+            *("--model", missing[0], "--vcf", str(vcf), "--features", missing[1], "--tss", missing[2]),
+            *("--fasta", str(tmp / "g.fa"), "--checkpoint", missing[3], "--projection", missing[4]),
+            *("--out", str(tmp / "out.tsv"), "--out-counts", str(tmp / "counts.tsv")),
+        ]
+
+    return make
+
+
+def alt_case(alt: str, words: list[str]):
+    return (score_vcf([b"chr22\t10\t.\t{REF}\t" + alt.encode("latin-1") + b"\t.\t.\t."]), words)
+
+
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -254,6 +280,28 @@ CLI_CASES = {
         duplicate_genes,
         ["2 name a gene that another identifier also names", "ACO2, aco2", "give each gene once", "(--genes)"],
     ),
+    "plain-gzip VCF": (
+        score_vcf([b"chr22\t10\t.\t{REF}\tA\t.\t.\t."], compress=True),
+        ["{tmp}/calls.vcf.gz", "not with bgzip", "bgzip", "gunzip", "(--vcf)"],
+    ),
+    "non-ASCII ALT": alt_case(
+        "\xc4", ["{tmp}/calls.vcf", "record 1 (chr22:10)", "ALT", "non-ASCII", "(--vcf, --ref-check)"]
+    ),
+    "IUPAC ALT": alt_case("R", ["{tmp}/calls.vcf", "ALT 'R'", "IUPAC", "bad_alt", "(--vcf, --ref-check)"]),
+    "X in ALT": alt_case("AX", ["{tmp}/calls.vcf", "ALT 'AX'", "bad_alt", "(--vcf, --ref-check)"]),
+    "digit in ALT": alt_case("A1", ["{tmp}/calls.vcf", "ALT 'A1'", "bad_alt", "(--vcf, --ref-check)"]),
+    "REF '-'": (
+        score_vcf([b"chr22\t10\t.\t-\tA\t.\t.\t."]),
+        ["{tmp}/calls.vcf", "REF '-'", "bad_ref", "(--vcf, --ref-check)"],
+    ),
+    "POS 0": (
+        score_vcf([b"chr22\t0\t.\tA\tC\t.\t.\t."]),
+        ["{tmp}/calls.vcf", "POS 0", "telomere", "bad_pos", "(--vcf, --ref-check)"],
+    ),
+    "malformed VCF line": (
+        score_vcf([b"chr22\t10\t.\t{REF}\tA\t.\t.\t.", b"chr22\t11\t.\tA"]),
+        ["{tmp}/calls.vcf", "line 5", "4 tab-separated column(s)", "at least 8", "(--vcf)"],
+    ),
     "NaN in precomputed features": (
         nan_in_features,
         ["{tmp}/features.h5", "NaN", "dataset 'features'", "recompute", "(--features)"],
@@ -273,7 +321,7 @@ def test_bad_input_cli(case, tmp_path, caplog):
         assert word.format(tmp=tmp_path) in errors[0], (word, errors[0])
     if case == "every gene a test gene":
         assert "test_fraction" not in errors[0]  # it does nothing when a test gene list is given
-    assert not (tmp_path / "out.tsv").exists()
+    assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
