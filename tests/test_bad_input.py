@@ -240,6 +240,20 @@ def alt_case(alt: str, words: list[str]):
     return (score_vcf([b"chr22\t10\t.\t{REF}\t" + alt.encode("latin-1") + b"\t.\t.\t."]), words)
 
 
+def explain_into_a_file(tmp):
+    (tmp / "afile").write_text("not a folder\n")
+    missing = [str(tmp / n) for n in ("model", "features.h5", "prompts.jsonl")]
+    return ["explain-genes", "--model", missing[0], "--features", missing[1], "--prompts", missing[2]] + [
+        *("--genes", "ACO2", "--out-dir", str(tmp / "afile")),
+    ]
+
+
+def output_below_a_file(tmp):
+    (tmp / "afile").write_text("not a folder\n")
+    args = predict_bed(["chr22\t100\t101\tOK\t0\t+"])(tmp)
+    return args[: args.index("--out") + 1] + [str(tmp / "afile/out.tsv")]
+
+
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -302,6 +316,14 @@ CLI_CASES = {
         score_vcf([b"chr22\t10\t.\t{REF}\tA\t.\t.\t.", b"chr22\t11\t.\tA"]),
         ["{tmp}/calls.vcf", "line 5", "4 tab-separated column(s)", "at least 8", "(--vcf)"],
     ),
+    "explain --out-dir an existing file": (
+        explain_into_a_file,
+        ["output {tmp}/afile is a file", "give a folder", "(--out-dir)"],
+    ),
+    "output below a file (checked before the work)": (
+        output_below_a_file,
+        ["cannot write output {tmp}/afile/out.tsv", "{tmp}/afile", "choose a writable location", "(--out)"],
+    ),
     "NaN in precomputed features": (
         nan_in_features,
         ["{tmp}/features.h5", "NaN", "dataset 'features'", "recompute", "(--features)"],
@@ -321,6 +343,29 @@ def test_bad_input_cli(case, tmp_path, caplog):
         assert word.format(tmp=tmp_path) in errors[0], (word, errors[0])
     if case == "every gene a test gene":
         assert "test_fraction" not in errors[0]  # it does nothing when a test gene list is given
+    assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch, caplog):
+    """A disk that fills up while the outputs are written: one error line naming the problem and the fix,
+    no traceback, and nothing under the outputs' names (they are written under temporary names)."""
+    import errno
+
+    import gta.scoring
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".scores.tmp"))
+
+    monkeypatch.setattr(gta.scoring, "write_counts", full)
+    for name in ("1-of-1.tsv", "1-of-1.counts.tsv"):
+        (tmp_path / name).write_text("what\tn\nrecords\t1\n" if "counts" in name else "id\tdelta\nv\t0.5\n")
+    args = ["merge-variant-scores", "--scores", str(tmp_path / "1-of-1.tsv"), "--counts"]
+    args += [str(tmp_path / "1-of-1.counts.tsv"), "--out", str(tmp_path / "out.tsv")]
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert cli_main(args + ["--out-counts", str(tmp_path / "counts.tsv")]) == 1
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "No space left on device" in message and "free space or choose another output location" in message
     assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
