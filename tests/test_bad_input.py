@@ -215,6 +215,72 @@ def shard_of_another_tss(tmp):
     return merge_args(tmp, tss, [shard])
 
 
+def predict_bed(rows: list[str], name: str = "tss.bed"):
+    """predict-genes on a BED of `rows` (chrom, start, end, name, score, strand) and a FASTA whose index says
+    chr22 is 50,818,468 bp: the genes are checked before the model is read, so the model need not exist."""
+
+    def make(tmp):
+        (tmp / name).write_text("".join(r + "\n" for r in rows))
+        return [
+            "predict-genes",
+            "--model",
+            str(tmp / "no-model"),
+            "--genes",
+            str(tmp / name),
+            "--fasta",
+            str(index_only_fasta(tmp / "g.fa")),
+            "--out",
+            str(tmp / "out.tsv"),
+        ]
+
+    return make
+
+
+def duplicate_genes(tmp):
+    (tmp / "genes.txt").write_text("ACO2\nNDUFA6\naco2\n")
+    return predict_bed([])(tmp)[:4] + [str(tmp / "genes.txt")] + predict_bed([])(tmp)[5:]
+
+
+def score_vcf(records: list[bytes], compress: bool = False):
+    """score-variants on a VCF of `records` (tab-separated lines) against a 2-kb chr22: the VCF is read
+    before the model, so no model, features or Sei files are needed for it to stop."""
+
+    def make(tmp):
+        seq = random_seq(2000, seed=3)
+        write_fasta(tmp / "g.fa", {"chr22": seq})
+        head = b"##fileformat=VCFv4.2\n##contig=<ID=chr22,length=2000>\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+        body = head + b"".join(r.replace(b"{REF}", seq[9].encode()) + b"\n" for r in records)
+        vcf = tmp / ("calls.vcf.gz" if compress else "calls.vcf")
+        vcf.write_bytes(gzip.compress(body) if compress else body)
+        missing = [str(tmp / n) for n in ("model", "features.h5", "tss.tsv", "sei.pth", "proj.npy")]
+        return [
+            "score-variants",
+            *("--model", missing[0], "--vcf", str(vcf), "--features", missing[1], "--tss", missing[2]),
+            *("--fasta", str(tmp / "g.fa"), "--checkpoint", missing[3], "--projection", missing[4]),
+            *("--out", str(tmp / "out.tsv"), "--out-counts", str(tmp / "counts.tsv")),
+        ]
+
+    return make
+
+
+def alt_case(alt: str, words: list[str]):
+    return (score_vcf([b"chr22\t10\t.\t{REF}\t" + alt.encode("latin-1") + b"\t.\t.\t."]), words)
+
+
+def explain_into_a_file(tmp):
+    (tmp / "afile").write_text("not a folder\n")
+    missing = [str(tmp / n) for n in ("model", "features.h5", "prompts.jsonl")]
+    return ["explain-genes", "--model", missing[0], "--features", missing[1], "--prompts", missing[2]] + [
+        *("--genes", "ACO2", "--out-dir", str(tmp / "afile")),
+    ]
+
+
+def output_below_a_file(tmp):
+    (tmp / "afile").write_text("not a folder\n")
+    args = predict_bed(["chr22\t100\t101\tOK\t0\t+"])(tmp)
+    return args[: args.index("--out") + 1] + [str(tmp / "afile/out.tsv")]
+
+
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -234,6 +300,56 @@ CLI_CASES = {
     "every gene a test gene": (
         every_gene_held_out,
         ["{tmp}/test_genes.txt", "leaves genes out", "(--test-genes, --table)"],
+    ),
+    "BED TSS beyond the chromosome end": (
+        predict_bed(["chr22\t60000000\t60000001\tFAR\t0\t+"]),
+        ["FAR", "chr22:60,000,001", "beyond the end of chr22", "{tmp}/g.fa", "50,818,468", "(--genes, --fasta)"],
+    ),
+    "BED with a negative start": (
+        predict_bed(["chr22\t-5\t1\tNEG\t0\t+"]),
+        ["{tmp}/tss.bed", "row 1", "NEG", "negative start", "(--genes)"],
+    ),
+    "BED end before start": (
+        predict_bed(["chr22\t100\t101\tOK\t0\t+", "chr22\t500\t400\tBACK\t0\t-"]),
+        ["{tmp}/tss.bed", "row 2", "BACK", "end before its start", "(--genes)"],
+    ),
+    "BED chromosome absent from the FASTA": (
+        predict_bed(["chr9\t100\t101\tELSEWHERE\t0\t+"]),
+        ["ELSEWHERE", "chr9", "{tmp}/g.fa", "lacks", "(--genes, --fasta)"],
+    ),
+    "duplicate genes to predict": (
+        duplicate_genes,
+        ["2 name a gene that another identifier also names", "ACO2, aco2", "give each gene once", "(--genes)"],
+    ),
+    "plain-gzip VCF": (
+        score_vcf([b"chr22\t10\t.\t{REF}\tA\t.\t.\t."], compress=True),
+        ["{tmp}/calls.vcf.gz", "not with bgzip", "bgzip", "gunzip", "(--vcf)"],
+    ),
+    "non-ASCII ALT": alt_case(
+        "\xc4", ["{tmp}/calls.vcf", "record 1 (chr22:10)", "ALT", "non-ASCII", "(--vcf, --ref-check)"]
+    ),
+    "IUPAC ALT": alt_case("R", ["{tmp}/calls.vcf", "ALT 'R'", "IUPAC", "bad_alt", "(--vcf, --ref-check)"]),
+    "X in ALT": alt_case("AX", ["{tmp}/calls.vcf", "ALT 'AX'", "bad_alt", "(--vcf, --ref-check)"]),
+    "digit in ALT": alt_case("A1", ["{tmp}/calls.vcf", "ALT 'A1'", "bad_alt", "(--vcf, --ref-check)"]),
+    "REF '-'": (
+        score_vcf([b"chr22\t10\t.\t-\tA\t.\t.\t."]),
+        ["{tmp}/calls.vcf", "REF '-'", "bad_ref", "(--vcf, --ref-check)"],
+    ),
+    "POS 0": (
+        score_vcf([b"chr22\t0\t.\tA\tC\t.\t.\t."]),
+        ["{tmp}/calls.vcf", "POS 0", "telomere", "bad_pos", "(--vcf, --ref-check)"],
+    ),
+    "malformed VCF line": (
+        score_vcf([b"chr22\t10\t.\t{REF}\tA\t.\t.\t.", b"chr22\t11\t.\tA"]),
+        ["{tmp}/calls.vcf", "line 5", "4 tab-separated column(s)", "at least 8", "(--vcf)"],
+    ),
+    "explain --out-dir an existing file": (
+        explain_into_a_file,
+        ["output {tmp}/afile is a file", "give a folder", "(--out-dir)"],
+    ),
+    "output below a file (checked before the work)": (
+        output_below_a_file,
+        ["cannot write output {tmp}/afile/out.tsv", "{tmp}/afile", "choose a writable location", "(--out)"],
     ),
     "NaN in precomputed features": (
         nan_in_features,
@@ -262,7 +378,30 @@ def test_bad_input_cli(case, tmp_path, caplog):
         assert word.format(tmp=tmp_path) in errors[0], (word, errors[0])
     if case == "every gene a test gene":
         assert "test_fraction" not in errors[0]  # it does nothing when a test gene list is given
-    assert not (tmp_path / "out.tsv").exists()
+    assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch, caplog):
+    """A disk that fills up while the outputs are written: one error line naming the problem and the fix,
+    no traceback, and nothing under the outputs' names (they are written under temporary names)."""
+    import errno
+
+    import gta.scoring
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".scores.tmp"))
+
+    monkeypatch.setattr(gta.scoring, "write_counts", full)
+    for name in ("1-of-1.tsv", "1-of-1.counts.tsv"):
+        (tmp_path / name).write_text("what\tn\nrecords\t1\n" if "counts" in name else "id\tdelta\nv\t0.5\n")
+    args = ["merge-variant-scores", "--scores", str(tmp_path / "1-of-1.tsv"), "--counts"]
+    args += [str(tmp_path / "1-of-1.counts.tsv"), "--out", str(tmp_path / "out.tsv")]
+    with caplog.at_level(logging.ERROR, logger="gta"):
+        assert cli_main(args + ["--out-counts", str(tmp_path / "counts.tsv")]) == 1
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "No space left on device" in message and "free space or choose another output location" in message
+    assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 

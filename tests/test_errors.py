@@ -2,6 +2,10 @@
 command line the flag (GTAError.input, gta.rule, gta.cli)."""
 
 import ast
+import importlib
+import json
+import subprocess
+import sys
 import types
 from pathlib import Path
 
@@ -60,7 +64,7 @@ def test_a_rule_hands_each_parameter_the_value_of_its_name():
 
     smk = fake_rule(
         {},
-        {"tss": "genes/tss.tsv", "backbone": [], "unused": "x"},
+        {"tss": "genes/tss.tsv", "backbone": []},
         outputs={"out": "shards/1-of-2.h5"},
         params={"backbone": "org/model", "n_bins": 51},  # the param resolves the input of its name
         wildcards={"shard": "1-of-2"},
@@ -74,6 +78,94 @@ def test_a_rule_hands_each_parameter_the_value_of_its_name():
         "threads": 3,
         "n_bins": 51,
     }  # batch_size: the rule has none, so the default stays
+
+
+def test_a_rule_name_that_matches_no_parameter_is_an_error(capsys):
+    def stage(tss, out, n_bins=11):
+        raise AssertionError("the stage must not run")
+
+    for section in ("params", "inputs", "outputs"):
+        smk = fake_rule(
+            {},
+            {"tss": "genes/tss.tsv"} | ({"fai": "g.fa.fai"} if section == "inputs" else {}),
+            outputs={"out": "x.h5"} | ({"out_extra": "y"} if section == "outputs" else {}),
+            params={"n_bin": 51} if section == "params" else {},
+            name="predict_sei",
+        )
+        wrong = {"params": "n_bin", "inputs": "fai", "outputs": "out_extra"}[section]
+        with pytest.raises(GTAError, match=rf"rule predict_sei: {wrong} \(in its params, input or output\) matches no"):
+            rule.rule_arguments(smk, stage)
+        with pytest.raises(SystemExit):
+            rule.run(smk, stage)
+        assert f"rule predict_sei: {wrong} " in capsys.readouterr().err
+        # a name the script takes itself, or passes on, is declared so
+        assert rule.rule_arguments(smk, stage, given=[wrong]) == {"tss": "genes/tss.tsv", "out": "x.h5"}
+
+
+# Lists every job of the DAG a config makes: rule, script, and the names of its params, inputs and outputs.
+DAG_JOBS = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings,
+                                      StorageSettings)
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    config = ConfigSettings(configfiles=[Path(sys.argv[2])])
+    wf = api.workflow(resource_settings=ResourceSettings(), config_settings=config, storage_settings=StorageSettings(),
+                      snakefile=Path(sys.argv[1]), workdir=Path(sys.argv[3]))
+    wf.dag(dag_settings=DAGSettings(forceall=True))
+    w = wf._workflow
+    w._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+    w._build_dag()
+    jobs = {j.rule.name: [j.rule.script, *(list(s.keys()) for s in (j.params, j.input, j.output))] for j in w.dag.jobs}
+print(json.dumps(jobs))
+"""
+
+
+def script_call(path: Path) -> tuple[object, set[str]]:
+    """The stage a rule script runs and the names it passes on or takes itself (run's keywords, `uses`)."""
+    tree = ast.parse(path.read_text())
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run")
+    stage = call.args[1].id
+    module = next(
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and stage in [a.name for a in n.names]
+    )
+    given = {k.arg for k in call.keywords if k.arg not in ("config_keys", "uses")}
+    for k in call.keywords:
+        if k.arg == "uses":
+            given |= {e.value for e in k.value.elts}
+    return getattr(importlib.import_module(module), stage), given
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("config", ["config/config.yaml", "tests/configs/tiny.yaml"])
+def test_every_rule_names_only_parameters_of_its_stage(config, tmp_path):
+    """For every job of the DAG the config makes, the rule's params, inputs and outputs bind to its script's
+    stage (gta.rule.rule_arguments, with the names the script declares): none would stop the job."""
+    out = subprocess.run(
+        [sys.executable, "-c", DAG_JOBS, str(REPO / "Snakefile"), str(REPO / config), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"train_gta", "predict_sei", "make_targets"} <= set(jobs)
+    checked = 0
+    for name, (script, params, inputs, outputs) in jobs.items():
+        if script is None:
+            continue
+        stage, given = script_call(REPO / "workflow/rules" / script)
+        smk = fake_rule(
+            {},
+            dict.fromkeys(inputs, "x"),
+            name=name,
+            outputs=dict.fromkeys(outputs, "x"),
+            params=dict.fromkeys(params, "x"),
+        )
+        rule.rule_arguments(smk, stage, given)  # raises GTAError naming the rule and the name
+        checked += 1
+    assert checked >= 20
 
 
 def test_keys_from_the_rule_config():

@@ -123,6 +123,10 @@ def test_read_vcf_counts_splits_and_names(genome, vcf):
         "variants": 11,
         "no_alt": 1,
         "no_ref": 0,
+        "bad_ref": 0,
+        "bad_alt": 0,
+        "bad_pos": 0,
+        "duplicate": 0,
         "unknown_chrom": 1,
         "symbolic": 1,
         "breakend": 1,
@@ -149,6 +153,44 @@ def test_read_vcf_counts_splits_and_names(genome, vcf):
     assert (by_pos[7001][0].ref, by_pos[7001][0].alt) == (seq["chr1"][7000:7004], seq["chr1"][7000])
     assert not {9001, 9501, 13501, 100} & set(by_pos)
     assert {v.chrom for v in variants} == {"chr1", "chr2"}
+
+
+def test_malformed_alleles_and_duplicates_are_counted(genome, tmp_path):
+    """B2: ALT alleles are checked like REF; each malformed allele is counted under its name (or stops the
+    run under ref_check 'stop'), and a repeated record is scored once and counted."""
+    fa, seq = genome
+    b = seq["chr1"][5000]
+    lines = [
+        ("chr1", 5001, "ok", b, other(b)),
+        ("chr1", 5001, "again", b, other(b)),  # duplicate of the first (another ID)
+        ("chr1", 5001, ".", b.lower(), other(b).lower()),  # the same again, in lower case
+        ("chr1", 5001, ".", b, f"{other(b)},A1,A-,Z,R,X,\u00c4"),  # one good ALT (a duplicate) and six bad ones
+        ("chr1", 5001, ".", "-", "A"),  # bad REF
+        ("chr1", 5001, ".", "A1", "A"),  # bad REF
+        ("chr1", 5001, ".", ".", "A"),  # no REF
+        ("chr1", 0, ".", "A", "C"),  # POS 0
+    ]
+    path = write_vcf(tmp_path / "calls.vcf", lines)
+    with open(path, "ab") as fh:  # an ALT that is not UTF-8 text
+        fh.write(b"chr1\t5001\t.\t" + b.encode() + b"\t\xc4\t.\t.\t.\n")
+    for mode in ("skip", "flag"):
+        variants, counts = V.read_vcf(path, list(fa.keys()), mode)
+        assert [(v.id, v.alt) for v in variants] == [("ok", other(b))]
+        got = {
+            k: counts[k] for k in ("records", "multiallelic", "no_ref", "bad_ref", "bad_alt", "bad_pos", "duplicate")
+        }
+        assert got == {
+            "records": 9,
+            "multiallelic": 1,
+            "no_ref": 1,
+            "bad_ref": 2,
+            "bad_alt": 7,
+            "bad_pos": 1,
+            "duplicate": 3,
+        }
+    with pytest.raises(GTAError, match=r"record 4 \(chr1:5001\): ALT 'A1' holds a character other than") as e:
+        V.read_vcf(path, list(fa.keys()), "stop")
+    assert str(path) in str(e.value) and "bad_alt" in str(e.value) and e.value.inputs == ("vcf", "ref_check")
 
 
 def test_read_vcf_gz_same_as_plain(genome, vcf, tmp_path):
@@ -206,7 +248,7 @@ def test_missing_and_bad_vcf(tmp_path):
     with pytest.raises(GTAError, match=str(bad)):
         V.read_vcf(bad, ["chr1"])
     broken = write_vcf(tmp_path / "broken.vcf", [("chr1", 10, ".", "A", "C"), ("chr1", "x", ".", "A", "C")])
-    with pytest.raises(GTAError, match="after record 1"):
+    with pytest.raises(GTAError, match=r"line 8 .* its POS 'x' is not a whole number"):
         V.read_vcf(broken, ["chr1"])
 
 
@@ -285,11 +327,11 @@ def test_alt_bin_properties(genome):
     alt = V.alt_bin(fa, "chr1", b0, L, v)
     assert len(alt) == L and [i for i in range(L) if alt[i] != ref[i]] == [7]
     assert alt[7] == v.alt
-    # insertion of k: the right end shifts out by k
+    # insertion of k: ceil(k/2) bases shift out of the left end, floor(k/2) out of the right end
     k = 3
     v = var(b0 + 4, 1, s[b0 + 4] + "TTT")
     alt = V.alt_bin(fa, "chr1", b0, L, v)
-    assert alt == ref[:5] + "TTT" + ref[5 : L - k]
+    assert alt == ref[2:5] + "TTT" + ref[5 : L - 1]
     # deletion of k: k bases pulled in from after the bin
     v = var(b0 + 4, 1 + k, s[b0 + 4])
     alt = V.alt_bin(fa, "chr1", b0, L, v)
@@ -299,7 +341,7 @@ def test_alt_bin_properties(genome):
         assert V.alt_bin(fa, "chr1", b0, L, var(pos0, 2, "G")) == ref
     # an insertion longer than the bin fills it
     v = var(b0 + 2, 1, s[b0 + 2] + "T" * 40)
-    assert V.alt_bin(fa, "chr1", b0, L, v) == ref[:3] + "T" * 13
+    assert V.alt_bin(fa, "chr1", b0, L, v) == "T" * L
     # a deletion running in from the previous bin: the bin starts at the first base after it
     v = var(b0 - 3, 6, s[b0 - 3])  # deletes b0-2 .. b0+2
     assert V.alt_bin(fa, "chr1", b0, L, v) == s[b0 + 3 : b0 + 3 + L]
@@ -316,3 +358,49 @@ def test_alt_bin_properties(genome):
     assert V.alt_bin(fa, "chr1", end - L, L, v) == s[end - L : end - 9] + s[end - 5 :] + "N" * 4
     with pytest.raises(GTAError):
         V.alt_bin(fa, "chr2", b0, L, v)
+
+
+def brute_alt_bin(s: str, b: int, L: int, v: V.Variant) -> str:
+    """alt_bin by tagging each haplotype base with the reference base it belongs to (an inserted base: REF's
+    last base), taking the bases tagged inside the bin and cutting ceil(k/2) | floor(k/2) of a surplus k
+    from the left | right ends, or filling a shortfall from the bases after them."""
+    r, a, s0 = v.ref, v.alt, v.start0
+    tags = list(range(s0)) + [s0 + min(j, len(r) - 1) for j in range(len(a))] + list(range(v.end0, len(s)))
+    hap = s[:s0] + a + s[v.end0 :] + "N" * (2 * L)
+    inside = [i for i, tag in enumerate(tags) if b <= tag < b + L]
+    first = inside[0] if inside else next(i for i, tag in enumerate(tags) if tag >= b)
+    first += max(len(inside) - L + 1, 0) // 2
+    return hap[first : first + L]
+
+
+def test_alt_bin_matches_brute_force(genome):
+    fa, seq = genome
+    s = seq["chr1"]
+    L, b0 = 16, 1000
+    rng = random.Random(5)
+    for _ in range(400):
+        pos0 = rng.randrange(b0 - 8, b0 + L + 2)
+        r_len, a_len = rng.randint(1, 12), rng.randint(1, 40)
+        v = V.Variant("chr1", pos0 + 1, "t", s[pos0 : pos0 + r_len], "".join(rng.choice("ACGT") for _ in range(a_len)))
+        assert V.alt_bin(fa, "chr1", b0, L, v) == brute_alt_bin(s, b0, L, v), v
+
+
+@pytest.mark.parametrize("before_end", [0, 1, 5, 100, 4095])
+@pytest.mark.parametrize("k", [1, 2, 7, 2000, 9000])
+def test_an_insertion_always_changes_its_bin(genome, before_end, k):
+    """B1: an insertion of k bases anchored `before_end` bases before the bin's last base always changes
+    the bin: some of its bases stay in it, and in the bin's right half more than `before_end` when it has
+    them (counted by hand: the bin's haplotype segment is bin size + k long, ceil(k/2) cut at its left end)."""
+    fa, seq = genome
+    s = seq["chr1"]
+    b, L = 4096, 4096
+    anchor = b + L - 1 - before_end
+    inserted = "N" * k  # the FASTA has no N here, so inserted bases are countable
+    v = V.Variant("chr1", anchor + 1, "t", s[anchor], s[anchor] + inserted)
+    alt = V.alt_bin(fa, "chr1", b, L, v)
+    assert len(alt) == L and alt != V.ref_bin(fa, "chr1", b, L)
+    kept = alt.count("N")
+    p, c = L - before_end, -(-k // 2)  # inserted bases at [p, p + k) of the grown segment; the bin keeps [c, c + L)
+    assert kept == min(c + L, p + k) - max(c, p) > 0
+    if before_end < L // 2:  # pushing bases out of the right end only, as before, kept before_end of them
+        assert kept >= min(before_end + 1, k)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections.abc
 import dataclasses
+import errno
 import functools
 import importlib
 import inspect
@@ -30,6 +31,8 @@ from .options import GrammarName
 log = logging.getLogger("gta")
 
 GRAMMAR_NAMES = typing.get_args(GrammarName)  # the --grammar choices
+OUTPUT_FOLDERS = ("out_dir", "out_model")  # output parameters that name a folder; other `out*` name a file
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 # command: (the module under gta of its function, named as the command with underscores; `gta --help`'s line)
 COMMANDS = {
@@ -285,7 +288,18 @@ def add_command(sub, command: str, full: bool) -> None:
     description, _ = split_docstring(fn)
     p = sub.add_parser(command, help=summary, description=description or summary)
     values, flags = add_function_flags(p, fn)
-    p.set_defaults(func=lambda ns: fn(**{name: value(ns) for name, value in values.items()}), flags=flags)
+    p.set_defaults(func=lambda ns: run_stage(fn, {name: value(ns) for name, value in values.items()}), flags=flags)
+
+
+def run_stage(fn: Callable, arguments: dict) -> None:
+    """Run a stage after checking that its outputs (parameters `out`, `out_*`) can be written, so that a
+    read-only or wrong output location stops the run before the work, not after it."""
+    from .io import check_writable
+
+    for name, value in arguments.items():
+        if (name == "out" or name.startswith("out_")) and value:
+            check_writable(value, input=name, folder=name in OUTPUT_FOLDERS)
+    fn(**arguments)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -311,6 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     except GTAError as e:
         named = e.named(args.flags)  # the flags of the inputs the error names
         log.error("gta %s: %s", args.command, f"{e} ({', '.join(named)})" if named else e)
+        return 1
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        # a disk that filled up (or a location that became read-only) during the run: outputs are written
+        # under temporary names (gta.io.atomic_path), so nothing partial is left under the final names
+        log.error(
+            "gta %s: cannot write %s: %s; free space or choose another output location",
+            args.command,
+            e.filename or "an output",
+            e.strerror,
+        )
         return 1
     return 0
 

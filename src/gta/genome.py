@@ -31,12 +31,17 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
-def check_fasta_compression(path: str | Path, input: str = "fasta") -> None:
-    """A gzip FASTA that is not bgzip (blocked gzip) cannot be indexed: stop with the fix (`input`: GTAError.input)."""
+def plain_gzip(path: str | Path) -> bool:
+    """Whether the file is gzip-compressed but not bgzip (blocked gzip), which htslib cannot read by position."""
     with open(path, "rb") as fh:
         head = fh.read(18)
     # BGZF: gzip with the FEXTRA flag and a 'BC' extra subfield (SAM/BAM specification, section 4.1)
-    if head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+    return head[:2] == b"\x1f\x8b" and not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC")
+
+
+def check_fasta_compression(path: str | Path, input: str = "fasta") -> None:
+    """A gzip FASTA that is not bgzip (blocked gzip) cannot be indexed: stop with the fix (`input`: GTAError.input)."""
+    if plain_gzip(path):
         raise GTAError(
             f"genome FASTA {path} is gzip-compressed, which cannot be read by position; "
             f"decompress it (`gunzip {path}`) or recompress it with bgzip "
@@ -77,7 +82,8 @@ def check_tss_in_chromosomes(
             raise GTAError(
                 f"gene {g.symbol} (GeneID {g.gene_id}) has its TSS at {g.chrom}:{int(g.tss) + 1:,}, "
                 f"beyond the end of {g.chrom} in the genome FASTA {fasta} ({length:,} bp): "
-                "the FASTA must be the complete GRCh38 assembly the MANE genes are placed on",
+                "the FASTA must be the complete GRCh38 assembly the MANE genes are placed on"
+                + ("" if table is None else ", or the gene's TSS in the gene table must be corrected"),
                 input=at_fault,
             )
 

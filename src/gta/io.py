@@ -85,6 +85,27 @@ def require_file(path: str | os.PathLike, what: str, fix: str = "", input: str |
     return p
 
 
+def check_writable(path: str | os.PathLike, input: str | None = None, folder: bool = False) -> None:
+    """Stop before any work when `path` (a file, or with `folder` a folder) cannot be written: it is a folder
+    (a file), the nearest existing folder above it is a file, or that folder refuses a new file (read-only,
+    no permission). Nothing is created (a test file is made and deleted at once)."""
+    p = Path(path)
+    if p.exists() and p.is_dir() != folder:
+        kind = ("a file", "a folder") if folder else ("a folder", "a file name")
+        raise GTAError(f"output {p} is {kind[0]}; give {kind[1]} (or a path that does not exist yet)", input=input)
+    above = p if folder else p.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    try:
+        if not above.is_dir():
+            raise NotADirectoryError(20, "not a folder", str(above))
+        tempfile.TemporaryFile(dir=above).close()
+    except OSError as e:
+        raise GTAError(
+            f"cannot write output {p}: {above}: {e.strerror}; choose a writable location", input=input
+        ) from None
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Log to stderr (rules redirect it into their log file) with timestamps."""
     handler = logging.StreamHandler(sys.stderr)

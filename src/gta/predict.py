@@ -306,6 +306,14 @@ def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None, inp
         start, end = bed[1].astype(np.int64), bed[2].astype(np.int64)
     except ValueError:
         raise GTAError(f"BED of TSSs {path}: start and end (columns 2, 3) must be integers", input=input) from None
+    for bad, what in ((start < 0, "a negative start"), (end < start, "an end before its start")):
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise GTAError(
+                f"BED of TSSs {path}: row {row + 1} ({bed[0][row]} {start[row]} {end[row]} {bed[3][row]}) has "
+                f"{what}; BED intervals are 0-based, start >= 0 and end >= start",
+                input=input,
+            )
     bad = ~strand.isin(["+", "-", "."])
     if bad.any():
         raise GTAError(
@@ -340,16 +348,20 @@ def genes_from_bed(path: str | Path, mane_genes: pd.DataFrame | None = None, inp
 def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Path) -> pd.DataFrame:
     """The TSS table of the genes asked for: identifiers (a list, or a file of one per line), a BED
     (.bed, .bed.gz) or a MANE summary file (all its MANE Select genes on the FASTA's chromosomes)."""
-    from .identifiers import match_identifiers, read_gene_list
-    from .tss import fasta_names
+    from .genome import check_tss_in_chromosomes
+    from .identifiers import GeneIndex, match_identifiers, read_gene_list
+    from .tss import fasta_lengths
 
-    names = fasta_names(fasta)
+    lengths = fasta_lengths(fasta)
+    names = list(lengths)
     primary = set(names)
     everything = build_tss_table(read_mane(mane), names, [c for c in _primary(names) if c in primary])
     if isinstance(genes, str) or (len(genes) == 1 and Path(genes[0]).is_file()):
         path = Path(genes if isinstance(genes, str) else genes[0])
         if path.name.endswith((".bed", ".bed.gz")):
-            return genes_from_bed(path, everything)
+            table = genes_from_bed(path, everything)
+            check_tss_in_chromosomes(table, lengths, fasta, table="genes")
+            return table
         if require_file(path, "gene list", "a gene list, BED or MANE summary file", input="genes") and _is_mane(path):
             return build_tss_table(read_mane(path, "genes"), names, [c for c in _primary(names) if c in primary])
         identifiers = read_gene_list(path)
@@ -358,9 +370,19 @@ def resolve_genes(genes: str | Sequence[str], mane: str | Path, fasta: str | Pat
     ids = match_identifiers(identifiers, everything, "genes to predict")
     unknown = [i for i, g in zip(identifiers, ids, strict=False) if g < 0]
     if unknown:
+        index, why = GeneIndex.from_tss(everything), {}
+        for i in unknown:
+            n = len(index.lookup(i))
+            reason = (
+                "are not MANE Select genes on the FASTA's chromosomes (give a BED of their TSSs instead)"
+                if n == 0
+                else "name several genes (use their GeneIDs)"
+                if n > 1
+                else "name a gene that another identifier also names (give each gene once)"
+            )
+            why.setdefault(reason, []).append(str(i))
         raise GTAError(
-            f"{len(unknown)} genes are not MANE Select genes on the FASTA's chromosomes (or are "
-            f"ambiguous): {', '.join(map(str, unknown[:8]))}; give a BED of their TSSs instead",
+            "genes to predict: " + "; ".join(f"{len(v)} {k}: {', '.join(v[:8])}" for k, v in why.items()),
             input="genes",
         )
     pos = {g: i for i, g in enumerate(everything["gene_id"])}
@@ -435,10 +457,10 @@ def predict_genes(
             input=("features", "tss"),
         )
     mane = resolve_mane(str(mane))
+    table = resolve_genes(genes, mane, fasta)  # before the model: a wrong gene stops at once
     if threads:
         torch.set_num_threads(threads)
     gta = GTAModel.from_pretrained(model, backbone, device)
-    table = resolve_genes(genes, mane, fasta)
     w = gta.config.get("window", {})
     spec = WindowSpec(
         gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")), str(w.get("grid", "tss"))

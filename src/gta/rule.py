@@ -19,7 +19,7 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from . import GTAError
 from .io import setup_logging
@@ -69,14 +69,28 @@ def with_config_keys(error: GTAError, config_keys: dict[str, str]) -> str:
     return f"{error} (config key{'s' if len(keys) > 1 else ''} {', '.join(keys)})" if keys else str(error)
 
 
-def rule_arguments(snakemake, stage: Callable) -> dict:
+def rule_arguments(snakemake, stage: Callable, given: Iterable[str] = ()) -> dict:
     """Each parameter of `stage` that the rule has under the same name: a param, else a named input, a
     named output or a wildcard; `threads` is the rule's threads. A param comes first, because a params
     function may resolve an input of the same name (the backbone: its folder, or a hub id when there is
-    none). Parameters the rule lacks keep their defaults."""
+    none). Parameters the rule lacks keep their defaults.
+
+    Every name of the rule's params, named inputs and named outputs must be a parameter of `stage` or in
+    `given` (the names its script passes on or reads itself): a misspelt name is an error naming the rule
+    and the name, not a parameter silently left at its default."""
+    parameters = inspect.signature(stage).parameters
+    named = [n for s in (snakemake.params, snakemake.input, snakemake.output) for n in s.keys()]  # noqa: SIM118
+    unknown = sorted(set(named) - set(parameters) - set(given))
+    if unknown:
+        raise GTAError(
+            f"rule {snakemake.rule}: {', '.join(unknown)} (in its params, input or output) "
+            f"{'matches' if len(unknown) == 1 else 'match'} no parameter of {stage.__module__}.{stage.__name__} "
+            f"({', '.join(parameters)}); rename it after the parameter it is for, or have the rule's script "
+            "take it (run(..., uses=...))"
+        )
     sources = (snakemake.params, snakemake.input, snakemake.output, snakemake.wildcards)
     arguments = {}
-    for name in inspect.signature(stage).parameters:
+    for name in parameters:
         # `in` a Namedlist looks at its items, keys() at their names
         source = next((s for s in sources if name in s.keys()), None)  # noqa: SIM118
         if source is not None:
@@ -86,15 +100,24 @@ def rule_arguments(snakemake, stage: Callable) -> dict:
     return arguments
 
 
-def run(snakemake, stage: Callable, /, *, config_keys: dict[str, str] | None = None, **arguments) -> None:
+def run(
+    snakemake,
+    stage: Callable,
+    /,
+    *,
+    config_keys: dict[str, str] | None = None,
+    uses: Iterable[str] = (),
+    **arguments,
+) -> None:
     """Call `stage` for the rule `snakemake` (the object Snakemake gives a script) with the rule's
     arguments (`rule_arguments`) and, over them, `arguments`; an error about an input ends with its key
-    in `config_keys` (made by `keys_from`)."""
+    in `config_keys` (made by `keys_from`). `uses` names the rule's params, inputs and outputs that the
+    script reads itself (to build `arguments`) or that only make Snakemake wait for or rerun on a file."""
     if snakemake.log:
         _log_to(str(snakemake.log[0]))
     setup_logging()
     try:
-        stage(**(rule_arguments(snakemake, stage) | arguments))
+        stage(**(rule_arguments(snakemake, stage, [*uses, *arguments]) | arguments))
     except GTAError as e:
         log.error("rule %s: %s", snakemake.rule, with_config_keys(e, config_keys or {}))
         sys.stderr.flush()

@@ -2,10 +2,11 @@
 
 Touched bins. For a (variant, gene) pair only the window bins the variant's REF span touches differ
 between REF and ALT. Each such bin is computed through Sei from the FASTA twice, on the reference
-(gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp, an indel
-shifts the sequence within it), as one Sei batch of its own, in float32 whatever the `sei` dtype (no
-autocast, no TF32 on GPUs), not rounded to float16, on both strands as the Sei stage does. A bin is computed once per
-variant however many genes' windows hold it.
+(gta.variants.ref_bin) and on the ALT haplotype (gta.variants.alt_bin: each bin stays 4,096 bp; an
+insertion keeps the middle of the grown bin, a deletion pulls bases in from its right), as one Sei batch
+of its own, in float32 whatever the `sei` dtype (no autocast, no TF32 on GPUs), not rounded to float16,
+on both strands as the Sei stage does. A bin is computed once per variant however many genes' windows
+hold it.
 
 delta. The REF window is the gene's window from the features file with its touched bins replaced by
 their REF scores, the ALT window the same with their ALT scores; both go through the model as one
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+import contextlib
 import logging
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,11 +40,13 @@ from . import GTAError
 from .genome import open_fasta, window_start
 from .io import atomic_path
 from .provenance import check_fasta
+from .sei.features import remove_stale_shards
 from .tss import read_tss
 from .variants import alt_bin, place, read_vcf, ref_bin
 
 log = logging.getLogger("gta.scoring")
 
+CHUNK_NAME = re.compile(r"^\d+-of-\d+\.(counts\.tsv|tsv|parquet)$")  # a chunk's files (rule score_variants)
 SCORE_COLUMNS = [
     "id",
     "chrom",
@@ -92,6 +97,17 @@ def write_table(table: pd.DataFrame, out: str | Path) -> None:
             table.to_parquet(tmp, index=False)
         else:
             table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def write_outputs(table: pd.DataFrame, out: str | Path, counts: Counter, out_counts: str | Path | None) -> None:
+    """The scores and (with `out_counts`) the counts, both written under temporary names first and renamed
+    only when both are complete: a failed write leaves neither (the counts are renamed first, so at worst a
+    failing last rename leaves counts without scores, never scores without their counts)."""
+    with contextlib.ExitStack() as stack:
+        scores = stack.enter_context(atomic_path(out, suffix=Path(out).suffix))
+        if out_counts:
+            write_counts(counts, stack.enter_context(atomic_path(out_counts)))
+        write_table(table, scores)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -146,6 +162,8 @@ def score_variants(
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    fa = open_fasta(fasta)
+    vcf_read = read_vcf(vcf, list(fa.keys()), ref_check, fa)  # before the model: a bad VCF stops at once
     gta = GTAModel.from_pretrained(model, backbone, device)
     w = gta.config.get("window", {})
     window = (gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
@@ -153,8 +171,7 @@ def score_variants(
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
     prov = _check_provenance(features, genes, tss)
-    fa = open_fasta(fasta)
-    variants, pairs, counts = _chunk_pairs(vcf, fa, ref_check, chunk, genes, window)
+    variants, pairs, counts = _chunk_pairs(*vcf_read, chunk, genes, window)
     check_fasta(features, fasta, genes.loc[genes["gene_id"].isin(pairs["gene_id"]), "chrom"], prov)
     scorer = SeiScorer.load(**sei)
     scorer.check_features(features)
@@ -173,7 +190,7 @@ def score_variants(
         gta, pairs, per_pair, ref_bins, alt_bins, dict(zip(genes["gene_id"], x_ref, strict=False)), text, t0, strand
     )
     table = _score_table(variants, pairs, per_pair, ref_pred, delta, gta.n_bins // 2)
-    write_table(table, out)
+    write_outputs(table, out, counts, out_counts)
     el = time.perf_counter() - t0
     log.info(
         "wrote %s: %d rows; %d variants in %.1f s (%.2f variants/s, %.2f pairs/s); counts: %s",
@@ -185,8 +202,6 @@ def score_variants(
         len(pairs) / max(el, 1e-9),
         ", ".join(f"{k} {c}" for k, c in counts.items()),
     )
-    if out_counts:
-        write_counts(counts, out_counts)
     return table
 
 
@@ -209,12 +224,11 @@ def _check_provenance(features, genes: pd.DataFrame, tss) -> dict:
     return prov
 
 
-def _chunk_pairs(vcf, fa, ref_check: str, chunk: str, genes: pd.DataFrame, window: tuple):
-    """The chunk's variants, their (variant, gene) pairs and the counts; the VCF's own counts go to
-    chunk 1 only (which may be empty), so that merged counts count each record once."""
+def _chunk_pairs(variants: list, counts: Counter, chunk: str, genes: pd.DataFrame, window: tuple):
+    """The chunk's variants (of the VCF's `variants`), their (variant, gene) pairs and the counts; the VCF's own
+    `counts` go to chunk 1 only (which may be empty), so that merged counts count each record once."""
     from .sei.inference import parse_shard
 
-    variants, counts = read_vcf(vcf, list(fa.keys()), ref_check, fa)
     if parse_shard(chunk, "chunk")[0] != 1:
         counts = Counter({k: 0 for k in counts})
     lo, hi = chunk_range(len(variants), chunk)
@@ -343,7 +357,8 @@ def write_counts(counts: Counter, out: str | Path) -> None:
 def merge_variant_scores(
     scores: list[str | Path], counts: list[str | Path], out: str | Path, out_counts: str | Path
 ) -> None:
-    """Concatenate the chunks' tables (in chunk order) and sum their counts.
+    """Concatenate the chunks' tables (in chunk order) and sum their counts; then delete the chunk files
+    of an earlier `variants.chunks` beside them ('I-of-N.*' not among `scores` and `counts`).
 
     Args:
         scores: the chunks' tables, in chunk order
@@ -353,10 +368,10 @@ def merge_variant_scores(
     """
     tables = [read_table(p) for p in scores]
     tables = [t for t in tables if len(t)] or tables[:1]
-    write_table(pd.concat(tables, ignore_index=True), out)
     total: Counter = Counter()
     for c in counts:
         t = pd.read_csv(c, sep="\t")
         total.update(dict(zip(t["what"], t["n"].astype(int), strict=False)))
-    write_counts(total, out_counts)
+    write_outputs(pd.concat(tables, ignore_index=True), out, total, out_counts)
+    remove_stale_shards([*scores, *counts], CHUNK_NAME)
     log.info("wrote %s from %d chunks; %s", out, len(scores), ", ".join(f"{k} {c}" for k, c in total.items()))

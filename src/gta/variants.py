@@ -8,6 +8,7 @@ reference order (bin 0 is the leftmost bin of a window whatever the gene's stran
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import GTAError
-from .genome import read_padded, window_start
+from .genome import plain_gzip, read_padded, window_start
 
 log = logging.getLogger("gta.variants")
 
@@ -31,12 +32,20 @@ COUNTER_KEYS = (
     "variants",
     "no_alt",
     "no_ref",
+    "bad_ref",
+    "bad_alt",
+    "bad_pos",
+    "duplicate",
     "unknown_chrom",
     "symbolic",
     "breakend",
     "spanning_deletion",
     "ref_mismatch",
 )
+# Bases an ALT allele may hold; a REF allele may hold any letter (it is compared with the FASTA, which may
+# hold IUPAC codes).
+ALT_BASES = re.compile(r"[ACGTN]+")
+REF_BASES = re.compile(r"[A-Z]+")
 PLACE_COLUMNS = ["variant", "gene_id", "symbol", "bin_first", "bin_last", "distance"]
 _REF_CHUNK = 1 << 20  # REF check: FASTA reads are merged into spans of at most this many bases
 
@@ -95,8 +104,8 @@ class Variant:
         return self.start0 + len(self.ref)
 
 
-def _alt_kind(alt: str) -> str | None:
-    """Why an ALT allele cannot be applied to a sequence (a Counter key), or None if it can."""
+def _alt_kind(alt: str, pos: int = 1) -> str | None:
+    """Why an ALT allele at POS `pos` cannot be applied to a sequence (a Counter key), or None if it can."""
     if alt.startswith("<") or alt.endswith(">"):
         return "symbolic"
     if "[" in alt or "]" in alt or (len(alt) > 1 and (alt.startswith(".") or alt.endswith("."))):
@@ -105,7 +114,17 @@ def _alt_kind(alt: str) -> str | None:
         return "spanning_deletion"
     if alt == ".":
         return "no_alt"
-    return None
+    if not ALT_BASES.fullmatch(alt):
+        return "bad_alt"
+    return "bad_pos" if pos < 1 else None
+
+
+# What a malformed allele or position is (read_vcf), by its Counter key.
+MALFORMED = {
+    "bad_ref": "REF {ref} is not a DNA sequence (letters only)",
+    "bad_alt": "ALT {alt} holds a character other than A, C, G, T and N (an IUPAC code, X, a digit, '-' or non-ASCII)",
+    "bad_pos": "POS {pos} is the VCF's telomere position, not a base that can change",
+}
 
 
 def read_vcf(
@@ -119,7 +138,15 @@ def read_vcf(
     a record without REF ('.') in 'no_ref'.
     Skipped, and counted per ALT allele: symbolic alleles (<DEL>, <CN0>, any <...>) in 'symbolic',
     breakends in 'breakend', '*' in 'spanning_deletion'. ALT equal to REF is kept (no change).
-    'variants' counts the Variants returned. Samples, genotypes and FILTER are not used.
+    A variant equal to an earlier one (chromosome, POS, REF, ALT; the ID aside) is scored once and
+    counted in 'duplicate'. 'variants' counts the Variants returned. Samples, genotypes and FILTER
+    are not used.
+
+    Malformed alleles and positions: a REF with a character other than a letter (`-`, digits,
+    non-ASCII) counts per record in 'bad_ref'; an ALT with a character other than A, C, G, T, N
+    (IUPAC codes such as R or Y, X, digits, `-`, non-ASCII) per allele in 'bad_alt'; POS 0 (the
+    VCF's telomere position) per allele in 'bad_pos'. With ref_check 'stop' the first of them
+    stops the run (GTAError naming the VCF and the record); with 'flag' or 'skip' they are skipped.
 
     With `fasta` (a pyfaidx.Fasta) the REF alleles are checked against it by check_ref with mode
     `ref_check` ('stop', 'flag' or 'skip'; see check_ref), and 'ref_mismatch' counts the
@@ -132,11 +159,18 @@ def read_vcf(
     chrom_map: dict[str, str | None] = {}
     counts = Counter({k: 0 for k in COUNTER_KEYS})
     variants: list[Variant] = []
+    seen: set[Variant] = set()
     for rec in _records(path, counts):
         counts["records"] += 1
         if rec.chrom not in chrom_map:
             chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
-        variants += _record_variants(rec, chrom_map[rec.chrom], counts)
+        for v in _record_variants(rec, chrom_map[rec.chrom], counts, ref_check == "stop", path):
+            key = replace(v, id="")
+            if key in seen:
+                counts["duplicate"] += 1
+            else:
+                seen.add(key)
+                variants.append(v)
     unknown = sorted(c for c, m in chrom_map.items() if m is None)
     if unknown:
         log.warning(
@@ -158,6 +192,13 @@ def _records(path: Path, counts: Counter):
 
     if not path.is_file():
         raise GTAError(f"VCF not found: {path} (give an existing VCF, VCF.gz or BCF file)", input="vcf")
+    if plain_gzip(path):
+        raise GTAError(
+            f"VCF {path} is gzip-compressed but not with bgzip, which htslib cannot read; give the plain VCF "
+            f"(`gunzip {path}`) or recompress it with bgzip (`zcat {path} | bgzip > "
+            f"{str(path).removesuffix('.gz')}.bgz.vcf.gz`)",
+            input="vcf",
+        )
     try:
         vf = pysam.VariantFile(str(path))
     except (OSError, ValueError) as e:
@@ -175,36 +216,81 @@ def _records(path: Path, counts: Counter):
                 return
             except (OSError, ValueError) as e:
                 raise GTAError(
-                    f"cannot read VCF {path} after record {counts['records']:,}: {e} "
-                    "(check that line with `bcftools view`, or fix or remove it)",
+                    f"cannot read VCF {path}: {_bad_line(path, counts['records'] + 1) or e} "
+                    "(fix or remove that line; `bcftools view` shows what htslib reads)",
                     input="vcf",
                 ) from e
 
 
-def _record_variants(rec, chrom: str | None, counts: Counter) -> list[Variant]:
+def _bad_line(path: Path, record: int) -> str | None:
+    """What is wrong with the text VCF's `record`-th record line (1-based), or None for a BCF or a line
+    that looks right (then htslib's own error is the one to show)."""
+    import gzip
+
+    try:
+        with (gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open)(path, "rt", errors="replace") as fh:
+            lines = (x for x in enumerate(fh, 1) if not x[1].startswith("#"))
+            number, line = next((x for k, x in enumerate(lines, 1) if k == record), (0, ""))
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
+    fields = line.rstrip("\n").split("\t")
+    what = (
+        f"it has {len(fields)} tab-separated column(s), a VCF record needs at least 8 "
+        "(CHROM, POS, ID, REF, ALT, QUAL, FILTER, INFO)"
+        if len(fields) < 8
+        else f"its POS {fields[1]!r} is not a whole number"
+        if not fields[1].isdigit()
+        else None
+    )
+    return what and f"line {number} ({line[:80].rstrip()!r}) is not a VCF record: {what}"
+
+
+def _record_variants(rec, chrom: str | None, counts: Counter, stop: bool, path: Path) -> list[Variant]:
     """One Variant per applicable ALT allele of a record (`chrom`: its FASTA name, None if absent);
-    what is skipped is counted (read_vcf)."""
-    alts = rec.alts or ()
-    if not alts or alts == (".",):
-        counts["no_alt"] += 1
-        return []
-    if chrom is None:
-        counts["unknown_chrom"] += 1
+    what is skipped is counted (read_vcf), a malformed allele or position stops the run when `stop`."""
+
+    def bad(kind: str, alt: str = "") -> None:
+        if stop:
+            what = MALFORMED[kind].format(ref=ascii(ref), alt=ascii(alt), pos=rec.pos)
+            raise GTAError(
+                f"VCF {path}, record {counts['records']:,} ({rec.chrom}:{rec.pos}): {what}; fix the record, "
+                f"or skip such records (ref_check 'flag' or 'skip': they are counted as {kind})",
+                input=("vcf", "ref_check"),
+            )
+        counts[kind] += 1
+
+    alts = _field(rec, "alts", ("\ufffd",)) or ()  # bytes that are not UTF-8 text: a non-ASCII allele
+    if not alts or alts == (".",) or chrom is None:
+        counts["unknown_chrom" if alts and alts != (".",) else "no_alt"] += 1
         return []
     if len(alts) > 1:
         counts["multiallelic"] += 1
-    ref = (rec.ref or "").upper()
-    if not ref.isalpha():
+    ref = (_field(rec, "ref", "\ufffd") or "").upper()
+    if ref in ("", "."):
         counts["no_ref"] += 1
+        return []
+    if not REF_BASES.fullmatch(ref):
+        bad("bad_ref")
         return []
     out = []
     for alt in (a.upper() for a in alts):
-        kind = _alt_kind(alt)
-        if kind is not None:
+        kind = _alt_kind(alt, rec.pos)
+        if kind in MALFORMED:
+            bad(kind, alt)
+        elif kind is not None:
             counts[kind] += 1
-            continue
-        out.append(Variant(chrom, int(rec.pos), rec.id if rec.id else f"{chrom}:{rec.pos}:{ref}>{alt}", ref, alt))
+        else:
+            rid = _field(rec, "id", None) or f"{chrom}:{rec.pos}:{ref}>{alt}"
+            out.append(Variant(chrom, int(rec.pos), rid, ref, alt))
     return out
+
+
+def _field(rec, name: str, undecodable):
+    """A record's field, or `undecodable` where its bytes are not UTF-8 text."""
+    try:
+        return getattr(rec, name)
+    except UnicodeDecodeError:
+        return undecodable
 
 
 # --------------------------------------------------------------------------- REF check
@@ -350,32 +436,48 @@ def ref_bin(fa, chrom: str, bin_start: int, bin_size: int) -> str:
     return read_padded(fa, chrom, bin_start, bin_start + bin_size)
 
 
+def _haplotype(fa, variant: Variant, start: int, end: int) -> str:
+    """Bases [start, end) of the haplotype ref[:start0] + alt + ref[end0:] (N past the chromosome ends)."""
+    s, alt = variant.start0, variant.alt
+    a, d = s + len(alt), len(alt) - len(variant.ref)  # a: first haplotype base after ALT; d: net length change
+    out = read_padded(fa, variant.chrom, start, min(end, s)) if start < s else ""
+    out += alt[max(start - s, 0) : max(end - s, 0)]
+    return out + (read_padded(fa, variant.chrom, max(start, a) - d, end - d) if end > a else "")
+
+
+def _haplotype_position(x: int, variant: Variant) -> int:
+    """Where reference base `x` is on the haplotype; a deleted base maps to the first base after ALT."""
+    s, m = variant.start0, min(len(variant.ref), len(variant.alt))
+    if x < s + m:
+        return x
+    return s + len(variant.alt) if x < variant.end0 else x + len(variant.alt) - len(variant.ref)
+
+
 def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant) -> str:
-    """The bin starting at reference base `bin_start`, on the haplotype carrying `variant`, bin_size long.
+    """The bin [bin_start, bin_start + bin_size) on the haplotype carrying `variant`, bin_size long.
 
     The haplotype is ref[:start0] + alt + ref[end0:]. REF and ALT are aligned from their left ends
     (VCF's anchor-base convention): reference base start0 + j (j < len(alt)) becomes ALT base j;
-    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span.
-    The bin starts at the haplotype base that reference base `bin_start` became; if that base was
-    deleted, at the next surviving reference base (end0). It is then read for exactly bin_size
-    bases, so an insertion pushes bases out of the bin's right end and a deletion pulls bases in
-    from beyond it (N past the chromosome end). Hence:
-      - a variant ending at or before bin_start, or starting at or after the bin's end: the
-        reference bin, unchanged;
-      - bin_start <= start0: ref[bin_start:start0] + alt + ref[end0:...], cut to bin_size;
-      - start0 < bin_start < end0 (REF runs in from the previous bin): alt[bin_start - start0:]
-        (empty for a deleted base) + ref[end0:...], cut to bin_size.
-    For SNVs, insertions and deletions written with one anchor base this is the same as starting
-    a bin that begins inside a deletion at the first base after it.
+    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span, so
+    they belong to the bin of REF's last base (the anchor base of an insertion). The reference bin
+    becomes the haplotype segment from where its first base went to where the base after its end
+    went (a deleted base counts where the first base after the deletion went). That segment is
+    then made bin_size long:
+      - it grew by k > 0 bases (an insertion): ceil(k/2) bases are cut from its left end and
+        floor(k/2) from its right end, so the bin keeps its middle and an insertion always changes
+        the bin it lands in: anchored on the bin's last base, min(ceil(k/2), bin_size) of its k
+        bases stay in the bin (not 0, as when bases were pushed out of the right end only);
+      - it shrank (a deletion): bases are pulled in from after it (N past the chromosome end);
+      - neither (an SNV, an MNV, ALT == REF): it is read as it is.
+    A variant ending at or before bin_start, or starting at or after the bin's end, leaves the
+    reference bin unchanged.
     """
     if variant.chrom != chrom:
         raise GTAError(f"variant {variant.id} is on {variant.chrom}, not {chrom}")
-    s, e, alt = variant.start0, variant.end0, variant.alt
     end = bin_start + bin_size
-    if e <= bin_start or s >= end:
+    if variant.end0 <= bin_start or variant.start0 >= end:
         return ref_bin(fa, chrom, bin_start, bin_size)
-    head = read_padded(fa, chrom, bin_start, s) + alt if bin_start <= s else alt[bin_start - s :]
-    need = bin_size - len(head)
-    if need <= 0:
-        return head[:bin_size]
-    return head + read_padded(fa, chrom, e, e + need)
+    first = _haplotype_position(bin_start, variant)
+    grown = _haplotype_position(end, variant) - first - bin_size
+    first += max(grown + 1, 0) // 2
+    return _haplotype(fa, variant, first, first + bin_size)

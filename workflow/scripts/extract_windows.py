@@ -3,4 +3,9 @@
 from gta.genome import extract_windows
 from gta.rule import keys_from, run
 
-run(snakemake, extract_windows, config_keys=keys_from(snakemake, "window", fasta="genome.fasta"))
+run(
+    snakemake,
+    extract_windows,
+    config_keys=keys_from(snakemake, "window", fasta="genome.fasta"),
+    uses=("fai",),  # the FASTA index: a dependency
+)

@@ -9,4 +9,5 @@ run(
     config_keys=keys_from(
         snakemake, per_class="variants.demo_per_class", features="features.precomputed", fasta="genome.fasta"
     ),
+    uses=("fai",),  # the FASTA index: a dependency
 )

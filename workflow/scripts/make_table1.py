@@ -3,4 +3,9 @@
 from gta.evaluate import make_table1
 from gta.rule import keys_from, run
 
-run(snakemake, make_table1, config_keys=keys_from(snakemake, "evaluate", features="features.precomputed"))
+run(
+    snakemake,
+    make_table1,
+    config_keys=keys_from(snakemake, "evaluate", features="features.precomputed"),
+    uses=("predictions",),  # the files `rows` names: dependencies
+)

@@ -3,4 +3,9 @@
 from gta.evaluate import make_table3
 from gta.rule import keys_from, run
 
-run(snakemake, make_table3, config_keys=keys_from(snakemake, "evaluate", keep_bins="evaluate.ablation_keep_bins"))
+run(
+    snakemake,
+    make_table3,
+    config_keys=keys_from(snakemake, "evaluate", keep_bins="evaluate.ablation_keep_bins"),
+    uses=("predictions",),  # the files `rows` names: dependencies
+)

@@ -18,4 +18,5 @@ run(
         backbone="backbone.model",
         features="features.precomputed",
     ),
+    uses=("checkpoint", "projection"),  # Sei's files, named in the `sei` dict: dependencies
 )

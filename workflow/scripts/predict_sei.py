@@ -3,4 +3,9 @@
 from gta.rule import keys_from, run
 from gta.sei.inference import predict_sei
 
-run(snakemake, predict_sei, config_keys=keys_from(snakemake, "window", "sei", fasta="genome.fasta"))
+run(
+    snakemake,
+    predict_sei,
+    config_keys=keys_from(snakemake, "window", "sei", fasta="genome.fasta"),
+    uses=("fai",),  # the FASTA index: a dependency
+)

@@ -16,4 +16,5 @@ run(
         features="features.precomputed",
         fasta="genome.fasta",
     ),
+    uses=("checkpoint", "projection", "fai"),  # Sei's files (in the `sei` dict) and the FASTA index: dependencies
 )

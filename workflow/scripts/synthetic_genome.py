@@ -7,4 +7,5 @@ run(
     snakemake,
     synthetic_genome,
     config_keys=keys_from(snakemake, "genes", mane="genes.mane_summary", seed="genome.synthetic_seed"),
+    uses=("fai",),  # the index it writes beside the FASTA
 )

@@ -28,4 +28,5 @@ run(
     ),
     mcfg=ModelConfig(**params.model, **params.get("control", {}), backbone=params.backbone, layers=params.layers),
     tcfg=TrainConfig(**params.train, threads=snakemake.threads),
+    uses=("model", "control", "backbone", "layers", "train"),  # read above into mcfg and tcfg
 )

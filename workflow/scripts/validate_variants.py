@@ -9,4 +9,5 @@ run(
     config_keys=keys_from(
         snakemake, "expression", settings=("sei",), features="features.precomputed", fasta="genome.fasta"
     ),
+    uses=("checkpoint", "projection", "fai"),  # Sei's files (in the `sei` dict) and the FASTA index: dependencies
 )

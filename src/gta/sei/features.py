@@ -214,14 +214,15 @@ def _check_mostly_n(genes: pd.DataFrame, n_fraction: np.ndarray, attrs: dict, li
 _SHARD_NAME = re.compile(r"^\.?\d+-of-\d+\.h5(\.partial)?$")
 
 
-def remove_stale_shards(shards: Sequence[str | Path]) -> list[Path]:
-    """Delete shard files ('I-of-N.h5' and their partial files) beside `shards` that are not among them."""
+def remove_stale_shards(shards: Sequence[str | Path], pattern: re.Pattern = _SHARD_NAME) -> list[Path]:
+    """Delete shard files ('I-of-N.h5' and their partial files; names matching `pattern`) beside `shards` that
+    are not among them: the files of an earlier number of shards (or chunks), which no rule reads again."""
     keep = {Path(p).resolve() for p in shards}
     keep |= {(p.parent / f".{p.name}.partial") for p in keep}
     removed = []
     for folder in {Path(p).resolve().parent for p in shards}:
         for path in folder.iterdir():
-            if _SHARD_NAME.match(path.name) and path.resolve() not in keep and path.is_file():
+            if pattern.match(path.name) and path.resolve() not in keep and path.is_file():
                 path.unlink(missing_ok=True)
                 removed.append(path)
     if removed:
