@@ -12,7 +12,7 @@ from .. import GTAError
 from ..options import ModelConfig
 from ..sei import CLASS_NAMES, KEPT
 from .alignment import TokenAlignment, class_token_ids
-from .backbone import load_backbone
+from .backbone import load_backbone, tensors_sha256
 from .blocks import PromptKVCache, data_pass, prompt_pass
 from .head import SelectorHead
 
@@ -104,6 +104,7 @@ class GTA(nn.Module):
             if tokenizer is None or class_names is None:
                 raise GTAError("GTA needs the tokenizer and class_names (or explicit class_ids)")
             class_ids = class_token_ids(tokenizer, list(class_names))
+        self.backbone_sha256 = tensors_sha256(backbone)  # as loaded: what a model folder records and checks
         if blocks == "random":
             randomize_backbone(backbone, control_seed)
         for p in backbone.parameters():
