@@ -307,6 +307,20 @@ def backbone_sha256(folder, layers: int = 2) -> str:
     return sha256(digests)
 
 
+def perturb_block0(backbone, to):
+    """A copy of a backbone folder with 0.05 N(0, 1) added to its block-0 weights."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(backbone, to)
+    (weights,) = to.glob("*.safetensors")
+    state = load_file(weights)
+    gen = torch.Generator().manual_seed(0)
+    for k in [k for k in state if ".layers.0." in k or k.startswith("layers.0.")]:
+        state[k] = state[k] + 0.05 * torch.randn(state[k].shape, generator=gen)
+    save_file(state, weights, metadata={"format": "pt"})
+    return to
+
+
 def copy_model(folder, to, edit=None):
     """A copy of a model folder; `edit(config)` changes its config.json."""
     shutil.copytree(folder, to)
@@ -363,16 +377,7 @@ def test_a_model_folder_refuses_other_weights_an_edited_config_and_another_backb
         edited = copy_model(folder, tmp_path / name, edit)
         refused(edited, [f"model folder {edited}: config.json field", *words])
     # B10: the backbone with its block-0 weights perturbed
-    from safetensors.torch import load_file, save_file
-
-    perturbed = tmp_path / "perturbed"
-    shutil.copytree(backbone_dir, perturbed)
-    (weights,) = perturbed.glob("*.safetensors")
-    state = load_file(weights)
-    gen = torch.Generator().manual_seed(0)
-    for k in [k for k in state if ".layers.0." in k or k.startswith("layers.0.")]:
-        state[k] = state[k] + 0.05 * torch.randn(state[k].shape, generator=gen)
-    save_file(state, weights, metadata={"format": "pt"})
+    perturbed = perturb_block0(backbone_dir, tmp_path / "perturbed")
     got = backbone_sha256(perturbed)
     assert got != config["backbone"]["tensors_sha256"]
     refused(folder, [repr(str(perturbed)), got, config["backbone"]["tensors_sha256"]], perturbed, "backbone")
