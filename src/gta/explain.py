@@ -315,12 +315,15 @@ def explain_genes(
             "rebuild it from annotations of the features file's genes (make_prompts)",
             input="prompts",
         )
+    explained = [  # every gene first: one that cannot be explained (a NaN prediction) stops before any file
+        explain_gene(gta, x[i], prompt_of[int(gene_id[i])], return_attention=True, strand=one, gene=symbol[i])
+        for i, one in zip(rows, strand, strict=True)
+    ]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, gene_strand in zip(rows, strand, strict=True):
+    for i, (table, attention) in zip(rows, explained, strict=True):
         gid, sym = int(gene_id[i]), symbol[i]
-        table, attention = explain_gene(gta, x[i], prompt_of[gid], return_attention=True, strand=gene_strand, gene=sym)
         stem = out / file_stem(sym)
         paths.append(write_explanation(table, stem.with_name(stem.name + ".tsv")))
         paths.append(plot_explanation(table, attention, sym, stem.with_name(stem.name + ".png"), label))
