@@ -24,7 +24,7 @@ from gta.genome import open_fasta
 from gta.options import ModelConfig, TrainConfig
 from gta.provenance import sequence_sha256
 from gta.predict import FeatureCache, SeiScorer, predict_genes, resolve_genes
-from gta.pretrained import GTAModel
+from gta.pretrained import GTAModel, config_sha256
 from gta.scoring import chunk_range, merge_variant_scores, score_variants
 from gta.demo.sei import build_demo_sei, make_demo_projection
 from gta.sei import KEPT, save_sei
@@ -524,6 +524,10 @@ def quiet(world):
     flat = torch.from_numpy(x.reshape(-1, x.shape[-1]))
     weights["feature_mean"], weights["feature_std"] = flat.mean(0), flat.std(0)
     save_file(weights, model / "weights.safetensors")
+    config = json.loads((model / "config.json").read_text())  # the changed weights' hash, as training writes it
+    config["weights_sha256"] = hashlib.sha256((model / "weights.safetensors").read_bytes()).hexdigest()
+    config["config_sha256"] = config_sha256(config)
+    (model / "config.json").write_text(json.dumps(config))
     return {
         "sei": dict(world["sei"], checkpoint=str(ckpt), projection=str(proj)),
         "features": features,

@@ -6,6 +6,7 @@ Sei shard bookkeeping (mostly-N windows, stale shards, a second writer)."""
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from gta.sei.features import merge_features, write_features
 from gta.sei.inference import WindowSpec, partial_path, run_shard
 
 from conftest import run_snakemake
+from test_train import backbone_dir, content_sha256, data_files, perturb_block0, run, sha256  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -366,20 +368,25 @@ CLI_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CLI_CASES))
-def test_bad_input_cli(case, tmp_path, caplog):
-    make, words = CLI_CASES[case]
-    args = make(tmp_path)
+def one_error(args: list[str], words: list[str], tmp_path: Path, caplog) -> str:
+    """Run `gta args`: it fails with one error holding `words` and leaves no out.tsv, nor a temporary file."""
     with caplog.at_level(logging.ERROR, logger="gta"):
         assert cli_main(args) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors
     for word in words:
         assert word.format(tmp=tmp_path) in errors[0], (word, errors[0])
-    if case == "every gene a test gene":
-        assert "test_fraction" not in errors[0]  # it does nothing when a test gene list is given
     assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
-    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", list(CLI_CASES))
+def test_bad_input_cli(case, tmp_path, caplog):
+    make, words = CLI_CASES[case]
+    error = one_error(make(tmp_path), words, tmp_path, caplog)
+    if case == "every gene a test gene":
+        assert "test_fraction" not in error  # it does nothing when a test gene list is given
 
 
 def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch, caplog):
@@ -403,6 +410,87 @@ def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch, caplog):
     assert "No space left on device" in message and "free space or choose another output location" in message
     assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+# ----------------------------------------------------------------------------- model folders
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_files, backbone_dir):
+    """Two tiny models (seeds 0 and 1) trained on tests/test_train.py's data and backbone."""
+    tmp = tmp_path_factory.mktemp("models")
+    return [run(tmp / str(seed), data_files, backbone_dir, epochs=1, seed=seed)[0] for seed in (0, 1)]
+
+
+def resealed(edit):
+    """An edit of config.json and the weights, with the hashes rewritten as train_gta would: past the
+    checks that tie the files together, down to the ones on the values."""
+
+    def change(config, folder):
+        edit(config, folder)
+        config["weights_sha256"] = sha256((folder / "weights.safetensors").read_bytes())
+        config["config_sha256"] = content_sha256(config)
+
+    return change
+
+
+def nan_head_weight(config, folder):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "weights.safetensors")
+    name = next(k for k in sorted(state) if k.startswith("head.") and state[k].is_floating_point())
+    state[name][0] = float("nan")
+    save_file(state, folder / "weights.safetensors", metadata={"format": "gta-model-2"})
+
+
+def scaled_past_float(config, folder):
+    # mean + std * output overflows for an output below -0.004: this seeded model's outputs are -0.04 to -0.01
+    config["target"] = {"mean": -1.79e308, "std": 1.79e308}
+
+
+def other_weights(config, folder):
+    shutil.copy(folder.parent / "other" / "weights.safetensors", folder / "weights.safetensors")
+
+
+MODEL_CASES = {
+    # name: (edit(config, folder) of a copy of the model folder, words of the error); {tmp}/model is the copy
+    "weights of another model (B8)": (other_weights, ["{tmp}/model/weights.safetensors", "weights_sha256", "another"]),
+    "n_bins edited (B9)": (lambda c, f: c.update(n_bins=7), ["{tmp}/model/config.json", "edited", "config_sha256"]),
+    "model.prompt edited (B9)": (lambda c, f: c["model"].update(prompt=False), ["{tmp}/model/config.json", "edited"]),
+    "window removed (B9)": (lambda c, f: c.pop("window"), ["model folder {tmp}/model", "'window' is missing"]),
+    "target.std not a number": (lambda c, f: c["target"].update(std="abc"), ["{tmp}/model", "'target.std' is 'abc'"]),
+    "model a string": (lambda c, f: c.update(model="x"), ["{tmp}/model", "'model' is 'x', not an object"]),
+    "train.seed missing": (lambda c, f: c["train"].pop("seed"), ["{tmp}/model", "'train.seed' is missing"]),
+    "train.seed 2**70": (lambda c, f: c["train"].update(seed=2**70), ["{tmp}/model", "'train.seed' is 1180591"]),
+    "NaN target.mean (B7)": (
+        lambda c, f: c["target"].update(mean=float("nan")),
+        ["{tmp}/model", "'target.mean' is nan"],
+    ),
+    "NaN head weight (B7)": (resealed(nan_head_weight), ["{tmp}/model/weights.safetensors", "tensor 'head.", "NaN"]),
+    "infinite predictions (B7)": (resealed(scaled_past_float), ["model {tmp}/model predicts -inf for gene G"]),
+    "format version 1": (lambda c, f: c.update(version=1), ["{tmp}/model/config.json", "version 1", "retrain"]),
+}
+
+
+@pytest.mark.parametrize("case", [*MODEL_CASES, "backbone with block 0 perturbed (B10)"])
+def test_bad_model_folder(case, tmp_path, caplog, trained, data_files, backbone_dir):
+    d, folder = data_files[0], tmp_path / "model"
+    shutil.copytree(trained[0], folder)
+    shutil.copytree(trained[1], tmp_path / "other")
+    backbone = backbone_dir
+    if case in MODEL_CASES:
+        edit, words = MODEL_CASES[case]
+        config = json.loads((folder / "config.json").read_text())
+        edit(config, folder)
+        (folder / "config.json").write_text(json.dumps(config))
+        words = [*words, "(--model)"]
+    else:
+        backbone = perturb_block0(backbone_dir, tmp_path / "perturbed")
+        words = ["{tmp}/perturbed", "sha256 of its loaded tensors", "(--backbone)"]
+    args = ["ablate-context", "--model", str(folder), "--backbone", str(backbone), "--device", "cpu"]
+    args += ["--features", str(d / "features.h5"), "--targets", str(d / "targets.tsv")]
+    args += ["--prompts", str(d / "prompts.jsonl"), "--tss", str(d / "tss.tsv"), "--keep-bins", "3"]
+    one_error([*args, "--out", str(tmp_path / "out.tsv")], words, tmp_path, caplog)
 
 
 def test_dropped_expression_rows_are_counted(tmp_path, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -242,7 +243,7 @@ def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_fi
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "splits.tsv", "weights.safetensors"]
     config = read_config(folder / "config.json")  # the folder or its config.json
     assert config["backbone"]["hidden_size"] == 32 and len(config["classes"]) == 33
-    assert config["backbone"]["weights_sha256"] and config["backbone"]["tokenizer_sha256"]
+    assert config["backbone"]["tensors_sha256"] and config["backbone"]["tokenizer_sha256"]
     splits = pd.read_csv(folder / "splits.tsv", sep="\t")
     key = ["gene_id", "symbol", "split"]
     assert splits.sort_values("gene_id", ignore_index=True).equals(pred[key].sort_values("gene_id", ignore_index=True))
@@ -280,6 +281,140 @@ def test_a_model_predicts_in_the_precision_it_was_trained_in(tmp_path, data_file
             model.config["precision"] = "float32"
             other = model.predict(ds.x, ds.prompt, strand=ds.strand)
             assert np.abs(other - got.reindex(ds.gene_id).to_numpy()).max() > 1e-6
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_sha256(config: dict) -> str:
+    """config.json's content hash as docs/model-folder.md defines it."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def backbone_sha256(folder, layers: int = 2) -> str:
+    """The backbone identity as docs/model-folder.md defines it, computed one tensor at a time from a fresh load."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(folder, num_hidden_layers=layers)
+    state = model.state_dict()
+    digests = b""
+    for name in sorted(state):
+        t = state[name].contiguous()
+        head = f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}|".encode()
+        digests += hashlib.sha256(head + t.numpy().tobytes()).digest()
+    return sha256(digests)
+
+
+def perturb_block0(backbone, to):
+    """A copy of a backbone folder with 0.05 N(0, 1) added to its block-0 weights."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(backbone, to)
+    (weights,) = to.glob("*.safetensors")
+    state = load_file(weights)
+    gen = torch.Generator().manual_seed(0)
+    for k in [k for k in state if ".layers.0." in k or k.startswith("layers.0.")]:
+        state[k] = state[k] + 0.05 * torch.randn(state[k].shape, generator=gen)
+    save_file(state, weights, metadata={"format": "pt"})
+    return to
+
+
+def copy_model(folder, to, edit=None):
+    """A copy of a model folder; `edit(config)` changes its config.json."""
+    shutil.copytree(folder, to)
+    if edit:
+        config = json.loads((to / "config.json").read_text())
+        edit(config)
+        (to / "config.json").write_text(json.dumps(config))
+    return to
+
+
+def test_a_model_folder_refuses_other_weights_an_edited_config_and_another_backbone(tmp_path, data_files, backbone_dir):
+    """B8, B9, B10: every part of a model folder is tied to the others, and the backbone to its tensors."""
+    folder, _ = run(tmp_path / "a", data_files, backbone_dir, epochs=1)
+    other, _ = run(tmp_path / "b", data_files, backbone_dir, epochs=1, seed=1)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["weights_sha256"] == sha256((folder / "weights.safetensors").read_bytes())
+    assert config["config_sha256"] == content_sha256(config)
+    assert config["backbone"]["tensors_sha256"] == backbone_sha256(backbone_dir)
+    assert config["window"] == {"bin_size": 4096, "grid": "tss", "orient": "reference"}  # defaults filled in
+
+    def refused(model, match, backbone=backbone_dir, input="model"):
+        with pytest.raises(GTAError) as e:
+            GTAModel.from_pretrained(model, backbone=str(backbone), device="cpu")
+        for word in match:
+            assert word in str(e.value), (word, str(e.value))
+        assert e.value.input == input
+
+    # B8: another model's weights
+    swapped = copy_model(folder, tmp_path / "swapped")
+    shutil.copy(other / "weights.safetensors", swapped / "weights.safetensors")
+    theirs = sha256((other / "weights.safetensors").read_bytes())
+    refused(swapped, [str(swapped / "weights.safetensors"), theirs, config["weights_sha256"]])
+
+    # B9: edits that change what the model computes
+    def edit_bins(c):
+        c["n_bins"] = 7
+
+    def edit_prompt(c):
+        c["model"]["prompt"] = False
+
+    for name, edit in (("bins", edit_bins), ("prompt", edit_prompt)):
+        edited = copy_model(folder, tmp_path / name, edit)
+        now = content_sha256(json.loads((edited / "config.json").read_text()))
+        refused(edited, [str(edited / "config.json"), "edited after training", now, config["config_sha256"]])
+    # missing fields and bad types name the folder and the field
+    for name, edit, words in (
+        ("window", lambda c: c.pop("window"), ["'window' is missing"]),
+        ("std", lambda c: c["target"].update(std="abc"), ["'target.std' is 'abc', not a number"]),
+        ("mean", lambda c: c["target"].update(mean=float("nan")), ["'target.mean' is nan, not a finite number"]),
+        ("model", lambda c: c.update(model="x"), ["'model' is 'x', not an object"]),
+        ("seed", lambda c: c["train"].pop("seed"), ["'train.seed' is missing"]),
+        ("bool", lambda c: c["model"].update(layers=True), ["'model.layers' is True, not an integer"]),
+    ):
+        edited = copy_model(folder, tmp_path / name, edit)
+        refused(edited, [f"model folder {edited}: config.json field", *words])
+    # B10: the backbone with its block-0 weights perturbed
+    perturbed = perturb_block0(backbone_dir, tmp_path / "perturbed")
+    got = backbone_sha256(perturbed)
+    assert got != config["backbone"]["tensors_sha256"]
+    refused(folder, [repr(str(perturbed)), got, config["backbone"]["tensors_sha256"]], perturbed, "backbone")
+    moved = tmp_path / "moved"  # the same tensors anywhere else are the same backbone
+    shutil.copytree(backbone_dir, moved)
+    GTAModel.from_pretrained(folder, backbone=str(moved), device="cpu")
+
+
+def test_a_nan_prediction_is_an_error_naming_the_gene_and_the_model(tmp_path, data_files, backbone_dir, monkeypatch):
+    """B7: never an empty cell."""
+    from gta.explain import explain_gene
+
+    d = data_files[0]
+    folder, _ = run(tmp_path, data_files, backbone_dir, epochs=1)
+    ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
+    model = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
+    model.y_mean = float("nan")
+    words = [f"model {folder} predicts nan for gene {ds.symbol[0]}", f"{len(ds.symbol)} of {len(ds.symbol)}"]
+    for call in (model.predict, model.predict_details):
+        with pytest.raises(GTAError) as e:
+            call(ds.x, ds.prompt, strand=ds.strand, genes=ds.symbol)
+        assert all(w in str(e.value) for w in words), str(e.value)
+    with pytest.raises(GTAError, match=f"predicts nan for gene {ds.symbol[3]} "):
+        explain_gene(model, ds.x[3], ds.prompt[3], strand=ds.strand[3], gene=ds.symbol[3])
+    # the training's own predictions
+    original = Trainer.predict
+
+    def nan_in_final_pass(self, rows, details=False):
+        pred = original(self, rows, details)
+        if len(rows) == len(self.data.gene_id):
+            pred[5] = np.inf
+        return pred
+
+    monkeypatch.setattr(Trainer, "predict", nan_in_final_pass)
+    with pytest.raises(GTAError, match=f"model {tmp_path / 'again' / 'm'} predicts inf for gene {ds.symbol[5]} "):
+        run(tmp_path / "again", data_files, backbone_dir, epochs=1)
+    assert not (tmp_path / "again" / "m").exists() and not (tmp_path / "again" / "pred.tsv").exists()
 
 
 class RunsCode:

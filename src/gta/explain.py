@@ -45,13 +45,15 @@ def explain_gene(
     batch_size: int | None = None,
     return_attention: bool = False,
     strand: str | None = None,
+    gene: str | None = None,
 ):
     """Per-bin explanation of one gene's prediction: a DataFrame with one row per bin.
 
     `features` (N, 33) raw kept-class scores of the gene (as `gta.train.load_features` gives them),
     `prompt` its prompt text, `background` what an ablated bin holds: one (33,) vector for every bin or
     an (N, 33) array (row b for bin b); default the model's training-set feature mean; `strand` the
-    gene's strand ('+'/'-'), needed when the model's features are in reference orientation.
+    gene's strand ('+'/'-'), needed when the model's features are in reference orientation; `gene` its name
+    in errors (a NaN or infinite prediction).
 
     Rows are in the FEATURES' own order, whatever order the model reads them in: for reference-oriented
     features bin 0 is the leftmost on the + strand even for a minus-strand gene (the model reads that
@@ -90,7 +92,7 @@ def explain_gene(
     # of one batch, need not agree bit for bit), and its effect would not be exactly 0.
     ids = model.encode([prompt])
     one = None if strand is None else [strand]
-    pred, details = model.predict_details(x[None], ids, strand=one)
+    pred, details = model.predict_details(x[None], ids, strand=one, genes=[gene])
     if model.orient == "reference" and strand == "-":  # the model's transcript order back to the features' order
         details = {
             "selector_logits": details["selector_logits"][:, ::-1],
@@ -103,7 +105,9 @@ def explain_gene(
         batch = np.repeat(x[None], len(changed), axis=0)  # row j: bin changed[j] ablated
         batch[np.arange(len(changed)), changed] = bg[changed]
         strands = None if one is None else one * len(batch)
-        ablated[changed] = model.predict(batch, ids * len(batch), batch_size=batch_size or len(batch), strand=strands)
+        ablated[changed] = model.predict(
+            batch, ids * len(batch), batch_size=batch_size or len(batch), strand=strands, genes=[gene] * len(batch)
+        )
 
     offset = np.arange(n) - n // 2
     table = pd.DataFrame(
@@ -315,12 +319,15 @@ def explain_genes(
             "rebuild it from annotations of the features file's genes (make_prompts)",
             input="prompts",
         )
+    explained = [  # every gene first: one that cannot be explained (a NaN prediction) stops before any file
+        explain_gene(gta, x[i], prompt_of[int(gene_id[i])], return_attention=True, strand=one, gene=symbol[i])
+        for i, one in zip(rows, strand, strict=True)
+    ]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, gene_strand in zip(rows, strand, strict=True):
+    for i, (table, attention) in zip(rows, explained, strict=True):
         gid, sym = int(gene_id[i]), symbol[i]
-        table, attention = explain_gene(gta, x[i], prompt_of[gid], return_attention=True, strand=gene_strand)
         stem = out / file_stem(sym)
         paths.append(write_explanation(table, stem.with_name(stem.name + ".tsv")))
         paths.append(plot_explanation(table, attention, sym, stem.with_name(stem.name + ".png"), label))

@@ -196,7 +196,9 @@ def make_figures(
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
     strand = gta.strands(tss, test["gene_id"])
-    _, d = gta.predict_details(x, [text[g] for g in test["gene_id"]], batch_size, strand=strand)
+    _, d = gta.predict_details(
+        x, [text[g] for g in test["gene_id"]], batch_size, strand=strand, genes=list(test["symbol"])
+    )
     x = transcript_order(x, strand, gta.orient)  # the figures show bins as the model reads them (upstream first)
     att = d["attention"]
     return draw_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)

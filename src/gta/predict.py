@@ -468,7 +468,9 @@ def predict_genes(
     cache = FeatureCache(features, tss) if features else None
     scorer = SeiScorer.load(**sei) if sei else None
     x = window_features(table, spec, fasta, scorer, cache)[:, :, KEPT]
-    pred = gta.predict(x, gene_prompts(table, cell_type, prompts), strand=table["strand"].to_numpy(str))
+    pred = gta.predict(
+        x, gene_prompts(table, cell_type, prompts), strand=table["strand"].to_numpy(str), genes=list(table["symbol"])
+    )
     result = table[["gene_id", "symbol", "chrom", "tss", "strand"]].assign(predicted=pred)
     with atomic_path(out) as tmp:
         result.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

@@ -4,15 +4,18 @@ The folder (docs/model-folder.md describes every field):
 
     config.json          what the model is: the ModelConfig and TrainConfig it was trained with, its
                          context (n_bins, bin_size, grid), the kept Sei classes, the target scaling, the
-                         backbone's id, shape, tokenizer fingerprint and weights hash, and the metrics
+                         backbone's id, shape, tokenizer fingerprint and tensors hash, the metrics, the
+                         sha256 of weights.safetensors, and the sha256 of its own content
     weights.safetensors  the trainable tensors only (alignment, selector, head, feature statistics,
                          class-name token ids); no backbone weights, and no code: safetensors holds
                          tensors and nothing else
     splits.tsv           the genes it was trained, validated and tested on
     README.md            a short model card for people
 
-`GTAModel.from_pretrained(folder, backbone=...)` rebuilds the model on a backbone and refuses one
-whose shape or tokenizer differs from the one it was trained on.
+`GTAModel.from_pretrained(folder, backbone=...)` rebuilds the model on a backbone. It refuses a config.json
+with a missing, mistyped or out-of-range field, or edited since training (its `config_sha256`), weights that
+are not the ones config.json records (`weights_sha256`) or hold NaN or infinite values, and a backbone whose
+shape, tokenizer or loaded tensors (`backbone.tensors_sha256`) differ from the one it was trained on.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
+import re
+import typing
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -30,35 +36,24 @@ import pandas as pd
 import torch
 
 from . import GTAError
-from .formats import gene_strands, transcript_order
+from .formats import GRIDS, ORIENTS, gene_strands, transcript_order
 from .io import _umask, atomic_path, require_file
 from .options import ModelConfig, TrainConfig
 
 log = logging.getLogger("gta.pretrained")
 
 FORMAT = "gta-model"
-VERSION = 1
+VERSION = 2  # 2: config.json records the weights', its own and the backbone tensors' sha256
 CONFIG, WEIGHTS, SPLITS, CARD = "config.json", "weights.safetensors", "splits.tsv", "README.md"
 FILES = (CONFIG, WEIGHTS, SPLITS, CARD)
 BINS = "transcript order"  # the order a model reads its bins in: upstream first, whatever the gene's strand
+WINDOW = {"bin_size": 4096, "grid": "tss", "orient": "reference"}  # what a features file without the attribute means
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of the tokenizer's vocabulary (token -> id), the part GTA depends on."""
     vocab = json.dumps(sorted(tokenizer.get_vocab().items()), separators=(",", ":"))
     return hashlib.sha256(vocab.encode()).hexdigest()
-
-
-def backbone_weights_sha256(spec: str) -> str | None:
-    """sha256 of a converted backbone folder's weights file, None for other kinds of backbone."""
-    f = Path(spec) / "model.safetensors"
-    if not f.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def backbone_record(model, tokenizer, spec: str) -> dict:
@@ -70,8 +65,16 @@ def backbone_record(model, tokenizer, spec: str) -> dict:
         "hidden_size": int(cfg.hidden_size),
         "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0]),
         "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        "weights_sha256": backbone_weights_sha256(spec),
+        "tensors_sha256": model.backbone_sha256,
+        "revision": getattr(cfg, "_commit_hash", None),  # the hub commit it was downloaded at, if any
     }
+
+
+def config_sha256(config: dict) -> str:
+    """sha256 of config.json's content without its `config_sha256` field: the JSON with sorted keys and
+    no spaces (json.dumps(..., sort_keys=True, separators=(",", ":")))."""
+    body = {k: v for k, v in config.items() if k != "config_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def save_model(
@@ -109,6 +112,7 @@ def save_model(
     with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": f"{FORMAT}-{VERSION}"})  # one key: byte-stable files
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes the file anew, with mode 0600
+        weights_sha256 = hashlib.sha256(tmp.read_bytes()).hexdigest()
     with atomic_path(folder / SPLITS) as tmp:
         splits[["gene_id", "symbol", "split"]].to_csv(tmp, sep="\t", index=False)
     counts = {s: int((splits["split"] == s).sum()) for s in ("train", "val", "test")}
@@ -119,7 +123,7 @@ def save_model(
         "n_bins": int(n_bins),
         "precision": precision,
         "bins": BINS,
-        "window": dict(window or {}),
+        "window": {**WINDOW, **(window or {})},
         "classes": [CLASS_LABELS[i] for i in KEPT],
         "class_names": [CLASS_NAMES[i] for i in KEPT],
         "class_tokens": [tokenizer.convert_ids_to_tokens(i) for i in class_ids],
@@ -130,7 +134,9 @@ def save_model(
         "genes": counts,
         "metrics": {k: float(v) for k, v in metrics.items()},
         "history": history,
+        "weights_sha256": weights_sha256,
     }
+    config["config_sha256"] = config_sha256(config)
     with atomic_path(folder / CARD) as tmp:
         tmp.write_text(model_card(config))
     with atomic_path(folder / CONFIG) as tmp:
@@ -154,12 +160,12 @@ A trained Genetic sequence Token Alignment model (the `gta` package). Load it wi
 - {b["spec"]} ({b["model_type"]}), first {m["layers"]} blocks, hidden size {b["hidden_size"]},
   vocabulary {b["vocab_size"]}
 - tokenizer sha256 {b["tokenizer_sha256"]}
-- weights sha256 {b["weights_sha256"] or "unknown (not a converted folder)"}
+- sha256 of the loaded tensors {b["tensors_sha256"]}{f"; hub revision {b['revision']}" if b["revision"] else ""}
 - blocks: {m["blocks"]}; head: {m["head"]}; top_k {m["top_k"]}; skip {m["skip"]}; prompt {m["prompt"]}
 
 ## Training
 - genes: {g["train"]} train, {g["val"]} validation, {g["test"]} test (splits.tsv lists them)
-- context: {config["n_bins"]} bins of {w.get("bin_size", 4096)} bp ({w.get("grid", "tss")} grid)
+- context: {config["n_bins"]} bins of {w["bin_size"]} bp ({w["grid"]} grid, {w["orient"]} orientation)
 - {t["epochs"]} epochs at most, batch {t["batch_size"]}, lr {t["lr"]}, seed {t["seed"]}
 - precision: {config["precision"]} (autocast {t["autocast"]}). Loaded anywhere, the model predicts in
   {config["precision"]}, in the training's batches: on the same kind of machine it reproduces the
@@ -202,12 +208,11 @@ def read_config(folder: str | Path) -> dict:
         raise GTAError(f"{path} is not a GTA model config (its 'format' is not {FORMAT!r})", input="model")
     if config.get("version") != VERSION:
         raise GTAError(
-            f"{path} is model format version {config.get('version')}; this gta reads version {VERSION}",
+            f"{path} is model format version {config.get('version')}; this gta reads version {VERSION} (which "
+            "records the sha256 of the weights, of config.json itself and of the backbone's tensors): retrain the "
+            "model with this gta (train_gta)",
             input="model",
         )
-    missing = [k for k in ("n_bins", "precision", "target", "backbone", "model", "train", "classes") if k not in config]
-    if missing:
-        raise GTAError(f"{path} lacks {', '.join(missing)}", input="model")
     if config.get("bins") != BINS:
         raise GTAError(
             f"{path} does not record that the model reads its bins in {BINS} ('bins' is "
@@ -215,27 +220,164 @@ def read_config(folder: str | Path) -> dict:
             "backwards; retrain it (train_gta)",
             input="model",
         )
+    fields = _fields()
+    for field, rule in fields.items():
+        _check_field(config, field, rule, folder)
+    unknown = [f"{k}.{x}" for k in ("model", "train") for x in config[k] if f"{k}.{x}" not in fields]
+    if unknown:
+        raise GTAError(
+            f"model folder {folder}: config.json has unknown field {unknown[0]!r}; restore config.json as "
+            "train_gta wrote it, or retrain the model",
+            input="model",
+        )
+    got = config_sha256(config)
+    if got != config["config_sha256"]:
+        raise GTAError(
+            f"{path} was edited after training: the sha256 of its content is {got}, but it records config_sha256 "
+            f"{config['config_sha256']}. An edit can change what the model computes (n_bins, window, model, "
+            "target, ...): restore config.json as train_gta wrote it, or retrain the model",
+            input="model",
+        )
     return config
 
 
-def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    """The trainable tensors of a model folder (safetensors: tensors only, nothing is executed)."""
+HEX64 = re.compile(r"[0-9a-f]{64}")
+# config.json's fields: (types, the condition a value meets, what it must be); model.* and train.* are added
+# from ModelConfig and TrainConfig. Numbers must be finite wherever they are (metrics and history aside).
+FIELDS: dict[str, tuple] = {
+    "n_bins": (int, lambda v: v >= 1 and v % 2, "an odd number of bins"),
+    "precision": (str, lambda v: v in ("float32", "bfloat16"), "float32 or bfloat16"),
+    "window": (dict,),
+    "window.bin_size": (int, lambda v: v >= 1, "a bin length >= 1"),
+    "window.grid": (str, lambda v: v in GRIDS, " or ".join(GRIDS)),
+    "window.orient": (str, lambda v: v in ORIENTS, " or ".join(ORIENTS)),
+    "classes": (list, lambda v: v == _kept_labels(), "the 33 kept Sei classes of this gta, in order"),
+    "class_names": (list, lambda v: len(v) == len(_kept_labels()) and all(isinstance(x, str) for x in v), "33 names"),
+    "class_tokens": (list, lambda v: all(isinstance(x, str) for x in v), "a list of tokens"),
+    "target": (dict,),
+    "target.mean": (float,),
+    "target.std": (float, lambda v: v > 0, "a standard deviation > 0"),
+    "backbone": (dict,),
+    "backbone.spec": (str,),
+    "backbone.model_type": ((str, type(None)),),
+    "backbone.hidden_size": (int, lambda v: v >= 1, ">= 1"),
+    "backbone.vocab_size": (int, lambda v: v >= 1, ">= 1"),
+    "backbone.tokenizer_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
+    "backbone.tensors_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
+    "backbone.revision": ((str, type(None)),),
+    "model": (dict,),
+    "train": (dict,),
+    "genes": (dict,),
+    **{f"genes.{s}": (int, lambda v: v >= 0, ">= 0") for s in ("train", "val", "test")},
+    "metrics": (dict,),
+    "history": (list,),
+    "weights_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
+    "config_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
+}
+AT_LEAST_ONE = {"layers", "context", "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k"}
+AT_LEAST_ONE |= {"epochs", "batch_size", "threads"}
+
+
+def _kept_labels() -> list[str]:
+    from .sei import CLASS_LABELS, KEPT
+
+    return [CLASS_LABELS[i] for i in KEPT]
+
+
+def _fields() -> dict[str, tuple]:
+    """FIELDS with model.* and train.*: each field of ModelConfig / TrainConfig with its annotated type,
+    integers >= 0 (>= 1 for counts and sizes) and below 2**63."""
+    fields = dict(FIELDS)
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        for name, kind in typing.get_type_hints(cls).items():
+            kinds = typing.get_args(kind) or (kind,)
+            low = 1 if name in AT_LEAST_ONE else 0
+            rule = (lambda v, low=low: low <= v < 2**63, f"an integer from {low} to 2**63-1") if int in kinds else ()
+            fields[f"{section}.{name}"] = (kinds, *rule)
+    return fields
+
+
+KIND_NAMES = {"NoneType": "null", "dict": "an object", "list": "a list", "float": "a number", "int": "an integer"}
+KIND_NAMES |= {"str": "a string", "bool": "true or false"}
+
+
+def _check_field(config: dict, field: str, rule: tuple, folder: Path) -> None:
+    """One field of config.json: present, of its type, finite, meeting its condition."""
+    kinds, *test = rule
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    value = config
+    for part in field.split("."):
+        value = value.get(part, KeyError) if isinstance(value, dict) else KeyError
+    problem = None
+    if value is KeyError:
+        problem = "is missing"
+    elif not isinstance(value, kinds + ((int,) if float in kinds else ())) or (
+        isinstance(value, bool) and bool not in kinds
+    ):
+        names = (KIND_NAMES.get(k.__name__, k.__name__) for k in kinds)
+        problem = f"is {value!r}, not {' or '.join(names)}"
+    elif isinstance(value, float) and not math.isfinite(value):
+        problem = f"is {value!r}, not a finite number"
+    elif test and value is not None and not test[0](value):
+        problem = f"is {value!r}, not {test[1]}"
+    if problem:
+        raise GTAError(
+            f"model folder {folder}: config.json field {field!r} {problem}; restore config.json as train_gta wrote "
+            "it, or retrain the model",
+            input="model",
+        )
+
+
+def read_weights(folder: str | Path, config: dict | None = None) -> dict[str, torch.Tensor]:
+    """The trainable tensors of a model folder (safetensors: tensors only, nothing is executed), checked:
+    the file's sha256 is the one config.json (`config`, read when not given) records, every tensor finite."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     path = require_file(model_folder(folder) / WEIGHTS, "trained GTA model's weights", input="model")
+    data = path.read_bytes()
     try:
-        return load_file(str(path))
+        state = load(data)
     except (SafetensorError, OSError, ValueError) as e:
         raise GTAError(
             f"{path} is not a safetensors file of GTA weights ({type(e).__name__}: {e}); "
             "rerun the training that wrote it",
             input="model",
         ) from e
+    want, got = (config or read_config(folder))["weights_sha256"], hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise GTAError(
+            f"{path} is not the weights its config.json describes: its sha256 is {got}, config.json records "
+            f"weights_sha256 {want} (weights of another model copied in?); put back the model's own weights or "
+            "retrain it",
+            input="model",
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise GTAError(
+            f"{path}: tensor {bad[0]!r} holds NaN or infinite values ({len(bad)} tensors do); retrain the model",
+            input="model",
+        )
+    return state
+
+
+def finite_predictions(pred: np.ndarray, genes: Sequence | None, model) -> np.ndarray:
+    """`pred`, refused when a value is NaN or infinite: the error names the gene (`genes`, one label per
+    prediction; else its row) and the model."""
+    bad = np.flatnonzero(~np.isfinite(pred))
+    if len(bad):
+        names = [str(genes[i]) if genes is not None else f"row {i}" for i in bad[:5]]
+        raise GTAError(
+            f"model {model} predicts {pred[bad[0]]} for gene {names[0]} ({len(bad)} of {len(pred)} predictions "
+            f"are not finite: {', '.join(names)}{', ...' if len(bad) > 5 else ''}); nothing is written. Its weights "
+            "or target scaling overflow on these features: check the features, or retrain the model",
+            input="model",
+        )
+    return pred
 
 
 def _check_backbone(model, tokenizer, record: dict, spec: str) -> None:
-    """Refuse a backbone whose shape or tokenizer differs from the one the model was trained on."""
+    """Refuse a backbone whose shape, tokenizer or tensors differ from the one the model was trained on."""
     got = {
         "hidden_size": int(model.backbone.config.hidden_size),
         "vocab_size": int(model.backbone.get_input_embeddings().weight.shape[0]),
@@ -252,6 +394,14 @@ def _check_backbone(model, tokenizer, record: dict, spec: str) -> None:
         raise GTAError(
             f"backbone {spec!r} has another tokenizer than the model was trained with "
             f"({record['spec']!r}); load it with that backbone",
+            input="backbone",
+        )
+    if model.backbone_sha256 != record["tensors_sha256"]:
+        revision = f", hub revision {record['revision']}" if record.get("revision") else ""
+        raise GTAError(
+            f"backbone {spec!r} is not the one the model was trained on: the sha256 of its loaded tensors is "
+            f"{model.backbone_sha256}, the model records {record['tensors_sha256']} ({record['spec']!r}{revision}); "
+            "load it with that backbone, or retrain the model on this one",
             input="backbone",
         )
 
@@ -280,7 +430,7 @@ class GTAModel:
 
         folder = model_folder(folder)
         config = read_config(folder)
-        state = read_weights(folder)
+        state = read_weights(folder, config)
         mcfg = ModelConfig(**config["model"])
         if backbone:
             mcfg.backbone = str(backbone)
@@ -311,6 +461,9 @@ class GTAModel:
     @property
     def device(self) -> torch.device:
         return self.module.device
+
+    def __str__(self) -> str:
+        return str(self.folder) if self.folder else "GTAModel"
 
     @property
     def feature_mean(self) -> np.ndarray:
@@ -358,6 +511,7 @@ class GTAModel:
         batch_size: int | None = None,
         strand: Sequence[str] | None = None,
         autocast: str | None = None,
+        genes: Sequence | None = None,
     ) -> np.ndarray:
         """Predictions (genes,) in the target's units; batches and autocast as in training's final pass,
         so the numbers equal the training run's predictions file.
@@ -365,7 +519,8 @@ class GTAModel:
         `features` in the model's recorded orientation (`self.orient`); `strand` ('+'/'-' per gene, from
         tss.tsv) is required when that is 'reference' (ignored for 'transcript'). `autocast` ('float32',
         'bfloat16', 'auto') overrides the training's precision, e.g. 'float32' for differences smaller than
-        a bf16 step."""
+        a bf16 step. A NaN or infinite prediction is an error naming the gene (`genes`: one label per row,
+        e.g. the symbols) and the model."""
         self.module.eval()
         out = []
         with torch.no_grad(), self._autocast(autocast):
@@ -373,7 +528,7 @@ class GTAModel:
                 out.append(self.module(x, ids).float().cpu())
         if not out:
             return np.zeros(0)
-        return torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
+        return finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
 
     def predict_details(
         self,
@@ -381,10 +536,11 @@ class GTAModel:
         prompts: Sequence[str] | list[torch.Tensor],
         batch_size: int | None = None,
         strand: Sequence[str] | None = None,
+        genes: Sequence | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Predictions and, per gene, the alignment attention (genes, heads, N, prototypes), the selector
         logits (genes, N) and the selected bins (genes, k), their bins in TRANSCRIPT order (the model's
-        own: bin 0 the farthest upstream); `features` and `strand` as in `predict`."""
+        own: bin 0 the farthest upstream); `features`, `strand` and `genes` as in `predict`."""
         self.module.eval()
         out, det = [], []
         with torch.no_grad(), self._autocast():
@@ -392,5 +548,5 @@ class GTAModel:
                 y, d = self.module(x, ids, return_details=True)
                 out.append(y.float().cpu())
                 det.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()})
-        pred = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
+        pred = finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
         return pred, {k: torch.cat([d[k] for d in det]).numpy() for k in det[0]}

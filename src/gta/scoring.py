@@ -287,10 +287,12 @@ class Progress:
             self.last = now
 
 
-def _predict(model, x: np.ndarray, ids, strand: str) -> np.ndarray:
-    """The one place scoring runs the model: windows `x` (k, n_bins, classes) of one gene with its prompt
-    `ids` and `strand`, as one float32 batch (no autocast) of their own, so the numbers depend on `x` alone."""
-    return model.predict(x, [ids] * len(x), batch_size=len(x), strand=[strand] * len(x), autocast="float32")
+def _predict(model, x: np.ndarray, ids, strand: str, gene: str) -> np.ndarray:
+    """The one place scoring runs the model: windows `x` (k, n_bins, classes) of one gene (`gene`, named in
+    errors) with its prompt `ids` and `strand`, as one float32 batch (no autocast) of their own, so the numbers
+    depend on `x` alone."""
+    n = len(x)
+    return model.predict(x, [ids] * n, batch_size=n, strand=[strand] * n, autocast="float32", genes=[gene] * n)
 
 
 def _predict_pairs(
@@ -309,7 +311,8 @@ def _predict_pairs(
     the model's recorded orientation; `strand` {gene: '+'/'-'} turns them to transcript order."""
     genes = pairs["gene_id"].unique()
     ids = dict(zip(genes, model.encode([text[g] for g in genes]), strict=False))
-    ref_pred = {g: _predict(model, x_ref[g][None], ids[g], strand[g])[0] for g in genes}
+    symbol = dict(zip(pairs["gene_id"], pairs["symbol"], strict=False))
+    ref_pred = {g: _predict(model, x_ref[g][None], ids[g], strand[g], symbol[g])[0] for g in genes}
     delta = np.zeros(len(pairs))
     progress = Progress("GTA: %d/%d pairs, %.1f variant-gene pairs/s overall", len(pairs), t0)
     for row, g in enumerate(pairs["gene_id"]):
@@ -317,7 +320,7 @@ def _predict_pairs(
         for col, u in per_pair[row]:
             x[0, col], x[1, col] = ref_bins[u], alt_bins[u]
         if (x[0] != x[1]).any():
-            ref, alt = _predict(model, x, ids[g], strand[g])
+            ref, alt = _predict(model, x, ids[g], strand[g], symbol[g])
             delta[row] = alt - ref
         progress(row + 1)
     return ref_pred, delta

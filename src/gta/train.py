@@ -28,7 +28,7 @@ from .formats import (  # noqa: F401  (centred_slice, load_features re-exported)
 )
 from .io import atomic_path, file_id
 from .options import ModelConfig, TrainConfig
-from .pretrained import save_model
+from .pretrained import finite_predictions, save_model
 
 log = logging.getLogger("gta.train")
 
@@ -364,7 +364,7 @@ def write_outputs(trainer: Trainer, state: ResumeState, features: str, out_model
     data = trainer.data
     trainer.model.load_trainable_state_dict(state.best_state)
     everything = np.arange(len(data.gene_id))
-    pred = trainer.predict(everything)
+    pred = finite_predictions(trainer.predict(everything), data.symbol, out_model)
     table = pd.DataFrame(
         {"gene_id": data.gene_id, "symbol": data.symbol, "split": data.split, "observed": data.y, "predicted": pred}
     )
@@ -513,7 +513,7 @@ def predict_with_context(
     outside = np.ones(n, bool)
     outside[centred_slice(n, keep_bins)] = False
     x[:, outside, :] = model.feature_mean
-    pred = model.predict(x, data.prompt, strand=data.strand)
+    pred = model.predict(x, data.prompt, strand=data.strand, genes=data.symbol)
     log.info(
         "context ablation: %d genes predicted with the central %d of %d bins (%d set to the training mean)",
         len(pred),

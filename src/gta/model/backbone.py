@@ -15,9 +15,11 @@ later loads only the requested blocks in about a second.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -164,6 +166,22 @@ def load_backbone(
         time.perf_counter() - t0,
     )
     return model, tokenizer
+
+
+def tensors_sha256(module: nn.Module) -> str:
+    """The identity of a loaded backbone: sha256 over its state_dict in sorted key order, each tensor's
+    name, dtype, shape and bytes (the kept blocks, embeddings and final norm it actually runs with, whatever
+    file, folder or hub revision they came from). Tensors are hashed in parallel on torch's CPU threads."""
+
+    def digest(item) -> bytes:
+        name, t = item
+        h = hashlib.sha256(f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        return h.digest()
+
+    with ThreadPoolExecutor(max(torch.get_num_threads(), 1)) as pool:
+        digests = list(pool.map(digest, sorted(module.state_dict().items())))
+    return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from .. import GTAError
 from ..options import ModelConfig
 from ..sei import CLASS_NAMES, KEPT
 from .alignment import TokenAlignment, class_token_ids
-from .backbone import load_backbone
+from .backbone import load_backbone, tensors_sha256
 from .blocks import PromptKVCache, data_pass, prompt_pass
 from .head import SelectorHead
 
@@ -104,6 +104,7 @@ class GTA(nn.Module):
             if tokenizer is None or class_names is None:
                 raise GTAError("GTA needs the tokenizer and class_names (or explicit class_ids)")
             class_ids = class_token_ids(tokenizer, list(class_names))
+        self.backbone_sha256: str | None = None  # the loaded backbone's identity (from_config sets it)
         if blocks == "random":
             randomize_backbone(backbone, control_seed)
         for p in backbone.parameters():
@@ -153,7 +154,10 @@ class GTA(nn.Module):
         backbone, tokenizer = load_backbone(mcfg.backbone, layers=mcfg.layers, dtype=mcfg.backbone_dtype)
         same = {name: getattr(mcfg, name) for name in MODEL_CONFIG_ARGS}  # ModelConfig fields GTA takes as is
         names = [CLASS_NAMES[i] for i in KEPT]
-        return cls(backbone, tokenizer, names, len(KEPT), n_bins=n_bins, control_seed=seed, **same)
+        sha256 = tensors_sha256(backbone)  # as loaded, before a control randomises it: what a model folder records
+        model = cls(backbone, tokenizer, names, len(KEPT), n_bins=n_bins, control_seed=seed, **same)
+        model.backbone_sha256 = sha256
+        return model
 
     # ------------------------------------------------------------------ set-up
 
