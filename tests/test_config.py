@@ -129,8 +129,8 @@ def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
     assert below_one and len(below_one) < len(e["train_fractions"])  # the demo sweeps, and includes 1.0
     assert jobs["train_gta_subset"] == len(below_one) and jobs["fit_baseline_subset"] == 2 * len(below_one)
     seeds = len(e["seeds"])
-    assert seeds == 3  # Table 1's GTA rows and Table 3's trained rows once per seed
-    assert jobs["train_gta"] == len(set(e["context_bins"])) * seeds + len(
+    assert seeds == 3 and e["seeds_for"] == "largest"  # Table 1's largest N and Table 3's rows once per seed
+    assert jobs["train_gta"] == seeds + len(set(e["context_bins"])) - 1 + len(
         set(e["ablation_layers"]) - {cfg["backbone"]["layers"]}
     )
     assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"}) * seeds

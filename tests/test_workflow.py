@@ -67,19 +67,22 @@ def training_jobs(workdir, config) -> dict[str, set[str]]:
 
 
 @pytest.mark.parametrize(
-    "seeds,tags",
-    [([0, 1, 2], ["", "_s1", "_s2"]), ([5, 0], ["", "_s0"]), (None, [""])],
+    "seeds,tags,seeds_for",
+    [([0, 1, 2], ["", "_s1", "_s2"], "all"), ([5, 0], ["", "_s0"], "all"), (None, [""], "all")]
+    + [([0, 1, 2], ["", "_s1", "_s2"], "largest")],
 )
-def test_seeds_train_each_table_model_once_per_seed(tmp_path, seeds, tags):
-    """Dry runs of the tiny config: Table 1's GTA models (N 5 and 11 at 2 blocks) and Table 3's trained
-    controls and context ablations once per seed, the first seed under the plain names; Table 2's extra
-    model (1 block) and the training-size model once."""
+def test_seeds_train_each_table_model_once_per_seed(tmp_path, seeds, tags, seeds_for):
+    """Dry runs of the tiny config: Table 1's GTA models (N 5 and 11 at 2 blocks; with seeds_for 'largest'
+    N 5 with the first seed only) and Table 3's trained controls and context ablations once per seed, the
+    first seed under the plain names; Table 2's extra model (1 block) and the training-size model once."""
     cfg = yaml.safe_load(TINY.read_text())
     cfg["evaluate"]["seeds"] = seeds
+    cfg["evaluate"]["seeds_for"] = seeds_for
     jobs = training_jobs(tmp_path, cfg)
     controls = ["no_backbone", "random_backbone", "attention_layer", "no_prompt"]
+    n5 = tags if seeds_for == "all" else tags[:1]
     assert jobs == {
-        "train_gta": {f"gta_n{n}_l2{t}" for n in (5, 11) for t in tags} | {"gta_n11_l1"},
+        "train_gta": {f"gta_n5_l2{t}" for t in n5} | {f"gta_n11_l2{t}" for t in tags} | {"gta_n11_l1"},
         "train_control": {f"control_{c}{t}" for c in controls for t in tags},
         "ablate_context": {f"control_context_ablation{t}" for t in tags},
         "ablate_context.model": {f"gta_n11_l2{t}" for t in tags},

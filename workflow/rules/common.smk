@@ -156,12 +156,13 @@ def gta_prediction_file(n_bins, layers, tag=""):
 
 def gta_table1_files():
     """{(N, seed): predictions} for Table 1: each evaluate.context_bins N at backbone.layers blocks, once per
-    training seed (train_seeds)."""
-    layers = config["backbone"]["layers"]
+    training seed (train_seeds); with evaluate.seeds_for 'largest', the smaller N with the first seed only."""
+    layers, bins = config["backbone"]["layers"], sorted(config["evaluate"]["context_bins"])
+    every = config["evaluate"]["seeds_for"] == "all"
     return {
         (n, seed): gta_prediction_file(n, layers, seed_tag(seed))
-        for n in sorted(config["evaluate"]["context_bins"])
-        for seed in train_seeds()
+        for n in bins
+        for seed in (train_seeds() if every or n == bins[-1] else train_seeds()[:1])
     }
 
 
