@@ -283,6 +283,30 @@ def output_below_a_file(tmp):
     return args[: args.index("--out") + 1] + [str(tmp / "afile/out.tsv")]
 
 
+def synthetic_genome_seed(seed: int):
+    def make(tmp):
+        args = ["synthetic-genome", "--mane", "packaged", "--chromosomes", "chr22", "--out", str(tmp / "out.tsv")]
+        return [*args, "--seed", str(seed)]
+
+    return make
+
+
+def training_seed(tmp):
+    """train-gta with a seed torch cannot take: TrainConfig stops before any file is read."""
+    missing = [str(tmp / n) for n in ("features.h5", "targets.tsv", "prompts.jsonl")]
+    args = ["train-gta", "--features", missing[0], "--targets", missing[1], "--prompts", missing[2]]
+    return [*args, "--n-bins", "5", "--out-model", str(tmp / "model"), "--out-predictions", str(tmp / "out.tsv")] + [
+        *("--seed", str(2**70)),
+    ]
+
+
+def huge_window(tmp):
+    chr22_genes(3).to_csv(tmp / "tss.tsv", sep="\t", index=False)
+    args = ["extract-windows", "--tss", str(tmp / "tss.tsv"), "--fasta", str(index_only_fasta(tmp / "g.fa"))]
+    return [*args, "--n-bins", "1000000001", "--out", str(tmp / "out.tsv")]
+
+
+SEED_RANGE = "not an integer from 0 to 4,294,967,295"
 CLI_CASES = {
     # name: (arguments of `gta`, words the error must hold ({tmp} = the case's folder))
     "fasta shorter than the genes (tss)": (
@@ -353,6 +377,13 @@ CLI_CASES = {
         output_below_a_file,
         ["cannot write output {tmp}/afile/out.tsv", "{tmp}/afile", "choose a writable location", "(--out)"],
     ),
+    "seed -1": (synthetic_genome_seed(-1), ["seed -1", SEED_RANGE, "(--seed)"]),
+    "seed 2**70": (synthetic_genome_seed(2**70), ["seed 1180591620717411303424", SEED_RANGE, "(--seed)"]),
+    "training seed 2**70": (training_seed, ["seed 1180591620717411303424", SEED_RANGE, "(--seed)"]),
+    "window of 1,000,000,001 bins": (
+        huge_window,
+        ["1,000,000,001 bins of 4,096 bp", "longest human chromosome", "at most 60,780 bins", "(--n-bins)"],
+    ),
     "NaN in precomputed features": (
         nan_in_features,
         ["{tmp}/features.h5", "NaN", "dataset 'features'", "recompute", "(--features)"],
@@ -410,6 +441,29 @@ def test_a_full_disk_is_one_clear_error(tmp_path, monkeypatch, caplog):
     assert "No space left on device" in message and "free space or choose another output location" in message
     assert not (tmp_path / "out.tsv").exists() and not (tmp_path / "counts.tsv").exists()
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+
+
+def test_a_read_only_output_folder_stops_before_the_work(tmp_path, monkeypatch, caplog):
+    """A read-only output folder is found by the pre-check's probe file, whose creation fails with EROFS
+    (EACCES without write permission). Root ignores mode bits (a folder of mode 0o500 takes root's files),
+    so the test makes the probe's creation in that folder fail as a read-only file system makes it fail."""
+    import errno
+    import tempfile
+
+    real = tempfile.TemporaryFile
+    (tmp_path / "ro").mkdir()
+
+    def probe(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == tmp_path / "ro":
+            raise OSError(errno.EROFS, "Read-only file system", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", probe)
+    args = predict_bed(["chr22\t100\t101\tOK\t0\t+"])(tmp_path)
+    args[args.index("--out") + 1] = str(tmp_path / "ro/out.tsv")
+    words = ["cannot write output {tmp}/ro/out.tsv", "{tmp}/ro: Read-only file system", "writable location", "(--out)"]
+    one_error(args, words, tmp_path, caplog)
+    assert list((tmp_path / "ro").iterdir()) == []
 
 
 # ----------------------------------------------------------------------------- model folders
@@ -491,6 +545,39 @@ def test_bad_model_folder(case, tmp_path, caplog, trained, data_files, backbone_
     args += ["--features", str(d / "features.h5"), "--targets", str(d / "targets.tsv")]
     args += ["--prompts", str(d / "prompts.jsonl"), "--tss", str(d / "tss.tsv"), "--keep-bins", "3"]
     one_error([*args, "--out", str(tmp_path / "out.tsv")], words, tmp_path, caplog)
+
+
+def features_of_other_bins(tmp: Path, features: Path) -> Path:
+    """A copy of the model's training features whose bins are 2,048 bp (grid recorded, as predict-genes needs)."""
+    import h5py
+
+    shutil.copy(features, tmp / "features.h5")
+    with h5py.File(tmp / "features.h5", "a") as f:
+        f.attrs.update(bin_size=2048, grid="tss")
+    return tmp / "features.h5"
+
+
+@pytest.mark.parametrize("command", ["predict-genes", "ablate-context"])
+def test_features_of_other_bins_than_the_model(command, tmp_path, caplog, trained, data_files, backbone_dir):
+    """The model was trained on 4,096-bp bins, the features file has 2,048-bp ones: the error names both
+    (the file and its bin_size, the model and its), not the features file alone."""
+    d, folder = data_files[0], tmp_path / "model"
+    shutil.copytree(trained[0], folder)
+    features = features_of_other_bins(tmp_path, d / "features.h5")
+    args = [command, "--model", str(folder), "--backbone", str(backbone_dir), "--device", "cpu"]
+    args += ["--features", str(features), "--tss", str(d / "tss.tsv"), "--out", str(tmp_path / "out.tsv")]
+    if command == "predict-genes":  # one gene of the features file, on a chr1 the FASTA index says is 2 Mb
+        (tmp_path / "genes.bed").write_text("chr1\t1000000\t1000001\tG100\t0\t+\n")
+        (tmp_path / "g.fa").write_text(">chr1\nACGT\n")
+        (tmp_path / "g.fa.fai").write_text("chr1\t2000000\t6\t4\t5\n")
+        args += ["--genes", str(tmp_path / "genes.bed"), "--fasta", str(tmp_path / "g.fa")]
+    else:
+        args += ["--targets", str(d / "targets.tsv"), "--prompts", str(d / "prompts.jsonl"), "--keep-bins", "3"]
+    words = [
+        "features file {tmp}/features.h5 has window bin_size 2048",
+        "model {tmp}/model was trained on bin_size 4096",
+    ]
+    one_error(args, [*words, "window.bin_size: 4096", "(--features, --model)"], tmp_path, caplog)
 
 
 def test_dropped_expression_rows_are_counted(tmp_path, caplog):

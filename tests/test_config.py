@@ -60,6 +60,20 @@ def test_config_readme_documents_every_key():
         ({"evaluate": {"controls": ["no_backbone", "wrong"]}}, "controls", "is not one of"),
         ({"evaluate": {"train_fractions": [0.5, 1.5]}}, "train_fractions", "greater than the maximum"),
         ({"evaluate": {"seeds": [0, 0]}}, "seeds", "non-unique"),
+        # seeds: 0 .. 2**32-1, the range numpy and torch take alike
+        ({"seed": -1}, "['seed']", "-1 is less than the minimum of 0"),
+        ({"evaluate": {"seeds": [0, 2**70]}}, "seeds", "is greater than the maximum of 4294967295"),
+        ({"genome": {"synthetic_seed": 2**32}}, "synthetic_seed", "is greater than the maximum of 4294967295"),
+        # a window no longer than GRCh38 chr1 (248,956,422 bp = 60,780 bins of 4,096 bp)
+        ({"window": {"n_bins": 1000000001}}, "n_bins", "is greater than the maximum of 60780"),
+        (
+            {"window": {"n_bins": 121, "bin_size": 4_000_001}, "features": {"precomputed": "f.h5"}},
+            "config key window.n_bins",
+            "longer than the longest human chromosome",
+        ),
+        # braces: Snakemake would read them as a wildcard and name no key
+        ({"annotations": {"cell_type": "liver {x} cells"}}, "config key annotations.cell_type", "contains '{' or '}'"),
+        ({"genome": {"fasta": "/data/{x}.fa"}}, "config key genome.fasta", "contains '{' or '}'"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, config, key, words):

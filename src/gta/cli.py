@@ -292,11 +292,15 @@ def add_command(sub, command: str, full: bool) -> None:
 
 
 def run_stage(fn: Callable, arguments: dict) -> None:
-    """Run a stage after checking that its outputs (parameters `out`, `out_*`) can be written, so that a
-    read-only or wrong output location stops the run before the work, not after it."""
+    """Run a stage after checking its seeds (parameters `seed`, `*_seed`; TrainConfig checks its own) and that
+    its outputs (parameters `out`, `out_*`) can be written, so that a read-only or wrong output location stops
+    the run before the work, not after it."""
     from .io import check_writable
+    from .options import check_seed
 
     for name, value in arguments.items():
+        if name == "seed" or name.endswith("_seed"):
+            check_seed(value, input=name)
         if (name == "out" or name.startswith("out_")) and value:
             check_writable(value, input=name, folder=name in OUTPUT_FOLDERS)
     fn(**arguments)

@@ -297,7 +297,6 @@ def explain_genes(
 
     from .annotations import read_prompts
     from .pretrained import GTAModel
-    from .train import load_features
 
     genes = read_gene_list(genes)
     if not genes:
@@ -305,7 +304,7 @@ def explain_genes(
     if threads:
         torch.set_num_threads(threads)
     gta = GTAModel.from_pretrained(model, backbone, device)
-    gene_id, symbol, x = load_features(features, gta.n_bins, bins_input="model")
+    gene_id, symbol, x = gta.load_features(features)
     rows = find_genes([str(g) for g in genes], gene_id, symbol, features)
     if tss:  # the strands read must be those the features file's windows were cut for
         check_gene_windows(features, read_tss(tss), tss)

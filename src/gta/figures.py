@@ -179,17 +179,15 @@ def make_figures(
     from .annotations import read_prompts
     from .formats import read_predictions, transcript_order
     from .pretrained import GTAModel
-    from .train import load_features
 
     if threads:
         torch.set_num_threads(threads)
     gta = GTAModel.from_pretrained(model, backbone, device)
-    n = gta.n_bins
     table = read_predictions(predictions)
     test = table[table["split"] == "test"].reset_index(drop=True)
     if len(test) < 3:
         raise GTAError(f"{predictions} has {len(test)} test genes; figures need at least 3", input="predictions")
-    gene_id, _, x = load_features(features, n, bins_input="model")
+    gene_id, _, x = gta.load_features(features)
     pos = {g: i for i, g in enumerate(gene_id)}
     x = x[[pos[g] for g in test["gene_id"]]]
     text = read_prompts(prompts)

@@ -24,6 +24,20 @@ _COMPLEMENT = str.maketrans("ACGTNRYSWKMBDHVacgtnryswkmbdhv", "TGCANYRSWMKVHDBtg
 
 ORIENTS = ("reference", "transcript")
 GRIDS = ("tss", "genome")
+# GRCh38 chr1, the longest human chromosome: no window may be longer (60,780 bins of 4,096 bp)
+LONGEST_CHROMOSOME = 248_956_422
+
+
+def check_window_size(n_bins: int, bin_size: int) -> None:
+    """Stop on a window (n_bins x bin_size bp) longer than the longest human chromosome: its bins past every
+    chromosome's ends would all be N, and its arrays would be allocated for nothing (GTAError.input n_bins)."""
+    if n_bins * bin_size > LONGEST_CHROMOSOME:
+        raise GTAError(
+            f"a window of {n_bins:,} bins of {bin_size:,} bp ({n_bins * bin_size:,} bp) is longer than the longest "
+            f"human chromosome (GRCh38 chr1, {LONGEST_CHROMOSOME:,} bp); use at most "
+            f"{LONGEST_CHROMOSOME // bin_size:,} bins of {bin_size:,} bp (the paper uses 251)",
+            input="n_bins",
+        )
 
 
 def reverse_complement(seq: str) -> str:
@@ -96,6 +110,7 @@ def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid:
     grid='genome': windows snap to the genome-wide bin_size grid; the middle bin is the
     grid bin containing the TSS, so genes share bins and each is computed once.
     """
+    check_window_size(n_bins, bin_size)
     if grid == "tss":
         return tss - (n_bins // 2) * bin_size - bin_size // 2
     if grid == "genome":

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
+from . import GTAError
+
 GrammarName = Literal["demo", "alternative", "upstream"]  # the planted grammars, gta.demo.simulation.GRAMMARS
+
+# Seeds reach numpy.random.default_rng (refuses negative seeds), torch.manual_seed (wraps negative seeds, fails
+# past 2**64-1) and numpy's RandomState (0 .. 2**32-1 only): 0 .. 2**32-1 is the range all of them take alike
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed, input: str = "seed") -> None:
+    """Stop on a seed outside 0 .. SEED_MAX (or not an integer), naming `input` (GTAError.input)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= SEED_MAX:
+        raise GTAError(
+            f"seed {seed!r} is not an integer from 0 to {SEED_MAX:,} (2**32-1, the seeds numpy and torch all "
+            "take alike); choose one in that range",
+            input=input,
+        )
 
 
 @dataclass
@@ -22,6 +39,9 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     train_fraction: float = 1.0  # seeded share of the training genes fitted on (1.0 = all of them)
+
+    def __post_init__(self):
+        check_seed(self.seed)
 
 
 @dataclass

@@ -238,11 +238,11 @@ def window_features(
         if why:
             log.warning("%s%s", why, "; computing those bins with Sei" if scorer is not None else "")
         hit[~np.isin(plan.chrom, [plan.chroms.index(c) for c in ok])] = -1
-        if cache.spec.bin_size != spec.bin_size or cache.reverse_complement != rc:
+        if cache.reverse_complement != rc:
             raise GTAError(
-                f"{cache.path} was computed with other bins (bin_size {cache.spec.bin_size}, "
-                f"reverse_complement {cache.reverse_complement}); it cannot be reused here",
-                input="features",
+                f"{cache.path} was computed with reverse_complement {cache.reverse_complement}, but the Sei given "
+                f"here has {rc}; use reverse_complement {cache.reverse_complement}, or give no features file",
+                input=("features", "sei.reverse_complement"),
             )
         values[hit >= 0] = cache.values[hit[hit >= 0]]
     todo = np.flatnonzero(hit < 0)
@@ -466,6 +466,8 @@ def predict_genes(
         gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("orient", "reference")), str(w.get("grid", "tss"))
     )
     cache = FeatureCache(features, tss) if features else None
+    if cache:
+        gta.check_window(features, ["bin_size"])  # bins are reused by place: their grid and orientation may differ
     scorer = SeiScorer.load(**sei) if sei else None
     x = window_features(table, spec, fasta, scorer, cache)[:, :, KEPT]
     pred = gta.predict(

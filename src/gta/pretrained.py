@@ -38,7 +38,7 @@ import torch
 from . import GTAError
 from .formats import GRIDS, ORIENTS, gene_strands, transcript_order
 from .io import _umask, atomic_path, require_file
-from .options import ModelConfig, TrainConfig
+from .options import SEED_MAX, ModelConfig, TrainConfig
 
 log = logging.getLogger("gta.pretrained")
 
@@ -286,13 +286,15 @@ def _kept_labels() -> list[str]:
 
 def _fields() -> dict[str, tuple]:
     """FIELDS with model.* and train.*: each field of ModelConfig / TrainConfig with its annotated type,
-    integers >= 0 (>= 1 for counts and sizes) and below 2**63."""
+    integers >= 0 (>= 1 for counts and sizes) and below 2**63 (seeds: at most SEED_MAX)."""
     fields = dict(FIELDS)
     for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
         for name, kind in typing.get_type_hints(cls).items():
             kinds = typing.get_args(kind) or (kind,)
             low = 1 if name in AT_LEAST_ONE else 0
-            rule = (lambda v, low=low: low <= v < 2**63, f"an integer from {low} to 2**63-1") if int in kinds else ()
+            high, text = (SEED_MAX, f"{SEED_MAX:,}") if name == "seed" else (2**63 - 1, "2**63-1")
+            rule = (lambda v, low=low, high=high: low <= v <= high, f"an integer from {low} to {text}")
+            rule = rule if int in kinds else ()
             fields[f"{section}.{name}"] = (kinds, *rule)
     return fields
 
@@ -464,6 +466,32 @@ class GTAModel:
 
     def __str__(self) -> str:
         return str(self.folder) if self.folder else "GTAModel"
+
+    def check_window(self, features: str | Path, keys: Sequence[str] = tuple(WINDOW)) -> None:
+        """Stop when a features file's windows are not cut as those the model was trained on (`keys` of
+        bin_size, grid, orient; an attribute the file lacks has its default): its bins would be other
+        stretches of sequence than the model learned from. The error names the file and the model."""
+        from .formats import feature_window
+
+        mine, theirs = self.config.get("window", {}), {**WINDOW, **feature_window(features)}
+        for key in keys:
+            if key in mine and str(theirs[key]) != str(mine[key]):
+                raise GTAError(
+                    f"features file {features} has window {key} {theirs[key]!r}, but model {self} was trained on "
+                    f"{key} {mine[key]!r} (its config.json 'window'); give a features file made with "
+                    f"window.{key}: {mine[key]} (as the one the model was trained on), or a model trained on "
+                    "these features",
+                    input=("features", "model"),
+                )
+
+    def load_features(self, features: str | Path) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(gene_id, symbol, kept-class scores (genes, n_bins, 33)) of a features file cut as the model's
+        windows (`check_window`): the centred slice of its bins that the model reads."""
+        from .formats import load_features
+
+        loaded = load_features(features, self.n_bins, bins_input="model")
+        self.check_window(features)
+        return loaded
 
     @property
     def feature_mean(self) -> np.ndarray:

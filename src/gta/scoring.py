@@ -157,7 +157,6 @@ def score_variants(
 
     from .predict import SeiScorer, gene_prompts
     from .pretrained import GTAModel
-    from .train import load_features
 
     if threads:
         torch.set_num_threads(threads)
@@ -167,7 +166,7 @@ def score_variants(
     gta = GTAModel.from_pretrained(model, backbone, device)
     w = gta.config.get("window", {})
     window = (gta.n_bins, int(w.get("bin_size", 4096)), str(w.get("grid", "tss")), str(w.get("orient", "reference")))
-    gene_id, _, x_ref = load_features(features, gta.n_bins, bins_input="model")
+    gene_id, _, x_ref = gta.load_features(features)
     genes = read_tss(tss)
     genes = genes[genes["gene_id"].isin(gene_id)].reset_index(drop=True)
     prov = _check_provenance(features, genes, tss)

@@ -509,6 +509,7 @@ def predict_with_context(
     if keep_bins % 2 == 0 or not 1 <= keep_bins <= n:
         raise GTAError(f"keep_bins {keep_bins} must be odd and at most the model's {n} bins", input="keep_bins")
     data = load_dataset(features, targets, prompts, n, tss)
+    model.check_window(features)
     x = data.x.copy()
     outside = np.ones(n, bool)
     outside[centred_slice(n, keep_bins)] = False

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
 from gta.figure_names import FIGURE_FILES  # make_figures' outputs (rule all, train.smk)
+from gta.genome import check_window_size
 from gta.tss import resolve_mane
 
 
@@ -14,8 +15,27 @@ def config_error(key, message):
     raise WorkflowError(f"config key {key}: {message}")
 
 
+def config_strings(value, key=""):
+    """(dotted key, string) of every string in the config, list items included."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from config_strings(v, f"{key}.{k}" if key else k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from config_strings(v, key)
+    elif isinstance(value, str):
+        yield key, value
+
+
 def check_config():
     """Checks the schema cannot express; each names its key."""
+    for key, text in config_strings(config):
+        if "{" in text or "}" in text:
+            config_error(
+                key,
+                f"{text!r} contains '{{' or '}}', which Snakemake reads as a wildcard in the file names and "
+                "texts it hands to rules; rename the file (or reword the text) without braces",
+            )
     e = config["evaluate"]
     if "context_ablation" in e["controls"]:
         keep, n_max = e["ablation_keep_bins"], max(e["context_bins"])
@@ -28,6 +48,10 @@ def check_config():
     n_bins = config["window"]["n_bins"]
     if n_bins % 2 == 0:
         config_error("window.n_bins", f"must be odd so the TSS bin is the middle one (got {n_bins})")
+    try:
+        check_window_size(n_bins, config["window"]["bin_size"])
+    except GTAError as e:
+        config_error("window.n_bins", str(e))
     if config["features"]["precomputed"]:
         return  # the bins come from the file; tss_from_features checks them against context_bins
     bin_size = config["window"]["bin_size"]

@@ -32,7 +32,16 @@ import pandas as pd
 import torch
 
 from .. import GTAError
-from ..genome import GRIDS, ORIENTS, check_tss_in_chromosomes, chrom_lengths, open_fasta, read_padded, window_start
+from ..genome import (
+    GRIDS,
+    ORIENTS,
+    check_tss_in_chromosomes,
+    check_window_size,
+    chrom_lengths,
+    open_fasta,
+    read_padded,
+    window_start,
+)
 from ..formats import write_gene_coords
 from ..io import file_id
 from ..provenance import provenance_attrs
@@ -69,6 +78,7 @@ class WindowSpec:
             )
         if self.bin_size < 1:
             raise GTAError(f"the bin size must be a positive number of bp (got {self.bin_size})", input="bin_size")
+        check_window_size(self.n_bins, self.bin_size)
         if self.orient not in ORIENTS:
             raise GTAError(f"the window orientation must be one of {ORIENTS} (got {self.orient!r})", input="orient")
         if self.grid not in GRIDS:
