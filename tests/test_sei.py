@@ -235,3 +235,17 @@ def test_bad_checkpoints_give_clear_errors(tmp_path, tiny_model):
         read_state_dict(pickled)
     assert e.value.input == "checkpoint"  # the rule adds sei.checkpoint, the command line --checkpoint
     assert "weights_only" not in str(e.value)  # torch's advice to load it anyway (which runs its code) is not relayed
+
+
+def test_a_saved_checkpoint_depends_on_the_weights_only(tmp_path):
+    """The same weights saved twice (each through its own random temporary file) give the same bytes, so
+    the checkpoint's sha256 recorded in the features' provenance is the same in two runs (a local run and
+    a Slurm run of one config compare features.h5 byte for byte); other weights give other bytes."""
+    model = build_demo_sei(1 / 60, 20, seed=1)
+    digests = []
+    for name in ("a.pth", "b/c.pth", "a.pth"):
+        save_sei(model, tmp_path / name)
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert len(set(digests)) == 1
+    save_sei(build_demo_sei(1 / 60, 20, seed=2), tmp_path / "other.pth")
+    assert hashlib.sha256((tmp_path / "other.pth").read_bytes()).hexdigest() != digests[0]

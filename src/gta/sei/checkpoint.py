@@ -5,6 +5,8 @@ The seeded random demo model is made by `gta.demo.sei`.
 
 from __future__ import annotations
 
+import io
+
 import logging
 import pickle
 from pathlib import Path
@@ -129,8 +131,12 @@ def load_sei(path: str | Path, sha256: str | None = None, device: str | torch.de
 def save_sei(model: Sei, path: str | Path, prefix: str = OFFICIAL_PREFIX) -> None:
     """Write a model's state dict as a checkpoint with the official key prefix (atomically)."""
     state = {prefix + k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # through memory: torch.save names the zip's records after the file it writes, here a random temporary
+    # name, so the same weights would give other bytes (and another sha256 in the features' provenance)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(path, suffix=".pth") as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_projection(path: str | Path, n_targets: int | None = None) -> np.ndarray:
