@@ -1,6 +1,7 @@
 """`gta <stage>`: the command line, generated from the stage functions' signatures and docstrings.
 
-Each command runs one package function, named as its Snakemake rule (`mane-tss` runs `gta.tss.mane_tss`).
+Each command runs one package function, named as its Snakemake rule (`mane-tss` runs `gta.tss.mane_tss`);
+`features-check` is the one command without a rule.
 Its flags are the function's parameters (`--max-genes` for `max_genes`), typed by their annotations,
 required when they have no default, and explained by the docstring's `Args:` section. An error about an
 input (GTAError.input) ends with that input's flag. The functions are
@@ -309,7 +310,9 @@ def run_stage(fn: Callable, arguments: dict) -> None:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `gta` parser; only `command` (if any) gets its flags, so that no other stage is imported."""
     parser = argparse.ArgumentParser(
-        prog="gta", description="GTA workflow stages. The Snakemake rules call these; each also runs on its own."
+        prog="gta",
+        description="GTA workflow stages. The Snakemake rules call these (all but features-check, a file check); "
+        "each also runs on its own.",
     )
     parser.add_argument("--version", action="version", version=f"gta {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -195,7 +195,7 @@ def simulate(
 
 
 # A second planted grammar, different from the demo's in classes, distance decay and logic, to check
-# that what GTA learns on the demo is not tuned to one grammar (README, "GTA on the demo").
+# that what GTA learns on the demo is not tuned to one grammar (docs/experiments.md).
 ALTERNATIVE_CLASSES = [CLASS_LABELS.index(c) for c in ("TF1", "E7", "TF2", "HET1")]
 
 
