@@ -13,7 +13,7 @@ rule simulate_population:
         projection=sei_projection(),
     output:
         out_vcf=DEMO_POPULATION,
-        index=DEMO_POPULATION + ".tbi",
+        index=f"{DEMO_POPULATION}.tbi",
         out_expression="results/personal/expression.tsv",
         out_noiseless="results/personal/expression_noiseless.tsv",
     log:
