@@ -170,6 +170,7 @@ def simulate_population(
     signal_fraction: float = 0.8,
     grammar: str = "demo",
     genes: list[str] | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Demo: a phased population over the genes' windows and each individual's true expression (module docstring).
 
@@ -183,12 +184,17 @@ def simulate_population(
         signal_fraction: the simulation's variance share of the signal (expression.signal_fraction)
         grammar: the planted grammar the targets were simulated with ('demo' or 'alternative')
         genes: genes (symbols, GeneIDs or Ensembl ids; default: the test genes of `targets`)
+        threads: CPU threads (torch)
     """
     from ..personal import Haplotypes, _sei_units
     from ..predict import SeiScorer
     from ..sei import KEPT
     from ..variants import Variant, place
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     if grammar not in ("demo", "alternative"):
         raise GTAError(
             f"the population simulation supports grammars 'demo' and 'alternative', not {grammar!r}", input="grammar"
