@@ -69,6 +69,9 @@ COMMANDS = {
     "merge-variant-scores": ("scoring", "variant-score chunks -> one table and summed counts"),
     "make-demo-vcf": ("demo.variants", "demo: a VCF of deletions and SNVs in bins of known planted-grammar roles"),
     "validate-variants": ("demo.variants", "demo: predicted against true (simulated) variant effects"),
+    "predict-individuals": ("personal", "trained model + phased VCF -> per sample, gene and haplotype: prediction"),
+    "merge-individual-predictions": ("personal", "individual-prediction shards -> one table and summed counts"),
+    "simulate-population": ("demo.population", "demo: a phased population over the genes' windows + true expression"),
 }
 
 

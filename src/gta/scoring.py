@@ -174,12 +174,7 @@ def score_variants(
     check_fasta(features, fasta, genes.loc[genes["gene_id"].isin(pairs["gene_id"]), "chrom"], prov)
     scorer = SeiScorer.load(**sei)
     scorer.check_features(features)
-    if window[3] == "transcript" and not scorer.reverse_complement:
-        raise GTAError(
-            "the model reads its windows in transcript orientation, so the Sei scores of ALT bins must be "
-            "averaged over both strands: use reverse_complement true",
-            input="sei.reverse_complement",
-        )
+    check_orientation(window, scorer)
     per_pair, ref_bins, alt_bins = _touched_bins(pairs, genes, variants, window, fa, scorer)
     counts["alt_bins"] = len(alt_bins)
     text = dict(zip(genes["gene_id"], gene_prompts(genes, cell_type, prompts), strict=False))
@@ -202,6 +197,16 @@ def score_variants(
         ", ".join(f"{k} {c}" for k, c in counts.items()),
     )
     return table
+
+
+def check_orientation(window: tuple, scorer) -> None:
+    """A model that reads its windows in transcript orientation needs ALT bins averaged over both strands."""
+    if window[3] == "transcript" and not scorer.reverse_complement:
+        raise GTAError(
+            "the model reads its windows in transcript orientation, so the Sei scores of ALT bins must be "
+            "averaged over both strands: use reverse_complement true",
+            input="sei.reverse_complement",
+        )
 
 
 def _check_provenance(features, genes: pd.DataFrame, tss) -> dict:

@@ -186,6 +186,144 @@ def read_vcf(
     return variants, counts
 
 
+UNPHASED_MODES = ("error", "as_phased")
+# Keys of read_genotypes' counts beyond read_vcf's
+GENOTYPE_KEYS = ("samples", "missing_calls", "unphased_calls", "haploid_calls")
+
+
+def read_genotypes(
+    path: str | Path,
+    fasta_chroms: Iterable[str],
+    samples: Sequence[str] | None = None,
+    fasta=None,
+    ref_check: str = "stop",
+    unphased: str = "error",
+) -> tuple[list[Variant], np.ndarray, list[str], Counter]:
+    """A phased VCF's variants (read_vcf's rules) and, per variant, which haplotypes of which samples carry it.
+
+    Returns (variants, carriers, samples, counts): carriers is bool (variants, samples, 2), True where
+    haplotype h (the allele before | in GT, then the one after it) of the sample carries that ALT allele.
+    `samples`: the samples to read, in this order (default: all, in the VCF's order); a sample the VCF
+    lacks is an error. Calls:
+      - a missing allele ('.', './.', '.|.', '0|.') is REF on its haplotype, counted per allele in
+        'missing_calls';
+      - an unphased heterozygous call (0/1) is an error with unphased 'error' (each haplotype needs its own
+        alleles: phase the VCF first), and read in its written order with 'as_phased'; either way counted
+        in 'unphased_calls' (unphased homozygous calls are unambiguous);
+      - a haploid call (chrX, chrY in males) counts for both haplotypes, counted in 'haploid_calls'.
+    A variant listed twice is carried where either record says so. With `fasta` the REF alleles are
+    checked (`check_ref`): when most of them differ from the FASTA the VCF is on another genome build, an
+    error whatever `ref_check`; otherwise `ref_check` decides ('stop', 'flag', 'skip').
+    """
+    for name, value, modes in (("unphased", unphased, UNPHASED_MODES), ("ref_check", ref_check, REF_CHECK_MODES)):
+        if value not in modes:
+            raise GTAError(f"{name} must be one of {modes}, got {value!r}", input=name)
+    path = Path(path)
+    names = list(fasta_chroms)
+    chrom_map: dict[str, str | None] = {}
+    counts = Counter({k: 0 for k in COUNTER_KEYS + GENOTYPE_KEYS})
+    index: dict[Variant, int] = {}
+    variants: list[Variant] = []
+    rows: list[np.ndarray] = []
+    columns, chosen = None, []
+    for rec in _records(path, counts):
+        if columns is None:
+            in_vcf = list(rec.header.samples)
+            chosen = _chosen_samples(in_vcf, samples, path)
+            columns = [in_vcf.index(x) for x in chosen]
+        counts["records"] += 1
+        if rec.chrom not in chrom_map:
+            chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
+        alleles = _record_alleles(rec, chrom_map[rec.chrom], counts, ref_check == "stop", path)
+        if not alleles:
+            continue
+        gt = _record_genotypes(rec, columns, chosen, counts, unphased, path)
+        for k, v in alleles:
+            _add_carriers(v, gt == k, index, variants, rows, counts)
+    if columns is None:
+        raise GTAError(f"VCF {path} has no records (give a VCF with the samples' variants)", input="vcf")
+    counts["samples"] = len(chosen)
+    carriers = np.stack(rows) if rows else np.zeros((0, len(chosen), 2), bool)
+    if fasta is not None and variants:
+        variants, carriers, counts["ref_mismatch"] = _check_build(variants, carriers, fasta, ref_check, path)
+    counts["variants"] = len(variants)
+    return variants, carriers, chosen, counts
+
+
+def _add_carriers(v: Variant, carried: np.ndarray, index: dict, variants: list, rows: list, counts: Counter) -> None:
+    """Append a variant and its carriers, or, for a variant listed before, add its carriers to the first's."""
+    key = replace(v, id="")
+    if key in index:
+        counts["duplicate"] += 1
+        rows[index[key]] |= carried
+    else:
+        index[key] = len(variants)
+        variants.append(v)
+        rows.append(carried)
+
+
+def _check_build(variants: list[Variant], carriers: np.ndarray, fasta, ref_check: str, path: Path):
+    """(variants, carriers, n_mismatch) after the REF check of read_genotypes: most REF alleles differing from
+    the FASTA is a VCF on another genome build, an error; otherwise `ref_check` decides (check_ref)."""
+    _, flags, n_bad = check_ref(variants, fasta, "flag", source=path)
+    if n_bad > len(variants) / 2:
+        raise GTAError(
+            f"VCF {path}: {n_bad:,} of {len(variants):,} variants have a REF allele that differs from the genome "
+            f"FASTA {getattr(fasta, 'filename', '')}: the VCF is most likely on a different genome build (e.g. "
+            "GRCh37 vs GRCh38); lift it over to the FASTA's build (e.g. `bcftools +liftover` or CrossMap with "
+            "the UCSC chain file), or give the FASTA of the VCF's build",
+            input=("vcf", "fasta"),
+        )
+    kept, _, _ = check_ref(variants, fasta, ref_check, source=path)
+    return kept, carriers[~flags] if ref_check == "skip" else carriers, n_bad
+
+
+def _chosen_samples(in_vcf: list[str], samples: Sequence[str] | None, path: Path) -> list[str]:
+    if samples is None:
+        return in_vcf
+    missing = [s for s in samples if s not in set(in_vcf)]
+    if missing:
+        raise GTAError(
+            f"VCF {path} lacks {len(missing)} of the {len(samples)} samples asked for: {', '.join(missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''} (it has {len(in_vcf)}: {', '.join(in_vcf[:5])} ...); give "
+            "samples the VCF holds",
+            input=("samples", "vcf"),
+        )
+    if len(set(samples)) < len(samples):
+        raise GTAError("the samples asked for name a sample twice; list each once", input="samples")
+    return list(samples)
+
+
+def _record_genotypes(rec, columns: list[int], chosen: list[str], counts: Counter, unphased: str, path: Path):
+    """(samples, 2) allele indices of a record's chosen samples, -1 for a missing allele (REF)."""
+    out = np.full((len(columns), 2), -1, np.int16)
+    for row, col in enumerate(columns):
+        call = rec.samples[col]
+        gt = call.get("GT") or (None, None)
+        if len(gt) == 1:
+            gt = (gt[0], gt[0])
+            counts["haploid_calls"] += 1
+        if len(gt) != 2:
+            raise GTAError(
+                f"VCF {path}: sample {chosen[row]} at {rec.chrom}:{rec.pos} has a {len(gt)}-ploid genotype; "
+                "give diploid (or haploid) calls",
+                input="vcf",
+            )
+        a, b = gt
+        if a is not None and b is not None and a != b and not call.phased:
+            counts["unphased_calls"] += 1
+            if unphased == "error":
+                raise GTAError(
+                    f"VCF {path}: sample {chosen[row]} at {rec.chrom}:{rec.pos} has the unphased genotype {a}/{b}; "
+                    "a prediction per haplotype needs phased genotypes (0|1): phase the VCF first (e.g. SHAPEIT5, "
+                    "Eagle2 or Beagle), or read unphased calls in their written order (unphased 'as_phased')",
+                    input=("vcf", "unphased"),
+                )
+        counts["missing_calls"] += (a is None) + (b is None)
+        out[row] = (-1 if a is None else a, -1 if b is None else b)
+    return out
+
+
 def _records(path: Path, counts: Counter):
     """The VCF's records (pysam), with errors that name the file and the record they follow."""
     import pysam
@@ -248,6 +386,11 @@ def _bad_line(path: Path, record: int) -> str | None:
 def _record_variants(rec, chrom: str | None, counts: Counter, stop: bool, path: Path) -> list[Variant]:
     """One Variant per applicable ALT allele of a record (`chrom`: its FASTA name, None if absent);
     what is skipped is counted (read_vcf), a malformed allele or position stops the run when `stop`."""
+    return [v for _, v in _record_alleles(rec, chrom, counts, stop, path)]
+
+
+def _record_alleles(rec, chrom: str | None, counts: Counter, stop: bool, path: Path) -> list[tuple[int, Variant]]:
+    """(allele index in the record's GT, 1 = first ALT; Variant) of each applicable ALT allele (_record_variants)."""
 
     def bad(kind: str, alt: str = "") -> None:
         if stop:
@@ -273,7 +416,7 @@ def _record_variants(rec, chrom: str | None, counts: Counter, stop: bool, path: 
         bad("bad_ref")
         return []
     out = []
-    for alt in (a.upper() for a in alts):
+    for k, alt in enumerate((a.upper() for a in alts), 1):
         kind = _alt_kind(alt, rec.pos)
         if kind in MALFORMED:
             bad(kind, alt)
@@ -281,7 +424,7 @@ def _record_variants(rec, chrom: str | None, counts: Counter, stop: bool, path: 
             counts[kind] += 1
         else:
             rid = _field(rec, "id", None) or f"{chrom}:{rec.pos}:{ref}>{alt}"
-            out.append(Variant(chrom, int(rec.pos), rid, ref, alt))
+            out.append((k, Variant(chrom, int(rec.pos), rid, ref, alt)))
     return out
 
 
@@ -436,48 +579,88 @@ def ref_bin(fa, chrom: str, bin_start: int, bin_size: int) -> str:
     return read_padded(fa, chrom, bin_start, bin_start + bin_size)
 
 
-def _haplotype(fa, variant: Variant, start: int, end: int) -> str:
-    """Bases [start, end) of the haplotype ref[:start0] + alt + ref[end0:] (N past the chromosome ends)."""
-    s, alt = variant.start0, variant.alt
-    a, d = s + len(alt), len(alt) - len(variant.ref)  # a: first haplotype base after ALT; d: net length change
-    out = read_padded(fa, variant.chrom, start, min(end, s)) if start < s else ""
-    out += alt[max(start - s, 0) : max(end - s, 0)]
-    return out + (read_padded(fa, variant.chrom, max(start, a) - d, end - d) if end > a else "")
+def _alleles(variants: Variant | Sequence[Variant]) -> list[Variant]:
+    """One variant, or a haplotype's variants, sorted by position."""
+    return [variants] if isinstance(variants, Variant) else sorted(variants, key=lambda v: (v.start0, v.end0))
 
 
-def _haplotype_position(x: int, variant: Variant) -> int:
-    """Where reference base `x` is on the haplotype; a deleted base maps to the first base after ALT."""
-    s, m = variant.start0, min(len(variant.ref), len(variant.alt))
-    if x < s + m:
-        return x
-    return s + len(variant.alt) if x < variant.end0 else x + len(variant.alt) - len(variant.ref)
+def _haplotype_position(x: int, variants: Sequence[Variant]) -> int:
+    """Where reference base `x` is on the haplotype carrying `variants` (sorted, REF spans not overlapping);
+    a deleted base maps to the first base after its ALT."""
+    shift = 0
+    for v in variants:
+        s = v.start0
+        if x < s + min(len(v.ref), len(v.alt)):
+            break
+        if x < v.end0:
+            return s + len(v.alt) + shift
+        shift += len(v.alt) - len(v.ref)
+    return x + shift
 
 
-def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant) -> str:
-    """The bin [bin_start, bin_start + bin_size) on the haplotype carrying `variant`, bin_size long.
+def bin_alleles(bin_start: int, bin_size: int, variants: Variant | Sequence[Variant]) -> list[Variant]:
+    """The variants of one haplotype (REF spans not overlapping) that its bin [bin_start, +bin_size) depends
+    on, as alt_bin builds it: those whose REF span overlaps the bin and, when the bin's segment shrank (a
+    deletion), those at and after its end that the bases pulled in may hold (a superset: every variant that
+    starts before the farthest reference base the pull could reach). [] leaves the bin the reference."""
+    variants = _alleles(variants)
+    end = bin_start + bin_size
+    inside = [v for v in variants if v.end0 > bin_start and v.start0 < end]
+    if not inside:
+        return []
+    shrink = bin_size - (_haplotype_position(end, inside) - _haplotype_position(bin_start, inside))
+    out = list(inside)
+    if shrink > 0:
+        reach = max(end, max(v.end0 for v in inside)) + shrink
+        for v in variants:
+            if v.start0 < end:
+                continue
+            if v.start0 >= reach:
+                break
+            out.append(v)
+            reach += max(len(v.ref) - len(v.alt), 0)
+    return out
 
-    The haplotype is ref[:start0] + alt + ref[end0:]. REF and ALT are aligned from their left ends
-    (VCF's anchor-base convention): reference base start0 + j (j < len(alt)) becomes ALT base j;
-    REF bases past len(alt) are deleted; ALT bases past len(ref) are inserted after the REF span, so
-    they belong to the bin of REF's last base (the anchor base of an insertion). The reference bin
-    becomes the haplotype segment from where its first base went to where the base after its end
-    went (a deleted base counts where the first base after the deletion went). That segment is
-    then made bin_size long:
-      - it grew by k > 0 bases (an insertion): ceil(k/2) bases are cut from its left end and
+
+def alt_bin(fa, chrom: str, bin_start: int, bin_size: int, variant: Variant | Sequence[Variant]) -> str:
+    """The bin [bin_start, bin_start + bin_size) on the haplotype carrying `variant` (one Variant, or all the
+    ALT alleles of one haplotype, whose REF spans must not overlap), bin_size long.
+
+    The haplotype is the reference with each variant's REF span [start0, end0) replaced by its ALT. REF and
+    ALT are aligned from their left ends (VCF's anchor-base convention): reference base start0 + j
+    (j < len(alt)) becomes ALT base j; REF bases past len(alt) are deleted; ALT bases past len(ref) are
+    inserted after the REF span, so they belong to the bin of REF's last base (the anchor base of an
+    insertion). The reference bin becomes the haplotype segment from where its first base went to where
+    the base after its end went (a deleted base counts where the first base after the deletion went). That
+    segment is then made bin_size long:
+      - it grew by k > 0 bases (insertions): ceil(k/2) bases are cut from its left end and
         floor(k/2) from its right end, so the bin keeps its middle and an insertion always changes
         the bin it lands in: anchored on the bin's last base, min(ceil(k/2), bin_size) of its k
         bases stay in the bin (not 0, as when bases were pushed out of the right end only);
-      - it shrank (a deletion): bases are pulled in from after it (N past the chromosome end);
-      - neither (an SNV, an MNV, ALT == REF): it is read as it is.
-    A variant ending at or before bin_start, or starting at or after the bin's end, leaves the
-    reference bin unchanged.
+      - it shrank (deletions): bases are pulled in from the haplotype after it (so with the haplotype's
+        variants there; N past the chromosome end);
+      - neither (SNVs, MNVs, ALT == REF, or insertions and deletions that cancel): it is read as it is.
+    Only the variants `bin_alleles` names matter: a variant ending at or before bin_start, or starting at
+    or after the bin's end (and outside a deletion's pull), leaves the bin as the other variants make it.
     """
-    if variant.chrom != chrom:
-        raise GTAError(f"variant {variant.id} is on {variant.chrom}, not {chrom}")
-    end = bin_start + bin_size
-    if variant.end0 <= bin_start or variant.start0 >= end:
+    alleles = _alleles(variant)
+    for v in alleles:
+        if v.chrom != chrom:
+            raise GTAError(f"variant {v.id} is on {v.chrom}, not {chrom}")
+    used = bin_alleles(bin_start, bin_size, alleles)
+    if not used:
         return ref_bin(fa, chrom, bin_start, bin_size)
-    first = _haplotype_position(bin_start, variant)
-    grown = _haplotype_position(end, variant) - first - bin_size
+    end = bin_start + bin_size
+    lo = min(bin_start, used[0].start0)
+    hi = max(end, max(v.end0 for v in used)) + sum(max(len(v.ref) - len(v.alt), 0) for v in used)
+    parts, at = [], lo  # the haplotype of reference [lo, hi): its bases from haplotype position lo on
+    for v in used:
+        parts += [read_padded(fa, chrom, at, v.start0), v.alt]
+        at = v.end0
+    parts.append(read_padded(fa, chrom, at, hi))
+    hap = "".join(parts)
+    first = _haplotype_position(bin_start, used)
+    grown = _haplotype_position(end, used) - first - bin_size
     first += max(grown + 1, 0) // 2
-    return _haplotype(fa, variant, first, first + bin_size)
+    seq = hap[first - lo : first - lo + bin_size]
+    return seq + read_padded(fa, chrom, hi, hi + bin_size - len(seq)) if len(seq) < bin_size else seq

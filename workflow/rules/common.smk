@@ -602,3 +602,18 @@ def apply_targets():
         if config["variants"]["vcf"] == "demo" and expression_simulated():
             targets.append("results/diagnostics/variant_validation.tsv")
     return targets
+
+
+# ----- personal expression (personal.smk)
+DEMO_POPULATION = "results/personal/population.vcf.gz"
+
+
+def personal_vcf():
+    """personal.vcf as an input file: the demo's simulated population for 'demo' ([] when off)."""
+    vcf = config["personal"]["vcf"]
+    return DEMO_POPULATION if vcf == "demo" else (vcf or [])
+
+
+def personal_shards():
+    n = config["personal"]["shards"]
+    return [f"{i}-of-{n}" for i in range(1, n + 1)]
