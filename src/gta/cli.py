@@ -68,6 +68,11 @@ COMMANDS = {
     "merge-variant-scores": ("scoring", "variant-score chunks -> one table and summed counts"),
     "make-demo-vcf": ("demo.variants", "demo: a VCF of deletions and SNVs in bins of known planted-grammar roles"),
     "validate-variants": ("demo.variants", "demo: predicted against true (simulated) variant effects"),
+    "evaluate-individuals": (
+        "personal_eval",
+        "individual predictions + VCF + expression -> per-gene correlations across held-out individuals, "
+        "beside an elastic net",
+    ),
 }
 
 
