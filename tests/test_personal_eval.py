@@ -283,3 +283,38 @@ def test_cli_runs_the_stage(population):
     assert rc == 0
     _run(d, l1_ratio=[0.5, 1.0])
     assert (d / "c" / "e.tsv").read_text() == (d / "out" / "evaluation.tsv").read_text()
+
+
+@pytest.mark.workflow
+def test_rule_evaluate_individuals(population, tmp_path):
+    """The rule on the hand-built population: its config keys reach the stage (the same numbers as a direct call),
+    and a bad key value names the key."""
+    import pysam
+    import yaml
+
+    from conftest import TINY, run_snakemake
+
+    d, _ = population
+    work = tmp_path / "work"
+    (work / "results" / "personal").mkdir(parents=True)
+    (work / "results" / "genes").mkdir(parents=True)
+    pysam.tabix_compress(str(d / "population.vcf"), str(work / "results" / "personal" / "population.vcf.gz"))
+    for name in ("predictions.parquet", "expression.tsv", "expression_noiseless.tsv"):
+        (work / "results" / "personal" / name).write_bytes((d / name).read_bytes())
+    (work / "results" / "genes" / "tss.tsv").write_bytes((d / "tss.tsv").read_bytes())
+    config = yaml.safe_load(TINY.read_text()) | {
+        "personal": {"window_bins": 3, "test_fraction": 0.25, "split_seed": 3, "cv_folds": 4, "min_individuals": 5}
+    }
+    config["window"]["grid"] = "tss"
+    target = "results/personal/evaluation.tsv"
+    r = run_snakemake(work, target, "--cores", "1", "--allowed-rules", "evaluate_individuals", config=config)
+    assert r.returncode == 0, r.stdout[-3000:]
+    _run(d, expression_noiseless=d / "expression_noiseless.tsv")
+    assert (work / target).read_text() == (d / "out" / "evaluation.tsv").read_text()
+    assert (work / "results" / "figures" / "personal_correlations.png").is_file()
+    config["personal"]["min_individuals"] = 12
+    r = run_snakemake(work, target, "-F", "--cores", "1", "--allowed-rules", "evaluate_individuals", config=config)
+    assert r.returncode != 0
+    log = (work / "results" / "logs" / "evaluate_individuals.log").read_text()
+    assert "fewer than min_individuals (12)" in log and "personal.min_individuals" in log
+    assert not (work / target).exists()

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
 from gta.figure_names import FIGURE_FILES  # make_figures' outputs (rule all, train.smk)
+from gta.figure_names import PERSONAL_FIGURE  # evaluate_individuals' figure (personal_eval.smk)
 from gta.genome import check_window_size
 from gta.tss import resolve_mane
 
@@ -268,6 +269,32 @@ def imported_input(wildcards, input):
 def table2_rows():
     """[layers, predictions] per Table 2 row in order."""
     return [[layers, path] for layers, path in gta_table2_files().items()]
+
+
+# ----- personal expression, scored (personal_eval.smk; PERSONAL_FIGURE comes from gta.figure_names)
+PERSONAL_VCF = "results/personal/population.vcf.gz"  # the simulated population (predict_individuals' side)
+
+
+def personal_eval_inputs():
+    """The population VCF and the expression tables: the simulated population's files, or the configured ones
+    (personal.vcf, personal.expression, personal.expression_noiseless)."""
+    p = config["personal"]
+    vcf = p.get("vcf")
+    inputs = {"vcf": PERSONAL_VCF if vcf in (None, "simulated", "demo") else vcf}
+    if p["expression"] == "simulated":
+        inputs["expression"] = "results/personal/expression.tsv"
+        inputs["expression_noiseless"] = "results/personal/expression_noiseless.tsv"
+    else:
+        inputs["expression"] = p["expression"]
+        if p["expression_noiseless"]:
+            inputs["expression_noiseless"] = p["expression_noiseless"]
+    return inputs
+
+
+def personal_eval_label():
+    if config["personal"]["expression"] == "simulated":
+        return "demo: a simulated population (planted signal on each haplotype's features plus noise), not measured"
+    return f"expression: {config['personal']['expression']}"
 
 
 # ----- annotations (annotations.smk)
