@@ -318,3 +318,30 @@ def test_rule_evaluate_individuals(population, tmp_path):
     log = (work / "results" / "logs" / "evaluate_individuals.log").read_text()
     assert "fewer than min_individuals (12)" in log and "personal.min_individuals" in log
     assert not (work / target).exists()
+
+
+def test_read_dosages_by_hand(tmp_path):
+    """ALT allele counts per sample in the samples' order: a multiallelic record gives one row per ALT, a missing
+    or half-missing call -1, a haploid call its one allele; a record outside every window is skipped."""
+    from gta.personal_eval import impute_dosages, read_dosages
+
+    lines = [
+        "##fileformat=VCFv4.2",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB\tC\tD",
+        "1\t50000\tm\tA\tG,T\t.\t.\t.\tGT\t1|2\t2|2\t0|0\t./.",
+        "1\t50100\ts\tC\tG\t.\t.\t.\tGT\t.|1\t1|1\t1\t0/1",
+        "1\t90000\tfar\tC\tG\t.\t.\t.\tGT\t1|1\t1|1\t1|1\t1|1",
+    ]
+    (tmp_path / "x.vcf").write_text("\n".join(lines) + "\n")
+    genes = pd.DataFrame({"gene_id": [1], "symbol": ["GA"], "chrom": ["chr1"], "tss": [50_000], "strand": ["+"]})
+    variants, dose = read_dosages(tmp_path / "x.vcf", ["D", "C", "B", "A"], genes, 3, 4096)
+    assert [(v.chrom, v.pos, v.alt) for v in variants] == [
+        ("chr1", 50000, "G"),
+        ("chr1", 50000, "T"),
+        ("chr1", 50100, "G"),
+    ]
+    np.testing.assert_array_equal(dose, [[-1, 0, 0, 1], [-1, 0, 2, 1], [1, 1, 2, -1]])
+    train, test = impute_dosages(dose[:, :3].T, dose[:, 3:].T)  # D, C, B train; A held out
+    np.testing.assert_allclose(train[0], [0.0, 1.0, 1.0])  # D's missing calls: the training means of C and B
+    np.testing.assert_allclose(test[0], [1.0, 1.0, 4 / 3])  # A's missing call: the training mean of D, C, B

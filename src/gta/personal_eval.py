@@ -186,6 +186,7 @@ def read_dosages(
             f"(e.g. {', '.join(absent[:5])}); give the VCF the predictions were made from",
             input="vcf",
         )
+    order = [list(header.samples).index(s) for s in samples]
     for rec in _records(Path(vcf), counts):
         counts["records"] += 1
         if rec.chrom not in chrom_map:
@@ -197,9 +198,10 @@ def read_dosages(
         k = np.searchsorted(starts, rec.pos - 1 + len(rec.ref), side="left")  # windows starting before the end
         if k == 0 or ends[k - 1] <= rec.pos - 1:  # ends are sorted as the starts are: the last one is the largest
             continue
-        calls = [rec.samples[s]["GT"] or (None,) for s in samples]
+        every = [c.allele_indices or (None,) for c in rec.samples.values()]  # the header's sample order
+        calls = [every[i] for i in order]
         for a, alt in enumerate(rec.alts, start=1):
-            row = np.array([-1 if None in c else sum(x == a for x in c) for c in calls], np.int8)
+            row = np.array([-1 if None in c else c.count(a) for c in calls], np.int8)
             variants.append(Variant(chrom, int(rec.pos), rec.id or f"{chrom}:{rec.pos}:{rec.ref}>{alt}", rec.ref, alt))
             rows.append(row)
     log.info("VCF %s: %d records, %d ALT alleles inside gene windows", vcf, counts["records"], len(variants))
@@ -472,6 +474,7 @@ def evaluate_individuals(
     min_individuals: int = 10,
     significance: float = 0.05,
     label: str = "",
+    threads: int = 1,
 ) -> pd.DataFrame:
     """Stage evaluate_individuals (rule, `gta evaluate-individuals`): GTA's per-individual predictions and a
     PrediXcan-style elastic net, scored per gene across the same held-out individuals.
@@ -500,7 +503,10 @@ def evaluate_individuals(
         min_individuals: fewest training and held-out individuals accepted
         significance: Bonferroni level of a gene's best single-variant association (training individuals)
         label: provenance line on the figure
+        threads: BLAS threads of the elastic net fits (more than the cores oversubscribes them: slower)
     """
+    from threadpoolctl import threadpool_limits
+
     from .tss import read_tss
 
     l1_ratio = list(l1_ratio or [0.5])
@@ -528,16 +534,17 @@ def evaluate_individuals(
     itest = np.array([samples.index(s) for s in test])
 
     rows, heldout = [], []
-    for k, gene in enumerate(genes, start=1):
-        x = dosages[in_window.get(gene, np.zeros(0, np.int64))].T  # (samples, variants)
-        y = expr.loc[samples, gene].to_numpy(np.float64)
-        has_truth = noiseless is not None and gene in noiseless.columns
-        truth = noiseless.loc[test, gene].to_numpy(np.float64) if has_truth else None
-        r, h = _score_gene(gene, pred, x, y, truth, itrain, itest, settings)
-        rows += r
-        heldout.append(h)
-        if k % 100 == 0 or k == len(genes):
-            log.info("genes scored: %d of %d", k, len(genes))
+    with threadpool_limits(limits=threads):  # BLAS threads: the elastic net's small fits are fastest on few
+        for k, gene in enumerate(genes, start=1):
+            x = dosages[in_window.get(gene, np.zeros(0, np.int64))].T  # (samples, variants)
+            y = expr.loc[samples, gene].to_numpy(np.float64)
+            has_truth = noiseless is not None and gene in noiseless.columns
+            truth = noiseless.loc[test, gene].to_numpy(np.float64) if has_truth else None
+            r, h = _score_gene(gene, pred, x, y, truth, itrain, itest, settings)
+            rows += r
+            heldout.append(h)
+            if k % 100 == 0 or k == len(genes):
+                log.info("genes scored: %d of %d", k, len(genes))
 
     evaluation = pd.DataFrame(rows, columns=EVALUATION_COLUMNS)
     summary = summarise(evaluation)

@@ -17,6 +17,7 @@ rule evaluate_individuals:
         "results/benchmarks/evaluate_individuals.tsv"
     conda:
         "../../envs/gta.yaml"
+    threads: 1
     params:
         n_bins=config["personal"]["window_bins"] or max(config["evaluate"]["context_bins"]),
         bin_size=config["window"]["bin_size"],
