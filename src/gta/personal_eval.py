@@ -466,7 +466,7 @@ def evaluate_individuals(
     expression_noiseless: str | Path | None = None,
     layout: Layout = "auto",
     bin_size: int = 4096,
-    grid: str = "tss",
+    grid: Literal["tss", "genome"] = "tss",
     test_fraction: float = 0.3,
     split_seed: int = 0,
     l1_ratio: list[float] | None = None,
