@@ -347,12 +347,15 @@ def plot_correlations(evaluation: pd.DataFrame, out: str | Path, label: str = ""
         ax.violinplot([v if len(v) else [np.nan] for v in values], showmedians=True, widths=0.8)
         for i, v in enumerate(values, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(v)), v, s=6, alpha=0.5, color="black", lw=0)
-            ax.text(i, 1.02, f"median {np.median(v):.2f}" if len(v) else "", ha="center", fontsize=7)
-        ax.set_xticks(range(1, len(models) + 1), models, fontsize=8)
-        ax.set_ylim(-1.05, 1.1)
+            ax.text(i, 1.04, f"median {np.median(v):.2f}" if len(v) else "", ha="center", fontsize=7)
+        names = [
+            f"{m}{' (ceiling)' if m == CEILING else ''}\n{len(v)} genes" for m, v in zip(models, values, strict=True)
+        ]
+        ax.set_xticks(range(1, len(models) + 1), names, fontsize=8)
+        ax.set_ylim(-1.05, 1.12)
         ax.set_title(f"against {target} expression", fontsize=9)
     axes[0][0].set_ylabel("Spearman across held-out individuals (per gene)")
-    fig.suptitle(f"Personal expression: per-gene correlation across individuals\n{label}", fontsize=9)
+    fig.suptitle(f"Personal expression: per-gene correlation across individuals\n{label}", fontsize=9, y=1.04)
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
