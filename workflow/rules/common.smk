@@ -272,27 +272,39 @@ def table2_rows():
 
 
 # ----- personal expression, scored (personal_eval.smk; PERSONAL_FIGURE comes from gta.figure_names)
-PERSONAL_VCF = "results/personal/population.vcf.gz"  # the simulated population (predict_individuals' side)
+POPULATION_VCF = "results/personal/population.vcf.gz"  # the demo's simulated population (personal.smk)
 
 
-def personal_eval_inputs():
-    """The population VCF and the expression tables: the simulated population's files, or the configured ones
-    (personal.vcf, personal.expression, personal.expression_noiseless)."""
+def personal_demo():
+    """Whether the individuals are the demo's simulated population (personal.vcf 'demo', predict_individuals'
+    key; evaluate_individuals reads its VCF and expression tables)."""
+    return config["personal"].get("vcf", "demo") == "demo"
+
+
+def personal_eval_inputs(wildcards):
+    """evaluate_individuals' VCF and expression tables: the simulated population's files, or personal.vcf,
+    personal.expression and personal.expression_noiseless. An input function, so that a missing key stops only
+    a run that evaluates individuals."""
     p = config["personal"]
-    vcf = p.get("vcf")
-    inputs = {"vcf": PERSONAL_VCF if vcf in (None, "simulated", "demo") else vcf}
-    if p["expression"] == "simulated":
-        inputs["expression"] = "results/personal/expression.tsv"
-        inputs["expression_noiseless"] = "results/personal/expression_noiseless.tsv"
-    else:
-        inputs["expression"] = p["expression"]
-        if p["expression_noiseless"]:
-            inputs["expression_noiseless"] = p["expression_noiseless"]
-    return inputs
+    if personal_demo():
+        return {
+            "vcf": POPULATION_VCF,
+            "expression": p["expression"] or "results/personal/expression.tsv",
+            "expression_noiseless": p["expression_noiseless"] or "results/personal/expression_noiseless.tsv",
+        }
+    if not p.get("vcf") or not p["expression"]:
+        key = "personal.expression" if p.get("vcf") else "personal.vcf"
+        config_error(key, "evaluate_individuals needs the individuals' phased VCF and their expression table")
+    noiseless = p["expression_noiseless"]
+    return {
+        "vcf": p["vcf"],
+        "expression": p["expression"],
+        **({"expression_noiseless": noiseless} if noiseless else {}),
+    }
 
 
 def personal_eval_label():
-    if config["personal"]["expression"] == "simulated":
+    if personal_demo() and not config["personal"]["expression"]:
         return "demo: a simulated population (planted signal on each haplotype's features plus noise), not measured"
     return f"expression: {config['personal']['expression']}"
 

@@ -3,7 +3,7 @@
 # A separate target, not in `rule all`: snakemake --cores 2 results/personal/evaluation.tsv
 rule evaluate_individuals:
     input:
-        **personal_eval_inputs(),
+        unpack(personal_eval_inputs),
         predictions="results/personal/predictions.parquet",
         tss="results/genes/tss.tsv",
     output:
