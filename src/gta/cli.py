@@ -72,6 +72,11 @@ COMMANDS = {
     "predict-individuals": ("personal", "trained model + phased VCF -> per sample, gene and haplotype: prediction"),
     "merge-individual-predictions": ("personal", "individual-prediction shards -> one table and summed counts"),
     "simulate-population": ("demo.population", "demo: a phased population over the genes' windows + true expression"),
+    "evaluate-individuals": (
+        "personal_eval",
+        "individual predictions + VCF + expression -> per-gene correlations across held-out individuals, "
+        "beside an elastic net",
+    ),
 }
 
 

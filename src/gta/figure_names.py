@@ -13,3 +13,5 @@ FIGURES: dict[int, str] = {
 }
 # what make_figures writes, figure 5 first: the make_figures rule's outputs
 FIGURE_FILES: list[str] = list(FIGURES.values())
+# evaluate_individuals' figure: per-gene correlations across held-out individuals (gta.personal_eval)
+PERSONAL_FIGURE = "personal_correlations.png"

@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from gta import GTAError
 from gta.figure_names import FIGURE_FILES  # make_figures' outputs (rule all, train.smk)
+from gta.figure_names import PERSONAL_FIGURE  # evaluate_individuals' figure (personal_eval.smk)
 from gta.genome import check_window_size
 from gta.tss import resolve_mane
 
@@ -268,6 +269,41 @@ def imported_input(wildcards, input):
 def table2_rows():
     """[layers, predictions] per Table 2 row in order."""
     return [[layers, path] for layers, path in gta_table2_files().items()]
+
+
+# ----- personal expression, scored (personal_eval.smk; PERSONAL_FIGURE comes from gta.figure_names)
+def personal_demo():
+    """Whether the individuals are the demo's simulated population (personal.vcf 'demo'; evaluate_individuals
+    then reads its VCF and expression tables)."""
+    return config["personal"]["vcf"] == "demo"
+
+
+def personal_eval_inputs(wildcards):
+    """evaluate_individuals' VCF and expression tables: the simulated population's files, or personal.vcf,
+    personal.expression and personal.expression_noiseless. An input function, so that a missing key stops only
+    a run that evaluates individuals."""
+    p = config["personal"]
+    if personal_demo():
+        return {
+            "vcf": DEMO_POPULATION,
+            "expression": p["expression"] or "results/personal/expression.tsv",
+            "expression_noiseless": p["expression_noiseless"] or "results/personal/expression_noiseless.tsv",
+        }
+    if not p["vcf"] or not p["expression"]:
+        key = "personal.expression" if p["vcf"] else "personal.vcf"
+        config_error(key, "evaluate_individuals needs the individuals' phased VCF and their expression table")
+    noiseless = p["expression_noiseless"]
+    return {
+        "vcf": p["vcf"],
+        "expression": p["expression"],
+        **({"expression_noiseless": noiseless} if noiseless else {}),
+    }
+
+
+def personal_eval_label():
+    if personal_demo() and not config["personal"]["expression"]:
+        return "demo: a simulated population (planted signal on each haplotype's features plus noise), not measured"
+    return f"expression: {config['personal']['expression']}"
 
 
 # ----- annotations (annotations.smk)
