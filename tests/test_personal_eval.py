@@ -303,7 +303,14 @@ def test_rule_evaluate_individuals(population, tmp_path):
         (work / "results" / "personal" / name).write_bytes((d / name).read_bytes())
     (work / "results" / "genes" / "tss.tsv").write_bytes((d / "tss.tsv").read_bytes())
     config = yaml.safe_load(TINY.read_text()) | {
-        "personal": {"window_bins": 3, "test_fraction": 0.25, "split_seed": 3, "cv_folds": 4, "min_individuals": 5}
+        "personal": {
+            "vcf": "demo",
+            "window_bins": 3,
+            "test_fraction": 0.25,
+            "split_seed": 3,
+            "cv_folds": 4,
+            "min_individuals": 5,
+        }
     }
     config["window"]["grid"] = "tss"
     target = "results/personal/evaluation.tsv"
