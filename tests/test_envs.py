@@ -117,7 +117,10 @@ def test_envs_provide_what_the_code_imports():
         "scoring.py",
         "sei.py",
         "testing.py",
-    )  # sei.py: gta/demo/sei.py, the demo Sei; testing.py: the tiny backbone of the tests and benchmarks
+        "personal.py",
+        "population.py",
+    )  # sei.py: gta/demo/sei.py, the demo Sei; testing.py: the tiny backbone of the tests and benchmarks;
+    # population.py: gta/demo/population.py (the planted signal on each haplotype's Sei features)
     light = [p for p in src.rglob("*.py") if p.parent.name not in ("sei", "model") and p.name not in torch_modules]
     needs_light = {d.lower() for m in third_party_imports(light) for d in dists.get(m, [m])}
     needs_all = {d.lower() for m in third_party_imports(src.rglob("*.py")) for d in dists.get(m, [m])}
