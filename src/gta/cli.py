@@ -48,7 +48,7 @@ COMMANDS = {
     "tss-from-features": ("sei.features", "precomputed features.h5 + MANE -> tss.tsv (the file's genes)"),
     "convert-backbone": ("model.backbone", "GGUF backbone -> cached folder (safetensors + config + tokenizer)"),
     "make-targets": ("expression", "expression table or simulation -> targets.tsv (value and split per gene)"),
-    "fit-baseline": ("baselines", "fit a baseline (TSS ridge, ExPecto-style) -> predictions"),
+    "fit-baseline": ("baselines", "fit a baseline (TSS ridge, ExPecto-style, boosted trees) -> predictions"),
     "import-baseline-predictions": ("baselines", "Huang et al. predictions CSV -> one predictions file per model"),
     "make-table1": ("evaluate", "predictions -> table1.tsv (bootstrap Spearman on the test genes)"),
     "make-table2": ("evaluate", "GTA predictions per backbone depth -> table2.tsv"),
