@@ -200,6 +200,11 @@ def test_predictions_and_figures(tiny_run):
         assert len(merged) == len(targets)
         np.testing.assert_allclose(merged["observed"], merged["value"], rtol=1e-5)
         assert (merged["split_x"] == merged["split_y"]).all()
+    from gta.figures import ENTROPY_COLUMNS
+
+    entropy = pd.read_csv(tiny_run / "results/diagnostics/attention_entropy.tsv", sep="\t")  # with the figures
+    assert list(entropy.columns) == ENTROPY_COLUMNS and list(entropy["head"]) == list(range(len(entropy)))
+    assert (entropy["entropy"] <= entropy["max_entropy"] + 1e-4).all() and (entropy["effective_prototypes"] >= 1).all()
     figures = sorted((tiny_run / "results/figures").glob("fig*.png"))
     assert [f.name.split("_")[0] for f in figures] == ["fig10", "fig5", "fig6", "fig7", "fig8", "fig9"]
     pixels = []

@@ -59,7 +59,10 @@ COMMANDS = {
     ),
     "make-train-size": ("evaluate", "predictions per training fraction -> train_size.tsv and its figure"),
     "train-gta": ("train", "train one GTA model (N bins, L backbone blocks) and predict every gene"),
-    "make-figures": ("figures", "figures 5-10 of the paper from a trained GTA model (test genes)"),
+    "make-figures": (
+        "figures",
+        "trained GTA model -> figures 5-10 of the paper and attention_entropy.tsv (test genes)",
+    ),
     "ablate-context": ("train", "trained GTA model -> predictions with only the central bins kept"),
     "plot-learning-curves": ("figures", "training histories -> learning_curves.png"),
     "explain-genes": ("explain", "trained GTA model -> per-bin explanation of chosen genes (TSV + PNG each)"),
