@@ -197,8 +197,8 @@ def draw_figures(
     fig.suptitle(f"Attention of each head's top prototype, {predictions['symbol'].iloc[best]}\n{label}", fontsize=9)
     _save(fig, paths[8])
 
-    # Figure 9: how often the selector keeps each bin and, since with top_k >= N it keeps every bin (a
-    # flat bar at 1), the mean gate it puts on each bin: what the model weighs
+    # Figure 9: how often the selector keeps each bin (with top_k >= N every bin: a flat bar at 1, left
+    # out), and what the model weighs there: the mean gate on each bin and the mean |bin-ablation effect|
     freq = selection_frequency(selected, n_bins)
     every = gates is None and effects is None
     panels = {"frequency": freq} if every or not np.all(freq == 1.0) else {}
@@ -272,6 +272,10 @@ def make_figures(
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
     strand = gta.strands(tss, test["gene_id"])
+    if ablation_genes < 0:
+        raise GTAError(
+            f"ablation_genes must be >= 0 (0: no ablation panel), got {ablation_genes}", input="ablation_genes"
+        )
     effects = None
     if ablation_genes > 0:
         from .explain import explain_gene
