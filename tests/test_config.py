@@ -118,7 +118,7 @@ def test_paper_config_builds_the_full_dag(tmp_path):
         "extract_windows",
     ]:
         assert int(jobs[rule]) == 1, rule
-    assert int(jobs["fit_baseline"]) == 2
+    assert int(jobs["fit_baseline"]) == 3  # TSS ridge, ExPecto-style, boosted trees
     # Table 3: four trained controls and the context ablation at the largest N and backbone.layers; learning
     # curves; no oracle (measured expression) and no training-size sweep (train_fractions empty)
     assert int(jobs["train_control"]) == 4 * seeds == len(set(cfg["evaluate"]["controls"]) - {"context_ablation"}) * 3

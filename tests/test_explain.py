@@ -169,3 +169,52 @@ def test_cli_explain(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
     t = pd.read_csv(tmp_path / "o" / f"{symbol[5]}.tsv", sep="\t")
     assert len(t) == N and list(t.columns)[: len(BASE)] == BASE
     assert main([*common, "--genes", "NOSUCH", "--out-dir", str(tmp_path / "x")]) == 1
+
+
+def test_make_figures_entropy_and_ablation_panel(trained, tmp_path, data_files, backbone_dir):  # noqa: F811
+    """make_figures' attention_entropy.tsv against the entropy of the test genes' attention worked out in a
+    loop, and Figure 9's ablation panel against explain_gene run gene by gene on the seeded pick."""
+    import matplotlib.pyplot as plt
+
+    import gta.figures
+    from gta.figures import ENTROPY_COLUMNS, make_figures
+
+    folder, predictions, model, gene_id, _, x, prompts = trained
+    d = data_files[0]
+    pred = tmp_path / "pred.tsv"
+    predictions.to_csv(pred, sep="\t", index=False)
+    saved = {}
+    real = gta.figures._save
+    gta.figures._save = lambda fig, path: (saved.update({path.name[:4]: fig}), real(fig, path))
+    try:
+        make_figures(
+            *(str(folder), str(backbone_dir), str(d / "features.h5"), str(pred), str(d / "prompts.jsonl")),
+            str(tmp_path / "f"),
+            device="cpu",
+            n_boot=20,
+            tss=str(d / "tss.tsv"),
+            out_entropy=str(tmp_path / "entropy.tsv"),
+            ablation_genes=3,
+            seed=4,
+        )
+    finally:
+        gta.figures._save = real
+    table = pd.read_csv(tmp_path / "entropy.tsv", sep="\t")
+    assert list(table.columns) == ENTROPY_COLUMNS
+    test = pd.read_csv(pred, sep="\t").query("split == 'test'").reset_index(drop=True)
+    rows = [int(np.flatnonzero(gene_id == g)[0]) for g in test["gene_id"]]
+    strand = [STRAND[i] for i in rows]
+    _, det = model.predict_details(x[rows], [prompts[g] for g in test["gene_id"]], strand=strand)
+    att = det["attention"].astype(np.float64)  # (genes, heads, N, P)
+    for h in range(att.shape[1]):
+        ent = [-sum(p * np.log(p) for p in att[g, h, b] if p > 0) for g in range(len(att)) for b in range(N)]
+        assert table.loc[h, "entropy"] == pytest.approx(np.mean(ent), abs=5e-3)  # (bf16: batches differ)
+        assert table.loc[h, "max_entropy"] == pytest.approx(np.log(att.shape[-1]), abs=1e-4)
+    pick = np.sort(np.random.default_rng(4).permutation(len(test))[:3])
+    effects = []
+    for i in pick:
+        e = explain_gene(model, x[rows[i]], prompts[test["gene_id"][i]], strand=strand[i])["effect"].to_numpy()
+        effects.append(e[::-1] if strand[i] == "-" else e)  # the figure's transcript order (reference features)
+    bars = saved["fig9"].axes[-1].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], np.abs(effects).mean(axis=0), rtol=1e-5, atol=1e-7)
+    plt.close("all")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gta.figure_names import FIGURE_FILES, FIGURES
-from gta.figures import head_zscores, selection_frequency, top_bins
+from gta.figures import attention_entropy, gate_weights, head_zscores, selection_frequency, top_bins
 
 # attention (genes=2, heads=2, bins=4, prototypes=3); each bin's row sums to 1 (softmax over prototypes)
 ATTENTION = np.array(
@@ -126,6 +126,36 @@ def test_selection_frequency_every_gene_and_no_gene():
     assert selection_frequency(np.zeros((0, 2), dtype=int), n_bins=3).tolist() == [0.0, 0.0, 0.0]
 
 
+def test_gate_weights_by_hand():
+    logits = np.array([[0.0, 2.0, -1.0, 1.0], [3.0, 0.0, 0.0, -3.0]])
+    selected = np.array([[1, 3], [0, 2]])
+    sig = gate_weights(logits, selected, "sigmoid")
+    s = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    np.testing.assert_allclose(sig, [[0, s(2.0), 0, s(1.0)], [s(3.0), 0, s(0.0), 0]])
+    soft = gate_weights(logits, selected, "softmax")
+    e = np.exp(1.0)  # softmax over the kept logits only: (2, 1) -> (e, 1) / (e + 1); (3, 0) -> (e^3, 1) / (e^3 + 1)
+    np.testing.assert_allclose(soft, [[0, e / (e + 1), 0, 1 / (e + 1)], [e**3 / (e**3 + 1), 0, 1 / (e**3 + 1), 0]])
+    with pytest.raises(Exception, match="gate"):
+        gate_weights(logits, selected, "relu")
+
+
+def test_attention_entropy_by_hand():
+    """Two genes, two heads, one bin, four prototypes (the first two 'vocabulary'): head 0 attends
+    uniformly (entropy log 4), head 1 puts everything on prototype 2 in gene 0 and splits 1/2, 1/2 over
+    prototypes 2 and 3 in gene 1 (entropies 0 and log 2)."""
+    att = np.zeros((2, 2, 1, 4))
+    att[:, 0, 0] = 0.25
+    att[0, 1, 0, 2] = 1.0
+    att[1, 1, 0, 2:] = 0.5
+    t = attention_entropy(att, n_vocab=2)
+    np.testing.assert_allclose(t["entropy"], [np.log(4), np.log(2) / 2])
+    np.testing.assert_allclose(t["max_entropy"], np.log(4))
+    np.testing.assert_allclose(t["effective_prototypes"], [4, np.sqrt(2)])
+    assert list(t["top_prototype"]) == [0, 2]  # head 0: a four-way tie goes to the first
+    np.testing.assert_allclose(t["top_share"], [0.25, 0.75])
+    np.testing.assert_allclose(t["vocab_share"], [0.5, 0.0])
+
+
 def test_figure_names_are_light_and_match_the_workflow():
     """The workflow imports gta.figure_names when it parses: no matplotlib, numpy or torch behind it."""
     import subprocess
@@ -170,3 +200,25 @@ def test_draw_figures_plot_the_data_given(tmp_path, monkeypatch):
     bars = saved["fig9"].axes[0].patches
     np.testing.assert_allclose([b.get_height() for b in bars], [1 / 3, 1 / 3, 2 / 3, 1 / 3])
     np.testing.assert_allclose([b.get_x() + b.get_width() / 2 for b in bars], [-2, -1, 0, 1])  # bins from the TSS bin
+    assert len(saved["fig9"].axes) == 1  # no gates given: the selection frequency alone
+
+    # with the gates: under the frequency panel, their mean per bin; when every bin is kept for every
+    # gene (top_k >= N: a flat frequency of 1), the gate panel alone
+    gates = np.array([[0.5, 0.0, 0.25, 0.0], [0.0, 0.0, 1.0, 0.5], [0.0, 1.0, 0.0, 0.0]])
+    for sel, panels in [(selected, 2), (np.tile(np.arange(4), (3, 1)), 1)]:
+        saved.clear()
+        draw_figures(
+            tmp_path, preds, features, np.zeros((3, 2), int), ATTENTION[0], ATTENTION[1], sel, "x", gates=gates
+        )
+        assert len(saved["fig9"].axes) == panels
+        bars = saved["fig9"].axes[-1].patches
+        np.testing.assert_allclose([b.get_height() for b in bars], [0.5 / 3, 1 / 3, 1.25 / 3, 0.5 / 3])
+    # and the bin-ablation effects: their mean absolute value per bin, in the last panel
+    effects = np.array([[0.2, -0.4, 0.0, 1.0], [-0.2, 0.0, 0.5, -1.0]])
+    saved.clear()
+    draw_figures(
+        tmp_path, preds, features, np.zeros((3, 2), int), *ATTENTION, selected, "x", gates=gates, effects=effects
+    )
+    assert len(saved["fig9"].axes) == 3
+    bars = saved["fig9"].axes[-1].patches
+    np.testing.assert_allclose([b.get_height() for b in bars], [0.2, 0.2, 0.25, 1.0])

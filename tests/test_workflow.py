@@ -111,8 +111,10 @@ def test_table1_has_every_row(tiny_run, tiny_config):
         "ExPecto",
         "TSS ridge",
         "ExPecto-style",
+        "Boosted trees",
         "GTA",
         "GTA",
+        "GTA without LLM",
         "noise ceiling",
     ]
     assert sorted(t1["model"]) == sorted(expected)
@@ -125,7 +127,10 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     assert t1["spearman"].between(-1, 1).all() and (t1["ci"] > 0).all()
     layers = cfg["backbone"]["layers"]
     rows = {("TSS ridge", 1): "tss_ridge", ("ExPecto-style", cfg["window"]["n_bins"]): "expecto_style"}
+    rows |= {("Boosted trees", cfg["window"]["n_bins"]): "boosted_trees"}
     rows |= {("GTA", n): f"gta_n{n}_l{layers}" for n in cfg["evaluate"]["context_bins"]}
+    # Table 3's no-backbone control, as Table 1's 'GTA without LLM' (its predictions, not a new training)
+    rows |= {("GTA without LLM", max(cfg["evaluate"]["context_bins"])): "control_no_backbone"}
     for (model, n_bins), stem in rows.items():  # each row recomputed with scipy from its predictions file
         (value,) = t1.loc[(t1["model"] == model) & (t1["n_bins"] == n_bins), "spearman"]
         assert value == pytest.approx(rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5)
@@ -188,13 +193,18 @@ def test_table3_and_diagnostics(tiny_run, tiny_config):
 
 def test_predictions_and_figures(tiny_run):
     targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
-    for name in ["gta_n5_l2", "gta_n11_l2", "gta_n11_l1", "tss_ridge", "expecto_style"]:
+    for name in ["gta_n5_l2", "gta_n11_l2", "gta_n11_l1", "tss_ridge", "expecto_style", "boosted_trees"]:
         pred = pd.read_csv(tiny_run / f"results/predictions/{name}.tsv", sep="\t")
         assert list(pred.columns) == ["gene_id", "symbol", "split", "observed", "predicted"]
         merged = pred.merge(targets, on="gene_id")
         assert len(merged) == len(targets)
         np.testing.assert_allclose(merged["observed"], merged["value"], rtol=1e-5)
         assert (merged["split_x"] == merged["split_y"]).all()
+    from gta.figures import ENTROPY_COLUMNS
+
+    entropy = pd.read_csv(tiny_run / "results/diagnostics/attention_entropy.tsv", sep="\t")  # with the figures
+    assert list(entropy.columns) == ENTROPY_COLUMNS and list(entropy["head"]) == list(range(len(entropy)))
+    assert (entropy["entropy"] <= entropy["max_entropy"] + 1e-4).all() and (entropy["effective_prototypes"] >= 1).all()
     figures = sorted((tiny_run / "results/figures").glob("fig*.png"))
     assert [f.name.split("_")[0] for f in figures] == ["fig10", "fig5", "fig6", "fig7", "fig8", "fig9"]
     pixels = []

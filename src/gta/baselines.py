@@ -7,10 +7,15 @@
   included) and downstream (d >= 0), for five decay lengths L, then the same ridge. ExPecto's
   own five constants (0.01-0.2 per 200 bp: 1-20 kb) fit its 40 kb window; here the five lengths
   span 4 kb - 1 Mb geometrically for windows up to ~1 Mb. All stored bins are used.
+- `Boosted trees`: scikit-learn's HistGradientBoostingRegressor on the ExPecto-style inputs (the same
+  distance-pooled sums), the strongest sequence-only model here. Learning rate, leaves per tree and
+  L2 penalty come from a small grid (BOOSTED_GRID) and the number of trees from early stopping, all
+  chosen by validation Spearman; seeded, one OpenMP thread (bit-for-bit reruns).
 - Huang et al. predictions (`evaluate.baseline_predictions`, CSV `gene,Xpresso,...`): one
   predictions file per column, genes matched like expression tables.
 
-Models are fitted on training genes only; validation genes only choose the penalty.
+Models are fitted on training genes only; validation genes only choose the penalty (or the trees'
+settings); test genes are never read while fitting.
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ from .io import require_file
 
 log = logging.getLogger("gta.baselines")
 
-BASELINES = {"tss_ridge": "TSS ridge", "expecto_style": "ExPecto-style"}
+BASELINES = {"tss_ridge": "TSS ridge", "expecto_style": "ExPecto-style", "boosted_trees": "Boosted trees"}
 ALPHAS = np.logspace(-2, 6, 17)
 EXPECTO_DECAY_BP = (4096.0, 16384.0, 65536.0, 262144.0, 1048576.0)
+# the boosted trees' grid: every combination is fitted with BOOSTED_MAX_ITER trees, and the number of
+# trees (early stopping) is chosen with the rest by validation Spearman of the staged predictions
+BOOSTED_GRID = {"learning_rate": (0.05, 0.1), "max_leaf_nodes": (7, 15), "l2_regularization": (0.0, 1.0)}
+BOOSTED_MAX_ITER = 300
 
 
 # ----------------------------------------------------------------------------- model pieces
@@ -91,6 +100,54 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, na
     return preds[:, best]
 
 
+def boosted_params(seed: int = 0, **chosen) -> dict:
+    """HistGradientBoostingRegressor's arguments: the fixed ones (no internal early stopping, which would
+    hold out random training genes; `seed` as random_state) updated with `chosen` (a grid point, max_iter)."""
+    return {"max_iter": BOOSTED_MAX_ITER, "early_stopping": False, "random_state": seed, **chosen}
+
+
+def fit_boosted(x: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0, name: str = "boosted trees"):
+    """(predictions for every gene, chosen parameters) of HistGradientBoostingRegressor fitted on 'train'.
+
+    Each BOOSTED_GRID point is fitted once with BOOSTED_MAX_ITER trees; the point and the number of
+    trees with the best validation Spearman (staged predictions: the first m trees) win; ties go to
+    the earlier point and fewer trees. The predictions are those of the first m trees of the winning
+    fit, which are what HistGradientBoostingRegressor(**boosted_params(seed, **chosen)) fitted on the
+    training genes predicts (boosting is sequential). One OpenMP thread: the histograms' sums, and with
+    them the trees, do not depend on the thread count.
+    """
+    from itertools import product
+
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
+
+    train, val = split == "train", split == "val"
+    if train.sum() < 2 or val.sum() < 2:
+        raise GTAError(
+            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and "
+            f"{int(val.sum())}); give targets with more genes in those splits",
+            input="targets",
+        )
+    best = (-np.inf, None, None)  # (validation Spearman, chosen parameters, predictions)
+    with threadpool_limits(1, user_api="openmp"):
+        for point in product(*BOOSTED_GRID.values()):
+            params = dict(zip(BOOSTED_GRID, point, strict=True))
+            model = HistGradientBoostingRegressor(**boosted_params(seed, **params)).fit(x[train], y[train])
+            for m, staged in enumerate(model.staged_predict(x[val]), start=1):
+                score = _spearman(staged, y[val])
+                if score > best[0]:
+                    best = (score, {**params, "max_iter": m}, model)
+        score, chosen, model = best
+        if model is None:
+            raise GTAError(f"{name}: every fit predicts a constant on the validation genes", input="targets")
+        pred = list(model.staged_predict(x))[chosen["max_iter"] - 1]
+    log.info(
+        "%s: %d features, %d training genes; %s (validation Spearman %.4f)",
+        *(name, x.shape[1], int(train.sum()), ", ".join(f"{k} {v:g}" for k, v in chosen.items()), score),
+    )
+    return pred, chosen
+
+
 def upstream_sign(strand: np.ndarray, orient: str) -> np.ndarray:
     """Per gene, +1 when bin offsets already run in transcript direction, -1 when they must flip.
 
@@ -143,7 +200,7 @@ def _load_features(path: str | Path, tss_bin_only: bool = False):
 
 
 def fit_baseline(
-    model: Literal["tss_ridge", "expecto_style"],
+    model: Literal["tss_ridge", "expecto_style", "boosted_trees"],
     features: str | Path,
     targets: str | Path,
     tss: str | Path,
@@ -154,14 +211,15 @@ def fit_baseline(
     """Stage fit_baseline (rule, `gta fit-baseline`): fit one baseline and write its predictions for every
     target gene.
 
-    With `train_fraction` < 1 the ridge is fitted on that seeded subset of the training genes only
-    (gta.splits.train_subset, the same genes `gta train-gta --train-fraction` uses).
+    With `train_fraction` < 1 the model is fitted on that seeded subset of the training genes only
+    (gta.splits.train_subset, the same genes `gta train-gta --train-fraction` uses). `boosted_trees`
+    reads the ExPecto-style inputs; `seed` is also its random_state.
 
     Args:
         tss: tss.tsv (strands, for the upstream/downstream split)
         out: output predictions TSV
         train_fraction: fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)
-        seed: seed of the --train-fraction subset
+        seed: seed of the --train-fraction subset and of the boosted trees
     """
     from .tss import read_tss
 
@@ -199,7 +257,10 @@ def fit_baseline(
         keep = train_subset(tgt["gene_id"].to_numpy(np.int64)[train], train_fraction, seed)
         fit_split[train[~keep]] = "unused"  # predicted, not fitted on
         log.info("train_fraction %.4g: fitting on %d of %d training genes", train_fraction, int(keep.sum()), len(train))
-    pred = fit_ridge(x, y, fit_split, name=BASELINES[model])
+    if model == "boosted_trees":
+        pred, _ = fit_boosted(x, y, fit_split, seed, name=BASELINES[model])
+    else:
+        pred = fit_ridge(x, y, fit_split, name=BASELINES[model])
     table = pd.DataFrame(
         {"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split, "observed": y, "predicted": pred}
     )

@@ -58,6 +58,64 @@ def selection_frequency(selected: np.ndarray, n_bins: int) -> np.ndarray:
     return counts / max(len(selected), 1)
 
 
+def gate_weights(logits: np.ndarray, selected: np.ndarray, gate: str = "sigmoid") -> np.ndarray:
+    """(genes, N) the selector's gate on each bin, 0 for bins it does not keep (Figure 9).
+
+    `logits` (genes, N) selector logits, `selected` (genes, k) kept bins. 'sigmoid': sigmoid(logit) of each
+    kept bin; 'softmax': the softmax of the kept bins' logits (as gta.model.head.SelectorHead scales them).
+    """
+    logits = np.asarray(logits, np.float64)
+    kept = np.take_along_axis(logits, selected, axis=1)
+    if gate == "sigmoid":
+        w = 1.0 / (1.0 + np.exp(-kept))
+    elif gate == "softmax":
+        e = np.exp(kept - kept.max(axis=1, keepdims=True))
+        w = e / e.sum(axis=1, keepdims=True)
+    else:
+        raise GTAError(f"selector gate {gate!r} is not 'sigmoid' or 'softmax'", input="gate")
+    out = np.zeros_like(logits)
+    np.put_along_axis(out, selected, w, axis=1)
+    return out
+
+
+ENTROPY_COLUMNS = [
+    "head",
+    "entropy",
+    "max_entropy",
+    "effective_prototypes",
+    "top_prototype",
+    "top_share",
+    "vocab_share",
+]
+
+
+def attention_entropy(attention: np.ndarray, n_vocab: int) -> pd.DataFrame:
+    """Per alignment head, how spread its attention over the P prototypes is (results/diagnostics/
+    attention_entropy.tsv; docs/formats.md).
+
+    `attention` (genes, heads, N, P), softmax over P; prototypes 0..n_vocab-1 combine the vocabulary, the
+    rest the class names. Per head, over all genes and bins: `entropy` the mean entropy (nats) of a bin's
+    attention, `max_entropy` log P (uniform attention), `effective_prototypes` exp(entropy), `top_prototype`
+    the prototype with the most attention and `top_share` its share of it, `vocab_share` the share on the
+    vocabulary prototypes.
+    """
+    a = np.asarray(attention, np.float64)
+    h = -(a * np.log(np.clip(a, 1e-30, None))).sum(axis=-1).mean(axis=(0, 2))  # (heads,)
+    mass = a.mean(axis=(0, 2))  # (heads, P), each row sums to 1
+    top = mass.argmax(axis=1)
+    return pd.DataFrame(
+        {
+            "head": np.arange(a.shape[1]),
+            "entropy": h,
+            "max_entropy": np.log(a.shape[-1]),
+            "effective_prototypes": np.exp(h),
+            "top_prototype": top,
+            "top_share": mass[np.arange(len(top)), top],
+            "vocab_share": mass[:, :n_vocab].sum(axis=1),
+        }
+    )[ENTROPY_COLUMNS]
+
+
 def _zscore_heatmap(z: np.ndarray, heads: list[int], title: str):
     labels = [CLASS_LABELS[i] for i in KEPT]
     fig, ax = plt.subplots(figsize=(0.32 * len(labels) + 2, 0.45 * len(heads) + 1.5))
@@ -81,13 +139,17 @@ def draw_figures(
     label: str,
     n_boot: int = 5000,
     seed: int = 0,
+    gates: np.ndarray | None = None,
+    effects: np.ndarray | None = None,
 ) -> list[Path]:
     """Write figures 5-10 for the test genes.
 
     `predictions` (observed, predicted, symbol) for the same genes, in the same order, as `features`
     (genes, N, 33), `bins` (genes, heads) from `top_bins` and `selected` (genes, k) bin indices;
     `attention_best` / `attention_worst` (heads, N, P) are the alignment attention of the genes with
-    the smallest and largest absolute residual. `label` says where the numbers come from.
+    the smallest and largest absolute residual; `gates` (genes, N) from `gate_weights`, Figure 9's mean
+    gate per bin; `effects` (some genes, N) bin-ablation effects (gta.explain, transcript order), Figure 9's
+    mean |effect| per bin. `label` says where the numbers come from.
     """
     from .evaluate import bootstrap_spearman
 
@@ -135,12 +197,22 @@ def draw_figures(
     fig.suptitle(f"Attention of each head's top prototype, {predictions['symbol'].iloc[best]}\n{label}", fontsize=9)
     _save(fig, paths[8])
 
+    # Figure 9: how often the selector keeps each bin (with top_k >= N every bin: a flat bar at 1, left
+    # out), and what the model weighs there: the mean gate on each bin and the mean |bin-ablation effect|
     freq = selection_frequency(selected, n_bins)
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.bar(np.arange(n_bins) - tss_bin, freq, width=1.0)
-    ax.set_xlabel("bin relative to the TSS bin")
-    ax.set_ylabel("fraction of genes selected")
-    ax.set_title(f"Top-k selector: how often each bin is kept\n{label}", fontsize=9)
+    every = gates is None and effects is None
+    panels = {"frequency": freq} if every or not np.all(freq == 1.0) else {}
+    if gates is not None:
+        panels["mean selector gate\n(0 when not kept)"] = gates.mean(axis=0)
+    if effects is not None:
+        panels[f"mean |ablation effect|\n({len(effects)} test genes)"] = np.abs(effects).mean(axis=0)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.6), sharex=True, squeeze=False)
+    for i, (ax, (name, values)) in enumerate(zip(axes[:, 0], panels.items(), strict=True)):
+        ax.bar(np.arange(n_bins) - tss_bin, values, width=1.0, color=f"C{i}")
+        ax.set_ylabel("fraction of genes\nselected" if name == "frequency" else name, fontsize=8)
+    axes[-1, 0].set_xlabel("bin relative to the TSS bin")
+    kept = "every bin kept for every gene (top_k >= N)" if np.all(freq == 1.0) else "top-k selector"
+    fig.suptitle(f"What the selector keeps and weighs: {kept}\n{label}", fontsize=9)
     _save(fig, paths[9])
     log.info("wrote figures 5-10 to %s", out)
     return list(paths.values())
@@ -160,9 +232,12 @@ def make_figures(
     seed: int = 0,
     batch_size: int = 16,
     tss: str | None = None,
+    out_entropy: str | None = None,
+    ablation_genes: int = 32,
 ) -> list[Path]:
     """Figures 5-10 on the test genes of a trained model: runs it once more, keeping only what they need.
     Bins are shown in the model's transcript order (upstream on the left, whatever the gene's strand).
+    With `out_entropy`, also the alignment attention's entropy per head on those genes (attention_entropy).
 
     Args:
         model: trained model folder or its config.json (gta train-gta --out-model)
@@ -173,6 +248,9 @@ def make_figures(
         threads: CPU threads (torch)
         n_boot: bootstrap resamples for Figure 5's error bar
         tss: tss.tsv: the genes' strands (needed for features in reference orientation)
+        out_entropy: write the attention entropy per alignment head here (TSV)
+        ablation_genes: Figure 9's mean |bin-ablation effect| (gta.explain) over this many test genes
+            (seeded choice; 0: no such panel); N + 1 predictions per gene
     """
     import torch
 
@@ -194,12 +272,43 @@ def make_figures(
     resid = np.abs(test["predicted"] - test["observed"]).to_numpy()
     best, worst = int(resid.argmin()), int(resid.argmax())
     strand = gta.strands(tss, test["gene_id"])
+    if ablation_genes < 0:
+        raise GTAError(
+            f"ablation_genes must be >= 0 (0: no ablation panel), got {ablation_genes}", input="ablation_genes"
+        )
+    effects = None
+    if ablation_genes > 0:
+        from .explain import explain_gene
+
+        pick = np.sort(np.random.default_rng(seed).permutation(len(test))[:ablation_genes])
+        one = [None] * len(test) if strand is None else list(strand)
+        effects = np.stack(
+            [
+                explain_gene(gta, x[i], text[test["gene_id"][i]], strand=one[i], gene=test["symbol"][i])["effect"]
+                for i in pick
+            ]
+        )
+        effects = transcript_order(effects[:, :, None], None if strand is None else strand[pick], gta.orient)[..., 0]
     _, d = gta.predict_details(
         x, [text[g] for g in test["gene_id"]], batch_size, strand=strand, genes=list(test["symbol"])
     )
     x = transcript_order(x, strand, gta.orient)  # the figures show bins as the model reads them (upstream first)
     att = d["attention"]
-    return draw_figures(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed)
+    if out_entropy:
+        from .formats import write_table
+
+        table = attention_entropy(att, gta.module.align.vocab_map.out_features)
+        cells = table.astype(object).map(lambda v: str(v) if isinstance(v, (int, np.integer)) else f"{v:.4f}")
+        write_table(cells.to_dict("records"), ENTROPY_COLUMNS, out_entropy)
+        log.info(
+            "attention entropy per head (nats; uniform %.3f): %s", np.log(att.shape[-1]), cells["entropy"].tolist()
+        )
+    gates = gate_weights(d["selector_logits"], d["selected"], gta.module.head.gate)
+    return draw_figures(
+        *(out_dir, test, x, top_bins(att), att[best], att[worst], d["selected"], label, n_boot, seed),
+        gates=gates,
+        effects=effects,
+    )
 
 
 # ----------------------------------------------------------------------------- diagnostics

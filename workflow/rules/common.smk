@@ -248,12 +248,19 @@ IMPORTED = "results/predictions/huang"
 
 def table1_rows():
     """[model, bins, predictions(, seed)] per Table 1 row in order (after the imported models' rows); bins
-    'all' = the stored n_bins; a GTA row once per training seed (make_table1 averages them)."""
+    'all' = the stored n_bins; a GTA row once per training seed (make_table1 averages them). With
+    evaluate.table1_no_llm, the no_backbone control's models (Table 3's, every training seed) are also the
+    row 'GTA without LLM'."""
     rows = [
         ["TSS ridge", 1, "results/predictions/tss_ridge.tsv"],
         ["ExPecto-style", "all", "results/predictions/expecto_style.tsv"],
+        ["Boosted trees", "all", "results/predictions/boosted_trees.tsv"],
     ]
-    return rows + [["GTA", n, path, seed] for (n, seed), path in gta_table1_files().items()]
+    rows += [["GTA", n, path, seed] for (n, seed), path in gta_table1_files().items()]
+    if config["evaluate"]["table1_no_llm"]:
+        n = figure_model_key()[0]
+        rows += [["GTA without LLM", n, control_prediction_file("no_backbone", seed_tag(s)), s] for s in train_seeds()]
+    return rows
 
 
 def simulation_input(wildcards, input):

@@ -14,9 +14,11 @@ rule fit_baseline:
     benchmark:
         "results/benchmarks/fit_baseline/{baseline}.tsv"
     wildcard_constraints:
-        baseline="tss_ridge|expecto_style",
+        baseline="tss_ridge|expecto_style|boosted_trees",
     conda:
         "../../envs/gta.yaml"
+    params:
+        seed=config["seed"],  # the boosted trees' random_state (the ridges ignore it)
     script:
         "../scripts/fit_baseline.py"
 

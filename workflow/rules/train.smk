@@ -51,6 +51,9 @@ rule make_figures:
             report(f"results/figures/{name}", caption="../report/figures.rst", category="Figures")
             for name in FIGURE_FILES
         ],
+        out_entropy=report(
+            "results/diagnostics/attention_entropy.tsv", caption="../report/diagnostics.rst", category="Diagnostics"
+        ),
     log:
         "results/logs/make_figures.log",
     conda:
