@@ -1,7 +1,7 @@
 """Prompt prefill and the prompt cache on the demo backbone (SmolLM2-135M, the demo's 1 block), CPU.
 
 Section 'prefill': every demo prompt's keys/values computed one prompt at a time (`prompt_pass` on each
-alone, as gta did before) against `prefill` (fixed-shape passes of 32 prompts per 32-token length
+alone, as gta did before) against `prefill` (fixed-shape passes of 32 prompts per 16-token length
 bucket), fp32; the two results agree to 1e-5 (checked).
 
 Section 'epoch': a demo-size training epoch (the demo's model: N = 51, top_k 51, head distance, skip,

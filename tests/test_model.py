@@ -296,13 +296,14 @@ def hf_keys_values(backbone, ids: torch.Tensor):
 def test_prefill_gives_each_prompt_the_same_keys_values_whatever_shares_its_pass(tokenizer, amp):
     """Bit for bit, in float32 and under bf16 autocast: a prompt alone, first among others, last in a
     different set, and in the second pass of a bucket (more than PREFILL_GROUP prompts given)."""
-    from gta.model.blocks import PREFILL_GROUP, prefill
+    from gta.model.blocks import PREFILL_GROUP, bucket_length, prefill
 
     bb = tiny_backbone()
-    p = prompts([9, 3, 30, 17, 33, 9, 1, 64] * 7, seed=21)
+    p = prompts([9, 3, 30, 17, 33, 9, 1, 64] * 10, seed=21)
     target = p[0]
-    sets = [[target], [target, *p[1:8]], [*p[8:20], target], [*p[1:56], target]]
-    assert sum(len(x) <= 32 for x in sets[-1]) > PREFILL_GROUP  # the target lands in a bucket's second pass
+    sets = [[target], [target, *p[1:8]], [*p[8:20], target], [*p[1:80], target]]
+    # the target lands in the second pass of its bucket
+    assert sum(bucket_length(len(x)) == bucket_length(len(target)) for x in sets[-1]) > PREFILL_GROUP
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         got = [prefill(bb, s)[s.index(target) if s[0] is target else len(s) - 1] for s in sets]
     for keys, values in got[1:]:

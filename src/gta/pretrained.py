@@ -518,8 +518,12 @@ class GTAModel:
         strand: Sequence[str] | None = None,
         autocast: str | None = None,
     ):
-        """(start, features batch on the device in transcript order, prompt ids) in order; the prompts not
-        kept are computed ahead, many at a time, in the precision of `autocast` (as `_autocast`)."""
+        """(rows, features batch on the device in transcript order, prompt ids): the batches, taken in the
+        genes' canonical order (`gta.model.canonical_order`, so predictions do not depend on the order the
+        genes come in), with the genes' indices `rows`; the prompts not kept are computed ahead, many at a
+        time, in the precision of `autocast` (as `_autocast`)."""
+        from .model import canonical_order
+
         if features.ndim != 3 or features.shape[1] != self.n_bins:
             raise GTAError(f"features must be (genes, {self.n_bins} bins, classes); got {tuple(features.shape)}")
         if len(prompts) != len(features):
@@ -528,8 +532,10 @@ class GTAModel:
         bs = batch_size or max(int(self.config["train"]["batch_size"]) * 2, 1)
         features = transcript_order(features, strand, self.orient)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        order = canonical_order(x, ids)
+        ids = [ids[i] for i in order]
         for s, e in self.module.prefetching(ids, bs, self._precision(autocast)):
-            yield s, x[s:e].to(self.device), ids[s:e]
+            yield order[s:e], x[order[s:e]].to(self.device), ids[s:e]
 
     def _precision(self, dtype: str | None = None) -> torch.dtype:
         """The precision the model was trained in (config.json 'precision', not what 'auto' means here),
@@ -562,13 +568,13 @@ class GTAModel:
         a bf16 step. A NaN or infinite prediction is an error naming the gene (`genes`: one label per row,
         e.g. the symbols) and the model."""
         self.module.eval()
-        out = []
+        pred = np.zeros(len(features))
         with torch.no_grad(), self._autocast(autocast):
-            for _, x, ids in self.batches(features, prompts, batch_size, strand, autocast):
-                out.append(self.module(x, ids).float().cpu())
-        if not out:
-            return np.zeros(0)
-        return finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
+            for rows, x, ids in self.batches(features, prompts, batch_size, strand, autocast):
+                pred[rows] = self.module(x, ids).float().cpu().numpy()
+        if not len(pred):
+            return pred
+        return finite_predictions(pred * self.y_std + self.y_mean, genes, self)
 
     def predict_details(
         self,
@@ -582,11 +588,14 @@ class GTAModel:
         logits (genes, N) and the selected bins (genes, k), their bins in TRANSCRIPT order (the model's
         own: bin 0 the farthest upstream); `features`, `strand` and `genes` as in `predict`."""
         self.module.eval()
-        out, det = [], []
+        out, det, order = [], [], []
         with torch.no_grad(), self._autocast():
-            for _, x, ids in self.batches(features, prompts, batch_size, strand):
+            for rows, x, ids in self.batches(features, prompts, batch_size, strand):
                 y, d = self.module(x, ids, return_details=True)
+                order.append(rows)
                 out.append(y.float().cpu())
                 det.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()})
-        pred = finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
-        return pred, {k: torch.cat([d[k] for d in det]).numpy() for k in det[0]}
+        back = np.argsort(np.concatenate(order))  # canonical order -> the genes' own
+        pred = torch.cat(out).numpy().astype(np.float64)[back]
+        pred = finite_predictions(pred * self.y_std + self.y_mean, genes, self)
+        return pred, {k: torch.cat([d[k] for d in det]).numpy()[back] for k in det[0]}

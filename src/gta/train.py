@@ -168,22 +168,24 @@ class Trainer:
         and moves only the prompts it has to run)."""
         return self.x[rows].to(self.device, non_blocking=True), [self.ids[i] for i in rows]
 
-    def predict(self, rows: np.ndarray, details: bool = False):
-        """Predictions in the observed units for `rows` (eval mode, no gradient)."""
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Predictions in the observed units for `rows` (eval mode, no gradient), in batches taken in the
+        genes' canonical order (`canonical_order`: the numbers do not depend on the order of `rows`)."""
+        from .model import canonical_order
+
         self.model.eval()
-        out, det = [], []
+        order = canonical_order(self.x[rows], [self.ids[i] for i in rows])
+        rows = np.asarray(rows)[order]
+        out = []
         bs = max(self.tcfg.batch_size * 2, 1)
         with torch.no_grad(), autocast(self.device, self.amp):
             for s, e in self.model.prefetching([self.ids[i] for i in rows], bs, self.amp):
                 x, ids = self._batch(rows[s:e])
-                if details:
-                    y, d = self.model(x, ids, return_details=True)
-                    det.append({k: v.float().cpu() for k, v in d.items()})
-                else:
-                    y = self.model(x, ids)
-                out.append(y.float().cpu())
-        pred = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
-        return (pred, det) if details else pred
+                out.append(self.model(x, ids).float().cpu())
+        pred = np.empty(len(rows))
+        if out:
+            pred[order] = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
+        return pred
 
     def train_epoch(self, rng: np.random.Generator) -> tuple[float, float]:
         self.model.train()

@@ -229,7 +229,7 @@ def data_pass(
 
 
 PREFILL_GROUP = 32  # prompts per prefill pass (a GPU runs 32 prompts about as fast as a few)
-PREFILL_BUCKET = 32  # prompt lengths are padded up to a multiple of this many tokens
+PREFILL_BUCKET = 16  # prompt lengths are padded up to a multiple of this many tokens
 
 
 def bucket_length(n: int) -> int:

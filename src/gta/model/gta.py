@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -413,6 +414,19 @@ class GTA(nn.Module):
             for j, i in enumerate(todo):
                 out[i] = states[j, : prompt_ids[i].numel()]
         return out
+
+
+def canonical_order(features: torch.Tensor | np.ndarray, prompt_ids: list[torch.Tensor]) -> np.ndarray:
+    """An order of genes that depends on their content alone: prompt length, prompt tokens, then a hash of
+    the gene's features. Batches taken in this order give each gene the same batch mates whatever order the
+    genes came in, so predictions do not depend on it even in their last bits (a data pass's numbers can
+    depend on its batch), and a batch holds prompts of similar lengths (less padding)."""
+    keys = []
+    for i, p in enumerate(prompt_ids):
+        row = features[i].numpy() if isinstance(features, torch.Tensor) else np.asarray(features[i])
+        digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
+        keys.append((p.numel(), p.cpu().numpy().astype(np.int64).tobytes(), digest))
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
 def _cache_budget(value: float | str, name: str) -> int | str:
