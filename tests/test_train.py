@@ -410,8 +410,8 @@ def test_a_nan_prediction_is_an_error_naming_the_gene_and_the_model(tmp_path, da
     # the training's own predictions
     original = Trainer.predict
 
-    def nan_in_final_pass(self, rows, details=False):
-        pred = original(self, rows, details)
+    def nan_in_final_pass(self, rows):
+        pred = original(self, rows)
         if len(rows) == len(self.data.gene_id):
             pred[5] = np.inf
         return pred
