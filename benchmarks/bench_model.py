@@ -125,7 +125,12 @@ def run(a: argparse.Namespace, backbone, tokenizer) -> None:
             for cached in (True, False):
                 torch.manual_seed(0)
                 model = GTA(
-                    backbone, tokenizer, names, n_features=len(KEPT), prompt_cache_mb=2048 if cached else 0
+                    backbone,
+                    tokenizer,
+                    names,
+                    n_features=len(KEPT),
+                    prompt_cache_mb=2048 if cached else 0,
+                    prompt_cache_host_mb=0,
                 ).train()
                 opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 

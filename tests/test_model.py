@@ -281,6 +281,102 @@ def test_cached_prompt_keys_values_do_not_depend_on_the_batch_that_met_them(toke
     assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[2])
 
 
+def hf_keys_values(backbone, ids: torch.Tensor):
+    """Per-block keys and values (kv_heads, L, head_dim) of one prompt run alone through Hugging Face's own
+    forward with its own cache (an implementation independent of gta.model.blocks)."""
+    with torch.no_grad():
+        cache = backbone(input_ids=ids[None], use_cache=True).past_key_values
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [lay.keys[0] for lay in layers], [lay.values[0] for lay in layers]
+    return [k[0] for k in cache.key_cache], [v[0] for v in cache.value_cache]
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_prefill_gives_each_prompt_the_same_keys_values_whatever_shares_its_pass(tokenizer, amp):
+    """Bit for bit, in float32 and under bf16 autocast: a prompt alone, first among others, last in a
+    different set, and in the second pass of a bucket (more than PREFILL_GROUP prompts given)."""
+    from gta.model.blocks import PREFILL_GROUP, bucket_length, prefill
+
+    bb = tiny_backbone()
+    p = prompts([9, 3, 30, 17, 33, 9, 1, 64] * 10, seed=21)
+    target = p[0]
+    sets = [[target], [target, *p[1:8]], [*p[8:20], target], [*p[1:80], target]]
+    # the target lands in the second pass of its bucket
+    assert sum(bucket_length(len(x)) == bucket_length(len(target)) for x in sets[-1]) > PREFILL_GROUP
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        got = [prefill(bb, s)[s.index(target) if s[0] is target else len(s) - 1] for s in sets]
+    for keys, values in got[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(keys + values, got[0][0] + got[0][1], strict=True))
+    assert got[0][0][0].shape[1] == len(target)
+
+
+def test_prefill_equals_each_prompt_run_alone_by_hugging_face(tokenizer):
+    """Batched, padded prefill == each prompt alone through the backbone's own forward (float32, 1e-5)."""
+    from gta.model.blocks import prefill
+
+    bb = tiny_backbone()
+    p = prompts([5, 31, 32, 33, 1, 70], seed=22)
+    for ids, (keys, values) in zip(p, prefill(bb, p), strict=True):
+        ref_k, ref_v = hf_keys_values(bb, ids)
+        for a, b in zip(keys + values, ref_k + ref_v, strict=True):
+            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), (len(ids), (a - b).abs().max())
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_predictions_do_not_depend_on_which_genes_met_the_prompts(tokenizer, amp):
+    """Bit for bit: the same batch of genes with a cold cache, after their prompts were computed among other
+    genes' in another order and other chunks, with the cache off, and kept in host memory."""
+    from gta.model import gta as gta_module
+
+    p = prompts([6, 40, 12, 3, 0, 25, 6, 33], seed=23)
+    x = features(len(p), 7, seed=23)
+    others = prompts([7, 50, 2, 13], seed=24)
+    out = []
+    for order, cache_mb, host_mb in (
+        (None, "auto", "auto"),
+        ([*others, *reversed(p)], 64, 0),
+        ([p[3], *others, p[0]], 0, 0),  # the cache off: every prompt computed for its batch
+        ([*reversed(p), *others], 0, "auto"),  # all in the host tier
+    ):
+        model = tiny_gta(tokenizer, prompt_cache_mb=cache_mb, prompt_cache_host_mb=host_mb)
+        dtype = torch.bfloat16 if amp else torch.float32
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            if order is not None:
+                gta_module.PREFETCH_GENES, saved = 3, gta_module.PREFETCH_GENES
+                try:
+                    for s, e in model.prefetching(order, 1, dtype):
+                        model(features(e - s, 7, seed=s), order[s:e])
+                finally:
+                    gta_module.PREFETCH_GENES = saved
+            out.append(model(x, p))
+            # another gene order moves rows of the data pass (not the prompts): equal up to rounding
+            perm = torch.tensor([5, 2, 7, 0, 1, 6, 3, 4])
+            assert torch.allclose(model(x[perm], [p[i] for i in perm]), out[-1][perm], atol=ATOL)
+    assert all(torch.equal(o, out[0]) for o in out[1:])
+
+
+def test_prompt_cache_keeps_the_rest_in_host_memory_and_counts_hits(tokenizer):
+    from gta.model.blocks import prefill
+
+    model = tiny_gta(tokenizer, prompt_cache_mb=0, prompt_cache_host_mb=0)
+    assert model.prompt_cache is None
+    p = prompts([5, 7, 9], seed=25)
+    size = sum(t.numel() * t.element_size() for e in prefill(model.backbone, p[:1]) for t in e[0] + e[1])
+    model = tiny_gta(tokenizer, prompt_cache_mb=1.5 * size / 2**20, prompt_cache_host_mb=64)
+    x = features(3, 6, seed=25)
+    with torch.no_grad():
+        a = model(x, p)
+        assert [e[2] for e in model.prompt_cache.store.values()] == ["device", "host", "host"]
+        assert model.prompt_cache.misses == 3 and model.prompt_cache.hits == 0
+        assert torch.equal(model(x, p), a)
+    assert model.prompt_cache.hits == 3 and model.prompt_cache.host_hits == 2
+    for bad in (-1, "lots", float("nan")):
+        with pytest.raises(GTAError, match="prompt_cache_host_mb") as e:
+            tiny_gta(tokenizer, prompt_cache_host_mb=bad)
+        assert e.value.input == "prompt_cache_host_mb"
+
+
 def test_inference_mode_stores_nothing_a_training_step_could_trip_on(tokenizer):
     model = tiny_gta(tokenizer, prompt_cache_mb=64).train()
     x, p = features(2, 6, seed=15), prompts([5, 3], seed=15)

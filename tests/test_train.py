@@ -252,6 +252,11 @@ def test_model_folder_round_trips_and_refuses_another_backbone(tmp_path, data_fi
     ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
     got = pd.Series(model.predict(ds.x, ds.prompt, strand=ds.strand), index=ds.gene_id)[pred["gene_id"]]
     assert [f"{v:.6g}" for v in got] == [f"{v:.6g}" for v in pred["predicted"]]  # as the file writes them
+    # bit for bit whatever order the genes come in, with the prompts met in other batches first
+    fresh = GTAModel.from_pretrained(folder, backbone=str(backbone_dir), device="cpu")
+    perm = np.random.default_rng(0).permutation(len(ds.x))
+    shuffled = fresh.predict(ds.x[perm], [ds.prompt[i] for i in perm], strand=ds.strand[perm])
+    assert np.array_equal(shuffled, model.predict(ds.x, ds.prompt, strand=ds.strand)[perm])
     wider = make_backbone(tmp_path / "wider", hidden=64)
     with pytest.raises(GTAError, match=r"hidden size 64, but the model was trained on .* with 32") as e:
         GTAModel.from_pretrained(folder, backbone=str(wider), device="cpu")
@@ -405,8 +410,8 @@ def test_a_nan_prediction_is_an_error_naming_the_gene_and_the_model(tmp_path, da
     # the training's own predictions
     original = Trainer.predict
 
-    def nan_in_final_pass(self, rows, details=False):
-        pred = original(self, rows, details)
+    def nan_in_final_pass(self, rows):
+        pred = original(self, rows)
         if len(rows) == len(self.data.gene_id):
             pred[5] = np.inf
         return pred

@@ -67,6 +67,27 @@ def resolve_device(device: str, input: str = "device") -> torch.device:
     return dev
 
 
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors: on a GPU what torch.cuda.mem_get_info reports free, else the host's
+    available memory (psutil when installed, else MemAvailable in /proc/meminfo; 4 GiB when neither)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
 def resolve_dtype(dtype: str, device: torch.device, input: str = "dtype") -> torch.dtype:
     """Compute precision: 'auto' -> bf16 autocast on CUDA GPUs with bf16 and on CPUs with
     AMX/AVX512-BF16, else fp32; 'float32' / 'bfloat16' as asked."""

@@ -66,7 +66,8 @@ class ModelConfig:
     top_k: int = 25
     gate: str = "sigmoid"
     gradient_checkpointing: bool = False
-    prompt_cache_mb: float = 2048.0
+    prompt_cache_mb: float | str = "auto"
+    prompt_cache_host_mb: float | str = "auto"
     head: str = "flatten"
     position_embedding: bool = False
     dropout: float = 0.0

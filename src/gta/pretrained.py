@@ -222,6 +222,9 @@ def read_config(folder: str | Path) -> dict:
         )
     fields = _fields()
     for field, rule in fields.items():
+        section, _, name = field.partition(".")
+        if field in OPTIONAL and name not in config.get(section, {}):
+            continue
         _check_field(config, field, rule, folder)
     unknown = [f"{k}.{x}" for k in ("model", "train") for x in config[k] if f"{k}.{x}" not in fields]
     if unknown:
@@ -274,6 +277,8 @@ FIELDS: dict[str, tuple] = {
     "weights_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
     "config_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
 }
+# memory settings added after model folders were first written: a folder without one takes the default
+OPTIONAL = {"model.prompt_cache_host_mb"}
 AT_LEAST_ONE = {"layers", "context", "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k"}
 AT_LEAST_ONE |= {"epochs", "batch_size", "threads"}
 
@@ -511,8 +516,14 @@ class GTAModel:
         prompts: Sequence[str] | list[torch.Tensor],
         batch_size: int | None = None,
         strand: Sequence[str] | None = None,
+        autocast: str | None = None,
     ):
-        """(start, features batch on the device in transcript order, prompt ids) in order."""
+        """(rows, features batch on the device in transcript order, prompt ids): the batches, taken in the
+        genes' canonical order (`gta.model.canonical_order`, so predictions do not depend on the order the
+        genes come in), with the genes' indices `rows`; the prompts not kept are computed ahead, many at a
+        time, in the precision of `autocast` (as `_autocast`)."""
+        from .model import canonical_order
+
         if features.ndim != 3 or features.shape[1] != self.n_bins:
             raise GTAError(f"features must be (genes, {self.n_bins} bins, classes); got {tuple(features.shape)}")
         if len(prompts) != len(features):
@@ -521,16 +532,23 @@ class GTAModel:
         bs = batch_size or max(int(self.config["train"]["batch_size"]) * 2, 1)
         features = transcript_order(features, strand, self.orient)
         x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        for s in range(0, len(x), bs):
-            yield s, x[s : s + bs].to(self.device), ids[s : s + bs]
+        order = canonical_order(x, ids)
+        ids = [ids[i] for i in order]
+        for s, e in self.module.prefetching(ids, bs, self._precision(autocast)):
+            yield order[s:e], x[order[s:e]].to(self.device), ids[s:e]
 
-    def _autocast(self, dtype: str | None = None):
+    def _precision(self, dtype: str | None = None) -> torch.dtype:
         """The precision the model was trained in (config.json 'precision', not what 'auto' means here),
         or `dtype` ('float32', 'bfloat16', 'auto') when given."""
-        from .hardware import autocast, resolve_dtype
+        from .hardware import resolve_dtype
 
-        dtype = self.config["precision"] if dtype is None else dtype
-        return autocast(self.device, resolve_dtype(dtype, self.device, "autocast"))
+        return resolve_dtype(self.config["precision"] if dtype is None else dtype, self.device, "autocast")
+
+    def _autocast(self, dtype: str | None = None):
+        """Autocast to `_precision(dtype)`."""
+        from .hardware import autocast
+
+        return autocast(self.device, self._precision(dtype))
 
     def predict(
         self,
@@ -550,13 +568,13 @@ class GTAModel:
         a bf16 step. A NaN or infinite prediction is an error naming the gene (`genes`: one label per row,
         e.g. the symbols) and the model."""
         self.module.eval()
-        out = []
+        pred = np.zeros(len(features))
         with torch.no_grad(), self._autocast(autocast):
-            for _, x, ids in self.batches(features, prompts, batch_size, strand):
-                out.append(self.module(x, ids).float().cpu())
-        if not out:
-            return np.zeros(0)
-        return finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
+            for rows, x, ids in self.batches(features, prompts, batch_size, strand, autocast):
+                pred[rows] = self.module(x, ids).float().cpu().numpy()
+        if not len(pred):
+            return pred
+        return finite_predictions(pred * self.y_std + self.y_mean, genes, self)
 
     def predict_details(
         self,
@@ -570,11 +588,14 @@ class GTAModel:
         logits (genes, N) and the selected bins (genes, k), their bins in TRANSCRIPT order (the model's
         own: bin 0 the farthest upstream); `features`, `strand` and `genes` as in `predict`."""
         self.module.eval()
-        out, det = [], []
+        out, det, order = [], [], []
         with torch.no_grad(), self._autocast():
-            for _, x, ids in self.batches(features, prompts, batch_size, strand):
+            for rows, x, ids in self.batches(features, prompts, batch_size, strand):
                 y, d = self.module(x, ids, return_details=True)
+                order.append(rows)
                 out.append(y.float().cpu())
                 det.append({k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()})
-        pred = finite_predictions(torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean, genes, self)
-        return pred, {k: torch.cat([d[k] for d in det]).numpy() for k in det[0]}
+        back = np.argsort(np.concatenate(order))  # canonical order -> the genes' own
+        pred = torch.cat(out).numpy().astype(np.float64)[back]
+        pred = finite_predictions(pred * self.y_std + self.y_mean, genes, self)
+        return pred, {k: torch.cat([d[k] for d in det]).numpy()[back] for k in det[0]}

@@ -139,6 +139,7 @@ class Trainer:
         self.y = torch.from_numpy(((data.y - self.y_mean) / self.y_std).astype(np.float32))
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        self.prompt_hits: float | None = None  # share of the last epoch's prompts found in the prompt cache
         trainable, total = count_parameters(self.model)
         log.info(
             "model: N=%d bins, %d backbone blocks, %s trainable of %s parameters (%.3f%%); device %s, %s",
@@ -167,29 +168,33 @@ class Trainer:
         and moves only the prompts it has to run)."""
         return self.x[rows].to(self.device, non_blocking=True), [self.ids[i] for i in rows]
 
-    def predict(self, rows: np.ndarray, details: bool = False):
-        """Predictions in the observed units for `rows` (eval mode, no gradient)."""
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Predictions in the observed units for `rows` (eval mode, no gradient), in batches taken in the
+        genes' canonical order (`canonical_order`: the numbers do not depend on the order of `rows`)."""
+        from .model import canonical_order
+
         self.model.eval()
-        out, det = [], []
+        order = canonical_order(self.x[rows], [self.ids[i] for i in rows])
+        rows = np.asarray(rows)[order]
+        out = []
         bs = max(self.tcfg.batch_size * 2, 1)
         with torch.no_grad(), autocast(self.device, self.amp):
-            for s in range(0, len(rows), bs):
-                x, ids = self._batch(rows[s : s + bs])
-                if details:
-                    y, d = self.model(x, ids, return_details=True)
-                    det.append({k: v.float().cpu() for k, v in d.items()})
-                else:
-                    y = self.model(x, ids)
-                out.append(y.float().cpu())
-        pred = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
-        return (pred, det) if details else pred
+            for s, e in self.model.prefetching([self.ids[i] for i in rows], bs, self.amp):
+                x, ids = self._batch(rows[s:e])
+                out.append(self.model(x, ids).float().cpu())
+        pred = np.empty(len(rows))
+        if out:
+            pred[order] = torch.cat(out).numpy().astype(np.float64) * self.y_std + self.y_mean
+        return pred
 
     def train_epoch(self, rng: np.random.Generator) -> tuple[float, float]:
         self.model.train()
         rows = rng.permutation(self.data.idx["train"])
         total, n, t0 = 0.0, 0, time.perf_counter()
-        for s in range(0, len(rows), self.tcfg.batch_size):
-            batch = rows[s : s + self.tcfg.batch_size]
+        cache = self.model.prompt_cache
+        before = (cache.hits, cache.misses, cache.host_hits) if cache is not None else None
+        for s, e in self.model.prefetching([self.ids[i] for i in rows], self.tcfg.batch_size, self.amp):
+            batch = rows[s:e]
             x, ids = self._batch(batch)
             y = self.y[batch].to(self.device)
             with autocast(self.device, self.amp):
@@ -202,6 +207,21 @@ class Trainer:
                 raise GTAError("training diverged (non-finite loss); lower the learning rate (lr)", input="lr")
             total += loss.item() * len(batch)
             n += len(batch)
+        if before is not None:
+            hits, misses, host = (
+                now - then for now, then in zip((cache.hits, cache.misses, cache.host_hits), before, strict=True)
+            )
+            self.prompt_hits = hits / max(hits + misses, 1)
+            log.info(
+                "prompt cache: %.1f%% of the epoch's prompts kept (%d on the device, %d in host memory), %d computed; "
+                "%d prompts, %.0f MiB kept",
+                100 * self.prompt_hits,
+                hits - host,
+                host,
+                misses,
+                len(cache),
+                cache.bytes / 2**20,
+            )
         return total / n, n / (time.perf_counter() - t0)
 
 
@@ -341,6 +361,7 @@ def train_epochs(trainer: Trainer, state: ResumeState) -> None:
                 "val_spearman": float(val),
                 "genes_per_s": float(rate),
                 "seconds": time.perf_counter() - t0,
+                **({"prompt_hit_rate": float(trainer.prompt_hits)} if trainer.prompt_hits is not None else {}),
             }
         )  # plain floats only
         log.info(

@@ -373,6 +373,7 @@ def model_config():
         "attention": b["attention"],
         "gradient_checkpointing": b["gradient_checkpointing"],
         "prompt_cache_mb": b["prompt_cache_mb"],
+        "prompt_cache_host_mb": b["prompt_cache_host_mb"],
         "prototypes_vocab": g["prototypes_vocab"],
         "prototypes_classes": g["prototypes_classes"],
         "heads": g["heads"],

@@ -11,6 +11,7 @@ from .. import lazy_exports
 _EXPORTS = {
     "GTA": "gta",
     "count_parameters": "gta",
+    "canonical_order": "gta",
     "TokenAlignment": "alignment",
     "class_token_ids": "alignment",
     "SelectorHead": "head",

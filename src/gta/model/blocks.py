@@ -7,20 +7,27 @@ data tokens second (`data_pass`, attending to those keys and values plus their o
 computation as one pass over the concatenated sequence, but lets a frozen backbone reuse a gene's prompt
 keys/values across steps (`PromptKVCache`) and skips the backward pass through the prompt.
 
-Batches of prompts of different lengths are right-padded to the longest prompt in the batch; masks hide
-the padding and every gene keeps its own positions (prompt 0..L-1, data L..L+N-1), so a gene's output
-does not depend on the other genes in its batch (up to rounding: padding changes the last bits, which is
-why `GTA` runs each prompt it caches alone).
+Batches of prompts of different lengths are right-padded; masks hide the padding and every gene keeps
+its own positions (prompt 0..L-1, data L..L+N-1), so a gene's output does not depend on the other genes in
+its batch, up to rounding: the kernels a pass runs are chosen by its shapes, and another shape can change
+the last bits. `prefill` therefore runs prompts in passes of one fixed shape per prompt length: groups of
+PREFILL_GROUP prompts (the last group of a length filled up with copies), padded to the length rounded up
+to PREFILL_BUCKET tokens. Each row of a pass is computed by the same operations whatever the other rows
+hold, so a prompt gets the same keys and values bit for bit whichever prompts share its pass, in any
+order: what `PromptKVCache` keeps, and a resumed run, do not depend on the batches that met a prompt.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import OrderedDict
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
+
+log = logging.getLogger("gta.model")
 
 
 class PrefixKV:
@@ -161,15 +168,18 @@ def run_blocks(
     return hidden
 
 
-def prompt_pass(backbone: nn.Module, prompt_ids: list[torch.Tensor], return_states: bool = False):
+def prompt_pass(
+    backbone: nn.Module, prompt_ids: list[torch.Tensor], return_states: bool = False, width: int | None = None
+):
     """Run right-padded prompts (each non-empty) through the blocks, causally.
 
-    Returns (keys, values, states): per-block keys and values (B, kv_heads, L_max, head_dim) with
-    garbage at padded positions, and, if asked, the final-normed hidden states (B, L_max, D).
+    Returns (keys, values, states): per-block keys and values (B, kv_heads, width, head_dim) with
+    garbage at padded positions, and, if asked, the final-normed hidden states (B, width, D); `width`
+    defaults to the longest prompt.
     """
     device = backbone.embed_tokens.weight.device
     lengths = torch.tensor([len(p) for p in prompt_ids], device=device)
-    width = int(lengths.max())
+    width = max(int(lengths.max()), width or 0)
     ids = torch.zeros(len(prompt_ids), width, dtype=torch.long, device=device)
     for i, p in enumerate(prompt_ids):
         ids[i, : len(p)] = p.to(device)
@@ -218,34 +228,114 @@ def data_pass(
     return backbone.norm(hidden)
 
 
+PREFILL_GROUP = 32  # prompts per prefill pass (a GPU runs 32 prompts about as fast as a few)
+PREFILL_BUCKET = 16  # prompt lengths are padded up to a multiple of this many tokens
+
+
+def bucket_length(n: int) -> int:
+    """The width a prompt of `n` tokens is padded to in `prefill`."""
+    return -(-n // PREFILL_BUCKET) * PREFILL_BUCKET
+
+
+def prefill(backbone: nn.Module, prompt_ids: list[torch.Tensor]) -> list[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """Each prompt's per-block keys and values ((kv_heads, L, head_dim) lists), in passes of a fixed shape.
+
+    Prompts (each non-empty) are grouped by `bucket_length`; each group of PREFILL_GROUP is one
+    `prompt_pass` padded to that width, the last group of a width filled up with copies of its first
+    prompt, so every pass has the shape (PREFILL_GROUP, bucket_length(L)) and a prompt's keys and values
+    do not depend on the other prompts given (module docstring).
+    """
+    out: list = [None] * len(prompt_ids)
+    by_width: dict[int, list[int]] = {}
+    for i, p in enumerate(prompt_ids):
+        by_width.setdefault(bucket_length(len(p)), []).append(i)
+    for width, rows in sorted(by_width.items()):
+        for s in range(0, len(rows), PREFILL_GROUP):
+            group = rows[s : s + PREFILL_GROUP]
+            ids = [prompt_ids[i] for i in group]
+            ids += [ids[0]] * (PREFILL_GROUP - len(ids))
+            keys, values, _ = prompt_pass(backbone, ids, width=width)
+            for j, i in enumerate(group):
+                n = len(prompt_ids[i])
+                out[i] = ([k[j, :, :n].clone() for k in keys], [v[j, :, :n].clone() for v in values])
+    return out
+
+
 class PromptKVCache:
-    """Per-prompt block keys/values kept in memory up to a byte budget (first come, first kept)."""
+    """Per-prompt block keys/values, first come first kept: up to `max_bytes` on the model's device, then up
+    to `host_bytes` in host memory (pinned when the model is on a GPU, copied over when used).
 
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self.bytes = 0
-        self.store: OrderedDict = OrderedDict()
-        self.hits = self.misses = 0
+    Either budget may be 'auto' (resolved at the first store, `auto_budget`). `hits`/`misses` count
+    lookups; `host_hits` the hits served from host memory.
+    """
 
-    def get(self, key):
+    def __init__(self, max_bytes: int | str, host_bytes: int | str = 0):
+        self.budget = {"device": max_bytes, "host": host_bytes}
+        self.used = {"device": 0, "host": 0}
+        self.store: OrderedDict = OrderedDict()  # key -> (keys, values, tier)
+        self.hits = self.misses = self.host_hits = 0
+
+    @property
+    def bytes(self) -> int:
+        return self.used["device"] + self.used["host"]
+
+    def get(self, key, device: torch.device | None = None):
         entry = self.store.get(key)
         if entry is None:
             self.misses += 1
-        else:
-            self.hits += 1
-        return entry
+            return None
+        self.hits += 1
+        keys, values, tier = entry
+        if tier == "device" or device is None:
+            return keys, values
+        self.host_hits += 1
+        move = device.type == "cuda"
+        return [k.to(device, non_blocking=move) for k in keys], [v.to(device, non_blocking=move) for v in values]
 
     def put(self, key, keys: list[torch.Tensor], values: list[torch.Tensor]) -> bool:
-        size = sum(t.numel() * t.element_size() for t in keys + values)
-        if key in self.store or self.bytes + size > self.max_bytes:
+        if key in self.store:
             return False
-        self.store[key] = ([k.detach().clone() for k in keys], [v.detach().clone() for v in values])
-        self.bytes += size
+        size = sum(t.numel() * t.element_size() for t in keys + values)
+        device = keys[0].device
+        for tier in ("device", "host"):
+            if isinstance(self.budget[tier], str):
+                self.budget[tier] = auto_budget(tier, device)
+            if self.used[tier] + size <= self.budget[tier]:
+                break
+        else:
+            return False
+        if tier == "host" and device.type != "cpu":
+            keys, values = _to_host(keys), _to_host(values)
+        else:
+            keys, values = [k.detach() for k in keys], [v.detach() for v in values]  # prefill's own copies
+        self.store[key] = (keys, values, tier)
+        self.used[tier] += size
         return True
 
     def clear(self) -> None:
         self.store.clear()
-        self.bytes = 0
+        self.used = {"device": 0, "host": 0}
 
     def __len__(self) -> int:
         return len(self.store)
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().to("cpu").pin_memory() if torch.cuda.is_available() else t.detach().cpu() for t in tensors]
+
+
+# share of free memory an 'auto' budget takes: on a GPU half of what is free when the first prompt is
+# stored (before the first training step: activations need the rest), in host memory half of what is
+# available (a quarter on a CPU model, whose two tiers share that memory)
+AUTO_SHARE = {("device", "cuda"): 0.5, ("host", "cuda"): 0.5, ("device", "cpu"): 0.25, ("host", "cpu"): 0.25}
+
+
+def auto_budget(tier: str, device: torch.device) -> int:
+    """Bytes an 'auto' budget resolves to for the `tier` ('device' or 'host') of a model on `device`."""
+    from ..hardware import available_memory
+
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    free = available_memory(device if tier == "device" else torch.device("cpu"))
+    budget = int(free * AUTO_SHARE[(tier, kind)])
+    log.info("prompt cache: %s budget auto = %.0f MiB", tier, budget / 2**20)
+    return budget

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -13,19 +14,21 @@ from ..options import ModelConfig
 from ..sei import CLASS_NAMES, KEPT
 from .alignment import TokenAlignment, class_token_ids
 from .backbone import load_backbone, tensors_sha256
-from .blocks import PromptKVCache, data_pass, prompt_pass
+from .blocks import PromptKVCache, data_pass, prefill, prompt_pass
 from .head import SelectorHead
 
 log = logging.getLogger("gta.model")
 ATTENTION = ("causal", "bidirectional")
 BLOCKS = ("pretrained", "random", "none", "attention")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+PREFETCH_GENES = 512  # genes whose prompts `prefetching` computes together (and holds) at a time
 
 
 # the ModelConfig fields that are GTA arguments of the same name
 MODEL_CONFIG_ARGS = (
     "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k", "gate", "attention", "lora",
-    "gradient_checkpointing", "prompt_cache_mb", "head", "position_embedding", "dropout", "blocks", "skip",
+    "gradient_checkpointing", "prompt_cache_mb", "prompt_cache_host_mb", "head", "position_embedding", "dropout",
+    "blocks", "skip",
 )  # fmt: skip
 
 
@@ -43,9 +46,11 @@ class GTA(nn.Module):
     ids); `attention` 'causal' (the paper) or 'bidirectional' (data tokens also see later data
     tokens; the prompt stays causal); `lora` None or dict(r=, alpha=, dropout=) for LoRA adapters
     (peft) on the attention projections q, k, v, o (a dict with enabled=False counts as None);
-    `gradient_checkpointing` recomputes the blocks in the backward pass; `prompt_cache_mb` memory for
-    reusing each prompt's block keys/values across calls (used only without LoRA, where they never
-    change; 0 turns it off).
+    `gradient_checkpointing` recomputes the blocks in the backward pass; `prompt_cache_mb` memory (MiB,
+    or 'auto') on the model's device for reusing each prompt's block keys/values across calls, and
+    `prompt_cache_host_mb` host memory for those beyond it (used only without LoRA, where they never
+    change; both 0 turn it off). Prompts not kept are computed many at a time (`prefetching`, `prefill`)
+    with the same keys and values whichever prompts share their pass.
 
     Beyond the paper: `head` 'flatten' (the paper), 'position' (head weights indexed by bin
     position) or 'distance' (those weights tied to the distance from the TSS bin); both need
@@ -81,7 +86,8 @@ class GTA(nn.Module):
         attention: str = "causal",
         lora: dict | None = None,
         gradient_checkpointing: bool = False,
-        prompt_cache_mb: float = 2048,
+        prompt_cache_mb: float | str = "auto",
+        prompt_cache_host_mb: float | str = "auto",
         class_ids: list[int] | None = None,
         head: str = "flatten",
         n_bins: int | None = None,
@@ -141,9 +147,12 @@ class GTA(nn.Module):
         self.lora = dict(lora) if lora else None
         if self.lora:
             self._add_lora(self.lora)
-        self.prompt_cache = (
-            PromptKVCache(int(prompt_cache_mb * 2**20)) if prompt_cache_mb > 0 and not self.lora else None
+        budgets = (
+            _cache_budget(prompt_cache_mb, "prompt_cache_mb"),
+            _cache_budget(prompt_cache_host_mb, "prompt_cache_host_mb"),
         )
+        self.prompt_cache = PromptKVCache(*budgets) if any(budgets) and not self.lora else None
+        self._held: dict = {}  # prompt keys/values `prefetching` holds for the batches of its chunk
         self.backbone.eval()
 
     @classmethod
@@ -262,6 +271,41 @@ class GTA(nn.Module):
         amp = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
         return str(device), amp, ids.cpu().numpy().astype(np.int64).tobytes()
 
+    def _prompt_entries(self, prompt_ids: list[torch.Tensor], device: torch.device) -> list:
+        """Each prompt's per-block (keys, values), each (kv_heads, L, head_dim); None for an empty prompt.
+
+        From what `prefetching` holds, else the cache, else computed by `prefill` (and cached, except under
+        inference_mode, whose tensors a later training step could not use). With LoRA in training the
+        prompts run as one batch with gradients (the adapters learn through them) and nothing is kept.
+        """
+        todo = [i for i, p in enumerate(prompt_ids) if p.numel() > 0]
+        entries: list = [None] * len(prompt_ids)
+        if self.lora and torch.is_grad_enabled():
+            k, v, _ = prompt_pass(self.backbone, [prompt_ids[i].to(device) for i in todo])
+            for j, i in enumerate(todo):
+                n = prompt_ids[i].numel()
+                entries[i] = ([t[j, :, :n] for t in k], [t[j, :, :n] for t in v])
+            return entries
+        missing: dict = {}  # key -> rows of that prompt
+        for i in todo:
+            key = self._cache_key(prompt_ids[i], device)
+            entry = self._held.get(key)
+            if entry is None and self.prompt_cache is not None:
+                entry = self.prompt_cache.get(key, device)
+            if entry is None:
+                missing.setdefault(key, []).append(i)
+            entries[i] = entry
+        if missing:
+            with torch.no_grad():
+                computed = prefill(self.backbone, [prompt_ids[rows[0]].to(device) for rows in missing.values()])
+            store = self.prompt_cache is not None and not torch.is_inference_mode_enabled()
+            for (key, rows), entry in zip(missing.items(), computed, strict=True):
+                if store:
+                    self.prompt_cache.put(key, *entry)
+                for i in rows:
+                    entries[i] = entry
+        return entries
+
     def _prompt_prefix(self, prompt_ids: list[torch.Tensor], device: torch.device):
         """Per-block prompt keys/values (B, kv_heads, L_max, head_dim), right padded, and the lengths (B,)."""
         lengths = [int(p.numel()) for p in prompt_ids]
@@ -269,29 +313,7 @@ class GTA(nn.Module):
         width = max(lengths)
         if width == 0:
             return None, None, lens
-        cache = self.prompt_cache if not self.lora else None
-        # nothing is stored under inference_mode: its tensors could not be used by a later training step
-        store = cache is not None and not torch.is_inference_mode_enabled()
-        keys = [self._cache_key(p, device) for p in prompt_ids] if cache is not None else None
-        entries = [cache.get(k) for k in keys] if cache is not None else [None] * len(prompt_ids)
-        todo = [i for i, e in enumerate(entries) if e is None and lengths[i] > 0]
-        if todo and cache is None:
-            with torch.set_grad_enabled(bool(self.lora) and torch.is_grad_enabled()):
-                k, v, _ = prompt_pass(self.backbone, [prompt_ids[i] for i in todo])
-            if len(todo) == len(prompt_ids):
-                return k, v, lens  # the whole batch, already padded to its longest prompt
-            for j, i in enumerate(todo):
-                entries[i] = ([t[j, :, : lengths[i]] for t in k], [t[j, :, : lengths[i]] for t in v])
-        # With the cache, each prompt runs alone: padded to another batch's longest prompt, its keys/values
-        # differ in the last bits, so what the cache holds would depend on the batch that first met the
-        # prompt, and a resumed run would not repeat the uninterrupted one. Each prompt runs once while
-        # the cache has room, so running it alone costs little.
-        for i in todo if cache is not None else ():
-            with torch.no_grad():
-                k, v, _ = prompt_pass(self.backbone, [prompt_ids[i]])
-            entries[i] = ([t[0] for t in k], [t[0] for t in v])
-            if store:
-                cache.put(keys[i], *entries[i])
+        entries = self._prompt_entries(prompt_ids, device)
         ref = next(e for e in entries if e is not None)
         out_k, out_v = [], []
         for layer in range(len(ref[0])):
@@ -302,6 +324,33 @@ class GTA(nn.Module):
                     rows.append(nn.functional.pad(t, (0, 0, 0, width - t.shape[-2])))
                 out.append(torch.stack(rows))
         return out_k, out_v, lens
+
+    def prefetching(self, prompt_ids: list[torch.Tensor], batch_size: int, precision: torch.dtype = torch.float32):
+        """(start, stop) of each batch of `batch_size` over `prompt_ids`, in order; before the batches of
+        each chunk of about PREFETCH_GENES genes, the chunk's prompts that are not kept are computed
+        together (`prefill`: full passes of one shape per length bucket) and held until the chunk is done.
+
+        `precision`: the autocast dtype of the forward passes (float32: none); the prompts are computed in
+        it. The numbers do not depend on the chunks: a prompt's keys/values are the same in any pass.
+        """
+        from ..hardware import autocast
+
+        batch_size = max(int(batch_size), 1)
+        chunk = max(PREFETCH_GENES // batch_size, 1) * batch_size
+        prefetch = self.blocks in ("pretrained", "random") and not (self.lora and self.training)
+        try:
+            for c in range(0, len(prompt_ids), chunk):
+                part = prompt_ids[c : c + chunk]
+                if prefetch:
+                    self._held = {}
+                    device = self.device
+                    with autocast(device, precision):
+                        unique = {self._cache_key(p, device): p for p in part if p.numel() > 0}
+                        self._held = dict(zip(unique, self._prompt_entries(list(unique.values()), device), strict=True))
+                for s in range(c, min(c + chunk, len(prompt_ids)), batch_size):
+                    yield s, min(s + batch_size, len(prompt_ids))
+        finally:
+            self._held = {}
 
     def _check_inputs(self, features: torch.Tensor, prompt_ids) -> None:
         n_features = self.feature_mean.numel()
@@ -365,6 +414,32 @@ class GTA(nn.Module):
             for j, i in enumerate(todo):
                 out[i] = states[j, : prompt_ids[i].numel()]
         return out
+
+
+def canonical_order(features: torch.Tensor | np.ndarray, prompt_ids: list[torch.Tensor]) -> np.ndarray:
+    """An order of genes that depends on their content alone: prompt length, prompt tokens, then a hash of
+    the gene's features. Batches taken in this order give each gene the same batch mates whatever order the
+    genes came in, so predictions do not depend on it even in their last bits (a data pass's numbers can
+    depend on its batch), and a batch holds prompts of similar lengths (less padding)."""
+    keys = []
+    for i, p in enumerate(prompt_ids):
+        row = features[i].numpy() if isinstance(features, torch.Tensor) else np.asarray(features[i])
+        digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
+        keys.append((p.numel(), p.cpu().numpy().astype(np.int64).tobytes(), digest))
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
+
+
+def _cache_budget(value: float | str, name: str) -> int | str:
+    """A prompt cache budget in MiB (or 'auto') as bytes (or 'auto')."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        mb = float(value)
+    except (TypeError, ValueError):
+        mb = float("nan")
+    if not mb >= 0 or mb == float("inf"):
+        raise GTAError(f"{name} must be a number of MiB >= 0 or 'auto', got {value!r}", input=name)
+    return int(mb * 2**20)
 
 
 class SelfAttentionLayer(nn.Module):
