@@ -127,8 +127,9 @@ def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int) -> str:
         )
     length = len(fa[chrom])
     s, e = max(start, 0), min(end, length)
-    seq = str(fa[chrom][s:e]).upper() if e > s else ""
-    return "N" * (s - start) + seq + "N" * (end - max(e, s))
+    if e <= s:  # wholly before the start (e.g. a run of bins of a window near it) or past the end
+        return "N" * (end - start)
+    return "N" * (s - start) + str(fa[chrom][s:e]).upper() + "N" * (end - e)
 
 
 def extract_window(
