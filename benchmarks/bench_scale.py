@@ -186,75 +186,78 @@ def _shard_files(p: dict, shards: int) -> list[Path]:
     return [p["shards"] / f"{i}-of-{shards}.h5" for i in range(1, shards + 1)]
 
 
-def run_step(step: str, a: argparse.Namespace) -> dict:
-    """Do one step in this process; what it reports (counts)."""
-    import torch
+def _spec(a: argparse.Namespace):
+    from gta.sei.inference import WindowSpec
 
-    from gta.hardware import tune_malloc
+    return WindowSpec(a.n_bins, BIN, "reference", a.grid)
 
-    torch.set_num_threads(1)
-    tune_malloc()
-    p = _paths(Path(a.workdir))
-    spec_args = (a.n_bins, BIN, "reference", a.grid)
-    if step == "tss":
-        from gta.tss import mane_tss
 
-        return {"genes": len(mane_tss("packaged", str(p["fasta"]), str(p["tss"]), "all", a.genes))}
-    if step == "windows":
-        from gta.genome import extract_windows
+def _tss(p: dict, a: argparse.Namespace) -> dict:
+    from gta.tss import mane_tss
 
-        return {"windows": extract_windows(p["tss"], p["fasta"], p["windows"], a.n_bins, BIN, a.grid)}
-    if step == "sei_plan":
-        from gta.sei.inference import WindowSpec, _shard_plan
-        from gta.tss import read_tss
+    return {"genes": len(mane_tss("packaged", str(p["fasta"]), str(p["tss"]), "all", a.genes))}
 
-        genes = read_tss(p["tss"])
-        units = [
-            _shard_plan(genes, p["fasta"], WindowSpec(*spec_args), i, a.shards, True)[2].n_units
-            for i in range(1, a.shards + 1)
-        ]
-        return {"units": sum(units), "units_per_shard": units}
-    if step.startswith("sei_shard"):
-        from gta.sei.inference import WindowSpec, run_shard
 
-        i = int(step.removeprefix("sei_shard"))
-        p["shards"].mkdir(exist_ok=True)
-        projvec = np.random.default_rng(2).standard_normal((40, 2048))
-        out = _shard_files(p, a.shards)[i - 1]
-        run_shard(p["tss"], p["fasta"], null_sei(), projvec, out, WindowSpec(*spec_args), i, a.shards, batch_size=64)
-        return {"shard": f"{i}-of-{a.shards}"}
-    if step == "merge":
-        from gta.sei.features import merge_features
+def _windows(p: dict, a: argparse.Namespace) -> dict:
+    from gta.genome import extract_windows
 
-        merge_features(p["tss"], _shard_files(p, a.shards), p["features"], max_mostly_n_fraction=0.05)
-        return {"bytes": p["features"].stat().st_size}
-    if step == "annotations":
-        from gta.annotations import fetch_annotations, make_prompts
+    return {"windows": extract_windows(p["tss"], p["fasta"], p["windows"], a.n_bins, BIN, a.grid)}
 
-        fetch_annotations(p["tss"], p["annotations"], "mane")
-        return {"prompts": make_prompts(p["annotations"], p["prompts"], CELL_TYPE)}
-    if step == "targets":
-        from gta.expression import make_targets
 
-        t = make_targets(p["tss"], p["features"], "simulated", p["targets"], p["simulation"], signal_fraction=0.8)
-        return {"targets": len(t), "test": int((t["split"] == "test").sum())}
-    if step == "load_data":
-        from gta.train import load_dataset
+def _sei_plan(p: dict, a: argparse.Namespace) -> dict:
+    from gta.sei.inference import _shard_plan
+    from gta.tss import read_tss
 
-        data = load_dataset(p["features"], p["targets"], p["prompts"], a.n_bins, p["tss"])
-        x = data.model_x()
-        return {"genes": len(data.gene_id), "x_gb": round(x.nbytes / 1e9, 3)}
-    if step == "baselines":
-        from gta.baselines import fit_baseline
+    genes = read_tss(p["tss"])
+    units = [_shard_plan(genes, p["fasta"], _spec(a), i, a.shards, True)[2].n_units for i in range(1, a.shards + 1)]
+    return {"units": sum(units), "units_per_shard": units}
 
-        for model in ("tss_ridge", "expecto_style"):
-            fit_baseline(model, p["features"], p["targets"], p["tss"], Path(a.workdir) / f"{model}.tsv")
-        return {}
-    if step == "table1":
-        return _table1(p, a)
-    if step == "variants":
-        return _variants(p, a)
-    raise SystemExit(f"unknown step {step}")
+
+def _sei_shard(p: dict, a: argparse.Namespace, i: int) -> dict:
+    from gta.sei.inference import run_shard
+
+    p["shards"].mkdir(exist_ok=True)
+    projvec = np.random.default_rng(2).standard_normal((40, 2048))
+    out = _shard_files(p, a.shards)[i - 1]
+    run_shard(p["tss"], p["fasta"], null_sei(), projvec, out, _spec(a), i, a.shards, batch_size=64)
+    return {"shard": f"{i}-of-{a.shards}"}
+
+
+def _merge(p: dict, a: argparse.Namespace) -> dict:
+    from gta.sei.features import merge_features
+
+    merge_features(p["tss"], _shard_files(p, a.shards), p["features"], max_mostly_n_fraction=0.05)
+    return {"bytes": p["features"].stat().st_size}
+
+
+def _annotations(p: dict, a: argparse.Namespace) -> dict:
+    from gta.annotations import fetch_annotations, make_prompts
+
+    fetch_annotations(p["tss"], p["annotations"], "mane")
+    return {"prompts": make_prompts(p["annotations"], p["prompts"], CELL_TYPE)}
+
+
+def _targets(p: dict, a: argparse.Namespace) -> dict:
+    from gta.expression import make_targets
+
+    t = make_targets(p["tss"], p["features"], "simulated", p["targets"], p["simulation"], signal_fraction=0.8)
+    return {"targets": len(t), "test": int((t["split"] == "test").sum())}
+
+
+def _load_data(p: dict, a: argparse.Namespace) -> dict:
+    from gta.train import load_dataset
+
+    data = load_dataset(p["features"], p["targets"], p["prompts"], a.n_bins, p["tss"])
+    x = data.model_x()
+    return {"genes": len(data.gene_id), "x_gb": round(x.nbytes / 1e9, 3)}
+
+
+def _baselines(p: dict, a: argparse.Namespace) -> dict:
+    from gta.baselines import fit_baseline
+
+    for model in ("tss_ridge", "expecto_style"):
+        fit_baseline(model, p["features"], p["targets"], p["tss"], Path(a.workdir) / f"{model}.tsv")
+    return {}
 
 
 def _table1(p: dict, a: argparse.Namespace) -> dict:
@@ -297,6 +300,34 @@ def _variants(p: dict, a: argparse.Namespace) -> dict:
     return {"variants": len(variants), "pairs": len(pairs), "outside": outside, "touched_bins": bins} | {
         k: round(v, 2) for k, v in t.items()
     }
+
+
+STEP = {
+    "tss": _tss,
+    "windows": _windows,
+    "sei_plan": _sei_plan,
+    "merge": _merge,
+    "annotations": _annotations,
+    "targets": _targets,
+    "load_data": _load_data,
+    "baselines": _baselines,
+    "table1": _table1,
+    "variants": _variants,
+}
+
+
+def run_step(step: str, a: argparse.Namespace) -> dict:
+    """Do one step in this process (1 torch thread, malloc tuned as the CPU stages do); what it reports."""
+    import torch
+
+    from gta.hardware import tune_malloc
+
+    torch.set_num_threads(1)
+    tune_malloc()
+    p = _paths(Path(a.workdir))
+    if step.startswith("sei_shard"):
+        return _sei_shard(p, a, int(step.removeprefix("sei_shard")))
+    return STEP[step](p, a)
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -400,7 +431,8 @@ def report(runs: dict, a: argparse.Namespace) -> None:
             n_big = runs[big][0]["genes"]
             n_small = runs[keys[1]][0]["genes"]
             s = runs[keys[1]][i]
-            extra = f"   {(r['s'] / n_big) / (s['s'] / n_small):5.2f}  {(r['rss_gb'] / n_big) / (s['rss_gb'] / n_small):5.2f}"
+            ratio_s = (r["s"] / n_big) / (s["s"] / n_small)
+            extra = f"   {ratio_s:5.2f}  {(r['rss_gb'] / n_big) / (s['rss_gb'] / n_small):5.2f}"
         print(f"{r['step']:12s}{cells}{extra}")
     for k in keys:
         total = sum(r["s"] for r in runs[k])
