@@ -181,7 +181,8 @@ def _paths(work: Path) -> dict[str, Path]:
     names = ("fasta", "tss", "windows", "features", "annotations", "prompts", "targets", "simulation", "vcf")
     files = ("genome.fa", "tss.tsv", "windows.bed", "features.h5", "annotations.jsonl", "prompts.jsonl")
     files += ("targets.tsv", "simulation.tsv", "variants.vcf")
-    return {n: work / f for n, f in zip(names, files, strict=True)} | {"shards": work / "shards"}
+    paths = {n: work / f for n, f in zip(names, files, strict=True)} | {"shards": work / "shards"}
+    return paths | {"fasta": work.parent / "genome.fa"}  # one genome for every run
 
 
 def _shard_files(p: dict, shards: int) -> list[Path]:
