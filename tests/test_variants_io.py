@@ -238,6 +238,24 @@ def test_ref_check_modes(genome, vcf):
     assert e.value.input == "ref_check"
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 5_000])
+def test_fasta_refs_match_slicing(genome, monkeypatch, chunk):
+    """REF spans read in merged runs (clusters, gaps over 4 kb, spans cut at the chunk size, past the end)
+    equal slices of the upper-cased sequence padded with N, by hand."""
+    fa, seq = genome
+    monkeypatch.setattr(V, "_REF_CHUNK", chunk)
+    rng = random.Random(5)
+    variants = []
+    for i in range(400):
+        chrom = rng.choice(list(LENGTHS))
+        pos = rng.choice([rng.randint(1, LENGTHS[chrom]), rng.randint(1, 300), LENGTHS[chrom] - rng.randint(0, 5)])
+        variants.append(V.Variant(chrom, pos, f"v{i}", "A" * rng.randint(1, 25), "C"))
+    got = V.fasta_refs(variants, fa)
+    for v, ref in zip(variants, got, strict=True):
+        padded = seq[v.chrom] + "N" * 30
+        assert ref == padded[v.start0 : v.end0], v
+
+
 def test_missing_and_bad_vcf(tmp_path):
     missing = tmp_path / "nowhere.vcf"
     with pytest.raises(GTAError, match=str(missing)) as e:
