@@ -28,8 +28,8 @@ its peak RSS is the child's ru_maxrss (os.wait4). The steps:
   table1      gta.evaluate.make_table1: 5,000 bootstraps, the baselines and GTA at 51 bins (1 seed) and at
               N (3 seeds), the noise ceiling and the strand columns (predictions: observed + noise)
   variants    gta.variants.read_vcf with the REF check against the FASTA, then place (the (variant, gene)
-              pairs) and the touched bins of every pair (gta.scoring._window_bins), as score_variants
-              does before Sei
+              pairs) and the distinct touched bins (gta.scoring.pair_units), as score_variants does
+              before Sei
 Setup (timed apart, not a stage): the FASTA and a VCF of --variants SNVs and 1-20 bp indels inside the genes'
 windows (REF from the FASTA).
 Target (all 19,299 genes, N = 251, 2 cores): the steps together in 15 minutes or less, peak RSS <= 8 GB each.
@@ -284,7 +284,7 @@ def _table1(p: dict, a: argparse.Namespace) -> dict:
 
 def _variants(p: dict, a: argparse.Namespace) -> dict:
     from gta.genome import open_fasta
-    from gta.scoring import _window_bins
+    from gta.scoring import pair_units
     from gta.tss import read_tss
     from gta.variants import place, read_vcf
 
@@ -298,11 +298,10 @@ def _variants(p: dict, a: argparse.Namespace) -> dict:
     pairs, outside = place(variants, genes, a.n_bins, BIN, a.grid)
     t["place_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    bins = len(_window_bins(pairs, genes, a.n_bins, BIN, a.grid, "reference"))
-    t["window_bins_s"] = time.perf_counter() - t0
-    return {"variants": len(variants), "pairs": len(pairs), "outside": outside, "touched_bins": bins} | {
-        k: round(v, 2) for k, v in t.items()
-    }
+    per_pair, units = pair_units(pairs, genes, (a.n_bins, BIN, a.grid, "reference"))
+    t["pair_units_s"] = time.perf_counter() - t0
+    counts = {"variants": len(variants), "pairs": len(pairs), "outside": outside, "touched_bins": len(per_pair.col)}
+    return counts | {"distinct_bins": len(units)} | {k: round(v, 2) for k, v in t.items()}
 
 
 STEP = {
