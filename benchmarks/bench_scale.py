@@ -15,7 +15,7 @@ across bins, no compute), so the stage's own work (FASTA reads, one-hot, strand 
 is what is timed.
 
 Each step runs in a child process of its own, as a workflow rule does (its time includes the imports);
-its peak RSS is the child's ru_maxrss (os.wait4). The steps:
+its CPU time the child's user + system time (os.wait4), its peak RSS the child's VmHWM. The steps:
   tss         gta.tss.mane_tss (MANE summary + FASTA index -> tss.tsv)
   windows     gta.genome.extract_windows (windows.bed, BED12 sorted by bedtools)
   sei_plan    the Sei plan of every shard (gta.sei.inference.shard_rows + plan_units, as run_shard)
@@ -41,6 +41,7 @@ import argparse
 import importlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -329,6 +330,9 @@ def run_step(step: str, a: argparse.Namespace) -> dict:
     p = _paths(Path(a.workdir))
     if step.startswith("sei_shard"):
         return _sei_shard(p, a, int(step.removeprefix("sei_shard")))
+    if step == "vcf":
+        write_vcf(p["vcf"], p["tss"], Path(str(p["fasta"]) + ".fai"), a.variants, a.n_bins, a.grid)
+        return {}
     return STEP[step](p, a)
 
 
@@ -348,13 +352,17 @@ def child(step: str, a: argparse.Namespace, argv: list[str]) -> dict:
     if proc.returncode:
         raise SystemExit(f"step {step} failed (exit {proc.returncode}): {' '.join(cmd)}")
     cpu = usage.ru_utime + usage.ru_stime
-    return {
-        "step": step,
-        "s": seconds,
-        "cpu_s": cpu,
-        "rss_gb": usage.ru_maxrss / 2**20,
-        **json.loads(report.read_text()),
-    }
+    # the child's own peak RSS (VmHWM of its process image): ru_maxrss of a child also counts the parent's RSS
+    # at the fork
+    return {"step": step, "s": seconds, "cpu_s": cpu, **json.loads(report.read_text())}
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident set size (VmHWM), GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # not Linux: KiB there too on most
 
 
 def run_all(a: argparse.Namespace, genes, variants: int) -> list[dict]:
@@ -377,7 +385,7 @@ def run_all(a: argparse.Namespace, genes, variants: int) -> list[dict]:
     for step in steps:
         if step == "variants":
             t0 = time.perf_counter()
-            write_vcf(p["vcf"], p["tss"], Path(str(p["fasta"]) + ".fai"), variants, a.n_bins, a.grid)
+            child("vcf", sub, argv)  # in a child, so that this process stays small
             setup_vcf = time.perf_counter() - t0
         records.append(child(step, sub, argv))
         r = records[-1]
@@ -414,6 +422,7 @@ def main() -> None:
         t0, c0 = time.perf_counter(), time.process_time()
         out = run_step(a.step, a)
         inner = {"inner_s": round(time.perf_counter() - t0, 2), "inner_cpu_s": round(time.process_time() - c0, 2)}
+        inner["rss_gb"] = peak_rss_gb()
         Path(a.report).write_text(json.dumps(out | inner))
         return
 
