@@ -8,7 +8,7 @@ CORES ?= 2
 # Rules call the `gta` console script and snakemake; put the venv first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-fast bench lint setup setup-slurm clean
+.PHONY: demo test test-fast bench bench-scale lint setup setup-slurm clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# the CPU side at genome scale: all 19,299 MANE genes at N = 251 and 1e6 variants, then 2,000 genes (minutes)
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --full --compare 2000
 
 clean:
 	rm -rf results .snakemake

@@ -237,6 +237,8 @@ def main() -> None:
             device="cpu" if a.device == "auto" else a.device,
             dtype=torch.float32,
             batch_size=a.batch_size,
+            checkpoint_path=checkpoint,  # recorded (provenance): score_variants checks the Sei files against them
+            projection_path=projection,
         )
         features = tmp / "features.h5"
         merge_features(tss, [shard], features)

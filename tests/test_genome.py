@@ -60,6 +60,18 @@ def test_window_past_both_ends_is_padded(fasta):
     assert set(win[-start + 9001 :]) == {"N"}
 
 
+@pytest.mark.parametrize("start,end", [(-9000, -4000), (-4096, 0), (-5, 3), (9_001, 9_100), (12_000, 16_096), (0, 0)])
+def test_read_padded_ranges_outside_the_chromosome(fasta, start, end):
+    """Ranges wholly before the start or past the end (the first bins of a 1-Mb window near a chromosome
+    start) are end - start Ns; against slicing a chromosome padded with N by hand."""
+    path, seqs = fasta
+    pad = 20_000
+    padded = "N" * pad + seqs["chrB"].upper() + "N" * pad
+    got = G.read_padded(G.open_fasta(path), "chrB", start, end)
+    assert len(got) == end - start
+    assert got == padded[start + pad : end + pad]
+
+
 def test_reverse_complement_and_transcript_orientation(fasta):
     path, seqs = fasta
     s = "ACGTNacgtnRYKMSWBDHV"

@@ -238,6 +238,24 @@ def test_ref_check_modes(genome, vcf):
     assert e.value.input == "ref_check"
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 5_000])
+def test_fasta_refs_match_slicing(genome, monkeypatch, chunk):
+    """REF spans read in merged runs (clusters, gaps over 4 kb, spans cut at the chunk size, past the end)
+    equal slices of the upper-cased sequence padded with N, by hand."""
+    fa, seq = genome
+    monkeypatch.setattr(V, "_REF_CHUNK", chunk)
+    rng = random.Random(5)
+    variants = []
+    for i in range(400):
+        chrom = rng.choice(list(LENGTHS))
+        pos = rng.choice([rng.randint(1, LENGTHS[chrom]), rng.randint(1, 300), LENGTHS[chrom] - rng.randint(0, 5)])
+        variants.append(V.Variant(chrom, pos, f"v{i}", "A" * rng.randint(1, 25), "C"))
+    got = V.fasta_refs(variants, fa)
+    for v, ref in zip(variants, got, strict=True):
+        padded = seq[v.chrom] + "N" * 30
+        assert ref == padded[v.start0 : v.end0], v
+
+
 def test_missing_and_bad_vcf(tmp_path):
     missing = tmp_path / "nowhere.vcf"
     with pytest.raises(GTAError, match=str(missing)) as e:
@@ -306,6 +324,59 @@ def test_place_matches_brute_force(genome):
         assert len(expected) > 50 and n_outside > 10  # the random set exercises both
     df, n_outside = V.place([], genes, 5)
     assert list(df.columns) == V.PLACE_COLUMNS and len(df) == 0 and n_outside == 0
+
+
+@pytest.mark.parametrize("orient", ["reference", "transcript"])
+def test_touched_bins_match_a_loop(genome, orient):
+    """score_variants' bookkeeping (gta.scoring._touched_bins): per pair its touched bins as (window column,
+    unit), units = distinct (variant, bin start) numbered in order of first use, and each unit's REF and ALT
+    sequence; against a plain loop over the pairs and bins."""
+    from gta.scoring import _touched_bins
+
+    fa, _ = genome
+    rng = np.random.default_rng(4)
+    genes = pd.DataFrame(
+        {
+            "gene_id": np.arange(12) + 1,
+            "symbol": [f"G{i}" for i in range(12)],
+            "ensembl_gene": "",
+            "name": "",
+            "chrom": rng.choice(["chr1", "chr2"], 12),
+            "tss": rng.integers(0, 30_000, 12),
+            "strand": rng.choice(["+", "-"], 12),
+        }
+    )
+    chrom, pos, ref_len = rng.choice(["chr1", "chr2"], 60), rng.integers(1, 30_000, 60), rng.choice([1, 3, 5000], 60)
+    variants = [
+        V.Variant(str(c), int(p), f"v{i}", "A" * int(k), "C")
+        for i, (c, p, k) in enumerate(zip(chrom, pos, ref_len, strict=True))
+    ]
+    seen = []
+
+    class Scorer:  # records the sequences; a score that names the sequence's index
+        def scores(self, seqs, exact):
+            seen.extend(seqs)
+            return np.arange(len(seen) - len(seqs), len(seen), dtype=np.float32)[:, None] + np.zeros((1, 40))
+
+    n, bin_size = 5, 4096
+    pairs, _ = V.place(variants, genes, n, bin_size, "genome")
+    per_pair, ref, alt = _touched_bins(pairs, genes, variants, (n, bin_size, "genome", orient), fa, Scorer())
+    unit_of, expected = {}, []
+    g = genes.set_index("gene_id")
+    for row, p in enumerate(pairs.itertuples()):
+        start = int(G.window_start(int(g.at[p.gene_id, "tss"]), n, bin_size, "genome"))
+        bins = []
+        for b in range(p.bin_first, p.bin_last + 1):
+            col = n - 1 - b if orient == "transcript" and g.at[p.gene_id, "strand"] == "-" else b
+            bins.append((col, unit_of.setdefault((p.variant, start + b * bin_size), len(unit_of))))
+        expected.append(bins)
+        assert per_pair[row] == bins
+    assert len(expected) > 40 and any(len(b) > 1 for b in expected)  # pairs touching several bins
+    assert len(ref) == len(alt) == len(unit_of) < sum(map(len, expected))  # bins shared between genes
+    for (v, start), u in unit_of.items():
+        assert seen[int(ref[u, 0])] == V.ref_bin(fa, variants[v].chrom, start, bin_size)
+        assert seen[int(alt[u, 0])] == V.alt_bin(fa, variants[v].chrom, start, bin_size, variants[v])
+    assert (per_pair.first_col() == [b[0][0] for b in expected]).all()
 
 
 def test_alt_bin_properties(genome):

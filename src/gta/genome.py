@@ -118,8 +118,9 @@ def window_start(tss: int | np.ndarray, n_bins: int, bin_size: int = 4096, grid:
     raise GTAError(f"the bin grid must be one of {GRIDS}, got {grid!r}", input="grid")
 
 
-def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int) -> str:
-    """Upper-case sequence of [start, end) on `chrom`, with N where it runs past either end."""
+def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int, upper: bool = True) -> str:
+    """Sequence of [start, end) on `chrom`, with N where it runs past either end; upper case unless `upper`
+    is False (then as the FASTA has it)."""
     if chrom not in fa:
         raise GTAError(
             f"chromosome {chrom!r} is not in the FASTA {fa.filename}; name chromosomes as the FASTA does (chr1 or 1)",
@@ -127,8 +128,10 @@ def read_padded(fa: pyfaidx.Fasta, chrom: str, start: int, end: int) -> str:
         )
     length = len(fa[chrom])
     s, e = max(start, 0), min(end, length)
-    seq = str(fa[chrom][s:e]).upper() if e > s else ""
-    return "N" * (s - start) + seq + "N" * (end - max(e, s))
+    if e <= s:  # wholly before the start (e.g. a run of bins of a window near it) or past the end
+        return "N" * (end - start)
+    seq = str(fa[chrom][s:e])
+    return "N" * (s - start) + (seq.upper() if upper else seq) + "N" * (end - e)
 
 
 def extract_window(

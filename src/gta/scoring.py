@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Literal
 
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -76,17 +77,36 @@ def chunk_range(n: int, chunk: str) -> tuple[int, int]:
 
 def _window_bins(
     pairs: pd.DataFrame, genes: pd.DataFrame, n_bins: int, bin_size: int, grid: str, orient: str
-) -> list[tuple[int, int, int]]:
-    """(pair row, window bin index as the model sees it, absolute bin start) for every touched bin."""
-    tss = genes.set_index("gene_id")["tss"]
-    minus = genes.set_index("gene_id")["strand"] == "-"
-    out = []
-    for row, (g, first, last) in enumerate(zip(pairs["gene_id"], pairs["bin_first"], pairs["bin_last"], strict=False)):
-        start = int(window_start(int(tss[g]), n_bins, bin_size, grid))
-        for b in range(int(first), int(last) + 1):
-            col = n_bins - 1 - b if (orient == "transcript" and minus[g]) else b
-            out.append((row, col, start + b * bin_size))
-    return out
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pair row, window bin index as the model sees it, absolute bin start) of every touched bin, by pair
+    row and then bin, as three int64 arrays."""
+    g = genes.set_index("gene_id")
+    tss = g["tss"].loc[pairs["gene_id"]].to_numpy(np.int64)
+    minus = (g["strand"].loc[pairs["gene_id"]] == "-").to_numpy(bool) & (orient == "transcript")
+    first = pairs["bin_first"].to_numpy(np.int64)
+    k = pairs["bin_last"].to_numpy(np.int64) - first + 1
+    row = np.repeat(np.arange(len(pairs), dtype=np.int64), k)
+    b = first[row] + np.arange(len(row), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
+    start = np.asarray(window_start(tss, n_bins, bin_size, grid), np.int64)[row] + b * bin_size
+    return row, np.where(minus[row], n_bins - 1 - b, b), start
+
+
+@dataclasses.dataclass(frozen=True)
+class PairBins:
+    """The touched bins of each (variant, gene) pair: pair `row`'s are [(window column, unit)] =
+    zip(col, unit)[offsets[row]:offsets[row + 1]] (compact arrays: a million variants make ~1e7 pairs)."""
+
+    offsets: np.ndarray
+    col: np.ndarray
+    unit: np.ndarray
+
+    def __getitem__(self, row: int) -> list[tuple[int, int]]:
+        a, b = self.offsets[row], self.offsets[row + 1]
+        return list(zip(self.col[a:b].tolist(), self.unit[a:b].tolist(), strict=True))
+
+    def first_col(self) -> np.ndarray:
+        """Each pair's first touched window column."""
+        return self.col[self.offsets[:-1]]
 
 
 def write_table(table: pd.DataFrame, out: str | Path) -> None:
@@ -251,6 +271,23 @@ def _chunk_pairs(variants: list, counts: Counter, chunk: str, genes: pd.DataFram
     return variants, pairs, counts
 
 
+def pair_units(pairs: pd.DataFrame, genes: pd.DataFrame, window: tuple) -> tuple[PairBins, list[tuple[int, int]]]:
+    """(per pair its touched bins as (window column, unit), the units): a unit is a distinct (variant index,
+    absolute bin start), however many genes' windows hold the bin, numbered in order of first use."""
+    n, bin_size, grid, orient = window
+    rows, cols, starts = _window_bins(pairs, genes, n, bin_size, grid, orient)
+    of_variant = pairs["variant"].to_numpy(np.int64)[rows]
+    # units: distinct (variant, bin start), numbered in order of first use (bin starts are > -2**31)
+    key = (of_variant << 32) + (starts + (1 << 31))
+    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    unit_id = np.empty(len(distinct), np.int64)
+    unit_id[order] = np.arange(len(distinct))
+    per_pair = PairBins(np.searchsorted(rows, np.arange(len(pairs) + 1)), cols, unit_id[inverse.ravel()])
+    units = list(zip(of_variant[first[order]].tolist(), starts[first[order]].tolist(), strict=True))
+    return per_pair, units
+
+
 def _touched_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tuple, fa, scorer):
     """Sei scores (kept classes) on REF and on ALT of every distinct touched bin, one per (variant, absolute
     start) however many genes' windows hold it, and per pair its [(window column, bin)]. A bin's REF and ALT
@@ -258,16 +295,12 @@ def _touched_bins(pairs: pd.DataFrame, genes: pd.DataFrame, variants, window: tu
     the same sequence, ALT is REF exactly."""
     from .sei import KEPT
 
-    n, bin_size, grid, orient = window
-    unit_of: dict[tuple[int, int], int] = {}
-    per_pair: dict[int, list[tuple[int, int]]] = {}
-    for row, col, start in _window_bins(pairs, genes, n, bin_size, grid, orient):
-        key = (int(pairs["variant"].iat[row]), start)
-        per_pair.setdefault(row, []).append((col, unit_of.setdefault(key, len(unit_of))))
-    ref_scores = np.empty((len(unit_of), len(KEPT)), np.float32)
+    per_pair, units = pair_units(pairs, genes, window)
+    bin_size = window[1]
+    ref_scores = np.empty((len(units), len(KEPT)), np.float32)
     alt_scores = np.empty_like(ref_scores)
-    progress = Progress("Sei on touched bins (REF and ALT): %d/%d, %.1f bins/s", len(unit_of))
-    for u, (v, start) in enumerate(unit_of):
+    progress = Progress("Sei on touched bins (REF and ALT): %d/%d, %.1f bins/s", len(units))
+    for u, (v, start) in enumerate(units):
         var = variants[v]
         ref, alt = ref_bin(fa, var.chrom, start, bin_size), alt_bin(fa, var.chrom, start, bin_size, var)
         both = scorer.scores([ref] if alt == ref else [ref, alt], exact=True)[:, KEPT]
@@ -302,7 +335,7 @@ def _predict(model, x: np.ndarray, ids, strand: str, gene: str) -> np.ndarray:
 def _predict_pairs(
     model,
     pairs: pd.DataFrame,
-    per_pair: dict,
+    per_pair: PairBins,
     ref_bins: np.ndarray,
     alt_bins: np.ndarray,
     x_ref: dict,
@@ -331,7 +364,7 @@ def _predict_pairs(
 
 
 def _score_table(
-    variants, pairs: pd.DataFrame, per_pair: dict, ref_pred: dict, delta: np.ndarray, tss_bin: int
+    variants, pairs: pd.DataFrame, per_pair: PairBins, ref_pred: dict, delta: np.ndarray, tss_bin: int
 ) -> pd.DataFrame:
     v = [variants[i] for i in pairs["variant"]]
     ref = np.array([ref_pred[g] for g in pairs["gene_id"]], np.float64)
@@ -345,7 +378,7 @@ def _score_table(
             "gene_id": pairs["gene_id"].to_numpy(np.int64),
             "symbol": pairs["symbol"].to_numpy(),
             "distance": pairs["distance"].to_numpy(np.int64),
-            "bin": [per_pair[r][0][0] - tss_bin for r in range(len(pairs))],
+            "bin": per_pair.first_col() - tss_bin,
             "bins_touched": (pairs["bin_last"] - pairs["bin_first"] + 1).to_numpy(np.int64),
             "ref_prediction": ref,
             "alt_prediction": ref + delta,

@@ -47,7 +47,10 @@ COUNTER_KEYS = (
 ALT_BASES = re.compile(r"[ACGTN]+")
 REF_BASES = re.compile(r"[A-Z]+")
 PLACE_COLUMNS = ["variant", "gene_id", "symbol", "bin_first", "bin_last", "distance"]
-_REF_CHUNK = 1 << 20  # REF check: FASTA reads are merged into spans of at most this many bases
+# REF check: nearby variants share one FASTA read, a span of at most _REF_CHUNK bases in which no two
+# neighbouring REF spans are more than _REF_GAP bases apart (a read costs about as much as ~4 kb of sequence)
+_REF_CHUNK = 1 << 20
+_REF_GAP = 4096
 
 
 # --------------------------------------------------------------------------- chromosome names
@@ -159,13 +162,13 @@ def read_vcf(
     chrom_map: dict[str, str | None] = {}
     counts = Counter({k: 0 for k in COUNTER_KEYS})
     variants: list[Variant] = []
-    seen: set[Variant] = set()
+    seen: set[tuple] = set()
     for rec in _records(path, counts):
         counts["records"] += 1
         if rec.chrom not in chrom_map:
             chrom_map[rec.chrom] = match_chrom(rec.chrom, names)
         for v in _record_variants(rec, chrom_map[rec.chrom], counts, ref_check == "stop", path):
-            key = replace(v, id="")
+            key = (v.chrom, v.pos, v.ref, v.alt)  # Variant equality without the ID
             if key in seen:
                 counts["duplicate"] += 1
             else:
@@ -442,7 +445,8 @@ def _field(rec, name: str, undecodable):
 def fasta_refs(variants: Sequence[Variant], fa) -> list[str]:
     """The FASTA's bases under each variant's REF span (upper case, N past the chromosome ends).
 
-    Nearby variants share one FASTA read (spans merged up to 1 Mb), so 1e5 variants read quickly.
+    Nearby variants share one FASTA read (spans merged up to 1 Mb while the gaps between them are at most
+    4 kb), so 1e6 variants read quickly; only the REF spans are upper-cased.
     """
     out = [""] * len(variants)
     by_chrom: dict[str, list[int]] = {}
@@ -454,13 +458,13 @@ def fasta_refs(variants: Sequence[Variant], fa) -> list[str]:
         while k < len(idx):
             s, e = variants[idx[k]].start0, variants[idx[k]].end0
             m = k + 1
-            while m < len(idx) and variants[idx[m]].start0 < s + _REF_CHUNK:
+            while m < len(idx) and variants[idx[m]].start0 < min(s + _REF_CHUNK, e + _REF_GAP):
                 e = max(e, variants[idx[m]].end0)
                 m += 1
-            seq = read_padded(fa, chrom, s, e)
+            seq = read_padded(fa, chrom, s, e, upper=False)
             for i in idx[k:m]:
                 v = variants[i]
-                out[i] = seq[v.start0 - s : v.end0 - s]
+                out[i] = seq[v.start0 - s : v.end0 - s].upper()
             k = m
     return out
 
