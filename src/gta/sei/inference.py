@@ -298,7 +298,7 @@ for _a, _b in (b"AT", b"TA", b"CG", b"GC", b"at", b"ta", b"cg", b"gc"):
 
 class _UnitCodes(torch.utils.data.Dataset):
     """Batch `i` of a shard's units from unit `start` on, read in a reader process: (lo, hi, ASCII codes
-    (hi - lo, bin_size) uint8, the units to flip already reverse-complemented, share of N bases per unit).
+    (hi - lo, bin_size) uint8 with the units to flip already reverse-complemented, share of N bases per unit).
 
     An exception is returned, not raised, as a GTAError that names the FASTA (one that pickles, so it
     reaches the consumer whole); the consumer raises it. The FASTA is opened in each reader process.
@@ -337,11 +337,18 @@ class _UnitCodes(torch.utils.data.Dataset):
 
 
 def iter_codes(
-    fasta, plan: Plan, start: int, batch_size: int, bin_size: int, readers: int = 1, prefetch: int = 4
+    fasta,
+    plan: Plan,
+    start: int,
+    batch_size: int,
+    bin_size: int,
+    readers: int = 1,
+    prefetch: int = 4,
 ) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
     """(lo, hi, ASCII codes (hi - lo, bin_size) uint8, share of N bases per unit) for units [start, n_units),
     in order, read by `readers` processes (torch's DataLoader) so that the reading never holds the GIL of
-    the process that runs the model. The units to flip come reverse-complemented (see `encode`).
+    the process that runs the model. The units to flip come reverse-complemented; `encode` makes the
+    one-hot on the model's device (a GPU gets 1 byte per base, not 16).
 
     The readers are forked: they read the FASTA only (each opens its own handle) and never touch torch
     threads, CUDA or HDF5. A reader that raises stops the run with its GTAError; one that dies with a
@@ -380,9 +387,11 @@ def iter_codes(
 
 
 def encode(codes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """One-hot (batch, 4, L) float32 of (batch, L) uint8 ASCII codes on their device, `table` the (256, 4)
-    ONE_HOT_TABLE there: the same numbers as `one_hot_codes`, in one gather."""
-    return torch.nn.functional.embedding(codes.int(), table).transpose(1, 2).contiguous()
+    """One-hot (batch, 4, L) float32 of (batch, L) uint8 ASCII codes on their device, `table` the (4, 256)
+    transposed ONE_HOT_TABLE there: the same numbers as `one_hot_codes`, in one gather (a strided view:
+    predict's reverse-complement copy makes it contiguous)."""
+    n, length = codes.shape
+    return table.index_select(1, codes.reshape(-1).int()).view(4, n, length).transpose(0, 1)
 
 
 # ----------------------------------------------------------------------------- the shard file
@@ -730,7 +739,7 @@ def _compute(
     unit_n = np.zeros(plan.n_units, np.float32)  # share of N bases per distinct bin
     t0 = last_log = last_flush = time.perf_counter()
     computed = 0
-    if readers > 0:
+    if readers > 0:  # uint8 codes from reader processes, the one-hot made on the device
         batches = iter_codes(fasta, plan, first, batch_size, bin_size, readers)
         to_device = _CodesToDevice(device, batch_size, bin_size)
     else:  # the one-hot made in a prefetch thread of this process
@@ -768,11 +777,11 @@ def _with_end(batches: Iterator[tuple]) -> Iterator[tuple]:
 class _CodesToDevice:
     """Batches of uint8 codes -> one-hot float32 on `device`. On a GPU the codes go through a few pinned
     host buffers allocated once (a buffer is refilled only after its last copy has finished), then the
-    one-hot is made there (`encode`); on a CPU the one-hot is made in place."""
+    one-hot is made there (`encode`); on a CPU it is made in place."""
 
     def __init__(self, device: torch.device, batch_size: int, bin_size: int, depth: int = 3):
         self.device = device
-        self.table = torch.from_numpy(ONE_HOT_TABLE).to(device)
+        self.table = torch.from_numpy(ONE_HOT_TABLE.T.copy()).to(device)  # (4, 256)
         self.slot = 0
         if device.type == "cuda":
             self.pinned = [torch.empty((batch_size, bin_size), dtype=torch.uint8).pin_memory() for _ in range(depth)]
