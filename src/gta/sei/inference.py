@@ -373,8 +373,8 @@ def iter_codes(
                 return
             except RuntimeError as e:  # a reader process died (killed, out of memory)
                 raise GTAError(
-                    f"a FASTA reader process stopped unexpectedly ({e}); rerun the shard (it resumes), or set "
-                    "sei.readers: 0 to read in a thread of the main process",
+                    f"a FASTA reader process stopped unexpectedly ({e}); rerun the shard (it resumes where it "
+                    "stopped), or with readers 0 to read in a thread of the job's own process",
                     input="readers",
                 ) from e
             if isinstance(item, BaseException):
@@ -784,7 +784,8 @@ class _CodesToDevice:
         self.table = torch.from_numpy(ONE_HOT_TABLE.T.copy()).to(device)  # (4, 256)
         self.slot = 0
         if device.type == "cuda":
-            self.pinned = [torch.empty((batch_size, bin_size), dtype=torch.uint8).pin_memory() for _ in range(depth)]
+            shape = (batch_size, bin_size)
+            self.pinned = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(depth)]
             self.copied = [None] * depth
         else:
             self.pinned = None
@@ -800,7 +801,7 @@ class _CodesToDevice:
         buf.copy_(codes)
         on_device = buf.to(self.device, non_blocking=True)
         self.copied[k] = torch.cuda.Event()
-        self.copied[k].record()
+        self.copied[k].record(torch.cuda.current_stream(self.device))
         return encode(on_device, self.table)
 
 
