@@ -20,10 +20,10 @@ For each feed (`readers` 0 = today's prefetch thread; k = k reader processes, ui
   stage           run_shard with the fake model;
 
 the two run_shard figures at its steady rate (between its first and last progress report, so without the
-fixed costs of starting a shard). It reports stage time / max(model alone, pipeline alone): 1.0 = the two sides overlap perfectly, the
-larger one sets the pace. Target <= 1.1. The machine may be shared: each round measures the three figures
-back to back (under the same load) and the ratio is the median over `--rounds` rounds; the rates are the
-best of the rounds (other processes only ever slow a round down).
+fixed costs of starting a shard). It reports stage time / max(model alone, pipeline alone): 1.0 = the two
+sides overlap perfectly, the larger one sets the pace. Target <= 1.1. The machine may be shared: each round
+measures the three figures back to back (under the same load) and the ratio is the median over `--rounds`
+rounds; the rates are the best of the rounds (other processes only ever slow a round down).
 """
 
 from __future__ import annotations
