@@ -746,8 +746,9 @@ def _compute(
         batches = iter_batches(fasta, plan, first, batch_size, bin_size, pin=device.type == "cuda")
         to_device = None
     pending = None
-    with torch.inference_mode():
-        for lo, hi, x, n_share in _with_end(batches):
+    stream = _with_end(batches)
+    with torch.inference_mode(), contextlib.closing(stream):  # closed at once on an error: readers stop
+        for lo, hi, x, n_share in stream:
             if lo is not None:
                 x = to_device(x) if to_device is not None else x.to(device, non_blocking=True)
                 scores = _class_scores(model, x, unit, reverse_complement, device, dtype)
