@@ -4,7 +4,7 @@
 
 A "window" is one 4,096-bp bin; with reverse-complement averaging (on, as in the stage) each window is two
 Sei passes. The bare forward runs on ready one-hot tensors; the stage (gta.sei.inference.run_shard) reads
-the windows from a synthetic chr21 FASTA, one-hot encodes them in a prefetch thread, runs Sei, projects
+the windows from a synthetic chr21 FASTA in a reader process, one-hot encodes them, runs Sei, projects
 onto the 40 classes in fp32 and writes the float16 HDF5 shard. Both at the same batch size and threads.
 Target: the stage keeps >= 85% of the bare bf16 rate.
 """

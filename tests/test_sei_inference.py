@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -332,3 +335,98 @@ def test_device_and_dtype_resolution():
     assert e.value.input == "device"
     with pytest.raises(GTAError, match="I-of-N"):
         inference.parse_shard("2/3")
+
+
+def _fasta_by_hand(path) -> dict[str, str]:
+    """The FASTA's chromosomes, parsed here line by line (upper case)."""
+    seqs: dict[str, list[str]] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+            seqs[name] = []
+        else:
+            seqs[name].append(line.upper())
+    return {k: "".join(v) for k, v in seqs.items()}
+
+
+def test_reader_codes_give_the_one_hot_by_hand(fasta, genes):
+    """The reader processes' uint8 codes, one-hot encoded as on a GPU (`encode`), are each unit's bases
+    one-hot by hand: reverse-complemented (reversed, A<->T, C<->G) where the plan flips the unit, N and
+    past-the-end bases 0.25; the share of N bases counted by hand."""
+    spec = WindowSpec(5, BIN, "transcript", "tss")
+    plan = plan_units(genes, spec, list(CHROMS), reverse_complement=False)
+    chroms = _fasta_by_hand(fasta)
+    table = torch.from_numpy(inference.ONE_HOT_TABLE.T.copy())
+    seen, flipped, with_n = 0, 0, 0
+    for lo, hi, codes, n_share in inference.iter_codes(fasta, plan, 2, 4, BIN, readers=2):
+        assert codes.dtype == torch.uint8
+        x = inference.encode(codes, table).numpy()
+        for k, u in enumerate(range(lo, hi)):
+            s, chrom = int(plan.start[u]), chroms[plan.chroms[plan.chrom[u]]]
+            seq = "".join(chrom[i] if 0 <= i < len(chrom) else "N" for i in range(s, s + BIN))
+            if plan.flip[u]:
+                seq = seq[::-1].translate(str.maketrans("ACGT", "TGCA"))
+                flipped += 1
+            np.testing.assert_array_equal(x[k], by_hand_one_hot(seq))
+            assert n_share[k] == np.float32(seq.count("N") / BIN)
+            with_n += "N" in seq
+        seen += hi - lo
+    assert seen == plan.n_units - 2 and flipped > 0 and with_n > 0
+
+
+def test_feeds_give_identical_shards(tmp_path, tss_file, fasta, model, projvec):
+    """Reader processes (1 or 2) and today's prefetch thread (readers 0) write the same numbers, on both
+    strands without averaging (units flipped by the readers) and with it."""
+    for rc in (False, True):
+        spec = WindowSpec(5, BIN, "transcript", "genome")
+        runs = [
+            run_all(tmp_path, tss_file, fasta, model, projvec, spec, tag=f"r{r}{rc}", reverse_complement=rc, readers=r)
+            for r in (0, 1, 2)
+        ]
+        for feats, _ in runs[1:]:
+            np.testing.assert_array_equal(feats, runs[0][0])
+
+
+def test_reader_failures_stop_the_run_with_one_error(tmp_path, tss_file, fasta, genes, model, projvec, monkeypatch):
+    """A reader that raises or dies ends the run with one GTAError (no hang) and leaves no shard file."""
+    spec = WindowSpec(3, BIN)
+    with pytest.raises(GTAError, match="readers must be 0 or more") as e:
+        run_shard(tss_file, fasta, model, projvec, tmp_path / "x.h5", spec, readers=-1)
+    assert e.value.input == "readers"
+    # a contig the FASTA lacks
+    plan = plan_units(genes.assign(chrom="chrZ"), spec, [*CHROMS, "chrZ"])
+    with pytest.raises(GTAError, match="chrZ") as e:
+        list(inference.iter_codes(fasta, plan, 0, 4, BIN, readers=1))
+    assert e.value.input == "fasta"
+    # the FASTA disappears once the job has planned its work
+    gone = tmp_path / "gone.fa"
+    gone.write_bytes(fasta.read_bytes())
+    real = inference.iter_codes
+
+    def vanish(fa, *args, **kw):
+        gone.unlink()
+        return real(fa, *args, **kw)
+
+    monkeypatch.setattr(inference, "iter_codes", vanish)
+    out = tmp_path / "gone/1-of-1.h5"
+    with pytest.raises(GTAError, match="not found"):
+        run_shard(tss_file, gone, model, projvec, out, spec, batch_size=4)
+    assert not out.exists()
+    monkeypatch.setattr(inference, "iter_codes", real)
+    # a reader raising something else, and a reader that dies, after the first batch
+    first = inference.unit_codes
+
+    def fail(how):
+        def unit_codes(fa, plan, lo, hi, bin_size):
+            if lo > 0:
+                how()
+            return first(fa, plan, lo, hi, bin_size)
+
+        return unit_codes
+
+    for how, match in ((lambda: 1 / 0, "ZeroDivisionError"), (lambda: os._exit(3), "stopped unexpectedly")):
+        monkeypatch.setattr(inference, "unit_codes", fail(how))
+        out = tmp_path / f"{match}/1-of-1.h5"
+        with pytest.raises(GTAError, match=match):
+            run_shard(tss_file, fasta, model, projvec, out, spec, batch_size=4, readers=2)
+        assert not out.exists()

@@ -118,6 +118,13 @@ def sei_on_gpu():
     return 1 if str(config["sei"]["device"]).startswith("cuda") else 0
 
 
+def sei_threads():
+    """CPUs of a predict_sei job: sei.threads; on a GPU at least sei.readers + 1, the FASTA readers and
+    the thread that launches Sei (benchmarks/bench_sei_feed.py; profiles/slurm/config.yaml)."""
+    threads = config["sei"]["threads"]
+    return max(threads, config["sei"]["readers"] + 1) if sei_on_gpu() else threads
+
+
 def _backbone(what):
     """backbone.model resolved by gta.model.spec (torch-free); errors name the config key."""
     from gta.model import spec

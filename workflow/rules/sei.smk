@@ -34,7 +34,7 @@ rule predict_sei:
         shard=r"\d+-of-\d+",
     conda:
         "../../envs/torch.yaml"
-    threads: config["sei"]["threads"]
+    threads: sei_threads()
     resources:
         gpu=sei_on_gpu(),
     params:
@@ -47,6 +47,7 @@ rule predict_sei:
         device=config["sei"]["device"],
         dtype=config["sei"]["dtype"],
         batch_size=config["sei"]["batch_size"],
+        readers=config["sei"]["readers"],
     script:
         "../scripts/predict_sei.py"
 

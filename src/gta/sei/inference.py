@@ -48,7 +48,7 @@ from ..provenance import provenance_attrs
 from ..hardware import autocast, resolve_device, resolve_dtype, tune_malloc
 from ..tss import read_tss
 from .checkpoint import load_projection, load_sei
-from .model import N_CLASSES, Sei, one_hot_codes, predict, projection_matrix
+from .model import N_CLASSES, ONE_HOT_TABLE, Sei, one_hot_codes, predict, projection_matrix
 
 log = logging.getLogger("gta.sei.inference")
 
@@ -276,7 +276,7 @@ def iter_batches(
     fasta, plan: Plan, start: int, batch_size: int, bin_size: int, prefetch: int = 3, pin: bool = False
 ) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
     """(lo, hi, one-hot (hi - lo, 4, bin_size), share of N bases per unit) for units [start, n_units),
-    prepared in a background thread."""
+    prepared in a background thread (`readers: 0`)."""
     q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
     thread = threading.Thread(
@@ -288,6 +288,110 @@ def iter_batches(
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+# byte -> byte of the complementary base (A<->T, C<->G, both cases); every other byte stays (N stays N)
+_COMPLEMENT = np.arange(256, dtype=np.uint8)
+for _a, _b in (b"AT", b"TA", b"CG", b"GC", b"at", b"ta", b"cg", b"gc"):
+    _COMPLEMENT[_a] = _b
+
+
+class _UnitCodes(torch.utils.data.Dataset):
+    """Batch `i` of a shard's units from unit `start` on, read in a reader process: (lo, hi, ASCII codes
+    (hi - lo, bin_size) uint8 with the units to flip already reverse-complemented, share of N bases per unit).
+
+    An exception is returned, not raised, as a GTAError that names the FASTA (one that pickles, so it
+    reaches the consumer whole); the consumer raises it. The FASTA is opened in each reader process.
+    """
+
+    def __init__(self, fasta, plan: Plan, start: int, batch_size: int, bin_size: int):
+        self.fasta = str(fasta.filename if hasattr(fasta, "filename") else fasta)
+        # the plan without its per-gene tables: what a reader needs, and less to copy to it
+        self.plan = dataclasses.replace(plan, gene_units=np.empty((0, 0), np.int64), ready_at=plan.ready_at[:0])
+        self.n_units, self.start, self.batch_size, self.bin_size = plan.n_units, start, batch_size, bin_size
+        self.fa = None
+
+    def __len__(self) -> int:
+        return max(0, -(-(self.n_units - self.start) // self.batch_size))
+
+    def __getitem__(self, i: int):
+        lo = self.start + i * self.batch_size
+        hi = min(lo + self.batch_size, self.n_units)
+        try:
+            if self.fa is None:
+                self.fa = open_fasta(self.fasta)
+            codes = unit_codes(self.fa, self.plan, lo, hi, self.bin_size)
+            n_share = (codes == ord("N")).mean(axis=1, dtype=np.float64).astype(np.float32)
+            flip = self.plan.flip[lo:hi]
+            if flip.any():
+                codes[flip] = _COMPLEMENT[codes[flip][:, ::-1]]
+            return lo, hi, torch.from_numpy(codes), n_share
+        except GTAError as e:
+            return GTAError(str(e), input=e.input)
+        except Exception as e:  # noqa: BLE001  (handed to the consumer, which raises it)
+            return GTAError(
+                f"reading units {lo}-{hi} of the genome FASTA {self.fasta} failed in a reader process: "
+                f"{type(e).__name__}: {e}",
+                input="fasta",
+            )
+
+
+def iter_codes(
+    fasta,
+    plan: Plan,
+    start: int,
+    batch_size: int,
+    bin_size: int,
+    readers: int = 1,
+    prefetch: int = 4,
+) -> Iterator[tuple[int, int, torch.Tensor, np.ndarray]]:
+    """(lo, hi, ASCII codes (hi - lo, bin_size) uint8, share of N bases per unit) for units [start, n_units),
+    in order, read by `readers` processes (torch's DataLoader) so that the reading never holds the GIL of
+    the process that runs the model. The units to flip come reverse-complemented; `encode` makes the
+    one-hot on the model's device (a GPU gets 1 byte per base, not 16).
+
+    The readers are forked: they read the FASTA only (each opens its own handle) and never touch torch
+    threads, CUDA or HDF5. A reader that raises stops the run with its GTAError; one that dies with a
+    GTAError saying so (the DataLoader notices a dead worker within seconds); either way no batch after
+    the failed one is used.
+    """
+    ctx = "fork" if "fork" in torch.multiprocessing.get_all_start_methods() else None
+    loader = torch.utils.data.DataLoader(
+        _UnitCodes(fasta, plan, start, batch_size, bin_size),
+        batch_size=None,
+        shuffle=False,
+        num_workers=readers,
+        prefetch_factor=prefetch,
+        multiprocessing_context=ctx,
+    )
+    it = iter(loader)
+    try:
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except RuntimeError as e:  # a reader process died (killed, out of memory)
+                raise GTAError(
+                    f"a FASTA reader process stopped unexpectedly ({e}); rerun the shard (it resumes where it "
+                    "stopped), or with readers 0 to read in a thread of the job's own process",
+                    input="readers",
+                ) from e
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def encode(codes: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """One-hot (batch, 4, L) float32 of (batch, L) uint8 ASCII codes on their device, `table` the (4, 256)
+    transposed ONE_HOT_TABLE there: the same numbers as `one_hot_codes`, in one gather (a strided view:
+    predict's reverse-complement copy makes it contiguous)."""
+    n, length = codes.shape
+    return table.index_select(1, codes.reshape(-1).int()).view(4, n, length).transpose(0, 1)
 
 
 # ----------------------------------------------------------------------------- the shard file
@@ -445,13 +549,17 @@ def run_shard(
     checkpoint_path: str | Path | None = None,
     projection_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    readers: int = 1,
 ) -> Path:
     """Compute the Sei class scores of one shard's genes into `out` (HDF5), resuming a partial run.
 
+    `readers`: processes reading the FASTA (`iter_codes`), 0 = a prefetch thread of this process.
     `progress(done_genes, n_genes)` is called after every flush (tests use it to interrupt a run).
     A second job on the same shard stops with a GTAError and leaves the first one's partial file alone.
     """
     out = Path(out)
+    if readers < 0:
+        raise GTAError(f"readers must be 0 or more (got {readers})", input="readers")
     with shard_lock(out):
         genes_all = read_tss(tss) if not isinstance(tss, pd.DataFrame) else tss
         device = torch.device(device)
@@ -500,6 +608,7 @@ def run_shard(
                 dtype=dtype,
                 flush_seconds=flush_seconds,
                 progress=progress,
+                readers=readers,
             )
             _record_provenance(f, genes, fasta, checkpoint_path, projection_path)
             mostly_n = _complete(f, done, n_genes)
@@ -618,37 +727,92 @@ def _compute(
     dtype: torch.dtype,
     flush_seconds: float,
     progress,
+    readers: int = 1,
 ) -> tuple[int, int, float]:
     """Units from `first` on through Sei, each gene written to `f` once its bins are done; the progress
-    counter flushed every `flush_seconds` and at the end. (genes done, units computed, start time)."""
+    counter flushed every `flush_seconds` and at the end. (genes done, units computed, start time).
+
+    Each batch's class scores are read back after the next batch is launched, so that a GPU always has
+    the next batch queued while the host writes the last one."""
     n_genes = len(plan.gene_units)  # the shard's genes
     ring = np.empty((plan.ring_size(batch_size), N_CLASSES), np.float32)
     unit_n = np.zeros(plan.n_units, np.float32)  # share of N bases per distinct bin
     t0 = last_log = last_flush = time.perf_counter()
     computed = 0
-    with torch.inference_mode():
-        for lo, hi, x, n_share in iter_batches(fasta, plan, first, batch_size, bin_size, pin=device.type == "cuda"):
-            unit_n[lo:hi] = n_share
-            ring[np.arange(lo, hi) % len(ring)] = _class_scores(model, x, unit, reverse_complement, device, dtype)
-            computed += hi - lo
-            done = _write_genes(f, plan, ring, unit_n, done, hi)
-            now = time.perf_counter()
-            if now - last_flush >= flush_seconds or done == n_genes:
-                _flush(f, done, n_genes, progress)
-                last_flush = now
-            if now - last_log >= 30 or hi == plan.n_units:
-                _log_progress(plan, hi, done, n_genes, computed / (now - t0))
-                last_log = now
+    if readers > 0:  # uint8 codes from reader processes, the one-hot made on the device
+        batches = iter_codes(fasta, plan, first, batch_size, bin_size, readers)
+        to_device = _CodesToDevice(device, batch_size, bin_size)
+    else:  # the one-hot made in a prefetch thread of this process
+        batches = iter_batches(fasta, plan, first, batch_size, bin_size, pin=device.type == "cuda")
+        to_device = None
+    pending = None
+    stream = _with_end(batches)
+    with torch.inference_mode(), contextlib.closing(stream):  # closed at once on an error: readers stop
+        for lo, hi, x, n_share in stream:
+            if lo is not None:
+                x = to_device(x) if to_device is not None else x.to(device, non_blocking=True)
+                scores = _class_scores(model, x, unit, reverse_complement, device, dtype)
+            if pending is not None:
+                p_lo, p_hi, p_scores, p_n = pending
+                unit_n[p_lo:p_hi] = p_n
+                ring[np.arange(p_lo, p_hi) % len(ring)] = p_scores.cpu().numpy()
+                computed += p_hi - p_lo
+                done = _write_genes(f, plan, ring, unit_n, done, p_hi)
+                now = time.perf_counter()
+                if now - last_flush >= flush_seconds or done == n_genes:
+                    _flush(f, done, n_genes, progress)
+                    last_flush = now
+                if now - last_log >= 30 or p_hi == plan.n_units:
+                    _log_progress(plan, p_hi, done, n_genes, computed / (now - t0))
+                    last_log = now
+            pending = (lo, hi, scores, n_share) if lo is not None else None
     return done, computed, t0
+
+
+def _with_end(batches: Iterator[tuple]) -> Iterator[tuple]:
+    """The batches, then one (None, None, None, None): the signal to read back the last one."""
+    yield from batches
+    yield None, None, None, None
+
+
+class _CodesToDevice:
+    """Batches of uint8 codes -> one-hot float32 on `device`. On a GPU the codes go through a few pinned
+    host buffers allocated once (a buffer is refilled only after its last copy has finished), then the
+    one-hot is made there (`encode`); on a CPU it is made in place."""
+
+    def __init__(self, device: torch.device, batch_size: int, bin_size: int, depth: int = 3):
+        self.device = device
+        self.table = torch.from_numpy(ONE_HOT_TABLE.T.copy()).to(device)  # (4, 256)
+        self.slot = 0
+        if device.type == "cuda":
+            shape = (batch_size, bin_size)
+            self.pinned = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(depth)]
+            self.copied = [None] * depth
+        else:
+            self.pinned = None
+
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.pinned is None:
+            return encode(codes.to(self.device), self.table)
+        k, n = self.slot, codes.shape[0]
+        self.slot = (k + 1) % len(self.pinned)
+        if self.copied[k] is not None:
+            self.copied[k].synchronize()
+        buf = self.pinned[k][:n]
+        buf.copy_(codes)
+        on_device = buf.to(self.device, non_blocking=True)
+        self.copied[k] = torch.cuda.Event()
+        self.copied[k].record(torch.cuda.current_stream(self.device))
+        return encode(on_device, self.table)
 
 
 def _class_scores(
     model: Sei, x: torch.Tensor, unit: torch.Tensor, reverse_complement: bool, device: torch.device, dtype: torch.dtype
-) -> np.ndarray:
-    """Class scores (units, 40) of one batch: Sei at `dtype`, the class projection in fp32."""
+) -> torch.Tensor:
+    """Class scores (units, 40) of one batch on `device`: Sei at `dtype`, the class projection in fp32."""
     with autocast(device, dtype):
-        p = predict(model, x.to(device, non_blocking=True), reverse_complement)
-    return (p.float() @ unit).cpu().numpy()  # class projection in fp32
+        p = predict(model, x, reverse_complement)
+    return p.float() @ unit  # class projection in fp32
 
 
 def _write_genes(f: h5py.File, plan: Plan, ring: np.ndarray, unit_n: np.ndarray, done: int, hi: int) -> int:
@@ -710,6 +874,7 @@ def predict_sei(
     dtype: Literal["auto", "float32", "bfloat16"] = "auto",
     batch_size: int = 32,
     threads: int | None = None,
+    readers: int = 1,
 ) -> Path:
     """Stage predict_sei (rule, `gta predict-sei`): one shard of tss.tsv through Sei into an HDF5 shard file.
 
@@ -727,6 +892,7 @@ def predict_sei(
         reverse_complement: average each bin's outputs over both strands (Sei's own practice)
         device: 'auto', 'cpu', 'cuda' or 'cuda:N'
         threads: CPU threads (torch)
+        readers: processes reading the FASTA beside the model (0 = a thread of the model's process)
     """
     spec = WindowSpec(n_bins, bin_size, orient, grid)
     i, n = parse_shard(shard)
@@ -759,4 +925,5 @@ def predict_sei(
         batch_size=batch_size,
         checkpoint_path=checkpoint,
         projection_path=projection,
+        readers=readers,
     )
