@@ -49,6 +49,7 @@ COMMANDS = {
     "convert-backbone": ("model.backbone", "GGUF backbone -> cached folder (safetensors + config + tokenizer)"),
     "make-targets": ("expression", "expression table or simulation -> targets.tsv (value and split per gene)"),
     "fit-baseline": ("baselines", "fit a baseline (TSS ridge, ExPecto-style) -> predictions"),
+    "fit-text-baseline": ("baselines", "ridge on the prompts' TF-IDF (alone or + ExPecto-style) -> predictions"),
     "import-baseline-predictions": ("baselines", "Huang et al. predictions CSV -> one predictions file per model"),
     "make-table1": ("evaluate", "predictions -> table1.tsv (bootstrap Spearman on the test genes)"),
     "make-table2": ("evaluate", "GTA predictions per backbone depth -> table2.tsv"),

@@ -46,6 +46,8 @@ TABLE3_DESCRIPTIONS = {
     "attention_layer": "one trainable self-attention layer instead of the backbone",
     "no_prompt": "GTA trained and tested with empty prompts",
     "context_ablation": "trained GTA; bins outside the central {keep_bins} set to the training mean",
+    "text_ridge": "no sequence, no LLM: ridge on the prompt's TF-IDF",
+    "text_expecto": "no LLM: ridge on the prompt's TF-IDF beside the ExPecto-style features",
 }
 NOISE_CEILING = "noise ceiling"
 _CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory to ~100 MB)
@@ -378,6 +380,8 @@ def paired_delta(
     (control_s - GTA_s), `delta_sd` its SD over seeds (ddof=1), `delta_ci` 2 x the SD of its bootstrap (each
     resample scores both models' every seed on the same genes). The two must share their seeds; when they
     predict different test genes, `rescore(variant, genes)` scores each on the shared ones."""
+    if control.seeds == [None]:  # a model fitted once (a baseline): the same for every GTA seed
+        control = _every_seed(control, gta.seeds)
     if sorted(control.seeds, key=str) != sorted(gta.seeds, key=str):
         raise GTAError(
             f"table3: {name} was trained with seeds {_seed_list(control)} but GTA with {_seed_list(gta)}; the "
@@ -388,6 +392,8 @@ def paired_delta(
         shared = gta.genes[np.isin(gta.genes, control.genes)]
         log.warning("%s - GTA: on the %d test genes both predict", name, len(shared))
         control, gta = rescore(name, shared), rescore("GTA", shared)
+        if control.seeds == [None]:
+            control = _every_seed(control, gta.seeds)
     order = [control.seeds.index(s) for s in gta.seeds]
     diff = control.rho[order] - gta.rho
     boots = (control.boots[order] - gta.boots).mean(axis=0)
@@ -397,6 +403,12 @@ def paired_delta(
         *(name, _seed_list(gta), cells["delta_vs_gta"], cells["delta_sd"] or "-", cells["delta_ci"]),
     )
     return cells
+
+
+def _every_seed(scores: SeedScores, seeds: list[int | None]) -> SeedScores:
+    """The scores of a model fitted once, repeated for each of `seeds` (paired_delta pairs it with each)."""
+    k = len(seeds)
+    return SeedScores(list(seeds), scores.genes, np.repeat(scores.rho, k), np.repeat(scores.boots, k, axis=0))
 
 
 def _seed_list(scores: SeedScores) -> str:
