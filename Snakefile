@@ -29,6 +29,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/controls.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/prompt_control.smk"
 include: "workflow/rules/apply.smk"
 
 

@@ -58,6 +58,7 @@ COMMANDS = {
         "demo.simulation",
         "simulated targets -> oracle.tsv (best test Spearman per visible context)",
     ),
+    "make-prompt-control": ("evaluate", "models on targets with and without a text signal -> prompt_control.tsv"),
     "make-train-size": ("evaluate", "predictions per training fraction -> train_size.tsv and its figure"),
     "train-gta": ("train", "train one GTA model (N bins, L backbone blocks) and predict every gene"),
     "make-figures": ("figures", "figures 5-10 of the paper from a trained GTA model (test genes)"),

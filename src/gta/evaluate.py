@@ -23,6 +23,7 @@ from . import GTAError
 # the files this stage reads and writes: gta.formats (docs/formats.md); their names stay importable from here
 from .formats import (
     DELTA_COLUMNS,
+    PROMPT_CONTROL_COLUMNS,
     SEED_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
@@ -659,3 +660,29 @@ def make_train_size(
 
         plot_train_size(table, out_figure, label)
     return table
+
+
+def make_prompt_control(rows: Sequence[Sequence], out: str | Path, n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Stage make_prompt_control (rule, `gta make-prompt-control`): write prompt_control.tsv, the positive
+    control of the prompt path: each model's test Spearman on targets simulated with each text_signal
+    (gta.demo.simulation: that share of the variance comes from the text family of the gene's name).
+
+    `rows` are (model, text_signal, targets, predictions[, training seed]); rows with a seed that share
+    model, text_signal and targets are one model trained once per seed: the mean over seeds, its bootstrap
+    `ci` and the seed columns, as in Table 1 (make_table1). A row whose model is 'noise ceiling' names the
+    simulation.tsv of its targets instead of predictions: the Spearman of the noiseless signal.
+
+    Args:
+        rows: MODEL TEXT_SIGNAL TARGETS PREDICTIONS [SEED], once per row (and seed)
+    """
+    records = []
+    for (model, text_signal, targets), paths in by_seed(rows, 3):
+        tgt = read_targets(targets)
+        if model == NOISE_CEILING:
+            rho, ci, n = noise_ceiling(next(iter(paths.values())), tgt, n_boot, seed)
+            cells = {"spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n), **dict.fromkeys(SEED_COLUMNS, "")}
+        else:
+            sc = score_seeds(paths, tgt, n_boot, seed, f"{model} at text_signal {float(text_signal):g}")
+            cells = {"spearman": _fmt(sc.mean), "ci": _fmt(sc.ci), "n_genes": str(len(sc.genes)), **sc.seed_columns()}
+        records.append({"model": model, "text_signal": f"{float(text_signal):g}", **cells})
+    return write_table(records, PROMPT_CONTROL_COLUMNS, out)
