@@ -30,6 +30,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/controls.smk"
 include: "workflow/rules/diagnostics.smk"
 include: "workflow/rules/personal_eval.smk"
+include: "workflow/rules/prompt_control.smk"
 include: "workflow/rules/apply.smk"
 include: "workflow/rules/personal.smk"
 

@@ -121,11 +121,18 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert int(jobs["fit_baseline"]) == 3  # TSS ridge, ExPecto-style, boosted trees
     # Table 3: four trained controls and the context ablation at the largest N and backbone.layers; learning
     # curves; no oracle (measured expression) and no training-size sweep (train_fractions empty)
-    assert int(jobs["train_control"]) == 4 * seeds == len(set(cfg["evaluate"]["controls"]) - {"context_ablation"}) * 3
+    untrained = {"context_ablation", "text_ridge", "text_expecto"}
+    assert int(jobs["train_control"]) == 4 * seeds == len(set(cfg["evaluate"]["controls"]) - untrained) * 3
+    # the text baselines: Table 3 rows and (text_baselines_in_table1) Table 1 rows, each fitted once
+    assert {"text_ridge", "text_expecto"} <= set(cfg["evaluate"]["controls"]) and cfg["evaluate"][
+        "text_baselines_in_table1"
+    ]
+    assert int(jobs["fit_text_baseline"]) == 2
     assert int(jobs["ablate_context"]) == seeds
     for rule in ["make_table3", "plot_learning_curves"]:
         assert int(jobs[rule]) == 1, rule
     assert not {"oracle_diagnostics", "train_gta_subset", "fit_baseline_subset", "make_train_size"} & set(jobs)
+    assert not {"make_prompt_control", "train_text_signal"} & set(jobs)  # a simulation's diagnostic, own target
     # the official Sei checkpoint and a hub backbone: no demo model, no GGUF conversion
     assert "make_demo_sei" not in jobs and "convert_backbone" not in jobs and "synthetic_genome" not in jobs
 
@@ -147,7 +154,27 @@ def test_demo_config_dag_has_the_controls_and_the_training_size_sweep(tmp_path):
     assert jobs["train_gta"] == seeds + len(set(e["context_bins"])) - 1 + len(
         set(e["ablation_layers"]) - {cfg["backbone"]["layers"]}
     )
-    assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation"}) * seeds
+    assert jobs["train_control"] == len(set(e["controls"]) - {"context_ablation", "text_ridge", "text_expecto"}) * seeds
     assert jobs["ablate_context"] == seeds
+    assert jobs["fit_text_baseline"] == 2  # Table 3's text rows (seconds each)
     for rule in ["make_table3", "plot_learning_curves", "oracle_diagnostics", "make_train_size"]:
         assert jobs[rule] == 1, rule
+    assert "train_text_signal" not in jobs  # the prompt control is a target of its own
+
+
+@pytest.mark.workflow
+def test_prompt_control_dag_reuses_the_main_run_at_the_configured_text_signal(tmp_path):
+    """results/diagnostics/prompt_control.tsv: the demo's text_signal 0 from the main run's models; 0.2 with its
+    own targets and GTA, no-prompt and no-backbone models for each seed, and its own baselines."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    r = run_snakemake(tmp_path, "results/diagnostics/prompt_control.tsv", "-n", "--quiet", "rules", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:]
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", r.stdout, re.M)}
+    seeds = len(cfg["evaluate"]["seeds"])
+    assert cfg["evaluate"]["text_signals"] == [0, 0.2] and cfg["expression"]["text_signal"] == 0
+    assert jobs["train_gta"] == seeds and jobs["train_control"] == 2 * seeds  # text_signal 0: the main run's
+    assert jobs["train_text_signal"] == 3 * seeds  # 0.2: GTA, no_prompt, no_backbone
+    assert jobs["make_targets"] == jobs["make_targets_text_signal"] == 1
+    assert jobs["fit_baseline"] == jobs["fit_baseline_text_signal"] == 1  # ExPecto-style
+    assert jobs["fit_text_baseline"] == jobs["fit_text_baseline_text_signal"] == 2
+    assert jobs["make_prompt_control"] == 1

@@ -284,6 +284,40 @@ def test_table3_pairs_each_control_with_gta_by_seed(tmp_path):
     assert e.value.input == "rows" and not (tmp_path / "bad.tsv").exists()
 
 
+def test_table3_pairs_a_baseline_fitted_once_with_every_gta_seed(tmp_path):
+    """A text baseline (no seed) against GTA's seeds: its one Spearman minus each seed's, by scipy and a loop."""
+    from test_evaluate import loop_bootstrap
+
+    tgt = write_targets(tmp_path / "targets.tsv")
+    test = (tgt["split"] == "test").to_numpy()
+    obs = tgt["value"].to_numpy()[test]
+    rng = np.random.default_rng(9)
+    preds, rows = {}, []
+    for s in (0, 1, 2):
+        preds[s] = (tgt["value"] + (0.3 + 0.4 * s) * rng.normal(size=len(tgt))).to_numpy()
+        write_pred(tmp_path / f"gta_{s}.tsv", tgt, preds[s])
+        rows.append(("GTA", str(tmp_path / f"gta_{s}.tsv"), s))
+    text = (tgt["value"] + rng.normal(size=len(tgt))).to_numpy()
+    write_pred(tmp_path / "text.tsv", tgt, text)
+    rows.append(("text_ridge", str(tmp_path / "text.tsv")))
+    make_table3(rows, tmp_path / "targets.tsv", tmp_path / "t3.tsv", n_boot=100, seed=4)
+    row = (
+        pd.read_csv(tmp_path / "t3.tsv", sep="\t", keep_default_na=False, dtype=str)
+        .set_index("model")
+        .loc["text_ridge"]
+    )
+    diffs = [
+        stats.spearmanr(obs, text[test]).statistic - stats.spearmanr(obs, preds[s][test]).statistic for s in (0, 1, 2)
+    ]
+    assert row["n_seeds"] == "" and row["description"] == TABLE3_DESCRIPTIONS["text_ridge"]
+    assert float(row["delta_vs_gta"]) == pytest.approx(np.mean(diffs), abs=5e-5)
+    assert float(row["delta_sd"]) == pytest.approx(np.std(diffs, ddof=1), abs=5e-5)
+    boots = loop_bootstrap(obs, text[test], 100, 4) - np.mean(
+        [loop_bootstrap(obs, preds[s][test], 100, 4) for s in (0, 1, 2)], axis=0
+    )
+    assert float(row["delta_ci"]) == pytest.approx(2 * np.std(boots), abs=5e-5)
+
+
 def test_train_size_table_counts_the_subset(tmp_path, monkeypatch):
     tgt = write_targets(tmp_path / "targets.tsv", n=80)
     write_pred(tmp_path / "a.tsv", tgt, tgt["value"] * 2)

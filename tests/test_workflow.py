@@ -112,6 +112,8 @@ def test_table1_has_every_row(tiny_run, tiny_config):
         "TSS ridge",
         "ExPecto-style",
         "Boosted trees",
+        "Text ridge",
+        "Text + ExPecto-style",
         "GTA",
         "GTA",
         "GTA without LLM",
@@ -131,6 +133,11 @@ def test_table1_has_every_row(tiny_run, tiny_config):
     rows |= {("GTA", n): f"gta_n{n}_l{layers}" for n in cfg["evaluate"]["context_bins"]}
     # Table 3's no-backbone control, as Table 1's 'GTA without LLM' (its predictions, not a new training)
     rows |= {("GTA without LLM", max(cfg["evaluate"]["context_bins"])): "control_no_backbone"}
+    for model, stem in [("Text ridge", "text_ridge"), ("Text + ExPecto-style", "text_expecto")]:  # no bins
+        (row,) = t1[t1["model"] == model].itertuples()
+        assert np.isnan(row.n_bins) and row.spearman == pytest.approx(
+            rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5
+        )
     for (model, n_bins), stem in rows.items():  # each row recomputed with scipy from its predictions file
         (value,) = t1.loc[(t1["model"] == model) & (t1["n_bins"] == n_bins), "spearman"]
         assert value == pytest.approx(rho_by_scipy(tiny_run, f"results/predictions/{stem}.tsv"), abs=5e-5)
@@ -156,14 +163,17 @@ def test_table3_and_diagnostics(tiny_run, tiny_config):
     assert list(t3["model"]) == ["GTA", *e["controls"]]
     assert t3["description"].str.len().gt(0).all() and t3["spearman"].between(-1, 1).all()
     files = {"GTA": f"results/predictions/gta_n{n}_l{layers}.tsv"}
-    files |= {c: f"results/predictions/control_{c}.tsv" for c in e["controls"]}
+    text = ["text_ridge", "text_expecto"]  # fitted once: no seed columns
+    files |= {c: f"results/predictions/{c if c in text else 'control_' + c}.tsv" for c in e["controls"]}
     rho = {m: rho_by_scipy(tiny_run, f) for m, f in files.items()}
     for row in t3.itertuples():  # each row recomputed with scipy from its predictions file
         assert row.spearman == pytest.approx(rho[row.model], abs=5e-5), row.model
     targets = pd.read_csv(tiny_run / "results/expression/targets.tsv", sep="\t")
     assert (t3["n_genes"] == (targets["split"] == "test").sum()).all()
     # one seed (the top-level one): no SD, and each control's paired difference is that of the two rows
-    assert (t3["n_seeds"] == 1).all() and t3["seed_spearman"].str.startswith(f"{cfg['seed']}:").all()
+    trained = t3[~t3["model"].isin(text)]
+    assert set(text) <= set(t3["model"]) and t3.loc[t3["model"].isin(text), SEED_COLUMNS].isna().all().all()
+    assert (trained["n_seeds"] == 1).all() and trained["seed_spearman"].str.startswith(f"{cfg['seed']}:").all()
     assert t3["spearman_sd"].isna().all() and t3.loc[0, DELTA_COLUMNS].isna().all()
     for row in t3.iloc[1:].itertuples():
         assert row.delta_vs_gta == pytest.approx(rho[row.model] - rho["GTA"], abs=2e-4), row.model

@@ -20,6 +20,7 @@ settings); test genes are never read while fitting.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import logging
@@ -199,6 +200,31 @@ def _load_features(path: str | Path, tss_bin_only: bool = False):
     return read_kept_scores(path, tss_bin_only)
 
 
+def expecto_design(features: str | Path, tgt: pd.DataFrame, targets: str | Path, tss: str | Path) -> np.ndarray:
+    """The ExPecto-style inputs (`expecto_features`, all stored bins) of each gene of the targets table `tgt`
+    (read from `targets`), in its order; tss.tsv gives the strands."""
+    from .tss import read_tss
+
+    gene_id, scores, tss_bin, n_bins, bin_size, orient = _load_features(features)
+    scores = scores[target_rows(tgt, gene_id, targets, features)]
+    genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss")).set_index("gene_id")
+    absent = [g for g in tgt["gene_id"] if g not in genes.index]
+    if absent:
+        raise GTAError(
+            f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets",
+            input=("targets", "tss"),
+        )
+    strand = genes.loc[tgt["gene_id"], "strand"].to_numpy(str)
+    x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
+    log.info(
+        "ExPecto-style features from %d bins (%s orientation), decay lengths %s bp",
+        n_bins,
+        orient,
+        ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP),
+    )
+    return x
+
+
 def fit_baseline(
     model: Literal["tss_ridge", "expecto_style", "boosted_trees"],
     features: str | Path,
@@ -221,34 +247,16 @@ def fit_baseline(
         train_fraction: fit on this seeded share of the training genes (1.0 = all; the training-set-size sweep)
         seed: seed of the --train-fraction subset and of the boosted trees
     """
-    from .tss import read_tss
-
     if model not in BASELINES:
         raise GTAError(f"unknown baseline {model!r}; choose one of {sorted(BASELINES)}", input="model")
-    gene_id, scores, tss_bin, n_bins, bin_size, orient = _load_features(features, model == "tss_ridge")
     tgt = read_targets(targets)
-    rows = target_rows(tgt, gene_id, targets, features)
-    scores = scores[rows]
     y = tgt["value"].to_numpy(np.float64)
     split = tgt["split"].to_numpy(str)
     if model == "tss_ridge":
-        x = scores[:, 0, :].astype(np.float64)
+        gene_id, scores = _load_features(features, True)[:2]
+        x = scores[target_rows(tgt, gene_id, targets, features), 0, :].astype(np.float64)
     else:
-        genes = read_tss(require_file(tss, "TSS table", "rerun mane_tss", input="tss")).set_index("gene_id")
-        absent = [g for g in tgt["gene_id"] if g not in genes.index]
-        if absent:
-            raise GTAError(
-                f"{len(absent)} target genes are missing from {tss} (first: {absent[:5]}); rerun make_targets",
-                input=("targets", "tss"),
-            )
-        strand = genes.loc[tgt["gene_id"], "strand"].to_numpy(str)
-        x = expecto_features(scores, tss_bin, bin_size, upstream_sign(strand, orient))
-        log.info(
-            "ExPecto-style features from %d bins (%s orientation), decay lengths %s bp",
-            n_bins,
-            orient,
-            ", ".join(f"{d:.0f}" for d in EXPECTO_DECAY_BP),
-        )
+        x = expecto_design(features, tgt, targets, tss)
     fit_split = split.astype(object)  # room for "unused"
     if train_fraction < 1.0:
         from .splits import train_subset
@@ -269,6 +277,134 @@ def fit_baseline(
         log.info(
             "%s: test Spearman %.4f on %d genes", BASELINES[model], _spearman(pred[test], y[test]), int(test.sum())
         )
+    write_predictions(table, out)
+    return table
+
+
+# ----------------------------------------------------------------------------- text baselines
+
+TEXT_BASELINES = {"text_ridge": "Text ridge", "text_expecto": "Text + ExPecto-style"}
+TEXT_ALPHAS = np.logspace(-3, 5, 17)
+DENSE_CELLS = 20_000_000  # fit_sparse_ridge: inputs up to this many cells (160 MB) are solved densely
+TEXT_WEIGHTS = (0.25, 1.0, 4.0)  # text_expecto: the text block's share of the total input variance, relative
+
+
+def prompt_tfidf(texts: Sequence[str], fit_rows: np.ndarray):
+    """Sparse TF-IDF rows (texts, words) of `texts`, vocabulary and idf learnt from the texts of `fit_rows`.
+
+    scikit-learn's TfidfVectorizer: lower-cased words of 2+ letters or digits that occur in at least 2 of the
+    fitting texts, term frequency 1 + log(count), smooth idf log((1 + n) / (1 + df)) + 1, rows scaled to unit
+    L2 norm. A word seen in fewer than 2 fitting texts (a gene's own symbol) is left out.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(min_df=2, sublinear_tf=True)
+    try:
+        vectorizer.fit([texts[i] for i in np.flatnonzero(fit_rows)])
+    except ValueError as e:  # no word in 2 fitting texts
+        raise GTAError(f"the prompts of the training genes share no word: {e}", input="prompts") from e
+    log.info("TF-IDF: %d words in at least 2 of %d training prompts", len(vectorizer.vocabulary_), int(fit_rows.sum()))
+    return vectorizer.transform(texts)
+
+
+def fit_sparse_ridge(
+    x, y: np.ndarray, split: np.ndarray, alphas=TEXT_ALPHAS, name: str = "ridge"
+) -> tuple[np.ndarray, float, float]:
+    """(predictions for every gene, validation Spearman, penalty): scikit-learn's Ridge (with an intercept,
+    inputs as given) fitted on 'train' for each penalty; the penalty with the best validation Spearman wins
+    (ties: the larger). Inputs of at most DENSE_CELLS cells are solved exactly (Cholesky), larger sparse
+    ones by conjugate gradients (tolerance 1e-10)."""
+    from scipy import sparse
+    from sklearn.linear_model import Ridge
+
+    train, val = split == "train", split == "val"
+    if train.sum() < 2 or val.sum() < 2:
+        raise GTAError(
+            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and "
+            f"{int(val.sum())}); give targets with more genes in those splits",
+            input="targets",
+        )
+    if sparse.issparse(x) and x.shape[0] * x.shape[1] <= DENSE_CELLS:
+        x = x.toarray()  # small enough: the exact (Cholesky) solver, faster than conjugate gradients
+    best = None
+    for alpha in alphas:
+        solver = "sparse_cg" if sparse.issparse(x) else "cholesky"
+        ridge = Ridge(alpha=float(alpha), solver=solver, tol=1e-10, max_iter=10_000)
+        pred = ridge.fit(x[train], y[train]).predict(x)
+        score = _spearman(pred[val], y[val])
+        if best is None or (score, alpha) >= best[1:]:
+            best = (pred, score, float(alpha))
+    return best
+
+
+def fit_text_baseline(
+    model: Literal["text_ridge", "text_expecto"],
+    prompts: str | Path,
+    targets: str | Path,
+    out: str | Path,
+    features: str | Path | None = None,
+    tss: str | Path | None = None,
+) -> pd.DataFrame:
+    """Stage fit_text_baseline (rule, `gta fit-text-baseline`): a ridge on each gene's prompt (the text GTA
+    reads), alone or beside the ExPecto-style features; predictions for every target gene.
+
+    'text_ridge': ridge on the prompt's TF-IDF (`prompt_tfidf`, words of the training genes' prompts).
+    'text_expecto': the same TF-IDF block beside the ExPecto-style block (`expecto_features`, standardised with
+    training-gene statistics), each block scaled to a total variance of 1 over the training genes, the text
+    block then weighted by each of TEXT_WEIGHTS. Fitted on training genes; the penalty (and the text weight)
+    with the best validation Spearman wins.
+
+    Args:
+        model: text_ridge (the prompt alone) or text_expecto (the prompt beside the ExPecto-style features)
+        prompts: prompts.jsonl (gene_id, prompt), a prompt for each target gene
+        features: features.h5 (text_expecto only)
+        tss: tss.tsv (text_expecto only: the strands)
+        out: output predictions TSV
+    """
+    from scipy import sparse
+
+    from .annotations.jsonl import read_prompts
+
+    if model not in TEXT_BASELINES:
+        raise GTAError(f"unknown text baseline {model!r}; choose one of {sorted(TEXT_BASELINES)}", input="model")
+    tgt = read_targets(targets)
+    y = tgt["value"].to_numpy(np.float64)
+    split = tgt["split"].to_numpy(str)
+    text = read_prompts(require_file(prompts, "prompts file", "rerun make_prompts", input="prompts"))
+    absent = [g for g in tgt["gene_id"] if g not in text]
+    if absent:
+        raise GTAError(
+            f"{len(absent)} target genes have no prompt in {prompts} (first: {absent[:5]}); rerun make_prompts",
+            input=("prompts", "targets"),
+        )
+    train = split == "train"
+    x_text = prompt_tfidf([text[g] for g in tgt["gene_id"]], train)
+    name = TEXT_BASELINES[model]
+    if model == "text_ridge":
+        pred, score, alpha = fit_sparse_ridge(x_text, y, split, name=name)
+        log.info("%s: penalty %.3g (validation Spearman %.4f)", name, alpha, score)
+    else:
+        if features is None or tss is None:
+            raise GTAError("text_expecto needs the features file and tss.tsv", input=("features", "tss"))
+        x_seq = expecto_design(features, tgt, targets, tss)
+        sd = x_seq[train].std(axis=0)
+        x_seq = (x_seq - x_seq[train].mean(axis=0)) / np.where(sd > 0, sd, 1.0) / np.sqrt(x_seq.shape[1])
+        mean_text = np.asarray(x_text[train].mean(axis=0)).ravel()
+        text_var = float(x_text[train].multiply(x_text[train]).sum() / train.sum() - (mean_text**2).sum())
+        best = None
+        for weight in TEXT_WEIGHTS:
+            x = sparse.hstack([x_text * np.sqrt(weight / text_var), sparse.csr_matrix(x_seq)], format="csr")
+            fit = fit_sparse_ridge(x, y, split, name=name)
+            if best is None or (fit[1], fit[2], weight) > best[1:]:
+                best = (*fit, weight)
+        pred, score, alpha, weight = best
+        log.info("%s: text weight %g, penalty %.3g (validation Spearman %.4f)", name, weight, alpha, score)
+    table = pd.DataFrame(
+        {"gene_id": tgt["gene_id"], "symbol": tgt["symbol"], "split": split, "observed": y, "predicted": pred}
+    )
+    test = split == "test"
+    if test.sum() > 2:
+        log.info("%s: test Spearman %.4f on %d genes", name, _spearman(pred[test], y[test]), int(test.sum()))
     write_predictions(table, out)
     return table
 

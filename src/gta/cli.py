@@ -50,6 +50,7 @@ COMMANDS = {
     "convert-backbone": ("model.backbone", "GGUF backbone -> cached folder (safetensors + config + tokenizer)"),
     "make-targets": ("expression", "expression table or simulation -> targets.tsv (value and split per gene)"),
     "fit-baseline": ("baselines", "fit a baseline (TSS ridge, ExPecto-style, boosted trees) -> predictions"),
+    "fit-text-baseline": ("baselines", "ridge on the prompts' TF-IDF (alone or + ExPecto-style) -> predictions"),
     "import-baseline-predictions": ("baselines", "Huang et al. predictions CSV -> one predictions file per model"),
     "make-table1": ("evaluate", "predictions -> table1.tsv (bootstrap Spearman on the test genes)"),
     "make-table2": ("evaluate", "GTA predictions per backbone depth -> table2.tsv"),
@@ -58,6 +59,7 @@ COMMANDS = {
         "demo.simulation",
         "simulated targets -> oracle.tsv (best test Spearman per visible context)",
     ),
+    "make-prompt-control": ("evaluate", "models on targets with and without a text signal -> prompt_control.tsv"),
     "make-train-size": ("evaluate", "predictions per training fraction -> train_size.tsv and its figure"),
     "train-gta": ("train", "train one GTA model (N bins, L backbone blocks) and predict every gene"),
     "make-figures": (

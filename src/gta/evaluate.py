@@ -23,6 +23,7 @@ from . import GTAError
 # the files this stage reads and writes: gta.formats (docs/formats.md); their names stay importable from here
 from .formats import (
     DELTA_COLUMNS,
+    PROMPT_CONTROL_COLUMNS,
     SEED_COLUMNS,
     TABLE1_COLUMNS,
     TABLE2_COLUMNS,
@@ -46,6 +47,8 @@ TABLE3_DESCRIPTIONS = {
     "attention_layer": "one trainable self-attention layer instead of the backbone",
     "no_prompt": "GTA trained and tested with empty prompts",
     "context_ablation": "trained GTA; bins outside the central {keep_bins} set to the training mean",
+    "text_ridge": "no sequence, no LLM: ridge on the prompt's TF-IDF",
+    "text_expecto": "no LLM: ridge on the prompt's TF-IDF beside the ExPecto-style features",
 }
 NOISE_CEILING = "noise ceiling"
 _CHUNK_ELEMENTS = 2_000_000  # resamples x genes handled at once (bounds memory to ~100 MB)
@@ -378,6 +381,8 @@ def paired_delta(
     (control_s - GTA_s), `delta_sd` its SD over seeds (ddof=1), `delta_ci` 2 x the SD of its bootstrap (each
     resample scores both models' every seed on the same genes). The two must share their seeds; when they
     predict different test genes, `rescore(variant, genes)` scores each on the shared ones."""
+    if control.seeds == [None]:  # a model fitted once (a baseline): the same for every GTA seed
+        control = _every_seed(control, gta.seeds)
     if sorted(control.seeds, key=str) != sorted(gta.seeds, key=str):
         raise GTAError(
             f"table3: {name} was trained with seeds {_seed_list(control)} but GTA with {_seed_list(gta)}; the "
@@ -388,6 +393,8 @@ def paired_delta(
         shared = gta.genes[np.isin(gta.genes, control.genes)]
         log.warning("%s - GTA: on the %d test genes both predict", name, len(shared))
         control, gta = rescore(name, shared), rescore("GTA", shared)
+        if control.seeds == [None]:
+            control = _every_seed(control, gta.seeds)
     order = [control.seeds.index(s) for s in gta.seeds]
     diff = control.rho[order] - gta.rho
     boots = (control.boots[order] - gta.boots).mean(axis=0)
@@ -397,6 +404,12 @@ def paired_delta(
         *(name, _seed_list(gta), cells["delta_vs_gta"], cells["delta_sd"] or "-", cells["delta_ci"]),
     )
     return cells
+
+
+def _every_seed(scores: SeedScores, seeds: list[int | None]) -> SeedScores:
+    """The scores of a model fitted once, repeated for each of `seeds` (paired_delta pairs it with each)."""
+    k = len(seeds)
+    return SeedScores(list(seeds), scores.genes, np.repeat(scores.rho, k), np.repeat(scores.boots, k, axis=0))
 
 
 def _seed_list(scores: SeedScores) -> str:
@@ -647,3 +660,29 @@ def make_train_size(
 
         plot_train_size(table, out_figure, label)
     return table
+
+
+def make_prompt_control(rows: Sequence[Sequence], out: str | Path, n_boot: int = 5000, seed: int = 0) -> pd.DataFrame:
+    """Stage make_prompt_control (rule, `gta make-prompt-control`): write prompt_control.tsv, the positive
+    control of the prompt path: each model's test Spearman on targets simulated with each text_signal
+    (gta.demo.simulation: that share of the variance comes from the text family of the gene's name).
+
+    `rows` are (model, text_signal, targets, predictions[, training seed]); rows with a seed that share
+    model, text_signal and targets are one model trained once per seed: the mean over seeds, its bootstrap
+    `ci` and the seed columns, as in Table 1 (make_table1). A row whose model is 'noise ceiling' names the
+    simulation.tsv of its targets instead of predictions: the Spearman of the noiseless signal.
+
+    Args:
+        rows: MODEL TEXT_SIGNAL TARGETS PREDICTIONS [SEED], once per row (and seed)
+    """
+    records = []
+    for (model, text_signal, targets), paths in by_seed(rows, 3):
+        tgt = read_targets(targets)
+        if model == NOISE_CEILING:
+            rho, ci, n = noise_ceiling(next(iter(paths.values())), tgt, n_boot, seed)
+            cells = {"spearman": _fmt(rho), "ci": _fmt(ci), "n_genes": str(n), **dict.fromkeys(SEED_COLUMNS, "")}
+        else:
+            sc = score_seeds(paths, tgt, n_boot, seed, f"{model} at text_signal {float(text_signal):g}")
+            cells = {"spearman": _fmt(sc.mean), "ci": _fmt(sc.ci), "n_genes": str(len(sc.genes)), **sc.seed_columns()}
+        records.append({"model": model, "text_signal": f"{float(text_signal):g}", **cells})
+    return write_table(records, PROMPT_CONTROL_COLUMNS, out)

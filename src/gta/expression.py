@@ -202,9 +202,11 @@ def _simulated_values(
     signal_fraction: float,
     seed: int,
     grammar: str,
+    text_signal: float = 0.0,
 ) -> tuple[pd.Series, pd.Series]:
-    """(observed, noiseless signal) per GeneID, drawn from the demo's planted grammar."""
-    from .demo.simulation import grammar_classes, simulate
+    """(observed, noiseless signal) per GeneID, drawn from the demo's planted grammar (and, with
+    `text_signal` > 0, the text effects of the genes' families)."""
+    from .demo.simulation import grammar_classes, simulate, text_families
 
     if simulation_out is None:
         raise GTAError(
@@ -221,7 +223,11 @@ def _simulated_values(
         name=grammar,
         strand=genes["strand"].to_numpy(str),
         orient=str(attrs.get("orient", "reference")),
+        text_signal=text_signal,
+        families=text_families(genes["symbol"].astype(str), genes["name"].fillna("").astype(str)),
     )
+    if text_signal > 0:
+        log.info("text signal %.2f of the variance from the text families of the genes' names", text_signal)
     log.info(
         "simulated expression for %d genes from %d bins, signal fraction %.2f (planted %s grammar, "
         "see gta.demo.simulation)",
@@ -386,6 +392,7 @@ def make_targets(
     log_transform: bool = False,
     signal_fraction: float = 0.7,
     grammar: GrammarName = "demo",
+    text_signal: float = 0.0,
 ) -> pd.DataFrame:
     """Stage make_targets (rule, `gta make-targets`): write targets.tsv (gene_id, symbol, value, split) for
     the genes with features.
@@ -404,6 +411,8 @@ def make_targets(
         log_transform: log1p the observed values
         signal_fraction: simulation: variance share of the signal
         grammar: simulation: the planted grammar (gta.demo.simulation)
+        text_signal: simulation: variance share from the text family of each gene's name (a positive
+            control for the prompt path; gta.demo.simulation)
     """
     from .tss import read_tss
 
@@ -417,7 +426,7 @@ def make_targets(
     genes, in_tss, attrs = _genes_with_features(tss_table, tss, features)
     if table == "simulated":
         values, signal = _simulated_values(
-            features, genes, in_tss, attrs, simulation_out, signal_fraction, seed, grammar
+            features, genes, in_tss, attrs, simulation_out, signal_fraction, seed, grammar, text_signal
         )
     else:
         values, signal = _observed_values(table, tss_table, genes, log_transform), None

@@ -9,7 +9,8 @@ so every light step may import it. Sections, in workflow order:
   `read_feature_cache`, `read_provenance`), written by `gta merge-features` (gta.sei.features.merge_features);
 - targets.tsv and simulation.tsv (`TARGET_COLUMNS`, `read_targets`, `write_targets`, `read_simulation`);
 - predictions (`PREDICTION_COLUMNS`, `read_predictions`, `write_predictions`);
-- results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`, `write_table`;
+- results tables (`TABLE1_COLUMNS`, `TABLE2_COLUMNS`, `TABLE3_COLUMNS`, `TRAIN_SIZE_COLUMNS`,
+  `PROMPT_CONTROL_COLUMNS`, `write_table`;
   `SEED_COLUMNS`, `DELTA_COLUMNS`: the columns of models trained once per seed).
 
 Owned elsewhere and only pointed at here: the Sei shard files (gta.sei.inference writes them,
@@ -723,6 +724,7 @@ TABLE1_COLUMNS = ["model", "n_bins", "context_bp", "spearman", "ci", "n_genes", 
 TABLE2_COLUMNS = ["layers", "spearman", "ci", "n_genes"]
 TABLE3_COLUMNS = ["model", "description", "spearman", "ci", "n_genes", *SEED_COLUMNS, *DELTA_COLUMNS]
 TRAIN_SIZE_COLUMNS = ["model", "train_fraction", "n_train", "spearman", "ci", "n_genes"]
+PROMPT_CONTROL_COLUMNS = ["model", "text_signal", "spearman", "ci", "n_genes", *SEED_COLUMNS]
 
 
 def write_table(records: list[dict], columns: list[str], out: str | Path) -> pd.DataFrame:

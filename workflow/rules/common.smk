@@ -239,6 +239,8 @@ def targets_settings():
     e, g = config["expression"], config["genes"]
     if expression_simulated():
         settings = {"table": "simulated", "signal_fraction": e["signal_fraction"], "grammar": e["grammar"]}
+        if e["text_signal"]:  # only when on: the demo's targets never rerun for the key
+            settings["text_signal"] = e["text_signal"]
     else:
         settings = {"table": e["table"], "log_transform": e["log_transform"]}
     if g["test_chromosomes"]:
@@ -263,11 +265,30 @@ def table1_rows():
         ["ExPecto-style", "all", "results/predictions/expecto_style.tsv"],
         ["Boosted trees", "all", "results/predictions/boosted_trees.tsv"],
     ]
+    if config["evaluate"]["text_baselines_in_table1"]:
+        rows += [[name, "-", text_baseline_file(model)] for model, name in TEXT_BASELINES.items()]
     rows += [["GTA", n, path, seed] for (n, seed), path in gta_table1_files().items()]
     if config["evaluate"]["table1_no_llm"]:
         n = figure_model_key()[0]
         rows += [["GTA without LLM", n, control_prediction_file("no_backbone", seed_tag(s)), s] for s in train_seeds()]
     return rows
+
+
+# ----- text baselines (evaluate.smk): a ridge on the gene prompts, alone or beside the ExPecto-style features
+TEXT_BASELINES = {"text_ridge": "Text ridge", "text_expecto": "Text + ExPecto-style"}  # as gta.baselines
+
+
+def text_baseline_file(model, folder="results"):
+    """Predictions of a text baseline (fit_text_baseline); `folder`: results or a prompt-control run's."""
+    return f"{folder}/predictions/{model}.tsv"
+
+
+def text_baseline_inputs(wildcards):
+    """The prompts and targets; the features and strands too for text_expecto."""
+    inputs = {"prompts": "results/annotations/prompts.jsonl", "targets": TARGETS}
+    if wildcards.model == "text_expecto":
+        inputs |= {"features": features_path(), "tss": "results/genes/tss.tsv"}
+    return inputs
 
 
 def simulation_input(wildcards, input):
@@ -492,9 +513,12 @@ def table3_rows():
     then each control (the context ablation from the GTA model of the same seed); make_table3 averages seeds."""
     seeds = train_seeds()
     rows = [("GTA", gta_prediction_file(*figure_model_key(), seed_tag(s)), s) for s in seeds]
-    return rows + [
-        (c, control_prediction_file(c, seed_tag(s)), s) for c in config["evaluate"]["controls"] for s in seeds
-    ]
+    for c in config["evaluate"]["controls"]:
+        if c in TEXT_BASELINES:  # fitted once: make_table3 pairs it with every GTA seed
+            rows.append((c, text_baseline_file(c)))
+        else:
+            rows += [(c, control_prediction_file(c, seed_tag(s)), s) for s in seeds]
+    return rows
 
 
 def table3_keep_bins():
@@ -565,6 +589,45 @@ def learning_curve_histories():
     for f in subset_fractions():
         out[subset_model_name(f)] = f"results/models/{subset_model_name(f)}/history.tsv"
     return out
+
+
+# ----- the prompt path's positive control (prompt_control.smk; simulated expression only)
+PROMPT_CONTROL_RUN = "results/diagnostics/text_signal_{signal}"  # targets and models of one other text_signal
+PROMPT_CONTROL_TRAINED = {"gta": {}, **{c: TRAINED_CONTROLS[c] for c in ("no_prompt", "no_backbone")}}
+
+
+def text_signal_targets_settings():
+    """targets_settings() without text_signal: a prompt-control run's make_targets takes it from its wildcard."""
+    return {k: v for k, v in targets_settings().items() if k != "text_signal"}
+
+
+def prompt_control_rows():
+    """[model, text_signal, targets, predictions(, seed)] per row of prompt_control.tsv: GTA, the no-prompt and
+    no-backbone controls (each training seed), the ExPecto-style and both text baselines, and the noise ceiling
+    (its simulation.tsv), at each evaluate.text_signals; the configured expression.text_signal reuses the main
+    run's targets and models, any other has its own under PROMPT_CONTROL_RUN."""
+    n, layers = figure_model_key()
+    rows = []
+    for signal in sorted({float(s) for s in config["evaluate"]["text_signals"]}):
+        main = signal == float(config["expression"]["text_signal"])
+        run = "results" if main else PROMPT_CONTROL_RUN.format(signal=f"{signal:g}")
+        targets = TARGETS if main else f"{run}/expression/targets.tsv"
+        for variant in PROMPT_CONTROL_TRAINED:
+            for s in train_seeds():
+                tag = seed_tag(s)
+                if main:
+                    path = (
+                        gta_prediction_file(n, layers, tag)
+                        if variant == "gta"
+                        else control_prediction_file(variant, tag)
+                    )
+                else:
+                    path = f"{run}/predictions/{variant}{tag}.tsv"
+                rows.append(["GTA" if variant == "gta" else variant, signal, targets, path, s])
+        rows.append(["expecto_style", signal, targets, f"{run}/predictions/expecto_style.tsv"])
+        rows += [[m, signal, targets, text_baseline_file(m, run)] for m in TEXT_BASELINES]
+        rows.append(["noise ceiling", signal, targets, SIMULATION if main else f"{run}/expression/simulation.tsv"])
+    return rows
 
 
 def all_targets():

@@ -71,7 +71,7 @@ rule ablate_context:
 rule make_table3:
     input:
         targets=TARGETS,
-        predictions=[path for _, path, _ in table3_rows()],
+        predictions=[row[1] for row in table3_rows()],
     output:
         out=report("results/table3.tsv", caption="../report/table3.rst", category="Tables"),
     log:

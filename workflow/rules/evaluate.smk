@@ -23,6 +23,23 @@ rule fit_baseline:
         "../scripts/fit_baseline.py"
 
 
+rule fit_text_baseline:
+    input:
+        unpack(text_baseline_inputs),
+    output:
+        out=text_baseline_file("{model}"),
+    log:
+        "results/logs/fit_text_baseline/{model}.log",
+    benchmark:
+        "results/benchmarks/fit_text_baseline/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(TEXT_BASELINES),
+    conda:
+        "../../envs/gta.yaml"
+    script:
+        "../scripts/fit_text_baseline.py"
+
+
 if config["evaluate"]["baseline_predictions"]:
 
     rule import_baseline_predictions:

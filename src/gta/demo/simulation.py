@@ -14,8 +14,20 @@ TSS bin and k = |b - t| the distance in bins (constants in `Grammar`):
     observed   y_g = s_g + sqrt(1 - f) * eps_g,   eps_g ~ N(0, 1) seeded by (seed, GeneID)
 
 std() standardises over genes; f = expression.signal_fraction, so var(s) = f and the rest is
-noise. The noiseless s is kept (simulation.tsv) for the Table 1 noise-ceiling row. A model that
-sees only the TSS bin can learn P and part of R, but not the distal enhancers; a linear model of
+noise. With expression.text_signal t > 0 (a positive control for the prompt path) a share t of the
+variance comes from the gene's annotation text instead:
+
+    text       u_g = std( d[family(g)] ),   d[family] ~ N(0, 1) seeded by (seed, family name)
+    observed   y_g = sqrt(t) u_g + sqrt(1 - t) (s_g + sqrt(1 - f) eps_g)
+    noiseless        sqrt(t) u_g + sqrt(1 - t) s_g          (simulation.tsv's signal)
+
+so var(y) = 1 = t (text) + (1 - t) f (grammar) + (1 - t)(1 - f) (noise), the grammar and the noise
+keeping their ratio. The families (`TEXT_FAMILIES`) are keyword groups of the real MANE names and
+symbols (zinc finger, ribosomal protein, olfactory receptor, ...; the first that matches, else
+'other'); their effects are random, so a model can learn them only from the training genes' prompts.
+
+The noiseless signal is kept (simulation.tsv) for the Table 1 noise-ceiling row. A model that sees
+only the TSS bin can learn P and part of R, but not the distal enhancers; a linear model of
 distance-weighted feature sums sees the enhancers only through their linear part (no threshold, no
 insulation). `expression.grammar: alternative` is a second grammar (`alternative_terms`).
 `expression.grammar: upstream` is the demo grammar with enhancers that act only UPSTREAM of the TSS, in
@@ -169,6 +181,62 @@ def gene_noise(gene_ids: Sequence[int], seed: int) -> np.ndarray:
     return np.array([np.random.default_rng([seed, 0x51AB, int(g)]).standard_normal() for g in gene_ids])
 
 
+# keyword groups of the MANE names (lower case) and symbols: a gene's family is the first that matches
+TEXT_FAMILIES = {
+    "zinc finger": r"zinc finger|^znf\d|^zfp\d|^zscan|^zbtb|^zkscan",
+    "keratin": r"keratin|^krt",
+    "ribosomal protein": r"ribosomal protein|^rp[ls]\d",
+    "olfactory receptor": r"olfactory receptor|^or\d",
+    "histone": r"\bhistone\b|^h[1234]",
+    "solute carrier": r"solute carrier|^slc\d",
+    "kinase": r"kinase",
+    "phosphatase": r"phosphatase",
+    "immunoglobulin-like": r"immunoglobulin|leukocyte",
+    "adhesion": r"adhesion|cadherin",
+    "open reading frame": r"open reading frame",
+    "transmembrane protein": r"transmembrane",
+    "ion channel": r"channel",
+    "transcription factor": r"transcription factor|homeobox",
+    "cytochrome": r"cytochrome",
+    "peptidase": r"peptidase|protease",
+    "ubiquitin": r"ubiquitin",
+    "GTPase": r"gtpase|\bg protein",
+    "mitochondrial": r"mitochondrial",
+    "non-coding RNA": r"antisense|long intergenic|non-protein coding|microrna|^linc",
+    "receptor": r"receptor",
+    "domain containing": r"domain containing",
+}
+OTHER_FAMILY = "other"
+
+
+def text_families(symbols: Sequence[str], names: Sequence[str]) -> np.ndarray:
+    """Each gene's family (TEXT_FAMILIES, else 'other') from its MANE name and symbol, matched in lower case."""
+    import re
+
+    patterns = [(family, re.compile(rx)) for family, rx in TEXT_FAMILIES.items()]
+    out = []
+    for symbol, name in zip(symbols, names, strict=True):
+        texts = (str(name or "").lower(), str(symbol or "").lower())
+        out.append(next((f for f, rx in patterns if any(rx.search(t) for t in texts)), OTHER_FAMILY))
+    return np.array(out, dtype=object)
+
+
+def text_effect(families: Sequence[str], seed: int) -> np.ndarray:
+    """Unit-variance text effect per gene: a N(0, 1) draw per family, seeded by (seed, family name),
+    standardised over the genes. Needs genes in at least two families."""
+    import zlib
+
+    draws = {f: np.random.default_rng([seed, 0x7E47, zlib.crc32(f.encode())]).standard_normal() for f in set(families)}
+    effect = np.array([draws[f] for f in families])
+    if len(draws) < 2:
+        raise GTAError(
+            f"text_signal needs genes of at least 2 text families, but all {len(effect)} genes are "
+            f"{next(iter(draws), 'none')!r}; use more genes or text_signal: 0",
+            input="text_signal",
+        )
+    return _std(effect)
+
+
 def simulate(
     scores: np.ndarray,
     gene_ids: Sequence[int],
@@ -179,18 +247,30 @@ def simulate(
     name: str = "demo",
     strand: Sequence[str] | None = None,
     orient: str = "reference",
+    text_signal: float = 0.0,
+    families: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(observed, signal) per gene from the grammar classes' scores (genes, bins, classes of GRAMMARS[name]).
 
     name 'demo' is the grammar of the module docstring; 'alternative' is `alternative_signal`;
     'upstream' the demo grammar with upstream enhancers only, which needs each gene's `strand` when the
-    scores' bins are in 'reference' `orient` (the others are symmetric about the TSS bin).
+    scores' bins are in 'reference' `orient` (the others are symmetric about the TSS bin). With
+    `text_signal` > 0 that share of the variance is the text effect of each gene's family (`families`,
+    from `text_families`; module docstring), in both the observed values and the noiseless signal.
     """
     if not 0.0 <= signal_fraction <= 1.0:
         raise GTAError(f"signal_fraction must be in [0, 1], got {signal_fraction}", input="signal_fraction")
+    if not 0.0 <= text_signal <= 1.0:
+        raise GTAError(f"text_signal must be in [0, 1], got {text_signal}", input="text_signal")
     unit = unit_signal(scores, tss_bin, grammar, name, strand, orient)
     signal = np.sqrt(signal_fraction) * unit
     observed = signal + np.sqrt(1.0 - signal_fraction) * gene_noise(gene_ids, seed)
+    if text_signal > 0:
+        if families is None or len(families) != len(unit):
+            raise GTAError("text_signal needs a text family per gene", input="families")
+        text = np.sqrt(text_signal) * text_effect(families, seed)
+        keep = np.sqrt(1.0 - text_signal)
+        observed, signal = text + keep * observed, text + keep * signal
     return observed, signal
 
 
