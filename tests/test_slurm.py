@@ -122,6 +122,19 @@ def test_profile_status_settings_work_without_accounting():
         assert prof["set-resources"][rule]["slurm_partition"]
 
 
+def test_every_rule_that_can_ask_for_a_gpu_gets_the_gpu_partition():
+    """A rule declaring `gpu=` in its resources would ask for a GPU in the CPU partition without an entry."""
+    rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^\s*(?:use )?rule ", smk.read_text(), flags=re.M)[1:]:
+            if re.search(r"^\s+gpu=", block, flags=re.M):
+                rules.add(re.match(r"\w+", block).group(0))
+    assert {"predict_sei", "train_gta", "score_variants"} <= rules  # the scan sees them
+    sets = _profile()["set-resources"]
+    missing = sorted(r for r in rules if sets.get(r, {}).get("slurm_partition") != "gpu")
+    assert not missing, f"profiles/slurm/config.yaml gives no GPU partition to {missing}"
+
+
 @pytest.mark.workflow
 def test_profile_names_workflow_rules(tmp_path):
     """set-resources only names rules the workflow has (a typo would silently do nothing)."""
