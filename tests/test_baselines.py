@@ -176,6 +176,7 @@ def test_boosted_trees_match_a_brute_force_fit(tmp_path, monkeypatch):
                 learning_rate=lr,
                 max_leaf_nodes=leaves,
                 l2_regularization=0.0,
+                min_samples_leaf=min(20, int(train.sum()) // 10),  # scikit-learn's 20, fewer below 200 genes
                 max_iter=m,
                 early_stopping=False,
                 random_state=3,

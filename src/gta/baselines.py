@@ -130,9 +130,12 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0, 
             input="targets",
         )
     best = (-np.inf, None, None)  # (validation Spearman, chosen parameters, predictions)
+    # scikit-learn's 20 genes per leaf, fewer for small training sets (a few dozen genes would get one
+    # split, or none, and predict a constant)
+    leaf = min(20, max(1, int(train.sum()) // 10))
     with threadpool_limits(1, user_api="openmp"):
         for point in product(*BOOSTED_GRID.values()):
-            params = dict(zip(BOOSTED_GRID, point, strict=True))
+            params = {**dict(zip(BOOSTED_GRID, point, strict=True)), "min_samples_leaf": leaf}
             model = HistGradientBoostingRegressor(**boosted_params(seed, **params)).fit(x[train], y[train])
             for m, staged in enumerate(model.staged_predict(x[val]), start=1):
                 score = _spearman(staged, y[val])
