@@ -73,11 +73,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, name: str = "ridge") -> np.ndarray:
-    """Predictions for every gene from ridge fitted on 'train', penalty chosen by Spearman on 'val'.
-
-    Ties between penalties go to the larger one.
-    """
+def train_val(split: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation masks of `split`; fewer than 2 genes in either is an error."""
     train, val = split == "train", split == "val"
     if train.sum() < 2 or val.sum() < 2:
         raise GTAError(
@@ -85,6 +82,15 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, na
             f"{int(val.sum())}); give targets with more genes in those splits",
             input="targets",
         )
+    return train, val
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, split: np.ndarray, alphas=ALPHAS, name: str = "ridge") -> np.ndarray:
+    """Predictions for every gene from ridge fitted on 'train', penalty chosen by Spearman on 'val'.
+
+    Ties between penalties go to the larger one.
+    """
+    train, val = train_val(split, name)
     mean, scale, intercept, coefs = ridge_path(x[train], y[train], alphas)
     z = (x - mean) / scale
     preds = z @ coefs.T + intercept  # (genes, alphas)
@@ -122,13 +128,7 @@ def fit_boosted(x: np.ndarray, y: np.ndarray, split: np.ndarray, seed: int = 0, 
     from sklearn.ensemble import HistGradientBoostingRegressor
     from threadpoolctl import threadpool_limits
 
-    train, val = split == "train", split == "val"
-    if train.sum() < 2 or val.sum() < 2:
-        raise GTAError(
-            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and "
-            f"{int(val.sum())}); give targets with more genes in those splits",
-            input="targets",
-        )
+    train, val = train_val(split, name)
     best = (-np.inf, None, None)  # (validation Spearman, chosen parameters, predictions)
     # scikit-learn's 20 genes per leaf, fewer for small training sets (a few dozen genes would get one
     # split, or none, and predict a constant)
@@ -320,13 +320,7 @@ def fit_sparse_ridge(
     from scipy import sparse
     from sklearn.linear_model import Ridge
 
-    train, val = split == "train", split == "val"
-    if train.sum() < 2 or val.sum() < 2:
-        raise GTAError(
-            f"{name}: needs at least 2 training and 2 validation genes (got {int(train.sum())} and "
-            f"{int(val.sum())}); give targets with more genes in those splits",
-            input="targets",
-        )
+    train, val = train_val(split, name)
     if sparse.issparse(x) and x.shape[0] * x.shape[1] <= DENSE_CELLS:
         x = x.toarray()  # small enough: the exact (Cholesky) solver, faster than conjugate gradients
     best = None
