@@ -17,7 +17,7 @@ on average, SNVs and 1-50 bp deletions, neutral allele frequencies) of `--indivi
 Timed: predict_individuals end to end (VCF reading and REF check, Sei on the distinct bins, the model on
 each gene's distinct haplotype windows, writing the table). Printed: distinct bin-haplotypes and REF bins
 against the naive count (the ratio), samples x genes per second, Sei bins per second, and a projection
-to a cohort: with `--sei-rate` (default: the 1,751 bins/s the full-width Sei runs on one H200 in float32)
+to a cohort: with `--sei-rate` (default: the 1,751 bins/s the full-width Sei runs on one H200 in bf16, both strands)
 the Sei time for `--project-samples` samples x `--project-genes` genes at N = `--project-n`, scaling the
 measured distinct bins per gene-window bin (which depends on the variant density: this simulation's is
 lower than a real cohort's, see the printed caveat).
