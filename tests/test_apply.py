@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import h5py
@@ -319,6 +320,21 @@ def test_predict_genes_with_and_without_cache_and_against_training(world, gta_mo
         )
 
 
+def test_a_folder_from_before_align_temperature_predicts_as_before(world, tmp_path):
+    """config.json without model.align_temperature (folders written before the key) reads as 1, the paper's scale."""
+    old = shutil.copytree(world["model"], tmp_path / "model")
+    config = json.loads((old / "config.json").read_text())
+    assert config["model"].pop("align_temperature") == 1.0
+    config["config_sha256"] = config_sha256(config)
+    (old / "config.json").write_text(json.dumps(config))
+    common = dict(mane=world["mane"], prompts=world["prompts"], device="cpu", features=world["features"])
+    symbols = list(world["predictions"]["symbol"])[:6]
+    before = predict_genes(old, symbols, world["fasta"], tmp_path / "old.tsv", tss=world["tss"], **common)
+    now = predict_genes(world["model"], symbols, world["fasta"], tmp_path / "now.tsv", tss=world["tss"], **common)
+    np.testing.assert_array_equal(before["predicted"].to_numpy(), now["predicted"].to_numpy())
+    assert GTAModel.from_pretrained(old, device="cpu").module.align.temperature == 1.0
+
+
 def test_predict_genes_from_a_bed_and_unknown_genes(world):
     d = world["dir"]
     common = dict(
@@ -504,7 +520,6 @@ def quiet(world):
     positive weights, so that class scores are about 3 (a float16 step of 0.002) and an SNV moves them
     by less than that; its own features file, and the trained model with its feature statistics taken
     from those features (so that it reads them as it reads the ones it was trained on)."""
-    import shutil
 
     from safetensors.torch import load_file, save_file
 
@@ -785,7 +800,6 @@ def test_a_tss_table_that_moves_a_window_is_refused(world, vcf):
 @pytest.fixture(scope="module")
 def bare_features(world):
     """The features file without its provenance, as one made elsewhere may be."""
-    import shutil
 
     path = shutil.copy(world["features"], world["dir"] / "bare.h5")
     with h5py.File(path, "r+") as f:

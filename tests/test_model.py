@@ -506,9 +506,10 @@ def test_class_prototypes_use_exactly_the_class_name_tokens(tokenizer):
     assert torch.allclose(protos[:6], vocab, atol=1e-5)
 
 
-def test_alignment_matches_reference_cross_attention(tokenizer):
-    """Q from bins, K/V from prototypes, per-head softmax(QK^T / sqrt(d_k)) V, concat, linear map."""
-    model = tiny_gta(tokenizer)
+@pytest.mark.parametrize("temperature", [1.0, 2.5])
+def test_alignment_matches_reference_cross_attention(tokenizer, temperature):
+    """Q from bins, K/V from prototypes, per-head softmax(QK^T / (sqrt(d_k) T)) V, concat, linear map."""
+    model = tiny_gta(tokenizer, align_temperature=temperature)
     al = model.align
     x = features(1, 4, seed=14)[0]
     emb = model.backbone.embed_tokens.weight
@@ -519,7 +520,7 @@ def test_alignment_matches_reference_cross_attention(tokenizer):
         heads = []
         for hd in range(2):
             s = slice(hd * 4, (hd + 1) * 4)
-            a = torch.softmax(q[:, s] @ k[:, s].T / math.sqrt(4), dim=-1)
+            a = torch.softmax(q[:, s] @ k[:, s].T / (math.sqrt(4) * temperature), dim=-1)
             assert torch.allclose(att[0, hd], a, atol=1e-6)
             heads.append(a @ v[:, s])
         ref = al.out(torch.cat(heads, dim=-1))
@@ -539,6 +540,10 @@ def test_encode_prompts_keeps_the_head(tokenizer):
 
 
 def test_bad_arguments_name_the_input(tokenizer):
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(GTAError, match="align_temperature must be a number > 0") as e:
+            tiny_gta(tokenizer, align_temperature=bad)
+        assert e.value.input == "align_temperature"
     with pytest.raises(GTAError, match="attention 'sideways' is not one of causal") as e:
         tiny_gta(tokenizer, attention="sideways")
     assert e.value.input == "attention"

@@ -74,3 +74,4 @@ class ModelConfig:
     blocks: str = "pretrained"
     prompt: bool = True
     skip: bool = False  # the head also reads each bin's aligned token (beside its backbone state)
+    align_temperature: float = 1.0  # the alignment's softmax over prototypes at 1/(sqrt(d_k) T); 1: the paper's

@@ -277,8 +277,8 @@ FIELDS: dict[str, tuple] = {
     "weights_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
     "config_sha256": (str, HEX64.fullmatch, "a sha256 (64 hex digits)"),
 }
-# memory settings added after model folders were first written: a folder without one takes the default
-OPTIONAL = {"model.prompt_cache_host_mb"}
+# settings added after model folders were first written: a folder without one takes the default
+OPTIONAL = {"model.prompt_cache_host_mb", "model.align_temperature"}
 AT_LEAST_ONE = {"layers", "context", "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k"}
 AT_LEAST_ONE |= {"epochs", "batch_size", "threads"}
 

@@ -412,6 +412,7 @@ def model_config():
         "position_embedding": g["position_embedding"],
         "dropout": g["dropout"],
         "skip": g["skip"],
+        "align_temperature": g["align_temperature"],
     }
     lora_fields = None
     if lora["enabled"]:

@@ -5,7 +5,7 @@ linear combination of frozen token embeddings (`prototypes_vocab` over the whole
 `prototypes_classes` over the tokens of the Sei class names), serve as keys and values of a multi-head
 cross-attention whose queries are the N bins' standardised features; the concatenated heads are mapped
 linearly to the backbone's hidden size. Per-head size d_k, inner size heads * d_k, softmax scale
-1/sqrt(d_k), no residual, no dropout.
+1/(sqrt(d_k) T) with the temperature T (1: the paper's scaled dot product), no residual, no dropout.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ class TokenAlignment(nn.Module):
         prototypes_classes: int = 50,
         heads: int = 8,
         d_k: int = 32,
+        temperature: float = 1.0,
     ):
         super().__init__()
         sizes = locals()  # the arguments, by name
@@ -82,7 +83,12 @@ class TokenAlignment(nn.Module):
                     f"token alignment: {name} must be >= 1 (got {sizes[name]})",
                     input=name if name in CONFIG_SIZES else None,
                 )
-        self.heads, self.d_k = heads, d_k
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise GTAError(
+                f"token alignment: align_temperature must be a number > 0 (got {temperature!r})",
+                input="align_temperature",
+            )
+        self.heads, self.d_k, self.temperature = heads, d_k, float(temperature)
         self.vocab_map = nn.Linear(vocab_size, prototypes_vocab)
         self.class_map = nn.Linear(n_class_tokens, prototypes_classes)
         # Prototype combination weights live at unit scale and are divided by sqrt(fan_in) in
@@ -182,7 +188,7 @@ class TokenAlignment(nn.Module):
         q = self.query(x).view(b, n, self.heads, self.d_k)  # (B, N, H, E)
         k = self.key(protos).view(-1, self.heads, self.d_k)  # (P, H, E)
         v = self.value(protos).view(-1, self.heads, self.d_k)  # (P, H, E)
-        scores = torch.einsum("bnhe,phe->bhnp", q, k) / math.sqrt(self.d_k)
+        scores = torch.einsum("bnhe,phe->bhnp", q, k) / (math.sqrt(self.d_k) * self.temperature)
         attention = torch.softmax(scores.float(), dim=-1).to(v.dtype)  # (B, H, N, P)
         mixed = torch.einsum("bhnp,phe->bnhe", attention, v).reshape(b, n, self.heads * self.d_k)
         return self.out(mixed), attention

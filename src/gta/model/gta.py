@@ -28,7 +28,7 @@ PREFETCH_GENES = 512  # genes whose prompts `prefetching` computes together (and
 MODEL_CONFIG_ARGS = (
     "prototypes_vocab", "prototypes_classes", "heads", "d_k", "top_k", "gate", "attention", "lora",
     "gradient_checkpointing", "prompt_cache_mb", "prompt_cache_host_mb", "head", "position_embedding", "dropout",
-    "blocks", "skip",
+    "blocks", "skip", "align_temperature",
 )  # fmt: skip
 
 
@@ -96,6 +96,7 @@ class GTA(nn.Module):
         blocks: str = "pretrained",
         control_seed: int = 0,
         skip: bool = False,
+        align_temperature: float = 1.0,
     ):
         super().__init__()
         if attention not in ATTENTION:
@@ -127,7 +128,8 @@ class GTA(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
         self.align = TokenAlignment(
-            n_features, hidden, vocab_size, len(class_ids), prototypes_vocab, prototypes_classes, heads, d_k
+            n_features, hidden, vocab_size, len(class_ids), prototypes_vocab, prototypes_classes, heads, d_k,
+            temperature=align_temperature,
         )
         self.align.calibrate(emb, self.class_ids)
         # with `skip` the head reads each bin's aligned token beside its backbone state (no skip
