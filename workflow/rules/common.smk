@@ -412,8 +412,9 @@ def model_config():
         "position_embedding": g["position_embedding"],
         "dropout": g["dropout"],
         "skip": g["skip"],
-        "align_temperature": g["align_temperature"],
     }
+    if float(g["align_temperature"]) != 1.0:  # only when set: models trained before the key never rerun for it
+        fields["align_temperature"] = g["align_temperature"]
     lora_fields = None
     if lora["enabled"]:
         lora_fields = {"r": int(lora["r"]), "alpha": float(lora["alpha"]), "dropout": float(lora["dropout"])}
