@@ -210,6 +210,12 @@ def draw_figures(
     for i, (ax, (name, values)) in enumerate(zip(axes[:, 0], panels.items(), strict=True)):
         ax.bar(np.arange(n_bins) - tss_bin, values, width=1.0, color=f"C{i}")
         ax.set_ylabel("fraction of genes\nselected" if name == "frequency" else name, fontsize=8)
+        low, high = float(values.min()), float(values.max())
+        if name.startswith("mean selector gate") and high - low < 0.05 * max(high, 1e-12):
+            # near-constant gates (e.g. all saturated at 1): zoom in so their spread shows, and say so
+            pad = max(high - low, 1e-6)
+            ax.set_ylim(low - pad, high + pad)
+            ax.set_title(f"every mean gate between {low:.4f} and {high:.4f} (axis zoomed)", fontsize=8)
     axes[-1, 0].set_xlabel("bin relative to the TSS bin")
     kept = "every bin kept for every gene (top_k >= N)" if np.all(freq == 1.0) else "top-k selector"
     fig.suptitle(f"What the selector keeps and weighs: {kept}\n{label}", fontsize=9)
