@@ -189,6 +189,7 @@ def test_context_ablation_keeps_the_centre_and_sets_the_rest_to_the_feature_mean
     x = np.concatenate([s[0] for s in seen])
     mean = seen[0][1]
     ds = load_dataset(d / "features.h5", d / "targets.tsv", d / "prompts.jsonl", 5, d / "tss.tsv")
+
     # the model meets the genes in its canonical order (gta.model.canonical_order), not the file's
     def by_rows(a):
         return a[np.lexsort(a.T[::-1])]

@@ -128,7 +128,14 @@ class GTA(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(n_features))
         self.register_buffer("feature_std", torch.ones(n_features))
         self.align = TokenAlignment(
-            n_features, hidden, vocab_size, len(class_ids), prototypes_vocab, prototypes_classes, heads, d_k,
+            n_features,
+            hidden,
+            vocab_size,
+            len(class_ids),
+            prototypes_vocab,
+            prototypes_classes,
+            heads,
+            d_k,
             temperature=align_temperature,
         )
         self.align.calibrate(emb, self.class_ids)
