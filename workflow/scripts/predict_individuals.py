@@ -1,4 +1,5 @@
-"""Rule predict_individuals: one shard of the genes predicted per sample and haplotype (gta.personal.predict_individuals)."""
+"""Rule predict_individuals: one shard of the genes predicted per sample and haplotype
+(gta.personal.predict_individuals)."""
 
 from gta.personal import predict_individuals
 from gta.rule import keys_from, run
