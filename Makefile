@@ -63,7 +63,7 @@ bench: $(STAMP)
 
 # the CPU side at genome scale: all 19,299 MANE genes at N = 251 and 1e6 variants, then 2,000 genes (minutes)
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/bench_scale.py --full --compare 2000
+	$(BIN)/python benchmarks/bench_scale.py --full --grid tss --compare 2000
 
 clean:
 	rm -rf results .snakemake
